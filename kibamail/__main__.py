@@ -1,0 +1,3 @@
+from kibamail.cli import main
+
+main()

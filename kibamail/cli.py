@@ -1,0 +1,171 @@
+"""`kibamail <subcommand>`: every process of the platform starts the same way.
+
+Imports are lazy so `kibamail --help` and small commands stay fast.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from kibamail.settings import get_settings
+
+
+@click.group()
+def main() -> None:
+    """Kibamail: email API + MTA + streaming pipelines + warehouse."""
+
+
+@main.command()
+@click.option("--with-app/--infra-only", default=True, help="Also start API, MTA, pipelines, Dagster.")
+def up(with_app: bool) -> None:
+    """Start the embedded stack and keep it running; prints the URLs."""
+    from infra.up import start_stack
+
+    start_stack(get_settings(), with_app=with_app, announce=True)
+
+
+@main.command()
+def down() -> None:
+    """Stop everything `kibamail up` started (by recorded PID)."""
+    from infra.up import stop_stack
+
+    stopped = stop_stack(get_settings())
+    click.echo(f"stopped: {', '.join(stopped) or 'nothing was running'}")
+
+
+@main.command()
+def status() -> None:
+    """Show which stack processes are running."""
+    from infra.stack import Stack
+
+    stack = Stack(get_settings().stack.state_dir)
+    for name in stack.names():
+        pid = stack.running_pid(name)
+        click.echo(f"{name:12s} {'running pid ' + str(pid) if pid else 'not running'}")
+
+
+@main.command()
+@click.option("--messages", default=1000, show_default=True)
+@click.option("--keep-running", is_flag=True, help="Leave the stack up afterwards.")
+def demo(messages: int, keep_running: bool) -> None:
+    """Run the main job end to end and print a summary read back from ClickHouse."""
+    from kibamail.demo import run_demo
+
+    sys.exit(run_demo(get_settings(), messages=messages, keep_running=keep_running))
+
+
+@main.group()
+def warehouse() -> None:
+    """The ClickHouse side: the chDB gateway and schema migrations."""
+
+
+@warehouse.command("serve")
+def warehouse_serve() -> None:
+    """Own the chDB data dir and serve ClickHouse's HTTP interface to every other process."""
+    from infra.clickhouse_gateway.server import serve
+
+    serve(get_settings())
+
+
+@warehouse.command("migrate")
+def warehouse_migrate() -> None:
+    """Apply pending ClickHouse migrations (local chDB gateway or a cluster)."""
+    from kibamail.clients import migrate_warehouse
+
+    applied = migrate_warehouse(get_settings())
+    click.echo(f"applied: {', '.join(applied) or 'none (up to date)'}")
+
+
+@main.command()
+def topics() -> None:
+    """Create the contract's Kafka topics if missing."""
+    from kibamail.clients import ensure_topics
+
+    created = ensure_topics(get_settings())
+    click.echo(f"created: {', '.join(created) or 'none (all exist)'}")
+
+
+@main.command()
+def api() -> None:
+    """Run the HTTP API (FastAPI on uvicorn)."""
+    from api.main import run
+
+    run(get_settings())
+
+
+@main.command()
+def mta() -> None:
+    """Run the MTA: SMTP submission/inbound listeners and delivery workers."""
+    from mta.main import run
+
+    run(get_settings())
+
+
+@main.command()
+@click.option("--smtp-port", type=int, required=True)
+@click.option("--dns-port", type=int, required=True)
+@click.option("--defer-share", type=float, default=0.05, show_default=True)
+@click.option("--bounce-share", type=float, default=0.03, show_default=True)
+def testnet(smtp_port: int, dns_port: int, defer_share: float, bounce_share: float) -> None:
+    """Run the test internet: a provider-like SMTP sink and a loopback DNS server."""
+    from mta.testnet import run
+
+    run(
+        smtp_port=smtp_port,
+        dns_port=dns_port,
+        defer_share=defer_share,
+        bounce_share=bounce_share,
+    )
+
+
+@main.command()
+def pipelines() -> None:
+    """Run every Bytewax dataflow (correlation, enrichment, scoring, sinks)."""
+    from pipelines.run import run
+
+    run(get_settings())
+
+
+@main.command()
+def dagster() -> None:
+    """Run the Dagster webserver and daemon (the ops console)."""
+    from dagster_project.serve import run
+
+    run(get_settings())
+
+
+@main.group()
+def contracts() -> None:
+    """Event contracts."""
+
+
+@contracts.command("schema")
+@click.option("--check", is_flag=True, help="Fail if the committed schemas differ.")
+def contracts_schema(check: bool) -> None:
+    """Write (or check) the committed JSON Schemas of every event."""
+    from pipelines.schemas import write_schemas
+
+    changed = write_schemas(check=check)
+    if check and changed:
+        click.echo(f"JSON Schemas drifted: {', '.join(changed)}", err=True)
+        sys.exit(1)
+    click.echo(json.dumps({"changed": changed}))
+
+
+@main.command("settings")
+def show_settings() -> None:
+    """Print the effective settings (secrets masked)."""
+    data = get_settings().model_dump(mode="json")
+    for section in data.values():
+        if isinstance(section, dict):
+            for key in list(section):
+                if "password" in key or "secret" in key:
+                    section[key] = "***" if section[key] else ""
+    click.echo(json.dumps(data, indent=2, default=str))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,149 @@
+"""One configuration object for every Kibamail process.
+
+Everything is read from the environment (prefix ``KIBAMAIL_``, nested with ``__``),
+so production points at real Kafka / ClickHouse / Redis / MySQL clusters without a
+code change, e.g. ``KIBAMAIL_KAFKA__BOOTSTRAP_SERVERS=k1:9092,k2:9092``.
+Defaults describe the local embedded stack started by ``kibamail up``.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class KafkaSettings(BaseModel):
+    bootstrap_servers: str = "127.0.0.1:19092"
+    client_id: str = "kibamail"
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str | None = None
+    sasl_username: str | None = None
+    sasl_password: str | None = None
+    # Short session timeouts keep the first consumer-group join fast (Tansu needs it,
+    # real Kafka is fine with it too).
+    session_timeout_ms: int = 6000
+    topic_partitions: int = 1
+    topic_replication_factor: int = 1
+
+    def client_config(self) -> dict[str, str | int]:
+        """librdkafka settings shared by every producer and consumer."""
+        config: dict[str, str | int] = {
+            "bootstrap.servers": self.bootstrap_servers,
+            "client.id": self.client_id,
+            "security.protocol": self.security_protocol,
+        }
+        if self.sasl_mechanism:
+            config["sasl.mechanism"] = self.sasl_mechanism
+        if self.sasl_username:
+            config["sasl.username"] = self.sasl_username
+        if self.sasl_password:
+            config["sasl.password"] = self.sasl_password
+        return config
+
+
+class ClickHouseSettings(BaseModel):
+    """Where ClickHouse answers over HTTP: the chDB gateway locally, a cluster in production."""
+
+    host: str = "127.0.0.1"
+    port: int = 18123
+    secure: bool = False
+    username: str = "default"
+    password: str = ""
+    database: str = "kibamail"
+    # Empty locally; a cluster name turns DDL into ON CLUSTER + Replicated engines.
+    cluster: str = ""
+    # Data dir owned by the single `kibamail warehouse` process (local stack only).
+    data_dir: Path = REPO_ROOT / ".stack" / "chdb"
+
+    @property
+    def http_url(self) -> str:
+        scheme = "https" if self.secure else "http"
+        return f"{scheme}://{self.host}:{self.port}"
+
+
+class RedisSettings(BaseModel):
+    url: str = "redis://127.0.0.1:16379/0"
+
+
+class DatabaseSettings(BaseModel):
+    """Transactional database: SQLite locally, MySQL/MariaDB by URL."""
+
+    url: str = f"sqlite:///{REPO_ROOT / '.stack' / 'kibamail.db'}"
+    echo: bool = False
+
+
+class ApiSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = 18000
+    public_url: str = "http://127.0.0.1:18000"
+    secret_key: str = "dev-only-secret-change-me"
+    max_request_bytes: int = 10 * 1024 * 1024
+    workers: int = 1
+
+
+class MtaSettings(BaseModel):
+    hostname: str = "mta.kibamail.local"
+    listen_host: str = "127.0.0.1"
+    submission_port: int = 10587
+    smtps_port: int = 10465
+    inbound_port: int = 10025
+    # Port used when connecting to recipients' MX hosts (25 in production).
+    delivery_port: int = 25
+    # Empty: system resolvers. Tests and the demo point this at the loopback DNS server.
+    dns_servers: list[str] = Field(default_factory=list)
+    dns_port: int = 53
+    policy_file: Path = REPO_ROOT / "mta" / "config" / "policies.toml"
+    max_message_bytes: int = 25 * 1024 * 1024
+    metrics_port: int = 19101
+    delivery_concurrency: int = 50
+
+
+class PipelineSettings(BaseModel):
+    workers: int = 1
+    recovery_dir: Path = REPO_ROOT / ".stack" / "bytewax-recovery"
+    geoip_database: Path | None = None
+    metrics_port: int = 19102
+    sink_batch_rows: int = 50_000
+    sink_flush_seconds: float = 0.5
+
+
+class DagsterSettings(BaseModel):
+    home: Path = REPO_ROOT / ".stack" / "dagster"
+    webserver_port: int = 13000
+
+
+class StackSettings(BaseModel):
+    """The local embedded stack (`kibamail up`): where its state and logs live."""
+
+    state_dir: Path = REPO_ROOT / ".stack"
+    health_timeout_seconds: float = 60.0
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="KIBAMAIL_",
+        env_nested_delimiter="__",
+        extra="ignore",
+    )
+
+    environment: str = "development"
+    kafka: KafkaSettings = KafkaSettings()
+    clickhouse: ClickHouseSettings = ClickHouseSettings()
+    redis: RedisSettings = RedisSettings()
+    database: DatabaseSettings = DatabaseSettings()
+    api: ApiSettings = ApiSettings()
+    mta: MtaSettings = MtaSettings()
+    pipelines: PipelineSettings = PipelineSettings()
+    dagster: DagsterSettings = DagsterSettings()
+    stack: StackSettings = StackSettings()
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Process-wide settings, read once from the environment."""
+    return Settings()
