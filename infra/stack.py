@@ -174,7 +174,7 @@ class Stack:
             try:
                 if spec.health():
                     return proc.pid
-            except Exception:  # noqa: BLE001 - a failing probe just means "not yet"
+            except Exception:
                 pass
             time.sleep(0.1)
         self.stop(spec.name)

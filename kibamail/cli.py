@@ -19,7 +19,7 @@ def main() -> None:
 
 
 @main.command()
-@click.option("--with-app/--infra-only", default=True, help="Also start API, MTA, pipelines, Dagster.")
+@click.option("--with-app/--infra-only", default=True, help="Also start the app processes.")
 def up(with_app: bool) -> None:
     """Start the embedded stack and keep it running; prints the URLs."""
     from infra.up import start_stack

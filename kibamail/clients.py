@@ -89,7 +89,7 @@ def ensure_topics(settings: Settings | None = None, timeout: float = 10.0) -> li
     for name, future in futures.items():
         try:
             future.result(timeout=timeout)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             if "TOPIC_ALREADY_EXISTS" not in str(exc):
                 raise
         _ = name
