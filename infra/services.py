@@ -80,10 +80,14 @@ def redis_spec(settings: Settings, *, durable: bool = True) -> ServiceSpec:
         "yes",
     ]
     # The MTA queue lives here: an append-only file keeps accepted mail across restarts.
-    argv += ["--appendonly", "yes", "--appendfsync", "everysec"] if durable else [
-        "--appendonly",
-        "no",
-    ]
+    argv += (
+        ["--appendonly", "yes", "--appendfsync", "everysec"]
+        if durable
+        else [
+            "--appendonly",
+            "no",
+        ]
+    )
 
     def healthy() -> bool:
         import redis

@@ -18,8 +18,11 @@ def submit(redis: Any, message: OutboundMessage, mapping: MessageMapping | None 
     """Queue one message durably (sync redis client); returns the stream entry id."""
     pipe = redis.pipeline(transaction=True)
     if mapping is not None:
-        pipe.set(RedisKeys.message_mapping(message.message_id), serialize(mapping),
-                 ex=MAPPING_TTL_SECONDS)
+        pipe.set(
+            RedisKeys.message_mapping(message.message_id),
+            serialize(mapping),
+            ex=MAPPING_TTL_SECONDS,
+        )
     pipe.xadd(RedisKeys.SUBMISSION_STREAM, message.to_stream_fields())
     entry_id = pipe.execute()[-1]
     return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
@@ -31,8 +34,11 @@ async def submit_async(
     """Same as submit() for redis.asyncio clients (the API's request path)."""
     pipe = redis.pipeline(transaction=True)
     if mapping is not None:
-        pipe.set(RedisKeys.message_mapping(message.message_id), serialize(mapping),
-                 ex=MAPPING_TTL_SECONDS)
+        pipe.set(
+            RedisKeys.message_mapping(message.message_id),
+            serialize(mapping),
+            ex=MAPPING_TTL_SECONDS,
+        )
     pipe.xadd(RedisKeys.SUBMISSION_STREAM, message.to_stream_fields())
     entry_id = (await pipe.execute())[-1]
     return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)

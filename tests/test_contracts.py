@@ -38,8 +38,10 @@ def test_round_trip_keeps_every_field() -> None:
     [
         (b"{not json", "malformed JSON"),
         (b"[1,2]", "JSON object"),
-        (b'{"event_version": 99, "team_id": "t", "message_id": "m", "status": "delivered"}',
-         "unsupported event_version"),
+        (
+            b'{"event_version": 99, "team_id": "t", "message_id": "m", "status": "delivered"}',
+            "unsupported event_version",
+        ),
         (b'{"team_id": "t", "status": "delivered"}', "message_id"),
         (b'{"team_id": "t", "message_id": "m", "status": "teleported"}', "status"),
     ],
@@ -51,8 +53,11 @@ def test_bad_payloads_are_refused_with_a_reason(payload: bytes, reason: str) -> 
 
 def test_outbound_message_stream_fields_keep_raw_bytes() -> None:
     message = OutboundMessage(
-        message_id="m1", team_id="t1", mail_from="a@example.com",
-        recipients=["b@example.org"], data=b"Subject: hi\r\n\r\n\xff\x00",
+        message_id="m1",
+        team_id="t1",
+        mail_from="a@example.com",
+        recipients=["b@example.org"],
+        data=b"Subject: hi\r\n\r\n\xff\x00",
     )
     fields = {k.encode(): v for k, v in message.to_stream_fields().items()}
     assert OutboundMessage.from_stream_fields(fields) == message

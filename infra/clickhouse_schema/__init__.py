@@ -62,8 +62,6 @@ def migrate(client: CommandClient, database: str, cluster: str = "") -> list[str
             continue
         for stmt in statements(render(path.read_text(), database, cluster)):
             client.command(stmt)
-        client.command(
-            f"INSERT INTO {database}.schema_migrations (name) VALUES ('{path.stem}')"
-        )
+        client.command(f"INSERT INTO {database}.schema_migrations (name) VALUES ('{path.stem}')")
         applied.append(path.stem)
     return applied
