@@ -1,0 +1,65 @@
+# Kibamail: `make demo` and `make test` are all a new machine needs.
+SHELL := /bin/bash
+export UV_PYTHON_DOWNLOADS := never
+export PATH := $(HOME)/.local/bin:$(PATH)
+UV_RUN := uv run --frozen --no-sync
+
+.PHONY: help deps demo up down status test test-unit test-fast lint format \
+        bench-warehouse bench-mta bench-api bench-pipelines bench-models bench-dmarc bench-validation
+
+help:
+	@echo "make demo    - install, start the embedded stack, send 1,000 emails end to end, print a summary"
+	@echo "make test    - install, start what tests need, run every test, stop everything"
+	@echo "make up/down - keep the stack running / stop it;  make test-unit - fast unit tests only"
+	@echo "make bench-* - benchmarks (warehouse, mta, api, pipelines, models, dmarc, validation)"
+
+deps:
+	@bash infra/scripts/install.sh
+
+demo: deps
+	$(UV_RUN) kibamail demo
+
+up: deps
+	$(UV_RUN) kibamail up
+
+down:
+	$(UV_RUN) kibamail down
+
+status:
+	$(UV_RUN) kibamail status
+
+test: deps
+	$(UV_RUN) ruff check .
+	$(UV_RUN) pytest
+
+test-unit: deps
+	$(UV_RUN) pytest -m unit
+
+lint:
+	$(UV_RUN) ruff check .
+	$(UV_RUN) ruff format --check .
+
+format:
+	$(UV_RUN) ruff format .
+	$(UV_RUN) ruff check --fix .
+
+bench-warehouse: deps
+	$(UV_RUN) python -m bench.warehouse
+
+bench-mta: deps
+	$(UV_RUN) python -m bench.mta
+
+bench-api: deps
+	$(UV_RUN) python -m bench.api
+
+bench-pipelines: deps
+	$(UV_RUN) python -m bench.pipelines
+
+bench-models: deps
+	$(UV_RUN) python -m bench.models
+
+bench-dmarc: deps
+	$(UV_RUN) python -m bench.dmarc
+
+bench-validation: deps
+	$(UV_RUN) python -m bench.validation

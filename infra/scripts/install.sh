@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Install everything Kibamail needs on a fresh Debian 12 machine (root, no Docker).
+# Idempotent: a second run only checks and returns in a few seconds.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+export UV_PYTHON_DOWNLOADS=never DEBIAN_FRONTEND=noninteractive
+
+fail() { echo "install: $*" >&2; exit 1; }
+SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+
+apt_missing=()
+command -v redis-server >/dev/null 2>&1 || apt_missing+=(redis-server)
+[ -x /usr/sbin/mariadbd ] || apt_missing+=(mariadb-server)
+command -v python3.11 >/dev/null 2>&1 || apt_missing+=(python3.11 python3.11-venv)
+python3 -m pip --version >/dev/null 2>&1 || command -v uv >/dev/null 2>&1 || apt_missing+=(python3-pip)
+command -v java >/dev/null 2>&1 || apt_missing+=(openjdk-17-jre-headless)
+if [ ${#apt_missing[@]} -gt 0 ]; then
+  echo "install: Debian packages: ${apt_missing[*]}"
+  $SUDO apt-get update -qq || fail "apt-get update failed (is the Debian mirror reachable?)"
+  $SUDO apt-get install -y -qq --no-install-recommends "${apt_missing[@]}" >/dev/null \
+    || fail "apt-get install ${apt_missing[*]} failed"
+fi
+
+if ! command -v uv >/dev/null 2>&1; then
+  echo "install: uv (from PyPI)"
+  python3 -m pip install --quiet uv 2>/dev/null \
+    || python3 -m pip install --quiet --break-system-packages uv \
+    || fail "pip install uv failed"
+  hash -r
+  command -v uv >/dev/null 2>&1 || export PATH="$HOME/.local/bin:$PATH"
+  command -v uv >/dev/null 2>&1 || fail "uv installed but not on PATH"
+fi
+
+uv sync --frozen --quiet || fail "uv sync --frozen failed (see the error above)"
+if [ -f pipelines/flink/pyproject.toml ] && [ -f pipelines/flink/uv.lock ]; then
+  (cd pipelines/flink && uv sync --frozen --quiet) || fail "uv sync of pipelines/flink failed"
+fi
+echo "install: ok"
