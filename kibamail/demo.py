@@ -168,7 +168,6 @@ def mart_summary(ch: Any, team_id: str) -> list[tuple[str, int, int]]:
 
 def run_demo(settings: Settings, *, messages: int = 1000, keep_running: bool = False) -> int:
     from dagster_project.jobs import materialize_warehouse
-
     from infra.stack import Stack, StackError
     from infra.up import STOP_ORDER, TestnetOptions, local_profile, start_stack
     from kibamail.clients import clickhouse_client
