@@ -105,6 +105,39 @@ class RedisKeys:
     def idempotency(team_id: str, key: str) -> str:
         return f"idem:{team_id}:{key}"
 
+    # MTA internals (shared by every MTA process/host).
+    # Sorted set of retry/held job ids scored by due time (unix seconds).
+    RETRY_SCHEDULE: ClassVar[str] = "mta:retry"
+    # Durable outbox of events (fields: topic, key, value) drained to Kafka.
+    EVENT_OUTBOX: ClassVar[str] = "mta:outbox"
+    EVENT_OUTBOX_GROUP: ClassVar[str] = "mta-outbox"
+
+    @staticmethod
+    def retry_job(job_id: str) -> str:
+        """Hash with the OutboundMessage stream fields of a scheduled retry/held job."""
+        return f"mta:retry:{job_id}"
+
+    @staticmethod
+    def delivery_progress(entry_id: str) -> str:
+        """Hash recipient -> final status for a stream entry being delivered (crash resume)."""
+        return f"mta:progress:{entry_id}"
+
+    @staticmethod
+    def dkim_key(domain: str) -> str:
+        """Hash per sending domain written by the API: selector, algorithm, private_key (PEM
+        for rsa-sha256, base64 raw 32-byte seed for ed25519-sha256)."""
+        return f"dkim:{domain.lower()}"
+
+    @staticmethod
+    def team_smtp_credentials(team_id: str) -> str:
+        """Set of SMTP credential usernames of a team."""
+        return f"team:{team_id}:smtpcreds"
+
+    @staticmethod
+    def auth_failures(client_ip: str) -> str:
+        """Counter of recent failed SMTP AUTH attempts from one IP (brute-force lockout)."""
+        return f"authfail:{client_ip}"
+
 
 def new_event_id() -> str:
     return uuid.uuid4().hex

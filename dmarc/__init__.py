@@ -1,0 +1,1 @@
+"""DMARC aggregate/failure reports, SMTP TLS reports, sender-domain checks, email validation."""

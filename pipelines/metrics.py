@@ -1,0 +1,137 @@
+"""Prometheus metrics of every pipeline process, served by ``pipelines.run`` on one port.
+
+The dataflows and the sink run as child processes, so metrics use prometheus-client's
+multiprocess mode (``PROMETHEUS_MULTIPROC_DIR`` set by the parent before they start).
+Consumer lag is computed at scrape time: children publish the next offset they will
+read per partition, the parent subtracts it from the broker's high watermark.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+EVENTS_IN = Counter("kibamail_pipeline_events_in_total", "Events read from Kafka", ["flow"])
+EVENTS_OUT = Counter(
+    "kibamail_pipeline_events_out_total", "Events written downstream", ["flow", "topic"]
+)
+DEAD_LETTERS = Counter(
+    "kibamail_pipeline_dead_letters_total",
+    "Events routed to the dead-letter topic, by cause",
+    ["flow", "cause"],
+)
+ERRORS = Counter("kibamail_pipeline_errors_total", "Errors while processing", ["flow", "kind"])
+MAPPING_RETRIES = Counter(
+    "kibamail_pipeline_mapping_retries_total", "Mapping lookups retried later", ["flow"]
+)
+SINK_ROWS = Counter("kibamail_sink_rows_total", "Rows acknowledged by ClickHouse", ["table"])
+SINK_INSERT_SECONDS = Histogram(
+    "kibamail_sink_insert_seconds", "Duration of one ClickHouse insert", ["table"]
+)
+SINK_BUFFERED_ROWS = Gauge(
+    "kibamail_sink_buffered_rows",
+    "Rows read but not yet acknowledged by ClickHouse",
+    multiprocess_mode="livesum",
+)
+SINK_BACKPRESSURE = Gauge(
+    "kibamail_sink_backpressure",
+    "1 while the sink has paused consumption because ClickHouse does not answer",
+    multiprocess_mode="livemax",
+)
+CONSUMED_OFFSET = Gauge(
+    "kibamail_pipeline_consumed_offset",
+    "Next offset a flow will read, per partition (lag = high watermark - this)",
+    ["flow", "topic", "partition"],
+    multiprocess_mode="livemax",
+)
+
+
+def note_offsets(flow: str, offsets: dict[tuple[str, int], int]) -> None:
+    """Record the next offset to read per (topic, partition), once per batch."""
+    for (topic, partition), offset in offsets.items():
+        CONSUMED_OFFSET.labels(flow, topic, str(partition)).set(offset)
+
+
+class LagCollector(Collector):
+    """``kibamail_pipeline_consumer_lag``: broker high watermark minus consumed offset."""
+
+    def __init__(self, source: Collector, kafka_config: dict[str, Any]) -> None:
+        self._source = source
+        self._kafka_config = kafka_config
+        self._consumer: Any = None
+
+    def _high_watermark(self, topic: str, partition: int) -> int | None:
+        from confluent_kafka import Consumer, TopicPartition
+
+        if self._consumer is None:
+            self._consumer = Consumer(
+                {**self._kafka_config, "group.id": "kibamail-lag-probe", "enable.auto.commit": False}
+            )
+        try:
+            _low, high = self._consumer.get_watermark_offsets(
+                TopicPartition(topic, partition), timeout=1.0, cached=False
+            )
+        except Exception:
+            return None
+        return int(high)
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        lag = GaugeMetricFamily(
+            "kibamail_pipeline_consumer_lag",
+            "Events on the broker not yet consumed, per flow and partition",
+            labels=["flow", "topic", "partition"],
+        )
+        consumed: dict[tuple[str, str, str], float] = {}
+        for family in self._source.collect():
+            if family.name != "kibamail_pipeline_consumed_offset":
+                continue
+            for sample in family.samples:
+                key = (sample.labels["flow"], sample.labels["topic"], sample.labels["partition"])
+                consumed[key] = max(consumed.get(key, 0.0), sample.value)
+        for (flow, topic, partition), offset in sorted(consumed.items()):
+            high = self._high_watermark(topic, int(partition))
+            if high is not None:
+                lag.add_metric([flow, topic, partition], max(0.0, high - offset))
+        yield lag
+
+
+def multiprocess_registry(kafka_config: dict[str, Any]) -> Any:
+    """Registry for the parent's /metrics: all children's metrics plus computed lag."""
+    from prometheus_client import CollectorRegistry, multiprocess
+
+    registry = CollectorRegistry()
+    source = CollectorRegistry()
+    multiprocess.MultiProcessCollector(source)
+    multiprocess.MultiProcessCollector(registry)
+    registry.register(LagCollector(source, kafka_config))
+    return registry
+
+
+def clear_multiprocess_dir(path: str) -> None:
+    """Fresh start: stale files of dead processes would be summed forever."""
+    os.makedirs(path, exist_ok=True)
+    for name in os.listdir(path):
+        if name.endswith(".db"):
+            os.remove(os.path.join(path, name))
+
+
+def mark_process_dead(pid: int) -> None:
+    from prometheus_client import multiprocess
+
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        multiprocess.mark_process_dead(pid)
+
+
+def sample_value(families: Iterable[Any], name: str, **labels: str) -> float:
+    """Sum of samples of one metric matching labels (tests and the bench read this)."""
+    total = 0.0
+    for family in families:
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                total += sample.value
+    return total
