@@ -50,8 +50,20 @@ _STRICT = _parser(recover=False)
 _LENIENT = _parser(recover=True)
 
 
+_LOCAL_NAMES: dict[str, str] = {}
+
+
 def _local(tag: Any) -> str:
-    return tag.rpartition("}")[2].lower() if isinstance(tag, str) else ""
+    """Namespace-free, lower-cased element name (memoized: the same few tags repeat)."""
+    try:
+        return _LOCAL_NAMES[tag]
+    except (KeyError, TypeError):
+        if not isinstance(tag, str):
+            return ""
+    name = tag.rpartition("}")[2].lower()
+    if len(_LOCAL_NAMES) < 4096:
+        _LOCAL_NAMES[tag] = name
+    return name
 
 
 def _children(element: Any) -> dict[str, Any]:
@@ -239,7 +251,9 @@ def _record(element: Any, warnings: _Warnings) -> AggregateRecord:
                     comment=_text(reason.get("comment")),
                 )
             )
-    ids_el = parts.get("identifiers") or parts.get("identities")
+    ids_el = parts.get("identifiers")
+    if ids_el is None:
+        ids_el = parts.get("identities")
     ids = _children(ids_el) if ids_el is not None else {}
     auth_el = parts.get("auth_results")
     dkim_results: list[Any] = []

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import click
 
@@ -88,10 +89,29 @@ def topics() -> None:
     click.echo(f"created: {', '.join(created) or 'none (all exist)'}")
 
 
-@main.command()
-def api() -> None:
-    """Run the HTTP API (FastAPI on uvicorn)."""
-    from api.main import run
+@main.group(invoke_without_command=True)
+@click.pass_context
+def api(ctx: click.Context) -> None:
+    """Run the HTTP API (FastAPI on uvicorn); `kibamail api migrate` only migrates."""
+    if ctx.invoked_subcommand is None:
+        from api.main import run
+
+        run(get_settings())
+
+
+@api.command("migrate")
+def api_migrate() -> None:
+    """Apply pending Alembic migrations to the API database (SQLite or MySQL/MariaDB)."""
+    from api.db import migrate
+
+    migrate(get_settings().database.url)
+    click.echo("api database migrated")
+
+
+@api.command("worker")
+def api_worker() -> None:
+    """Run broadcast jobs from the Redis job queue (start one per core, on any host)."""
+    from api.jobs.worker import run
 
     run(get_settings())
 
@@ -109,7 +129,41 @@ def mta() -> None:
 @click.option("--dns-port", type=int, required=True)
 @click.option("--defer-share", type=float, default=0.05, show_default=True)
 @click.option("--bounce-share", type=float, default=0.03, show_default=True)
-def testnet(smtp_port: int, dns_port: int, defer_share: float, bounce_share: float) -> None:
+@click.option("--slow-share", type=float, default=0.0, show_default=True)
+@click.option("--disconnect-share", type=float, default=0.0, show_default=True)
+@click.option("--slow-seconds", type=float, default=2.0, show_default=True)
+@click.option(
+    "--record-file",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Append one JSON line per answer: message_id, rcpt, answer_code, ts.",
+)
+@click.option(
+    "--zone-file",
+    type=click.Path(path_type=Path, exists=True),
+    default=None,
+    help="JSON zone: records, null_mx, nxdomain, servfail.",
+)
+@click.option(
+    "--address",
+    default="127.0.0.1",
+    show_default=True,
+    help="Listen address, also the A answer for MX hosts.",
+)
+@click.option("--seed", type=int, default=None)
+def testnet(
+    smtp_port: int,
+    dns_port: int,
+    defer_share: float,
+    bounce_share: float,
+    slow_share: float,
+    disconnect_share: float,
+    slow_seconds: float,
+    record_file: Path | None,
+    zone_file: Path | None,
+    address: str,
+    seed: int | None,
+) -> None:
     """Run the test internet: a provider-like SMTP sink and a loopback DNS server."""
     from mta.testnet import run
 
@@ -118,6 +172,13 @@ def testnet(smtp_port: int, dns_port: int, defer_share: float, bounce_share: flo
         dns_port=dns_port,
         defer_share=defer_share,
         bounce_share=bounce_share,
+        slow_share=slow_share,
+        disconnect_share=disconnect_share,
+        slow_seconds=slow_seconds,
+        record_file=record_file,
+        zone_file=zone_file,
+        address=address,
+        seed=seed,
     )
 
 
@@ -153,6 +214,21 @@ def contracts_schema(check: bool) -> None:
         click.echo(f"JSON Schemas drifted: {', '.join(changed)}", err=True)
         sys.exit(1)
     click.echo(json.dumps({"changed": changed}))
+
+
+@main.group()
+def dmarc() -> None:
+    """DMARC aggregate/failure reports and SMTP TLS reports."""
+
+
+@dmarc.command("parse")
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--json/--text", "as_json", default=True, help="JSON lines (default) or summaries.")
+def dmarc_parse(files: tuple[str, ...], as_json: bool) -> None:
+    """Print one JSON object per report; exit 1 if any file is not a valid report."""
+    from dmarc.cli import parse_command
+
+    sys.exit(parse_command(files, as_json, click.echo, lambda line: click.echo(line, err=True)))
 
 
 @main.command("settings")

@@ -79,11 +79,11 @@ class CredentialVerifier:
         self._max_entries = max_entries
 
     def _mac(self, password: str) -> bytes:
-        return hmac.new(self._key, password.encode("utf-8", "surrogateescape"), hashlib.sha256).digest()
+        return hmac.new(
+            self._key, password.encode("utf-8", "surrogateescape"), hashlib.sha256
+        ).digest()
 
-    def _check(
-        self, username: str, password: str, fields: list[Any]
-    ) -> VerifiedCredential | None:
+    def _check(self, username: str, password: str, fields: list[Any]) -> VerifiedCredential | None:
         team_id, stored_hash, revoked = (_text(f) for f in fields)
         if not team_id or not stored_hash or revoked == "1":
             self._cache.pop(username, None)
@@ -111,7 +111,9 @@ class CredentialVerifier:
         """For redis.asyncio clients; argon2 (rare after the first success) runs in a thread."""
         import asyncio
 
-        fields = await redis.hmget(RedisKeys.smtp_credential(username), "team_id", "hash", "revoked")
+        fields = await redis.hmget(
+            RedisKeys.smtp_credential(username), "team_id", "hash", "revoked"
+        )
         team_id, stored_hash, revoked = (_text(f) for f in fields)
         cached = self._cache.get(username)
         if cached and cached[1] == stored_hash and revoked != "1" and team_id:

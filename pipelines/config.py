@@ -32,6 +32,26 @@ class PipelineTuning(BaseSettings):
     scanner_click_seconds: float = 2.0
     # Per-message first-open/first-click state is forgotten after this much idle time.
     first_event_state_seconds: float = 14 * 24 * 3600
+    # Bulk-behaviour scoring (per team, sliding window over submission time).
+    scoring_window_seconds: float = 900.0
+    scoring_min_messages: int = 30
+    scoring_pause_threshold: float = 0.7
+    scoring_weight_marketing: float = 0.4
+    scoring_weight_near_duplicate: float = 0.25
+    scoring_weight_volume: float = 0.2
+    scoring_weight_domain_spread: float = 0.15
+    # Volume component: 0 at the team's baseline, 1 at this multiple of it.
+    scoring_burst_factor: float = 5.0
+    # Messages per window assumed for a team without history (new teams may send some).
+    scoring_baseline_floor: float = 50.0
+    scoring_baseline_hours: int = 24
+    # Distinct recipient domains in the window that count as full spread.
+    scoring_domain_spread_full: int = 20
+    # Bodies whose simhashes differ in at most 3 bits are near-identical (4 x 16-bit bands).
+    scoring_cooldown_seconds: float = 3600.0
+    scoring_max_window_entries: int = 20_000
+    # Address /metrics binds to (0.0.0.0 where a Prometheus on another host scrapes it).
+    metrics_host: str = "127.0.0.1"
     # ClickHouse sink: wait between insert retries while ClickHouse is down (backpressure).
     sink_retry_max_seconds: float = 5.0
 

@@ -44,6 +44,11 @@ class ClickHouseTable(StrEnum):
     UNSUBSCRIBES = "raw_unsubscribes"
     REPUTATION_SIGNALS = "raw_reputation_signals"
     TEAM_PAUSES = "raw_team_pauses"
+    # DMARC / TLS reporting (dmarc.storage; migration 0003_dmarc.sql)
+    DMARC_REPORTS = "raw_dmarc_reports"
+    DMARC_RECORDS = "raw_dmarc_records"
+    DMARC_FAILURE_REPORTS = "raw_dmarc_failure_reports"
+    TLS_REPORTS = "raw_tls_reports"
 
 
 class RedisKeys:
@@ -104,6 +109,11 @@ class RedisKeys:
     @staticmethod
     def idempotency(team_id: str, key: str) -> str:
         return f"idem:{team_id}:{key}"
+
+    @staticmethod
+    def dmarc_digest_sent(team_id: str, day: str) -> str:
+        """Set-if-absent guard so a retried daily DMARC digest run mails a team once."""
+        return f"dmarcdigest:{team_id}:{day}"
 
     # MTA internals (shared by every MTA process/host).
     # Sorted set of retry/held job ids scored by due time (unix seconds).

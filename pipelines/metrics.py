@@ -2,19 +2,18 @@
 
 The dataflows and the sink run as child processes, so metrics use prometheus-client's
 multiprocess mode (``PROMETHEUS_MULTIPROC_DIR`` set by the parent before they start).
-Consumer lag is computed at scrape time: children publish the next offset they will
-read per partition, the parent subtracts it from the broker's high watermark.
+Consumer lag comes from the high watermark each consumer sees in its fetch responses
+(never from ListOffsets, which the local broker answers wrongly): the Bytewax sources
+publish ``bytewax_kafka_consumer_lag``, the ClickHouse sink ``kibamail_pipeline_consumer_lag``.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
-from prometheus_client.core import GaugeMetricFamily
-from prometheus_client.registry import Collector
 
 EVENTS_IN = Counter("kibamail_pipeline_events_in_total", "Events read from Kafka", ["flow"])
 EVENTS_OUT = Counter(
@@ -43,9 +42,15 @@ SINK_BACKPRESSURE = Gauge(
     "1 while the sink has paused consumption because ClickHouse does not answer",
     multiprocess_mode="livemax",
 )
+CONSUMER_LAG = Gauge(
+    "kibamail_pipeline_consumer_lag",
+    "Messages on the broker not yet acknowledged by this consumer, per partition",
+    ["flow", "topic", "partition"],
+    multiprocess_mode="livemax",
+)
 CONSUMED_OFFSET = Gauge(
     "kibamail_pipeline_consumed_offset",
-    "Next offset a flow will read, per partition (lag = high watermark - this)",
+    "Next offset a flow will read, per partition",
     ["flow", "topic", "partition"],
     multiprocess_mode="livemax",
 )
@@ -55,61 +60,6 @@ def note_offsets(flow: str, offsets: dict[tuple[str, int], int]) -> None:
     """Record the next offset to read per (topic, partition), once per batch."""
     for (topic, partition), offset in offsets.items():
         CONSUMED_OFFSET.labels(flow, topic, str(partition)).set(offset)
-
-
-class LagCollector(Collector):
-    """``kibamail_pipeline_consumer_lag``: broker high watermark minus consumed offset."""
-
-    def __init__(self, source: Collector, kafka_config: dict[str, Any]) -> None:
-        self._source = source
-        self._kafka_config = kafka_config
-        self._consumer: Any = None
-
-    def _high_watermark(self, topic: str, partition: int) -> int | None:
-        from confluent_kafka import Consumer, TopicPartition
-
-        if self._consumer is None:
-            self._consumer = Consumer(
-                {**self._kafka_config, "group.id": "kibamail-lag-probe", "enable.auto.commit": False}
-            )
-        try:
-            _low, high = self._consumer.get_watermark_offsets(
-                TopicPartition(topic, partition), timeout=1.0, cached=False
-            )
-        except Exception:
-            return None
-        return int(high)
-
-    def collect(self) -> Iterator[GaugeMetricFamily]:
-        lag = GaugeMetricFamily(
-            "kibamail_pipeline_consumer_lag",
-            "Events on the broker not yet consumed, per flow and partition",
-            labels=["flow", "topic", "partition"],
-        )
-        consumed: dict[tuple[str, str, str], float] = {}
-        for family in self._source.collect():
-            if family.name != "kibamail_pipeline_consumed_offset":
-                continue
-            for sample in family.samples:
-                key = (sample.labels["flow"], sample.labels["topic"], sample.labels["partition"])
-                consumed[key] = max(consumed.get(key, 0.0), sample.value)
-        for (flow, topic, partition), offset in sorted(consumed.items()):
-            high = self._high_watermark(topic, int(partition))
-            if high is not None:
-                lag.add_metric([flow, topic, partition], max(0.0, high - offset))
-        yield lag
-
-
-def multiprocess_registry(kafka_config: dict[str, Any]) -> Any:
-    """Registry for the parent's /metrics: all children's metrics plus computed lag."""
-    from prometheus_client import CollectorRegistry, multiprocess
-
-    registry = CollectorRegistry()
-    source = CollectorRegistry()
-    multiprocess.MultiProcessCollector(source)
-    multiprocess.MultiProcessCollector(registry)
-    registry.register(LagCollector(source, kafka_config))
-    return registry
 
 
 def clear_multiprocess_dir(path: str) -> None:

@@ -1,0 +1,28 @@
+"""Routers per resource (FastAPI "bigger applications" layout)."""
+
+from api.routers import (
+    auth,
+    broadcasts,
+    contacts,
+    domains,
+    emails,
+    health,
+    teams,
+    templates,
+    tracking,
+    unsubscribe,
+)
+
+ROUTERS = [
+    health.router,
+    auth.router,
+    teams.router,
+    domains.router,
+    contacts.router,
+    contacts.public_router,
+    templates.router,
+    broadcasts.router,
+    emails.router,
+    tracking.router,
+    unsubscribe.router,
+]

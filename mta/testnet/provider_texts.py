@@ -108,8 +108,7 @@ ANSWERS: tuple[ProviderAnswer, ...] = (
         MICROSOFT,
         550,
         "5.7.515",
-        "Access denied, sending domain example.com doesn't meet the required authentication "
-        "level.",
+        "Access denied, sending domain example.com doesn't meet the required authentication level.",
         "policy",
     ),
     # Yahoo / AOL

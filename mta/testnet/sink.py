@@ -50,6 +50,8 @@ class SinkConfig:
     seed: int | None = None
     record_file: Path | None = None
     max_message_bytes: int = 50 * 1024 * 1024
+    # Keep accepted message bytes in memory (tests that inspect DKIM signatures).
+    keep_messages: bool = False
 
 
 @dataclass
@@ -58,6 +60,7 @@ class SinkRecord:
     rcpt: str
     answer_code: int
     ts: float = field(default_factory=time.time)
+    peer: str = ""
 
 
 def _local_part(address: str) -> str:
@@ -76,24 +79,28 @@ class SinkHandler:
         self._rng = random.Random(config.seed)
         self._lock = threading.Lock()
         self.records: list[SinkRecord] = []
-        self._file = (
-            config.record_file.open("ab", buffering=0) if config.record_file else None
-        )
+        self.messages: dict[str, bytes] = {}
+        self._file = config.record_file.open("ab", buffering=0) if config.record_file else None
 
     def close(self) -> None:
         if self._file is not None:
             self._file.close()
             self._file = None
 
-    def _record(self, message_id: str, rcpt: str, code: int) -> None:
-        rec = SinkRecord(message_id, rcpt, code)
+    def _record(self, message_id: str, rcpt: str, code: int, peer: str = "") -> None:
+        rec = SinkRecord(message_id, rcpt, code, peer=peer)
         with self._lock:
             self.records.append(rec)
             if self._file is not None:
                 self._file.write(orjson.dumps(rec.__dict__) + b"\n")
 
     async def handle_RCPT(
-        self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        address: str,
+        rcpt_options: list[str],
     ) -> str:
         local = _local_part(address)
         provider = provider_of_domain(_domain(address))
@@ -129,8 +136,11 @@ class SinkHandler:
         elif draw < cfg.defer_share + cfg.bounce_share:
             answer = self._rng.choice(answers_for(provider, temporary=False))
         else:
+            peer = str((session.peer or ("",))[0])
+            if cfg.keep_messages:
+                self.messages[message_id] = data
             for rcpt in rcpts:
-                self._record(message_id, rcpt, 250)
+                self._record(message_id, rcpt, 250, peer)
             return f"250 2.0.0 OK {message_id} queued as {self._rng.getrandbits(40):x}"
         for rcpt in rcpts:
             self._record(message_id, rcpt, answer.code)
@@ -192,5 +202,13 @@ def read_records(path: Path) -> list[SinkRecord]:
     for line in path.read_bytes().splitlines():
         if line.strip():
             raw = orjson.loads(line)
-            out.append(SinkRecord(raw["message_id"], raw["rcpt"], raw["answer_code"], raw["ts"]))
+            out.append(
+                SinkRecord(
+                    raw["message_id"],
+                    raw["rcpt"],
+                    raw["answer_code"],
+                    raw["ts"],
+                    raw.get("peer", ""),
+                )
+            )
     return out

@@ -1,0 +1,79 @@
+"""The FastAPI application factory (one app per process; uvicorn may run several)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+
+from api.db import make_engine, make_sessionmaker
+from api.errors import install_error_handlers
+from api.events import EventProducer
+from api.middleware import BodyLimitMiddleware, MetricsMiddleware
+from api.routers import ROUTERS
+from api.security import Signer
+from api.sending import scheduler_loop
+from api.state import AppState
+from kibamail.clients import async_redis_client, redis_client
+from kibamail.settings import Settings, get_settings
+
+DEFAULT_RATE_LIMIT_PER_SECOND = 100
+
+
+def build_state(settings: Settings, rate_limit_per_second: int, producer: Any = None) -> AppState:
+    engine = make_engine(settings.database.url, echo=settings.database.echo)
+    return AppState(
+        settings=settings,
+        engine=engine,
+        sessions=make_sessionmaker(engine),
+        redis=async_redis_client(settings),
+        sync_redis=redis_client(settings),
+        signer=Signer(settings.api.secret_key),
+        producer=producer if producer is not None else EventProducer(settings),
+        rate_limit_per_second=rate_limit_per_second,
+    )
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    rate_limit_per_second: int = DEFAULT_RATE_LIMIT_PER_SECOND,
+    producer: Any = None,
+    run_scheduler: bool = True,
+) -> FastAPI:
+    """Build the app; the database must already be migrated (`kibamail api migrate`)."""
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        state = build_state(settings, rate_limit_per_second, producer)
+        app.state.km = state
+        scheduler = asyncio.create_task(scheduler_loop(state.redis)) if run_scheduler else None
+        try:
+            yield
+        finally:
+            if scheduler is not None:
+                scheduler.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await scheduler
+            state.producer.close(timeout=5)
+            await state.redis.aclose()
+            state.sync_redis.close()
+            state.engine.dispose()
+
+    app = FastAPI(
+        title="Kibamail API",
+        version="1.0",
+        description="Transactional and marketing email: send, track, manage teams and contacts.",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    for router in ROUTERS:
+        app.include_router(router)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.api.max_request_bytes)
+    app.add_middleware(MetricsMiddleware)
+    return app

@@ -1,0 +1,139 @@
+"""Streamed CSV import: rows are parsed as the body arrives and inserted in batches.
+
+Bad rows (invalid email, unknown column, duplicate) are reported with their line
+number; good rows are imported. Memory stays bounded by the batch size.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+from collections.abc import AsyncIterator
+from typing import Any
+
+from sqlalchemy import select
+from starlette.concurrency import run_in_threadpool
+
+from api.db import new_id, utcnow
+from api.models import Contact
+from api.schemas import email_address
+from api.state import AppState
+
+BATCH_ROWS = 2000
+MAX_REPORTED_ERRORS = 1000
+STANDARD_COLUMNS = {"email", "first_name", "last_name"}
+
+
+async def _lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[str]:
+    decoder = codecs.getincrementaldecoder("utf-8-sig")(errors="replace")
+    pending = ""
+    async for chunk in chunks:
+        pending += decoder.decode(chunk)
+        *lines, pending = pending.split("\n")
+        for line in lines:
+            yield line + "\n"
+    pending += decoder.decode(b"", final=True)
+    if pending:
+        yield pending
+
+
+def _insert(state: AppState, team_id: str, list_id: str, rows: list[dict[str, Any]]) -> set[str]:
+    """Insert rows whose email is not on the list yet; returns the emails skipped as duplicates."""
+    with state.sessions() as db, db.begin():
+        emails = [r["email"] for r in rows]
+        existing = set(
+            db.scalars(
+                select(Contact.email).where(Contact.list_id == list_id, Contact.email.in_(emails))
+            )
+        )
+        now = utcnow()
+        fresh = [
+            {
+                **r,
+                "id": new_id(),
+                "team_id": team_id,
+                "list_id": list_id,
+                "status": "subscribed",
+                "created_at": now,
+            }
+            for r in rows
+            if r["email"] not in existing
+        ]
+        if fresh:
+            db.execute(Contact.__table__.insert(), fresh)
+        return existing
+
+
+async def import_csv(
+    state: AppState,
+    team_id: str,
+    list_id: str,
+    known_fields: set[str],
+    chunks: AsyncIterator[bytes],
+) -> dict[str, Any]:
+    errors: list[dict[str, Any]] = []
+    error_count = imported = 0
+    batch: list[dict[str, Any]] = []
+    batch_lines: dict[str, int] = {}
+    header: list[str] | None = None
+    line_no = 0
+
+    def report(line: int, message: str) -> None:
+        nonlocal error_count
+        error_count += 1
+        if len(errors) < MAX_REPORTED_ERRORS:
+            errors.append({"line": line, "message": message})
+
+    async def flush() -> None:
+        nonlocal imported
+        duplicates = await run_in_threadpool(_insert, state, team_id, list_id, batch)
+        imported += len(batch) - len(duplicates)
+        for email in sorted(duplicates, key=lambda e: batch_lines[e]):
+            report(batch_lines[email], f"{email} is already on this list")
+        batch.clear()
+        batch_lines.clear()
+
+    async for line in _lines(chunks):
+        line_no += 1
+        if not line.strip():
+            continue
+        values = next(csv.reader([line]))
+        if header is None:
+            header = [h.strip().lower() for h in values]
+            unknown = [h for h in header if h not in STANDARD_COLUMNS | known_fields]
+            if "email" not in header:
+                return {
+                    "imported": 0,
+                    "failed": 1,
+                    "errors": [{"line": 1, "message": "no email column"}],
+                }
+            if unknown:
+                msg = f"unknown columns (define custom fields first): {', '.join(unknown)}"
+                return {"imported": 0, "failed": 1, "errors": [{"line": 1, "message": msg}]}
+            continue
+        if len(values) != len(header):
+            report(line_no, f"expected {len(header)} columns, found {len(values)}")
+            continue
+        record = dict(zip(header, values, strict=True))
+        try:
+            email = email_address(record["email"].strip()).lower()
+        except ValueError as exc:
+            report(line_no, str(exc))
+            continue
+        if email in batch_lines:
+            report(line_no, f"{email} appears twice in the file")
+            continue
+        batch_lines[email] = line_no
+        batch.append(
+            {
+                "email": email,
+                "first_name": record.get("first_name", "")[:200],
+                "last_name": record.get("last_name", "")[:200],
+                "fields": {k: v for k, v in record.items() if k in known_fields},
+            }
+        )
+        if len(batch) >= BATCH_ROWS:
+            await flush()
+    if batch:
+        await flush()
+    return {"imported": imported, "failed": error_count, "errors": errors}

@@ -1,0 +1,222 @@
+"""Request dependencies: authentication, THE authorization point, database sessions.
+
+Every team-scoped endpoint depends on `require(action)`; it resolves the caller
+(session token or API key), the team (path `team_id`, or the API key's own team),
+the caller's role there, and refuses: unknown team or not a member -> 404 (no hint
+that the team exists), role lacks the action -> 403.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Annotated, Any
+
+import orjson
+from fastapi import Depends, Request, Response
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+
+from api.db import utcnow
+from api.errors import ApiError
+from api.models import ApiKey, ApiKeyScope, Membership, Role, User, UserSession
+from api.rbac import SENDING_KEY_ACTIONS, Action, role_allows
+from api.security import API_KEY_PREFIX, SESSION_PREFIX, sha256_hex
+from api.state import AppState
+from pipelines.contracts import RedisKeys
+
+API_KEY_CACHE_SECONDS = 300
+LAST_USED_RESOLUTION_SECONDS = 60
+
+
+def app_state(request: Request) -> AppState:
+    return request.app.state.km  # type: ignore[no-any-return]
+
+
+StateDep = Annotated[AppState, Depends(app_state)]
+
+
+def get_db(state: StateDep) -> Iterator[Session]:
+    session = state.sessions()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+DbDep = Annotated[Session, Depends(get_db)]
+
+
+@dataclass(frozen=True)
+class Principal:
+    user_id: str | None = None
+    api_key_id: str | None = None
+    api_key_team_id: str | None = None
+    api_key_scope: str | None = None
+
+
+@dataclass(frozen=True)
+class TeamContext:
+    team_id: str
+    role: Role
+    principal: Principal
+
+
+def _lookup_api_key(state: AppState, key_hash: str) -> dict[str, Any] | None:
+    with state.sessions() as session:
+        key = session.scalar(select(ApiKey).where(ApiKey.key_hash == key_hash))
+        if key is None or key.revoked_at is not None:
+            return None
+        return {"id": key.id, "team_id": key.team_id, "scope": key.scope}
+
+
+def _touch_api_key(state: AppState, key_id: str) -> None:
+    with state.sessions() as session, session.begin():
+        session.execute(update(ApiKey).where(ApiKey.id == key_id).values(last_used_at=utcnow()))
+
+
+def _lookup_session(state: AppState, token_hash: str) -> str | None:
+    with state.sessions() as session:
+        row = session.scalar(select(UserSession).where(UserSession.token_hash == token_hash))
+        if row is None or row.revoked or row.expires_at < utcnow():
+            return None
+        return row.user_id
+
+
+async def _rate_limit(state: AppState, key_id: str, response: Response) -> None:
+    """Fixed one-second window per API key, counted in Redis so every worker agrees."""
+    limit = state.rate_limit_per_second
+    window = int(time.time())
+    counter = f"apirate:{key_id}:{window}"
+    pipe = state.redis.pipeline(transaction=False)
+    pipe.incr(counter)
+    pipe.expire(counter, 2)
+    used = int((await pipe.execute())[0])
+    headers = {
+        "RateLimit-Limit": str(limit),
+        "RateLimit-Remaining": str(max(0, limit - used)),
+        "RateLimit-Reset": "1",
+        "RateLimit-Policy": f"{limit};w=1",
+    }
+    if used > limit:
+        raise ApiError(
+            429, "rate limit exceeded for this API key", headers={**headers, "Retry-After": "1"}
+        )
+    response.headers.update(headers)
+
+
+async def get_principal(request: Request, response: Response, state: StateDep) -> Principal:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise ApiError(
+            401, "missing bearer token", headers={"WWW-Authenticate": 'Bearer realm="kibamail"'}
+        )
+    if token.startswith(SESSION_PREFIX):
+        user_id = await run_in_threadpool(_lookup_session, state, sha256_hex(token))
+        if user_id is None:
+            raise ApiError(401, "invalid or expired session token")
+        return Principal(user_id=user_id)
+    if not token.startswith(API_KEY_PREFIX):
+        raise ApiError(401, "unrecognised bearer token")
+    key_hash = sha256_hex(token)
+    cache_key = RedisKeys.api_key(key_hash)
+    cached = await state.redis.get(cache_key)
+    if cached is not None:
+        info = orjson.loads(cached)
+    else:
+        info = await run_in_threadpool(_lookup_api_key, state, key_hash)
+        await state.redis.set(
+            cache_key, orjson.dumps(info or {"revoked": True}), ex=API_KEY_CACHE_SECONDS
+        )
+    if not info or info.get("revoked"):
+        raise ApiError(401, "invalid or revoked API key")
+    await _rate_limit(state, info["id"], response)
+    if await state.redis.set(
+        f"apikey-used:{info['id']}", "1", nx=True, ex=LAST_USED_RESOLUTION_SECONDS
+    ):
+        await run_in_threadpool(_touch_api_key, state, info["id"])
+    return Principal(
+        api_key_id=info["id"], api_key_team_id=info["team_id"], api_key_scope=info["scope"]
+    )
+
+
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+def _member_role(state: AppState, team_id: str, user_id: str) -> Role | None:
+    with state.sessions() as session:
+        role = session.scalar(
+            select(Membership.role).where(
+                Membership.team_id == team_id, Membership.user_id == user_id
+            )
+        )
+        return Role(role) if role else None
+
+
+async def authorize(
+    state: AppState, principal: Principal, team_id: str | None, action: Action
+) -> TeamContext:
+    """THE authorization point (see module doc)."""
+    if principal.api_key_id:
+        if team_id is not None and team_id != principal.api_key_team_id:
+            raise ApiError(404, "team not found")
+        team_id = principal.api_key_team_id or ""
+        if principal.api_key_scope != ApiKeyScope.FULL and action not in SENDING_KEY_ACTIONS:
+            raise ApiError(403, f"a sending-scope API key cannot {action.value}")
+        return TeamContext(team_id, Role.ADMIN, principal)
+    if team_id is None:
+        raise ApiError(400, "this endpoint needs an API key (or a team id in the path)")
+    role = await run_in_threadpool(_member_role, state, team_id, principal.user_id or "")
+    if role is None:
+        raise ApiError(404, "team not found")
+    if not role_allows(role, action):
+        raise ApiError(403, f"role {role.value} may not {action.value}")
+    return TeamContext(team_id, role, principal)
+
+
+def require(action: Action) -> Callable[..., Any]:
+    async def dependency(request: Request, state: StateDep, principal: PrincipalDep) -> TeamContext:
+        return await authorize(state, principal, request.path_params.get("team_id"), action)
+
+    return dependency
+
+
+def current_user_id(principal: PrincipalDep) -> str:
+    if principal.user_id is None:
+        raise ApiError(403, "this endpoint needs a user session, not an API key")
+    return principal.user_id
+
+
+CurrentUserId = Annotated[str, Depends(current_user_id)]
+
+
+def current_user(user_id: CurrentUserId, db: DbDep) -> User:
+    user = db.get(User, user_id)
+    if user is None:
+        raise ApiError(401, "user no longer exists")
+    return user
+
+
+CurrentUser = Annotated[User, Depends(current_user)]
+
+TeamReports = Annotated[TeamContext, Depends(require(Action.REPORTS_READ))]
+TeamCampaigns = Annotated[TeamContext, Depends(require(Action.CAMPAIGNS_READ))]
+TeamContactsRead = Annotated[TeamContext, Depends(require(Action.CONTACTS_READ))]
+TeamContentWrite = Annotated[TeamContext, Depends(require(Action.CONTENT_WRITE))]
+TeamLaunch = Annotated[TeamContext, Depends(require(Action.BROADCAST_LAUNCH))]
+TeamSend = Annotated[TeamContext, Depends(require(Action.SEND))]
+TeamMembers = Annotated[TeamContext, Depends(require(Action.MEMBERS_MANAGE))]
+TeamApiKeys = Annotated[TeamContext, Depends(require(Action.API_KEYS_MANAGE))]
+TeamWebhooks = Annotated[TeamContext, Depends(require(Action.WEBHOOKS_MANAGE))]
+TeamDomains = Annotated[TeamContext, Depends(require(Action.DOMAINS_MANAGE))]
+
+SESSION_LIFETIME = timedelta(days=14)

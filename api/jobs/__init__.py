@@ -1,0 +1,1 @@
+"""Background jobs on Redis Streams (consumer groups scale across processes and hosts)."""

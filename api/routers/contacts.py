@@ -1,0 +1,269 @@
+"""Contact lists, contacts, custom fields, double opt-in, CSV import, suppressions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, Field
+from sqlalchemy import select
+from starlette.concurrency import run_in_threadpool
+
+from api.contacts_import import import_csv
+from api.db import utcnow
+from api.deps import DbDep, StateDep, TeamContactsRead, TeamContentWrite
+from api.errors import ApiError
+from api.models import Contact, ContactList, CustomField
+from api.pagination import Cursor, Limit, paginate
+from api.schemas import EmailAddress
+from api.security import TokenError
+from pipelines.contracts import RedisKeys
+
+router = APIRouter(prefix="/v1/teams/{team_id}", tags=["contacts"])
+public_router = APIRouter(tags=["contacts"])
+CONFIRM_PURPOSE = "double-opt-in"
+CONFIRM_MAX_AGE = 7 * 24 * 3600
+
+
+class ListIn(BaseModel):
+    name: str = Field(min_length=1, max_length=200)
+    double_opt_in: bool = False
+
+
+class ContactIn(BaseModel):
+    email: EmailAddress
+    first_name: str = Field(default="", max_length=200)
+    last_name: str = Field(default="", max_length=200)
+    fields: dict[str, str | int | float | bool | None] = Field(default_factory=dict, max_length=100)
+
+
+class ContactPatch(BaseModel):
+    first_name: str | None = Field(default=None, max_length=200)
+    last_name: str | None = Field(default=None, max_length=200)
+    fields: dict[str, str | int | float | bool | None] | None = None
+    status: str | None = Field(default=None, pattern="^(subscribed|unsubscribed)$")
+
+
+class FieldIn(BaseModel):
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")
+    kind: str = Field(default="text", pattern="^(text|number|date|boolean)$")
+
+
+class SuppressionIn(BaseModel):
+    email: EmailAddress
+
+
+def contact_out(c: Contact) -> dict[str, Any]:
+    return {
+        "id": c.id,
+        "list_id": c.list_id,
+        "email": c.email,
+        "first_name": c.first_name,
+        "last_name": c.last_name,
+        "fields": c.fields,
+        "status": c.status,
+        "created_at": c.created_at.isoformat(),
+    }
+
+
+def _list(db: DbDep, team_id: str, list_id: str) -> ContactList:
+    row = db.get(ContactList, list_id)
+    if row is None or row.team_id != team_id:
+        raise ApiError(404, "list not found")
+    return row
+
+
+def _contact(db: DbDep, team_id: str, contact_id: str) -> Contact:
+    row = db.get(Contact, contact_id)
+    if row is None or row.team_id != team_id:
+        raise ApiError(404, "contact not found")
+    return row
+
+
+def _known_fields(db: DbDep, team_id: str) -> set[str]:
+    return set(db.scalars(select(CustomField.name).where(CustomField.team_id == team_id)))
+
+
+def _check_fields(db: DbDep, team_id: str, fields: dict[str, Any]) -> None:
+    unknown = sorted(set(fields) - _known_fields(db, team_id))
+    if unknown:
+        raise ApiError(
+            422,
+            f"unknown custom fields: {', '.join(unknown)}",
+            details=[{"path": f"fields.{name}", "message": "define it first"} for name in unknown],
+        )
+
+
+@router.get("/lists", summary="Contact lists")
+def lists(
+    team_id: str, ctx: TeamContactsRead, db: DbDep, cursor: Cursor = None, limit: Limit = 100
+) -> dict[str, Any]:
+    query = select(ContactList).where(ContactList.team_id == ctx.team_id)
+    return paginate(
+        db,
+        query,
+        ContactList.id,
+        cursor,
+        limit,
+        lambda r: {"id": r.id, "name": r.name, "double_opt_in": r.double_opt_in},
+    )
+
+
+@router.post("/lists", status_code=201, summary="Create a list")
+def new_list(team_id: str, body: ListIn, ctx: TeamContentWrite, db: DbDep) -> dict[str, Any]:
+    row = ContactList(team_id=ctx.team_id, name=body.name, double_opt_in=body.double_opt_in)
+    db.add(row)
+    db.flush()
+    return {"id": row.id, "name": row.name, "double_opt_in": row.double_opt_in}
+
+
+@router.delete("/lists/{list_id}", summary="Delete a list and its contacts")
+def delete_list(team_id: str, list_id: str, ctx: TeamContentWrite, db: DbDep) -> dict[str, Any]:
+    db.delete(_list(db, ctx.team_id, list_id))
+    return {"deleted": list_id}
+
+
+@router.get("/fields", summary="Custom fields")
+def fields(team_id: str, ctx: TeamContactsRead, db: DbDep) -> dict[str, Any]:
+    rows = db.scalars(
+        select(CustomField).where(CustomField.team_id == ctx.team_id).order_by(CustomField.name)
+    )
+    return {"data": [{"id": f.id, "name": f.name, "kind": f.kind} for f in rows]}
+
+
+@router.post("/fields", status_code=201, summary="Define a custom field")
+def new_field(team_id: str, body: FieldIn, ctx: TeamContentWrite, db: DbDep) -> dict[str, Any]:
+    if body.name in _known_fields(db, ctx.team_id):
+        raise ApiError(409, "field already exists")
+    row = CustomField(team_id=ctx.team_id, name=body.name, kind=body.kind)
+    db.add(row)
+    db.flush()
+    return {"id": row.id, "name": row.name, "kind": row.kind}
+
+
+@router.get("/lists/{list_id}/contacts", summary="Contacts of a list")
+def contacts(
+    team_id: str,
+    list_id: str,
+    ctx: TeamContactsRead,
+    db: DbDep,
+    cursor: Cursor = None,
+    limit: Limit = 100,
+) -> dict[str, Any]:
+    _list(db, ctx.team_id, list_id)
+    query = select(Contact).where(Contact.list_id == list_id, Contact.team_id == ctx.team_id)
+    return paginate(db, query, Contact.id, cursor, limit, contact_out)
+
+
+@router.post("/lists/{list_id}/contacts", status_code=201, summary="Add a contact")
+def add_contact(
+    team_id: str, list_id: str, body: ContactIn, ctx: TeamContentWrite, db: DbDep, state: StateDep
+) -> dict[str, Any]:
+    contact_list = _list(db, ctx.team_id, list_id)
+    _check_fields(db, ctx.team_id, body.fields)
+    email = body.email.lower()
+    if db.scalar(select(Contact.id).where(Contact.list_id == list_id, Contact.email == email)):
+        raise ApiError(409, "contact already on this list")
+    row = Contact(
+        team_id=ctx.team_id,
+        list_id=list_id,
+        email=email,
+        first_name=body.first_name,
+        last_name=body.last_name,
+        fields=body.fields,
+        status="pending" if contact_list.double_opt_in else "subscribed",
+    )
+    db.add(row)
+    db.flush()
+    out = contact_out(row)
+    if contact_list.double_opt_in:
+        token = state.signer.dumps_timed(CONFIRM_PURPOSE, row.id)
+        out["confirmation_url"] = f"{state.settings.api.public_url.rstrip('/')}/confirm/{token}"
+    return out
+
+
+@router.get("/contacts/{contact_id}", summary="One contact")
+def get_contact(team_id: str, contact_id: str, ctx: TeamContactsRead, db: DbDep) -> dict[str, Any]:
+    return contact_out(_contact(db, ctx.team_id, contact_id))
+
+
+@router.patch("/contacts/{contact_id}", summary="Update a contact")
+def patch_contact(
+    team_id: str, contact_id: str, body: ContactPatch, ctx: TeamContentWrite, db: DbDep
+) -> dict[str, Any]:
+    row = _contact(db, ctx.team_id, contact_id)
+    if body.fields is not None:
+        _check_fields(db, ctx.team_id, body.fields)
+        row.fields = {**row.fields, **body.fields}
+    for name in ("first_name", "last_name", "status"):
+        value = getattr(body, name)
+        if value is not None:
+            setattr(row, name, value)
+    return contact_out(row)
+
+
+@router.delete("/contacts/{contact_id}", summary="Delete a contact")
+def delete_contact(
+    team_id: str, contact_id: str, ctx: TeamContentWrite, db: DbDep
+) -> dict[str, Any]:
+    db.delete(_contact(db, ctx.team_id, contact_id))
+    return {"deleted": contact_id}
+
+
+@router.post("/lists/{list_id}/import", summary="Import CSV (streamed; per-row error report)")
+async def import_contacts(
+    team_id: str, list_id: str, request: Request, ctx: TeamContentWrite, state: StateDep
+) -> dict[str, Any]:
+    def check_list() -> set[str]:
+        with state.sessions() as db:
+            _list(db, ctx.team_id, list_id)
+            return _known_fields(db, ctx.team_id)
+
+    known = await run_in_threadpool(check_list)
+    return await import_csv(state, ctx.team_id, list_id, known, request.stream())
+
+
+@router.get("/suppressions", summary="Suppressed addresses (hard bounces, complaints, manual)")
+async def suppressions(
+    team_id: str, ctx: TeamContactsRead, state: StateDep, cursor: Cursor = None, limit: Limit = 100
+) -> dict[str, Any]:
+    start = int(cursor) if cursor and cursor.isdigit() else 0
+    next_cursor, members = await state.redis.sscan(
+        RedisKeys.suppression(ctx.team_id), start, count=limit
+    )
+    return {
+        "data": sorted(m.decode() for m in members),
+        "next_cursor": str(next_cursor) if next_cursor else None,
+    }
+
+
+@router.post("/suppressions", status_code=201, summary="Suppress an address")
+async def suppress(
+    team_id: str, body: SuppressionIn, ctx: TeamContentWrite, state: StateDep
+) -> dict[str, Any]:
+    await state.redis.sadd(RedisKeys.suppression(ctx.team_id), body.email.lower())
+    return {"email": body.email.lower(), "suppressed": True}
+
+
+@router.delete("/suppressions/{email}", summary="Remove an address from the suppression list")
+async def unsuppress(
+    team_id: str, email: str, ctx: TeamContentWrite, state: StateDep
+) -> dict[str, Any]:
+    if not await state.redis.srem(RedisKeys.suppression(ctx.team_id), email.lower()):
+        raise ApiError(404, "address is not suppressed")
+    return {"email": email.lower(), "suppressed": False}
+
+
+@public_router.get("/confirm/{token}", summary="Double opt-in confirmation link")
+def confirm(token: str, db: DbDep, state: StateDep) -> dict[str, Any]:
+    try:
+        contact_id = state.signer.loads_timed(CONFIRM_PURPOSE, token, CONFIRM_MAX_AGE)
+    except TokenError as exc:
+        raise ApiError(400, f"confirmation link refused: {exc}", "invalid_token") from exc
+    row = db.get(Contact, contact_id)
+    if row is None:
+        raise ApiError(404, "contact no longer exists")
+    if row.status == "pending":
+        row.status = "subscribed"
+        row.confirmed_at = utcnow()
+    return {"email": row.email, "status": row.status}

@@ -1,0 +1,110 @@
+"""Sending domains: add (DKIM keys generated), DNS records to publish, verify, delete."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from fastapi import APIRouter
+from pydantic import BaseModel, Field, field_validator
+from sqlalchemy import select
+
+from api.deps import DbDep, StateDep, TeamDomains
+from api.domains import dns_records, generate_keys, publish_dkim_key, set_ready_flag, verify_domain
+from api.errors import ApiError
+from api.models import Domain
+
+router = APIRouter(prefix="/v1/teams/{team_id}/domains", tags=["domains"])
+_DOMAIN = re.compile(r"^(?=.{4,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
+
+
+class DomainIn(BaseModel):
+    name: str = Field(max_length=253)
+
+    @field_validator("name")
+    @classmethod
+    def _valid(cls, value: str) -> str:
+        value = value.strip().lower().rstrip(".")
+        if not _DOMAIN.match(value):
+            raise ValueError("not a valid domain name")
+        return value
+
+
+def _out(domain: Domain, state: StateDep) -> dict[str, Any]:
+    statuses = domain.record_status or {}
+    return {
+        "id": domain.id,
+        "name": domain.name,
+        "status": domain.status,
+        "verified_at": domain.verified_at.isoformat() if domain.verified_at else None,
+        "last_checked_at": domain.last_checked_at.isoformat() if domain.last_checked_at else None,
+        "records": [
+            {
+                "record": r.key,
+                "type": r.type,
+                "name": r.name,
+                "value": r.value,
+                "required": r.required,
+                "status": statuses.get(r.key, {}).get("status", "not_checked"),
+            }
+            for r in dns_records(domain, state.settings)
+        ],
+    }
+
+
+def _get(db: DbDep, team_id: str, domain_id: str) -> Domain:
+    domain = db.get(Domain, domain_id)
+    if domain is None or domain.team_id != team_id:
+        raise ApiError(404, "domain not found")
+    return domain
+
+
+@router.get("", summary="Sending domains")
+def list_domains(team_id: str, ctx: TeamDomains, db: DbDep, state: StateDep) -> dict[str, Any]:
+    rows = db.scalars(select(Domain).where(Domain.team_id == ctx.team_id).order_by(Domain.name))
+    return {"data": [_out(d, state) for d in rows]}
+
+
+@router.post("", status_code=201, summary="Add a domain; returns the DNS records to publish")
+def add_domain(
+    team_id: str, body: DomainIn, ctx: TeamDomains, db: DbDep, state: StateDep
+) -> dict[str, Any]:
+    taken = db.scalar(
+        select(Domain.team_id).where(Domain.name == body.name, Domain.status == "verified")
+    )
+    if taken is not None or db.scalar(
+        select(Domain.id).where(Domain.name == body.name, Domain.team_id == ctx.team_id)
+    ):
+        raise ApiError(409, "this domain is already registered", "domain_taken")
+    domain = generate_keys(body.name, ctx.team_id)
+    db.add(domain)
+    db.flush()
+    publish_dkim_key(state.sync_redis, domain)
+    return _out(domain, state)
+
+
+@router.get("/{domain_id}", summary="One domain with per-record status")
+def get_domain(
+    team_id: str, domain_id: str, ctx: TeamDomains, db: DbDep, state: StateDep
+) -> dict[str, Any]:
+    return _out(_get(db, ctx.team_id, domain_id), state)
+
+
+@router.post("/{domain_id}/verify", summary="Check the DNS records now")
+def verify(
+    team_id: str, domain_id: str, ctx: TeamDomains, db: DbDep, state: StateDep
+) -> dict[str, Any]:
+    domain = verify_domain(_get(db, ctx.team_id, domain_id), state.settings, state.sync_redis)
+    state.domain_cache.clear()
+    return _out(domain, state)
+
+
+@router.delete("/{domain_id}", summary="Remove a domain (the MTA stops signing for it)")
+def delete_domain(
+    team_id: str, domain_id: str, ctx: TeamDomains, db: DbDep, state: StateDep
+) -> dict[str, Any]:
+    domain = _get(db, ctx.team_id, domain_id)
+    set_ready_flag(state.sync_redis, domain, False)
+    db.delete(domain)
+    state.domain_cache.clear()
+    return {"deleted": domain_id}

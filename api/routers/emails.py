@@ -1,0 +1,108 @@
+"""Transactional sending: POST /v1/emails, /v1/emails/batch, cancel a scheduled email."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Header, Request, Response
+from pydantic import ValidationError
+
+from api.deps import StateDep, TeamSend
+from api.errors import ApiError, field_path
+from api.idempotency import IdempotencyClaim
+from api.schemas import EmailIn
+from api.sending import cancel_scheduled, enqueue, prepare
+
+router = APIRouter(prefix="/v1/emails", tags=["emails"])
+
+MAX_BATCH = 100
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
+
+
+async def _idempotent(
+    request: Request,
+    response: Response,
+    state: StateDep,
+    team_id: str,
+    key: str | None,
+    work: Any,
+) -> dict[str, Any]:
+    if key is None:
+        return dict(await work())
+    claim = IdempotencyClaim(state, team_id, key, await request.body())
+    replay = await claim.acquire()
+    if replay is not None:
+        response.headers["Idempotent-Replayed"] = "true"
+        return replay
+    try:
+        result = dict(await work())
+    except BaseException:
+        await claim.release()
+        raise
+    await claim.complete(result)
+    return result
+
+
+@router.post("", summary="Send one email")
+async def send_email(
+    email: EmailIn,
+    request: Request,
+    response: Response,
+    team: TeamSend,
+    state: StateDep,
+    idempotency_key: IdempotencyKey = None,
+) -> dict[str, Any]:
+    async def work() -> dict[str, Any]:
+        message, mapping = await prepare(state, team.team_id, email)
+        status = await enqueue(state, message, mapping, email.send_at)
+        return {"id": message.message_id, "status": status}
+
+    return await _idempotent(request, response, state, team.team_id, idempotency_key, work)
+
+
+@router.post("/batch", summary="Send up to 100 emails in one request")
+async def send_batch(
+    emails: Annotated[list[dict[str, Any]], Body()],
+    request: Request,
+    response: Response,
+    team: TeamSend,
+    state: StateDep,
+    idempotency_key: IdempotencyKey = None,
+) -> dict[str, Any]:
+    if len(emails) > MAX_BATCH:
+        raise ApiError(
+            422,
+            f"a batch holds at most {MAX_BATCH} emails",
+            details=[{"path": "", "message": "too many"}],
+        )
+    if not emails:
+        raise ApiError(422, "a batch needs at least one email")
+    parsed: list[EmailIn] = []
+    details: list[dict[str, Any]] = []
+    for index, raw in enumerate(emails):
+        try:
+            parsed.append(EmailIn.model_validate(raw))
+        except ValidationError as exc:
+            details += [
+                {"path": f"{index}.{field_path(err['loc'])}", "message": err["msg"]}
+                for err in exc.errors()
+            ]
+    if details:
+        raise ApiError(422, "invalid emails in batch (nothing was sent)", details=details)
+
+    async def work() -> dict[str, Any]:
+        # Prepare all first: one bad email refuses the whole batch before anything is queued.
+        prepared = [await prepare(state, team.team_id, email) for email in parsed]
+        data = []
+        for (message, mapping), email in zip(prepared, parsed, strict=True):
+            status = await enqueue(state, message, mapping, email.send_at)
+            data.append({"id": message.message_id, "status": status})
+        return {"data": data}
+
+    return await _idempotent(request, response, state, team.team_id, idempotency_key, work)
+
+
+@router.post("/{message_id}/cancel", summary="Cancel a scheduled email")
+async def cancel_email(message_id: str, team: TeamSend, state: StateDep) -> dict[str, Any]:
+    await cancel_scheduled(state, team.team_id, message_id)
+    return {"id": message_id, "status": "cancelled"}

@@ -1,0 +1,228 @@
+"""Teams, members, invitations, API keys and SMTP credentials."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from fastapi import APIRouter
+from pydantic import BaseModel, Field
+from sqlalchemy import func, select
+
+from api.accounts import create_api_key, create_team, revoke_api_key
+from api.db import utcnow
+from api.deps import (
+    CurrentUser,
+    DbDep,
+    StateDep,
+    TeamApiKeys,
+    TeamMembers,
+    TeamReports,
+)
+from api.errors import ApiError
+from api.models import ApiKey, ApiKeyScope, Invitation, Membership, Role, Team, User
+from api.pagination import Cursor, Limit, paginate
+from api.schemas import EmailAddress
+from api.security import TokenError
+
+router = APIRouter(prefix="/v1", tags=["teams"])
+INVITE_PURPOSE = "team-invite"
+INVITE_LIFETIME = timedelta(days=7)
+
+
+class TeamIn(BaseModel):
+    name: str = Field(min_length=1, max_length=200)
+
+
+class InviteIn(BaseModel):
+    email: EmailAddress
+    role: Role = Role.AUTHOR
+
+
+class RoleIn(BaseModel):
+    role: Role
+
+
+class AcceptIn(BaseModel):
+    token: str = Field(min_length=10, max_length=500)
+
+
+class ApiKeyIn(BaseModel):
+    name: str = Field(min_length=1, max_length=200)
+    scope: ApiKeyScope = ApiKeyScope.FULL
+
+
+def _key_out(key: ApiKey) -> dict[str, Any]:
+    return {
+        "id": key.id,
+        "name": key.name,
+        "prefix": key.prefix,
+        "scope": key.scope,
+        "created_at": key.created_at.isoformat(),
+        "last_used_at": key.last_used_at.isoformat() if key.last_used_at else None,
+        "revoked": key.revoked_at is not None,
+    }
+
+
+@router.post("/teams", status_code=201, summary="Create a team (you become its Administrator)")
+def new_team(body: TeamIn, user: CurrentUser, db: DbDep) -> dict[str, Any]:
+    team = create_team(db, user, body.name)
+    return {"id": team.id, "name": team.name, "role": Role.ADMIN.value}
+
+
+@router.get("/teams/{team_id}", summary="Team details")
+def get_team(team_id: str, ctx: TeamReports, db: DbDep) -> dict[str, Any]:
+    team = db.get(Team, ctx.team_id)
+    assert team is not None
+    return {"id": team.id, "name": team.name, "your_role": ctx.role.value}
+
+
+@router.get("/teams/{team_id}/members", summary="Members and roles")
+def list_members(team_id: str, ctx: TeamReports, db: DbDep) -> dict[str, Any]:
+    rows = db.execute(
+        select(User.id, User.email, Membership.role)
+        .join(Membership, Membership.user_id == User.id)
+        .where(Membership.team_id == ctx.team_id)
+        .order_by(User.email)
+    )
+    return {"data": [{"user_id": u, "email": e, "role": r} for u, e, r in rows]}
+
+
+def _membership(db: DbDep, team_id: str, user_id: str) -> Membership:
+    row = db.scalar(
+        select(Membership).where(Membership.team_id == team_id, Membership.user_id == user_id)
+    )
+    if row is None:
+        raise ApiError(404, "member not found")
+    return row
+
+
+def _keep_an_admin(db: DbDep, team_id: str, leaving: Membership) -> None:
+    if leaving.role != Role.ADMIN.value:
+        return
+    admins = db.scalar(
+        select(func.count())
+        .select_from(Membership)
+        .where(Membership.team_id == team_id, Membership.role == Role.ADMIN.value)
+    )
+    if (admins or 0) <= 1:
+        raise ApiError(409, "a team must keep at least one Administrator")
+
+
+@router.patch("/teams/{team_id}/members/{user_id}", summary="Change a member's role")
+def change_role(
+    team_id: str, user_id: str, body: RoleIn, ctx: TeamMembers, db: DbDep
+) -> dict[str, Any]:
+    member = _membership(db, ctx.team_id, user_id)
+    if Role.ADMIN in (body.role, Role(member.role)) and ctx.role != Role.ADMIN:
+        raise ApiError(403, "only an Administrator may grant or remove the Administrator role")
+    if body.role != Role.ADMIN:
+        _keep_an_admin(db, ctx.team_id, member)
+    member.role = body.role.value
+    return {"user_id": user_id, "role": member.role}
+
+
+@router.delete("/teams/{team_id}/members/{user_id}", summary="Remove a member")
+def remove_member(team_id: str, user_id: str, ctx: TeamMembers, db: DbDep) -> dict[str, Any]:
+    member = _membership(db, ctx.team_id, user_id)
+    if member.role == Role.ADMIN.value and ctx.role != Role.ADMIN:
+        raise ApiError(403, "only an Administrator may remove an Administrator")
+    _keep_an_admin(db, ctx.team_id, member)
+    db.delete(member)
+    return {"removed": user_id}
+
+
+@router.post("/teams/{team_id}/invitations", status_code=201, summary="Invite by email")
+def invite(
+    team_id: str, body: InviteIn, ctx: TeamMembers, db: DbDep, state: StateDep
+) -> dict[str, Any]:
+    if body.role == Role.ADMIN and ctx.role != Role.ADMIN:
+        raise ApiError(403, "only an Administrator may invite Administrators")
+    invitation = Invitation(
+        team_id=ctx.team_id,
+        email=body.email.lower(),
+        role=body.role.value,
+        invited_by=ctx.principal.user_id or "",
+        expires_at=utcnow() + INVITE_LIFETIME,
+    )
+    db.add(invitation)
+    db.flush()
+    token = state.signer.dumps_timed(INVITE_PURPOSE, invitation.id)
+    accept_url = f"{state.settings.api.public_url.rstrip('/')}/invitations/accept?token={token}"
+    return {"id": invitation.id, "token": token, "accept_url": accept_url}
+
+
+@router.post("/invitations/accept", summary="Accept an invitation (signed, expiring token)")
+def accept_invitation(
+    body: AcceptIn, user: CurrentUser, db: DbDep, state: StateDep
+) -> dict[str, Any]:
+    try:
+        invitation_id = state.signer.loads_timed(
+            INVITE_PURPOSE, body.token, int(INVITE_LIFETIME.total_seconds())
+        )
+    except TokenError as exc:
+        raise ApiError(400, f"invitation token refused: {exc}", "invalid_token") from exc
+    invitation = db.get(Invitation, invitation_id)
+    if invitation is None or invitation.accepted_at is not None or invitation.expires_at < utcnow():
+        raise ApiError(400, "invitation is used, withdrawn or expired", "invalid_token")
+    if invitation.email != user.email:
+        raise ApiError(403, "this invitation was sent to another email address")
+    existing = db.scalar(
+        select(Membership).where(
+            Membership.team_id == invitation.team_id, Membership.user_id == user.id
+        )
+    )
+    if existing is None:
+        db.add(Membership(team_id=invitation.team_id, user_id=user.id, role=invitation.role))
+    invitation.accepted_at = utcnow()
+    return {"team_id": invitation.team_id, "role": invitation.role}
+
+
+@router.get("/teams/{team_id}/api-keys", summary="API keys (never the key itself)")
+def list_keys(
+    team_id: str, ctx: TeamApiKeys, db: DbDep, cursor: Cursor = None, limit: Limit = 100
+) -> dict[str, Any]:
+    query = select(ApiKey).where(ApiKey.team_id == ctx.team_id)
+    return paginate(db, query, ApiKey.id, cursor, limit, _key_out)
+
+
+@router.post("/teams/{team_id}/api-keys", status_code=201, summary="Create an API key (shown once)")
+def new_key(team_id: str, body: ApiKeyIn, ctx: TeamApiKeys, db: DbDep) -> dict[str, Any]:
+    key, plaintext = create_api_key(db, ctx.team_id, body.name, body.scope)
+    return {**_key_out(key), "key": plaintext}
+
+
+@router.delete("/teams/{team_id}/api-keys/{key_id}", summary="Revoke an API key")
+def delete_key(
+    team_id: str, key_id: str, ctx: TeamApiKeys, db: DbDep, state: StateDep
+) -> dict[str, Any]:
+    key = db.get(ApiKey, key_id)
+    if key is None or key.team_id != ctx.team_id:
+        raise ApiError(404, "API key not found")
+    revoke_api_key(db, state.sync_redis, key)
+    return _key_out(key)
+
+
+@router.get("/teams/{team_id}/smtp-credentials", summary="SMTP credential usernames")
+def list_smtp(team_id: str, ctx: TeamApiKeys, state: StateDep) -> dict[str, Any]:
+    from mta.credentials import list_smtp_credentials
+
+    return {"data": list_smtp_credentials(state.sync_redis, ctx.team_id)}
+
+
+@router.post("/teams/{team_id}/smtp-credentials", status_code=201, summary="New SMTP credential")
+def new_smtp(team_id: str, ctx: TeamApiKeys, state: StateDep) -> dict[str, Any]:
+    from mta.credentials import create_smtp_credential
+
+    username, password = create_smtp_credential(state.sync_redis, ctx.team_id)
+    return {"username": username, "password": password}
+
+
+@router.delete("/teams/{team_id}/smtp-credentials/{username}", summary="Revoke SMTP credential")
+def revoke_smtp(team_id: str, username: str, ctx: TeamApiKeys, state: StateDep) -> dict[str, Any]:
+    from mta.credentials import list_smtp_credentials, revoke_smtp_credential
+
+    if username not in list_smtp_credentials(state.sync_redis, ctx.team_id):
+        raise ApiError(404, "SMTP credential not found")
+    revoke_smtp_credential(state.sync_redis, username)
+    return {"username": username, "revoked": True}

@@ -1,0 +1,57 @@
+"""Tracking hits: answered at once, each produced to Kafka (never waits on ClickHouse)."""
+
+from __future__ import annotations
+
+import base64
+
+from fastapi import APIRouter, Request
+from fastapi.responses import RedirectResponse, Response
+
+from api.deps import StateDep
+from api.errors import ApiError
+from api.rendering import CLICK_PURPOSE, OPEN_PURPOSE
+from api.security import TokenError
+from pipelines.contracts import EmailClickEvent, EmailOpenEvent, Topic
+
+router = APIRouter(prefix="/t", tags=["tracking"], include_in_schema=True)
+
+PIXEL_GIF = base64.b64decode("R0lGODlhAQABAIAAAP///wAAACH5BAEAAAAALAAAAAABAAEAAAICRAEAOw==")
+_NO_CACHE = {"Cache-Control": "no-store, no-cache, must-revalidate, max-age=0"}
+
+
+def _client(request: Request) -> tuple[str, str]:
+    ip = request.client.host if request.client else ""
+    return ip, request.headers.get("user-agent", "")[:1000]
+
+
+@router.get("/o/{token}", summary="Open pixel", response_class=Response)
+def open_pixel(token: str, request: Request, state: StateDep) -> Response:
+    try:
+        message_id, team_id = state.signer.loads(OPEN_PURPOSE, token.removesuffix(".gif"))
+    except (TokenError, ValueError) as exc:
+        raise ApiError(404, "unknown tracking token") from exc
+    ip, user_agent = _client(request)
+    event = EmailOpenEvent(team_id=team_id, message_id=message_id, ip=ip, user_agent=user_agent)
+    state.producer.produce(Topic.EMAIL_OPENS, event, key=message_id)
+    return Response(PIXEL_GIF, media_type="image/gif", headers=_NO_CACHE)
+
+
+@router.get("/c/{token}", summary="Click redirect", response_class=RedirectResponse)
+def click(token: str, request: Request, state: StateDep) -> RedirectResponse:
+    try:
+        message_id, team_id, url, link_index = state.signer.loads(CLICK_PURPOSE, token)
+    except (TokenError, ValueError) as exc:
+        raise ApiError(404, "unknown tracking link") from exc
+    if not isinstance(url, str) or not url.lower().startswith(("http://", "https://")):
+        raise ApiError(400, "link target is not an http(s) URL")
+    ip, user_agent = _client(request)
+    event = EmailClickEvent(
+        team_id=team_id,
+        message_id=message_id,
+        ip=ip,
+        user_agent=user_agent,
+        url=url,
+        link_id=str(link_index),
+    )
+    state.producer.produce(Topic.EMAIL_CLICKS, event, key=message_id)
+    return RedirectResponse(url, status_code=302, headers=_NO_CACHE)

@@ -1,0 +1,49 @@
+"""Per-process resources the app shares between requests (built once in the lifespan)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from api.security import Signer
+from kibamail.settings import Settings
+
+
+class TtlCache:
+    """Tiny per-process cache for hot, rarely-changing lookups (verified domains)."""
+
+    def __init__(self, ttl_seconds: float, max_entries: int = 50_000) -> None:
+        self._ttl = ttl_seconds
+        self._max = max_entries
+        self._data: dict[Any, tuple[float, Any]] = {}
+
+    def get(self, key: Any) -> Any:
+        hit = self._data.get(key)
+        if hit is None or hit[0] < time.monotonic():
+            return None
+        return hit[1]
+
+    def put(self, key: Any, value: Any) -> None:
+        if len(self._data) >= self._max:
+            self._data.clear()
+        self._data[key] = (time.monotonic() + self._ttl, value)
+
+    def clear(self) -> None:
+        self._data.clear()
+
+
+@dataclass
+class AppState:
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    redis: Any  # redis.asyncio.Redis
+    sync_redis: Any  # redis.Redis, for code running in the threadpool
+    signer: Signer
+    producer: Any  # api.events.EventProducer
+    rate_limit_per_second: int
+    domain_cache: TtlCache = field(default_factory=lambda: TtlCache(5.0))

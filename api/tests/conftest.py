@@ -1,0 +1,84 @@
+"""API test fixtures: the app on the harness's real Redis and SQLite, a recording producer."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from api.app import create_app
+from api.bootstrap import create_team_with_key
+from api.db import migrate
+from kibamail.settings import Settings
+from pipelines.contracts import Event, Topic
+
+
+@dataclass
+class RecordingProducer:
+    """Unit-test stand-in for api.events.EventProducer (integration tests use Kafka)."""
+
+    events: list[tuple[Topic, Event]] = field(default_factory=list)
+
+    def produce(self, topic: Topic, event: Event, key: str | None = None) -> None:
+        self.events.append((topic, event))
+
+    def flush(self, timeout: float = 0) -> int:
+        return 0
+
+    def close(self, timeout: float = 0) -> int:
+        return 0
+
+
+@pytest.fixture(scope="session")
+def api_settings(test_settings: Settings, redis_service: str) -> Settings:
+    migrate(test_settings.database.url)
+    return test_settings
+
+
+@pytest.fixture
+def producer() -> RecordingProducer:
+    return RecordingProducer()
+
+
+@pytest.fixture
+def client(
+    api_settings: Settings, redis_client: Any, producer: RecordingProducer
+) -> Iterator[TestClient]:
+    app = create_app(
+        api_settings, producer=producer, run_scheduler=False, rate_limit_per_second=1000
+    )
+    with TestClient(app) as test_client:
+        yield test_client
+
+
+@dataclass
+class SendingTeam:
+    team_id: str
+    api_key: str
+    domain: str
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.api_key}"}
+
+
+@pytest.fixture
+def team(api_settings: Settings, redis_client: Any) -> SendingTeam:
+    suffix = uuid.uuid4().hex[:8]
+    domain = f"t{suffix}.example.com"
+    team_id, key = create_team_with_key(
+        api_settings, email=f"owner-{suffix}@example.com", team_name=f"team {suffix}", domain=domain
+    )
+    return SendingTeam(team_id, key, domain)
+
+
+def signup(client: TestClient, email: str | None = None) -> dict[str, str]:
+    """A new account; returns its Authorization header."""
+    email = email or f"u-{uuid.uuid4().hex[:10]}@example.com"
+    resp = client.post("/v1/auth/signup", json={"email": email, "password": "long enough pw"})
+    assert resp.status_code == 201, resp.text
+    return {"Authorization": f"Bearer {resp.json()['token']}"}

@@ -1,0 +1,54 @@
+"""The tracking endpoints produce to the real Kafka-protocol broker (Tansu)."""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from typing import Any
+
+import pytest
+from confluent_kafka import Consumer
+from fastapi.testclient import TestClient
+
+from api.app import create_app
+from api.rendering import tracked_html
+from kibamail.clients import kafka_consumer_config
+from kibamail.settings import Settings
+from pipelines.contracts import EmailOpenEvent, Topic, deserialize
+
+pytestmark = pytest.mark.integration
+
+
+def test_open_hit_lands_on_the_opens_topic(
+    api_settings: Settings, kafka_service: str, redis_client: Any
+) -> None:
+    message_id = f"{uuid.uuid4()}@acme.test"
+    with TestClient(create_app(api_settings, run_scheduler=False)) as client:
+        state = client.app.state.km  # type: ignore[attr-defined]
+        html = tracked_html(
+            "<p>x</p>",
+            signer=state.signer,
+            public_url="http://t",
+            message_id=message_id,
+            team_id="tk",
+        )
+        match = re.search(r'src="http://t(/t/o/[^"]+)"', html)
+        assert match is not None
+        assert client.get(match.group(1)).status_code == 200
+        assert state.producer.flush(10) == 0
+    consumer = Consumer(kafka_consumer_config(f"api-test-{uuid.uuid4().hex}", api_settings))
+    consumer.subscribe([Topic.EMAIL_OPENS.value])
+    found: list[EmailOpenEvent] = []
+    deadline = time.monotonic() + 30
+    try:
+        while not found and time.monotonic() < deadline:
+            msg = consumer.poll(1.0)
+            if msg is None or msg.error():
+                continue
+            event = deserialize(EmailOpenEvent, msg.value())
+            if event.message_id == message_id:
+                found.append(event)
+    finally:
+        consumer.close()
+    assert len(found) == 1 and found[0].team_id == "tk"

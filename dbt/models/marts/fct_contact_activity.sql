@@ -1,0 +1,101 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='append',
+        engine='ReplacingMergeTree(ingested_at)',
+        order_by='(team_id, contact_key, occurred_at, event_id)',
+        partition_by='toYYYYMM(event_date)',
+    )
+}}
+-- Per-contact activity timeline: every message status, open, click and unsubscribe of
+-- a contact, broadcasts and transactional alike. contact_key is the contact id when the
+-- message came from a contact list, else the recipient address. Read newest first with
+-- `order by occurred_at desc` (ClickHouse reads the sort key in reverse).
+with message_batch as (
+    select * from {{ ref('fct_message_events') }}
+    where {{ ingested_since_last_run() }}
+),
+
+open_batch as (
+    select * from {{ ref('fct_email_opens') }}
+    where {{ ingested_since_last_run() }}
+),
+
+click_batch as (
+    select * from {{ ref('fct_email_clicks') }}
+    where {{ ingested_since_last_run() }}
+),
+
+unsubscribe_batch as (
+    select * from {{ ref('stg_kibamail__unsubscribes') }}
+    where {{ ingested_since_last_run() }}
+),
+
+touched_messages as (
+    select team_id, message_id, recipient, contact_key, kind, broadcast_id
+    from {{ ref('int_messages') }}
+    where message_id in (
+        select message_id from open_batch
+        union distinct select message_id from click_batch
+        union distinct select message_id from unsubscribe_batch
+    )
+),
+
+activity as (
+    select
+        event_id, team_id, contact_key, recipient as email, occurred_at, event_date,
+        status as activity, message_id, broadcast_id, kind,
+        multiIf(status = 'bounced', concat(bounce_class, ' ', enhanced_code),
+                status = 'deferred', toString(smtp_code), '') as detail,
+        ingested_at
+    from message_batch
+
+    union all
+
+    select
+        o.event_id, o.team_id, if(o.contact_id != '', o.contact_id, m.contact_key),
+        m.recipient, o.occurred_at, o.event_date,
+        if(o.is_machine, 'opened_by_machine', 'opened'), o.message_id,
+        if(o.broadcast_id != '', o.broadcast_id, m.broadcast_id), m.kind, o.country,
+        o.ingested_at
+    from open_batch as o
+    left join touched_messages as m on o.message_id = m.message_id
+
+    union all
+
+    select
+        c.event_id, c.team_id, if(c.contact_id != '', c.contact_id, m.contact_key),
+        m.recipient, c.occurred_at, c.event_date,
+        if(c.is_machine, 'clicked_by_machine', 'clicked'), c.message_id,
+        if(c.broadcast_id != '', c.broadcast_id, m.broadcast_id), m.kind, c.url,
+        c.ingested_at
+    from click_batch as c
+    left join touched_messages as m on c.message_id = m.message_id
+
+    union all
+
+    select
+        u.event_id, u.team_id,
+        multiIf(u.contact_id != '', u.contact_id, m.contact_key != '', m.contact_key, u.email),
+        if(u.email != '', u.email, m.recipient), u.occurred_at, u.event_date,
+        'unsubscribed', u.message_id, m.broadcast_id, m.kind, u.method,
+        u.ingested_at
+    from unsubscribe_batch as u
+    left join touched_messages as m on u.message_id = m.message_id
+)
+
+select
+    event_id,
+    team_id,
+    contact_key,
+    email,
+    occurred_at,
+    event_date,
+    activity,
+    message_id,
+    broadcast_id,
+    kind,
+    detail,
+    ingested_at
+from activity
+where {{ not_loaded_yet('activity') }}

@@ -1,0 +1,43 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='append',
+        engine='ReplacingMergeTree(ingested_at)',
+        order_by='(team_id, event_date, message_id, event_id)',
+        partition_by='toYYYYMM(event_date)',
+    )
+}}
+-- One row per message event with its correlation fields (team, broadcast, contact,
+-- variant) and the recipient's mailbox provider. Appended incrementally; the
+-- ReplacingMergeTree key is a second guard against a duplicate event_id.
+with batch as (
+    select * from {{ ref('stg_kibamail__message_events') }}
+    where {{ ingested_since_last_run() }}
+)
+
+select
+    event_id,
+    team_id,
+    occurred_at,
+    event_date,
+    message_id,
+    status,
+    recipient,
+    recipient_domain,
+    provider,
+    sender_domain,
+    kind,
+    pool,
+    source_ip,
+    mx_host,
+    attempt,
+    smtp_code,
+    enhanced_code,
+    bounce_class,
+    broadcast_id,
+    contact_id,
+    variant_id,
+    if(contact_id != '', contact_id, recipient) as contact_key,
+    ingested_at
+from batch
+where {{ not_loaded_yet('batch') }}

@@ -1,0 +1,91 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='delete_insert',
+        unique_key='event_date',
+        engine='MergeTree()',
+        order_by='(team_id, event_date, sender_domain, source_ip)',
+        partition_by='toYYYYMM(event_date)',
+    )
+}}
+-- Reputation per team, sending domain and sending IP per day (UTC), with the score
+-- documented in _marts.yml. An attempt's IP is the one the MTA used for it; events
+-- without one (complaints) take the IP that delivered the message.
+{% set sources = [ref('fct_message_events'), ref('fct_email_opens')] %}
+
+with attempts as (
+    select
+        e.team_id as team_id,
+        e.event_date as event_date,
+        if(e.sender_domain != '', e.sender_domain, m.sender_domain) as sender_domain,
+        if(e.source_ip != '', e.source_ip, m.source_ip) as source_ip,
+        countIf(e.status = 'delivered') as delivered,
+        countIf(e.status = 'deferred') as deferred,
+        countIf(e.status = 'bounced') as bounced,
+        countIf(e.status = 'complained') as complaints,
+        max(e.ingested_at) as max_ingested_at
+    from {{ ref('fct_message_events') }} as e
+    left join {{ ref('int_messages') }} as m on e.message_id = m.message_id
+    where e.status in ('delivered', 'deferred', 'bounced', 'complained')
+        and {{ touched_periods('e.event_date', sources) }}
+    group by team_id, event_date, sender_domain, source_ip
+),
+
+engagement as (
+    select
+        o.team_id as team_id,
+        o.event_date as event_date,
+        m.sender_domain as sender_domain,
+        m.source_ip as source_ip,
+        uniqExactIf(o.message_id, not o.is_machine) as unique_human_opens,
+        max(o.ingested_at) as max_ingested_at
+    from {{ ref('fct_email_opens') }} as o
+    left join {{ ref('int_messages') }} as m on o.message_id = m.message_id
+    where {{ touched_periods('o.event_date', sources) }}
+    group by team_id, event_date, sender_domain, source_ip
+),
+
+combined as (
+    select
+        team_id,
+        event_date,
+        sender_domain,
+        source_ip,
+        toUInt64(sum(delivered_n)) as delivered,
+        toUInt64(sum(deferred_n)) as deferred,
+        toUInt64(sum(bounced_n)) as bounced,
+        toUInt64(sum(complaints_n)) as complaints,
+        toUInt64(sum(opens_n)) as unique_human_opens,
+        max(ingested_n) as max_ingested_at
+    from (
+        select team_id, event_date, sender_domain, source_ip, delivered as delivered_n,
+            deferred as deferred_n, bounced as bounced_n, complaints as complaints_n,
+            0 as opens_n, max_ingested_at as ingested_n
+        from attempts
+        union all
+        select team_id, event_date, sender_domain, source_ip, 0, 0, 0, 0,
+            unique_human_opens, max_ingested_at
+        from engagement
+    )
+    group by team_id, event_date, sender_domain, source_ip
+)
+
+select
+    team_id,
+    event_date,
+    sender_domain,
+    source_ip,
+    delivered,
+    deferred,
+    bounced,
+    complaints,
+    unique_human_opens,
+    delivered + deferred + bounced as attempts,
+    if(attempts = 0, 0, bounced / attempts) as bounce_rate,
+    if(attempts = 0, 0, deferred / attempts) as defer_rate,
+    if(delivered = 0, 0, complaints / delivered) as complaint_rate,
+    if(delivered = 0, 0, least(1, unique_human_opens / delivered)) as engagement_rate,
+    {{ reputation_score('bounce_rate', 'complaint_rate', 'defer_rate', 'engagement_rate') }}
+        as reputation_score,
+    max_ingested_at
+from combined

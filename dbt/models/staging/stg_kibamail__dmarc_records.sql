@@ -1,0 +1,20 @@
+-- One row per DMARC aggregate-report record (FINAL drops re-ingested reports).
+select
+    report_key,
+    record_index,
+    team_id,
+    lower(domain) as domain,
+    org_name,
+    day,
+    source_ip,
+    reverse_dns,
+    country,
+    sending_service,
+    message_count,
+    disposition,
+    dkim_aligned = 1 as dkim_aligned,
+    spf_aligned = 1 as spf_aligned,
+    dmarc_pass = 1 as dmarc_pass,
+    policy_p,
+    ingested_at
+from {{ source('kibamail', 'raw_dmarc_records') }} final

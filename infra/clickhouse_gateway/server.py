@@ -1,0 +1,450 @@
+"""``kibamail warehouse serve``: ClickHouse's HTTP interface in front of the one chDB engine.
+
+uvicorn (httptools + uvloop, TCP_NODELAY) parses HTTP; a minimal ASGI app streams request
+bodies in ~1 MiB pieces to a worker thread that decompresses them and feeds chDB, while the
+next piece is being received. Engine calls run on a thread pool (chDB releases the GIL), so
+readers and writers proceed concurrently; each request owns a chDB handle for its duration.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import socket
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from kibamail.settings import Settings
+
+from .compression import choose_response_encoding, compress_native_blocks, response_encoder
+from .engine import DEFAULT_DATABASE, Engine, Handle, Session, SessionManager, parse_session_timeout
+from .errors import QUERY_IS_TOO_LARGE, UNKNOWN_EXCEPTION, ClickHouseError
+from .execution import Execution, Outcome, RequestContext
+from .protocol import (
+    authenticate,
+    content_type,
+    credentials,
+    int_setting,
+    parse_form,
+    parse_query_string,
+    split_params,
+    truthy,
+)
+
+log = logging.getLogger("kibamail.warehouse")
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+FEED_BYTES = 1 << 20  # wire bytes handed to a worker at once
+SEND_BYTES = 4 << 20  # response slice per ASGI send
+DRAIN_BYTES = 256 << 20  # after an error, read (and drop) this much body so the client sees it
+INLINE_COMPRESS_BYTES = 64 << 10
+
+
+@dataclass
+class GatewayConfig:
+    host: str
+    port: int
+    data_dir: Path
+    database: str
+    username: str = "default"
+    password: str = ""
+    max_body_bytes: int = 4 << 30
+    max_query_bytes: int = 256 << 20
+    workers: int = 32
+    keep_alive_seconds: int = 30
+    display_name: str = socket.gethostname()
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **overrides: Any) -> GatewayConfig:
+        ch = settings.clickhouse
+        values: dict[str, Any] = {
+            "host": ch.host,
+            "port": ch.port,
+            "data_dir": Path(ch.data_dir),
+            "database": ch.database,
+            "username": ch.username,
+            "password": ch.password,
+        }
+        # Optional knobs the settings model may grow; explicit overrides win.
+        for name in ("max_body_bytes", "max_query_bytes", "workers"):
+            if getattr(ch, name, None) is not None:
+                values[name] = getattr(ch, name)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+
+class ClientGone(Exception):
+    """The client disconnected before the request was complete."""
+
+
+class Gateway:
+    """The ASGI application."""
+
+    def __init__(self, config: GatewayConfig, engine: Engine) -> None:
+        self.config = config
+        self.engine = engine
+        self.sessions = SessionManager(engine)
+        self.pool = ThreadPoolExecutor(config.workers, thread_name_prefix="chdb")
+
+    async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run on a worker; if we are cancelled, still wait: the handle must not be reused
+        while a thread is inside chDB with it."""
+        future = asyncio.wrap_future(self.pool.submit(fn, *args))
+        try:
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            await asyncio.wait({future})
+            raise
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        path, method = scope["path"], scope["method"]
+        if path in ("/ping", "/replicas_status") or (
+            path == "/" and method in ("GET", "HEAD") and not scope["query_string"]
+        ):
+            await self._plain(send, 200, b"Ok.\n", head=method == "HEAD")
+            return
+        if path != "/":
+            text = (
+                f"There is no handle {path}\n\nUse / or /ping for health checks.\n"
+                "Send queries from your program with POST method or GET /?query=...\n"
+            )
+            await self._plain(send, 404, text.encode())
+            return
+        await self._query(scope, receive, send)
+
+    # -- one query ---------------------------------------------------------------------
+
+    async def _query(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        params = parse_query_string(scope["query_string"])
+        query_id = params.get("query_id") or str(uuid.uuid4())
+        base = [
+            (b"x-clickhouse-server-display-name", self.config.display_name.encode()),
+            (b"x-clickhouse-query-id", query_id.encode("utf-8", "replace")),
+            (b"x-clickhouse-timezone", self.engine.timezone.encode()),
+        ]
+        body_done = False
+        handle: Handle | None = None
+        session: Session | None = None
+        execution: Execution | None = None
+        try:
+            if scope["method"] not in ("GET", "POST", "HEAD"):
+                raise ClickHouseError(
+                    UNKNOWN_EXCEPTION,
+                    f"HTTP method {scope['method']} is not supported; use GET or POST",
+                )
+            user, password = credentials(headers, params)
+            authenticate(user, password, self.config.username, self.config.password)
+            declared = headers.get("content-length")
+            if declared and declared.isdigit() and int(declared) > self.config.max_body_bytes:
+                raise self._too_large(int(declared))
+            ctype = headers.get("content-type", "")
+            if ctype.lower().startswith("multipart/form-data"):
+                form = await self._read_all(receive, self.config.max_query_bytes)
+                body_done = True
+                params.update(parse_form(ctype, form))
+            ctx = self._context(scope["method"], headers, params)
+            session_id = params.get("session_id")
+            if session_id:
+                timeout = parse_session_timeout(params.get("session_timeout"))
+                session = self.sessions.acquire(
+                    session_id, timeout, check=truthy(params.get("session_check"))
+                )
+                handle, database = session.handle, params.get("database") or None
+                ctx.in_session = True
+            else:
+                handle = self.engine.acquire()
+                database = params.get("database") or DEFAULT_DATABASE
+            execution = Execution(handle, ctx, database=database)
+            if not body_done:
+                await self._pump(receive, execution)
+                body_done = True
+            outcome: Outcome = await self.run(execution.finish)
+            await self._respond(send, outcome, params, headers, base, scope["method"] == "HEAD")
+        except ClientGone:
+            if execution is not None:
+                await self.run(execution.abort)
+        except ClickHouseError as exc:
+            if execution is not None:
+                await self.run(execution.abort)
+            await self._fail(send, receive, exc, base, body_done)
+        except Exception as exc:
+            log.exception("query %s failed unexpectedly", query_id)
+            if execution is not None:
+                await self.run(execution.abort)
+            await self._fail(
+                send, receive, ClickHouseError(UNKNOWN_EXCEPTION, repr(exc)), base, body_done
+            )
+        finally:
+            discard = execution.discard_handle if execution is not None else False
+            if session is not None:
+                if discard:
+                    session.handle.close()
+                    session.handle = await self.run(self.engine.new_handle)
+                self.sessions.release(session, close=truthy(params.get("close_session")))
+            elif handle is not None:
+                self.engine.release(handle, discard=discard)
+
+    def _context(
+        self, method: str, headers: dict[str, str], params: dict[str, str]
+    ) -> RequestContext:
+        binds, settings = split_params(params)
+        query = params.get("query", "")
+        return RequestContext(
+            method=method,
+            query_param=query.encode(),
+            params=binds,
+            settings=settings,
+            default_format=params.get("default_format") or "TabSeparated",
+            readonly=int_setting(params, "readonly", 0),
+            content_encoding=headers.get("content-encoding"),
+            native_decompress=truthy(params.get("decompress")),
+            verify_checksum=not truthy(
+                params.get("http_native_compression_disable_checksumming_on_decompress")
+            ),
+            max_query_size=int_setting(params, "max_query_size", 262_144),
+            max_buffer_bytes=self.config.max_query_bytes,
+        )
+
+    def _too_large(self, size: int) -> ClickHouseError:
+        return ClickHouseError(
+            QUERY_IS_TOO_LARGE,
+            f"Request body of {size} bytes exceeds the gateway limit of "
+            f"{self.config.max_body_bytes} bytes",
+        )
+
+    async def _pump(self, receive: Receive, execution: Execution) -> None:
+        """Receive the body; a worker decodes/feeds piece N while piece N+1 arrives."""
+        total = 0
+        chunks: list[bytes] = []
+        size = 0
+        inflight: asyncio.Future[Any] | None = None
+        try:
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    raise ClientGone
+                body = message.get("body", b"")
+                more = message.get("more_body", False)
+                if body:
+                    total += len(body)
+                    if total > self.config.max_body_bytes:
+                        raise self._too_large(total)
+                    chunks.append(body)
+                    size += len(body)
+                if chunks and (size >= FEED_BYTES or not more):
+                    data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+                    chunks, size = [], 0
+                    if inflight is not None:
+                        await asyncio.shield(inflight)
+                    inflight = asyncio.wrap_future(self.pool.submit(execution.feed, data))
+                if not more:
+                    break
+            if inflight is not None:
+                await asyncio.shield(inflight)
+        finally:
+            if inflight is not None and not inflight.done():
+                await asyncio.wait({inflight})
+
+    async def _read_all(self, receive: Receive, limit: int) -> bytes:
+        parts: list[bytes] = []
+        total = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise ClientGone
+            body = message.get("body", b"")
+            total += len(body)
+            if total > limit:
+                raise self._too_large(total)
+            parts.append(body)
+            if not message.get("more_body", False):
+                return b"".join(parts)
+
+    async def _drain(self, receive: Receive) -> bool:
+        """Read and drop the rest of the body; False if it is too big to be worth it."""
+        drained = 0
+        while drained <= DRAIN_BYTES:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return False
+            drained += len(message.get("body", b""))
+            if not message.get("more_body", False):
+                return True
+        return False
+
+    # -- responses ---------------------------------------------------------------------
+
+    async def _respond(
+        self,
+        send: Send,
+        outcome: Outcome,
+        params: dict[str, str],
+        headers: dict[str, str],
+        base: list[tuple[bytes, bytes]],
+        head: bool,
+    ) -> None:
+        body: bytes | memoryview = outcome.body
+        out_headers = list(base)
+        out_headers.append((b"x-clickhouse-summary", json.dumps(outcome.summary).encode()))
+        out_headers.append((b"content-type", content_type(outcome.fmt).encode()))
+        if outcome.fmt:
+            out_headers.append((b"x-clickhouse-format", outcome.fmt.encode()))
+        encoding = None
+        if truthy(params.get("enable_http_compression")):
+            encoding = choose_response_encoding(headers.get("accept-encoding"))
+        native = truthy(params.get("compress"))
+        if (encoding or native) and len(body):
+            level = int_setting(params, "http_zlib_compression_level", 3)
+            if len(body) <= INLINE_COMPRESS_BYTES:
+                body = _encode(body, native, encoding, level)
+            else:
+                body = await self.run(_encode, body, native, encoding, level)
+        if encoding:
+            out_headers.append((b"content-encoding", encoding.encode()))
+        out_headers.append((b"content-length", str(len(body)).encode()))
+        out_headers.append((b"keep-alive", f"timeout={self.config.keep_alive_seconds}".encode()))
+        await send({"type": "http.response.start", "status": 200, "headers": out_headers})
+        view = memoryview(body)
+        if head or not len(view):
+            await send({"type": "http.response.body", "body": b""})
+            return
+        for start in range(0, len(view), SEND_BYTES):
+            end = start + SEND_BYTES
+            await send(
+                {
+                    "type": "http.response.body",
+                    "body": bytes(view[start:end]),
+                    "more_body": end < len(view),
+                }
+            )
+
+    async def _fail(
+        self,
+        send: Send,
+        receive: Receive,
+        exc: ClickHouseError,
+        base: list[tuple[bytes, bytes]],
+        body_done: bool,
+    ) -> None:
+        keep = body_done or await self._drain(receive)
+        payload = exc.body(self.engine.version)
+        out_headers = [
+            *base,
+            (b"x-clickhouse-exception-code", str(exc.code).encode()),
+            (b"content-type", b"text/plain; charset=UTF-8"),
+            (b"content-length", str(len(payload)).encode()),
+        ]
+        if not keep:
+            out_headers.append((b"connection", b"close"))
+        with contextlib.suppress(Exception):
+            await send(
+                {"type": "http.response.start", "status": exc.status, "headers": out_headers}
+            )
+            await send({"type": "http.response.body", "body": payload})
+
+    async def _plain(self, send: Send, status: int, body: bytes, head: bool = False) -> None:
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", b"text/html; charset=UTF-8"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": b"" if head else body})
+
+    async def expire_sessions(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            self.sessions.expire()
+
+
+def _encode(body: bytes | memoryview, native: bool, encoding: str | None, level: int) -> bytes:
+    data: bytes | memoryview = compress_native_blocks(body) if native else body
+    if encoding:
+        encoder = response_encoder(encoding, level)
+        data = encoder.compress(data) + encoder.flush()
+    return bytes(data)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal capture: serve() installs loop handlers instead."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+async def _main(config: GatewayConfig) -> None:
+    engine = await asyncio.get_running_loop().run_in_executor(
+        None, Engine, config.data_dir, config.database
+    )
+    gateway = Gateway(config, engine)
+    server = _Server(
+        uvicorn.Config(
+            gateway,
+            host=config.host,
+            port=config.port,
+            loop="none",
+            http="httptools",
+            lifespan="off",
+            access_log=False,
+            log_level="warning",
+            server_header=False,
+            timeout_keep_alive=config.keep_alive_seconds,
+            timeout_graceful_shutdown=10,
+            backlog=2048,
+        )
+    )
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, server.handle_exit, sig, None)
+    reaper = asyncio.create_task(gateway.expire_sessions())
+    log.warning(
+        "chDB %s at %s (database %s), ClickHouse HTTP on http://%s:%d",
+        engine.version,
+        engine.path,
+        config.database,
+        config.host,
+        config.port,
+    )
+    try:
+        await server.serve()
+    finally:
+        reaper.cancel()
+        gateway.sessions.close()
+        gateway.pool.shutdown(wait=True)
+        engine.close()
+        log.warning("warehouse stopped, chDB closed")
+    if not server.started:
+        raise SystemExit(f"could not serve on {config.host}:{config.port}")
+
+
+def serve(settings: Settings, **overrides: Any) -> None:
+    """Own settings.clickhouse.data_dir and serve ClickHouse HTTP until SIGTERM/SIGINT."""
+    # Same answers on every machine: a server timezone of UTC unless TZ says otherwise.
+    os.environ.setdefault("TZ", "UTC")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    config = GatewayConfig.from_settings(settings, **overrides)
+    import uvloop
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(_main(config))

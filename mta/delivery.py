@@ -1,0 +1,368 @@
+"""The delivery worker: takes queue entries, applies delivery policies, signs, delivers.
+
+Per entry (one OutboundMessage, possibly several recipients): recipients are grouped by
+domain, each group is resolved, policy-checked (held / failed / pool + source IP), and
+sent over a pooled connection to its MX. All outcomes of the entry — status events into
+the outbox, retry jobs, suppressions — are written in ONE Redis MULTI together with the
+XACK, so a crash at any point either redoes the whole entry (same deterministic event
+ids) or nothing. Recipients already finished in a multi-domain entry are remembered in
+``RedisKeys.delivery_progress`` and skipped on redelivery.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from kibamail.settings import Settings
+from pipelines.contracts import (
+    BounceClass,
+    ContractError,
+    MessageStatus,
+    OutboundMessage,
+    RedisKeys,
+    Topic,
+    dead_letter,
+)
+
+from . import metrics
+from .bounces import classify, enhanced_code
+from .config import MtaConfig
+from .dkim_signing import DkimSigner
+from .events import add_to_outbox, consumer_name, make_status_event
+from .policies import PolicyChain, PolicyContext, provider_group
+from .queue import Entry, SubmissionQueue, backoff_seconds
+from .resolver import DomainNotFoundError, MxResolver, NullMxError, TemporaryDnsError
+from .smtp_client import ConnectionPool, TransientConnectError
+
+log = logging.getLogger(__name__)
+
+FINAL = {MessageStatus.DELIVERED, MessageStatus.BOUNCED, MessageStatus.FAILED}
+
+
+@dataclass
+class Outcome:
+    rcpt: str
+    status: MessageStatus
+    code: int = 0
+    text: str = ""
+    bounce_class: BounceClass = BounceClass.NONE
+    pool: str = ""
+    source_ip: str = ""
+    mx_host: str = ""
+    transcript: list[str] = field(default_factory=list)
+    retry_after: float = 0.0
+
+
+def _domain(address: str) -> str:
+    return address.rsplit("@", 1)[-1].lower()
+
+
+class DeliveryWorker:
+    def __init__(self, settings: Settings, config: MtaConfig, redis: Any) -> None:
+        self.settings = settings
+        self.config = config
+        self.redis = redis
+        self.queue = SubmissionQueue(redis, config.queue, consumer_name())
+        self.resolver = MxResolver(settings.mta)
+        self.pool = ConnectionPool(
+            settings.mta.hostname,
+            settings.mta.delivery_port,
+            connect_timeout=config.queue.connect_timeout_seconds,
+            command_timeout=config.queue.command_timeout_seconds,
+            require_tls=config.require_outbound_tls,
+        )
+        self.chain = PolicyChain(config)
+        self.signer = DkimSigner(redis)
+        self.concurrency = settings.mta.delivery_concurrency
+        self.inflight: set[bytes] = set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await self.queue.ensure_group()
+        work: asyncio.Queue[tuple[Entry, bool]] = asyncio.Queue(maxsize=self.concurrency)
+        tasks = [asyncio.create_task(self._reader(stop, work), name="mta-reader")]
+        tasks.append(asyncio.create_task(self._housekeeping(stop, work), name="mta-housekeeping"))
+        tasks += [
+            asyncio.create_task(self._processor(work), name=f"mta-delivery-{i}")
+            for i in range(self.concurrency)
+        ]
+        await stop.wait()
+        tasks[0].cancel()
+        tasks[1].cancel()
+        # Let in-flight deliveries finish; unfinished entries stay pending for others.
+        deadline = time.monotonic() + 10
+        while self.inflight and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        for task in tasks[2:]:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self.pool.close()
+
+    async def _reader(self, stop: asyncio.Event, work: asyncio.Queue[tuple[Entry, bool]]) -> None:
+        while not stop.is_set():
+            room = self.concurrency * 2 - len(self.inflight)
+            if room <= 0:
+                await asyncio.sleep(0.01)
+                continue
+            try:
+                entries = await self.queue.read_new(min(room, self.config.queue.read_batch))
+            except Exception:
+                log.exception("reading the submission stream failed; retrying")
+                await asyncio.sleep(1)
+                continue
+            for entry in entries:
+                self.inflight.add(entry[0])
+                await work.put((entry, True))
+
+    async def _housekeeping(
+        self, stop: asyncio.Event, work: asyncio.Queue[tuple[Entry, bool]]
+    ) -> None:
+        touch_every = max(1.0, self.config.queue.claim_idle_seconds / 3)
+        last_touch = last_claim = time.monotonic()
+        while not stop.is_set():
+            try:
+                moved = await self.queue.move_due()
+                now = time.monotonic()
+                if now - last_touch >= touch_every:
+                    await self.queue.touch(list(self.inflight))
+                    last_touch = now
+                if now - last_claim >= min(5.0, touch_every):
+                    last_claim = now
+                    for entry in await self.queue.reclaim(self.concurrency):
+                        if entry[0] not in self.inflight:
+                            self.inflight.add(entry[0])
+                            await work.put((entry, False))
+                xlen, retries, overdue = await self.queue.depths()
+                metrics.QUEUE_DEPTH.set(xlen)
+                metrics.RETRY_DEPTH.set(retries)
+                metrics.OLDEST_RETRY_AGE.set(overdue)
+                if not moved:
+                    await asyncio.sleep(0.5)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("queue housekeeping failed; retrying")
+                await asyncio.sleep(1)
+
+    async def _processor(self, work: asyncio.Queue[tuple[Entry, bool]]) -> None:
+        while True:
+            (entry_id, fields), fresh = await work.get()
+            try:
+                await self.process(entry_id, fields, fresh)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # Left unacknowledged: another worker (or this one) reclaims it later.
+                log.exception("delivery of entry %s failed unexpectedly", entry_id)
+            finally:
+                self.inflight.discard(entry_id)
+
+    async def process(self, entry_id: bytes, fields: dict[bytes, bytes], fresh: bool) -> None:
+        try:
+            msg = OutboundMessage.from_stream_fields(fields)
+        except ContractError as exc:
+            pipe = self.redis.pipeline(transaction=True)
+            pipe.xadd(
+                RedisKeys.EVENT_OUTBOX,
+                {
+                    "topic": Topic.DEAD_LETTER.value,
+                    "key": b"",
+                    "value": dead_letter(
+                        RedisKeys.SUBMISSION_STREAM, fields.get(b"meta"), str(exc)
+                    ),
+                },
+            )
+            self.queue.ack(pipe, entry_id)
+            await pipe.execute()
+            return
+        if msg.send_after is not None and msg.send_after.timestamp() > time.time():
+            pipe = self.redis.pipeline(transaction=True)
+            self.queue.schedule(pipe, msg, msg.send_after.timestamp())
+            self.queue.ack(pipe, entry_id)
+            await pipe.execute()
+            return
+        done = {} if fresh else await self.queue.progress(entry_id)
+        pending = [r for r in msg.recipients if r not in done]
+        by_domain: dict[str, list[str]] = {}
+        for rcpt in pending:
+            by_domain.setdefault(_domain(rcpt), []).append(rcpt)
+        sender_domain = _domain(msg.mail_from)
+        signed = await self.signer.sign(msg.data, sender_domain) if by_domain else msg.data
+        groups = await asyncio.gather(
+            *(
+                self._deliver_domain(msg, domain, rcpts, signed, entry_id, len(by_domain) > 1)
+                for domain, rcpts in by_domain.items()
+            )
+        )
+        await self._commit(entry_id, msg, [o for group in groups for o in group])
+
+    async def _deliver_domain(
+        self,
+        msg: OutboundMessage,
+        domain: str,
+        rcpts: list[str],
+        data: bytes,
+        entry_id: bytes,
+        record_progress: bool,
+    ) -> list[Outcome]:
+        def all_(status: MessageStatus, code: int, text: str, **kw: Any) -> list[Outcome]:
+            return [Outcome(r, status, code, text, **kw) for r in rcpts]
+
+        try:
+            route = await self.resolver.mx(domain)
+        except NullMxError as exc:
+            return all_(MessageStatus.BOUNCED, 556, f"5.1.10 {exc}", bounce_class=BounceClass.HARD)
+        except DomainNotFoundError as exc:
+            return all_(MessageStatus.BOUNCED, 550, f"5.1.2 {exc}", bounce_class=BounceClass.HARD)
+        except TemporaryDnsError as exc:
+            return all_(MessageStatus.DEFERRED, 451, f"4.4.3 {exc}")
+        group = provider_group(self.config, domain, route.hosts[0][1])
+        ctx = PolicyContext(
+            redis=self.redis,
+            stage="delivery",
+            team_id=msg.team_id,
+            kind=msg.kind,
+            mail_from=msg.mail_from,
+            sender_domain=_domain(msg.mail_from),
+            recipients=list(rcpts),
+            recipient_domain=domain,
+            provider_group=group,
+            size=len(msg.data),
+        )
+        verdict = await self.chain.run(ctx)
+        outcomes: list[Outcome] = []
+        if verdict.action == "hold":
+            text = f"{verdict.enhanced} {verdict.text}"
+            return all_(MessageStatus.HELD, verdict.code, text, retry_after=verdict.retry_after)
+        if verdict.action in ("fail", "reject"):
+            failed = verdict.failed_recipients or {r: verdict.text for r in rcpts}
+            outcomes = [
+                Outcome(r, MessageStatus.FAILED, verdict.code, f"{verdict.enhanced} {why}")
+                for r, why in failed.items()
+            ]
+            rcpts = [r for r in rcpts if r not in failed]
+            if not rcpts:
+                return outcomes
+        common = {"pool": ctx.pool, "source_ip": ctx.source_ip}
+        shaping = self.config.shaping_for(group)
+        last_error = "no MX host reachable"
+        result = None
+        started = time.monotonic()
+        for _pref, host in route.hosts:
+            try:
+                addresses = await self.resolver.addresses(host)
+            except TemporaryDnsError as exc:
+                last_error = str(exc)
+                continue
+            for address in addresses[:2]:
+                try:
+                    result = await self.pool.send(
+                        group=group,
+                        shaping=shaping,
+                        source_ip=ctx.source_ip,
+                        address=address,
+                        mail_from=msg.mail_from,
+                        rcpts=rcpts,
+                        data=data,
+                    )
+                    common["mx_host"] = host
+                    break
+                except TransientConnectError as exc:
+                    last_error = str(exc)
+            if result is not None:
+                break
+        metrics.DELIVERY_SECONDS.labels(group).observe(time.monotonic() - started)
+        if result is None:
+            return outcomes + all_(MessageStatus.DEFERRED, 451, f"4.4.1 {last_error}", **common)
+        for rcpt in rcpts:
+            answer = result.rcpts[rcpt]
+            if 200 <= answer.code < 300:
+                status, cls = MessageStatus.DELIVERED, BounceClass.NONE
+            elif answer.code >= 500:
+                status = MessageStatus.BOUNCED
+                cls = classify(answer.code, enhanced_code(answer.text), answer.text)
+            else:
+                status, cls = MessageStatus.DEFERRED, classify(answer.code, "", answer.text)
+            outcomes.append(
+                Outcome(
+                    rcpt,
+                    status,
+                    answer.code,
+                    answer.text,
+                    cls,
+                    transcript=result.transcript,
+                    **common,
+                )
+            )
+        if record_progress:
+            finals = {o.rcpt: o.status.value for o in outcomes if o.status in FINAL}
+            if finals:
+                await self.redis.hset(
+                    RedisKeys.delivery_progress(entry_id.decode()), mapping=finals
+                )
+        return outcomes
+
+    async def _commit(self, entry_id: bytes, msg: OutboundMessage, outcomes: list[Outcome]) -> None:
+        now = time.time()
+        expired = now - msg.submitted_at.timestamp() > self.config.queue.max_age_seconds
+        base = {
+            "message_id": msg.message_id,
+            "team_id": msg.team_id,
+            "sender_domain": _domain(msg.mail_from),
+            "kind": msg.kind,
+        }
+        pipe = self.redis.pipeline(transaction=True)
+
+        def emit(rcpt: str, status: MessageStatus, **fields: Any) -> None:
+            event = make_status_event(
+                **base,
+                recipient=rcpt,
+                recipient_domain=_domain(rcpt),
+                status=status,
+                attempt=msg.attempt,
+                **fields,
+            )
+            add_to_outbox(pipe, Topic.MESSAGE_STATUSES, msg.message_id, event)
+
+        if msg.attempt == 0:
+            for rcpt in msg.recipients:
+                emit(rcpt, MessageStatus.ACCEPTED, occurred_at=msg.submitted_at)
+        retry: dict[float, list[str]] = {}
+        for o in outcomes:
+            status = o.status
+            if status in (MessageStatus.DEFERRED, MessageStatus.HELD) and expired:
+                status = MessageStatus.EXPIRED
+            emit(
+                o.rcpt,
+                status,
+                pool=o.pool,
+                source_ip=o.source_ip,
+                mx_host=o.mx_host,
+                smtp_code=o.code,
+                enhanced_code=enhanced_code(o.text),
+                smtp_response=o.text[:1000],
+                bounce_class=o.bounce_class,
+                reason=o.text[:500] if status != MessageStatus.DELIVERED else "",
+                transcript="\n".join(o.transcript)[-4000:],
+            )
+            metrics.OUTCOMES.labels(status.value, o.bounce_class.value, o.pool, o.source_ip).inc()
+            if status == MessageStatus.DEFERRED:
+                due = now + backoff_seconds(self.config.queue, msg.attempt + 1)
+                retry.setdefault(due, []).append(o.rcpt)
+            elif status == MessageStatus.HELD:
+                retry.setdefault(now + o.retry_after, []).append(o.rcpt)
+            elif status == MessageStatus.BOUNCED and o.bounce_class == BounceClass.HARD:
+                pipe.sadd(RedisKeys.suppression(msg.team_id), o.rcpt.lower())
+        # One job per due time: deferred recipients share one, held ones another.
+        merged: dict[float, list[str]] = {}
+        for due, rcpts in sorted(retry.items()):
+            key = next((d for d in merged if abs(d - due) < 1.0), due)
+            merged.setdefault(key, []).extend(rcpts)
+        for due, rcpts in merged.items():
+            next_msg = msg.model_copy(update={"recipients": rcpts, "attempt": msg.attempt + 1})
+            self.queue.schedule(pipe, next_msg, due)
+        self.queue.ack(pipe, entry_id)
+        await pipe.execute()

@@ -1,0 +1,32 @@
+"""Prometheus metrics of the MTA (served on ``settings.mta.metrics_port`` at /metrics)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+ACCEPTED = Counter("kibamail_mta_accepted_total", "Messages accepted for delivery", ["source"])
+SUBMISSION_REJECTED = Counter(
+    "kibamail_mta_submission_rejected_total", "SMTP submissions refused", ["reason"]
+)
+POLICY_REJECTIONS = Counter(
+    "kibamail_mta_policy_rejections_total",
+    "Policy chain verdicts other than accept",
+    ["policy", "verdict"],
+)
+OUTCOMES = Counter(
+    "kibamail_mta_delivery_outcomes_total",
+    "Per-recipient delivery outcomes",
+    ["status", "bounce_class", "pool", "source_ip"],
+)
+DELIVERY_SECONDS = Histogram(
+    "kibamail_mta_delivery_seconds", "One SMTP transaction to a remote MX", ["provider_group"]
+)
+QUEUE_DEPTH = Gauge("kibamail_mta_queue_depth", "Entries in the submission stream not yet acked")
+RETRY_DEPTH = Gauge("kibamail_mta_retry_depth", "Jobs waiting in the retry schedule")
+OLDEST_RETRY_AGE = Gauge(
+    "kibamail_mta_retry_oldest_due_age_seconds", "How overdue the oldest retry job is"
+)
+OUTBOX_DEPTH = Gauge("kibamail_mta_outbox_depth", "Events waiting to be published to Kafka")
+EVENTS_PUBLISHED = Counter("kibamail_mta_events_published_total", "Events acked by Kafka")
+AUTH_FAILURES = Counter("kibamail_mta_auth_failures_total", "Failed SMTP AUTH attempts")
+CONNECTIONS = Gauge("kibamail_mta_smtp_connections", "Open SMTP client connections", ["listener"])

@@ -1,0 +1,348 @@
+"""The policy chain: one small unit per policy, one interface, order/params from TOML.
+
+Like Haraka plugins or KumoMTA policy modules, each unit looks at a ``PolicyContext``
+and returns a ``Verdict``. ``submission`` units run while an SMTP client waits (a
+reject becomes an SMTP reply); ``delivery`` units run in the delivery worker for every
+intake and may hold a message (retried later, never dropped), fail some recipients, or
+pick the pool and source IP. The first non-accept verdict stops the chain.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from pipelines.contracts import RedisKeys, TrafficKind
+
+from . import metrics
+from .config import ConfigError, MtaConfig, PolicyStage
+
+Action = Literal["accept", "reject", "hold", "fail"]
+
+
+@dataclass
+class PolicyContext:
+    redis: Any
+    stage: PolicyStage
+    team_id: str
+    kind: TrafficKind = TrafficKind.TRANSACTIONAL
+    mail_from: str = ""
+    sender_domain: str = ""
+    recipients: list[str] = field(default_factory=list)
+    recipient_domain: str = ""
+    provider_group: str = "default"
+    size: int = 0
+    # None: not an SMTP submission (API/broadcast intakes authenticate elsewhere).
+    authenticated: bool | None = None
+    client_ip: str = ""
+    pool: str = ""
+    source_ips: list[str] = field(default_factory=list)
+    source_ip: str = ""
+
+
+@dataclass(frozen=True)
+class Verdict:
+    action: Action = "accept"
+    code: int = 250
+    enhanced: str = ""
+    text: str = ""
+    retry_after: float = 0.0
+    failed_recipients: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def smtp_reply(self) -> str:
+        return f"{self.code} {self.enhanced} {self.text}".strip()
+
+
+ACCEPT = Verdict()
+
+
+class Params(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Policy:
+    name: ClassVar[str] = ""
+    stages: ClassVar[tuple[PolicyStage, ...]] = ("submission",)
+    Params: ClassVar[type[BaseModel]] = Params
+
+    def __init__(self, params: BaseModel, config: MtaConfig) -> None:
+        self.params = params
+        self.config = config
+
+    async def check(self, ctx: PolicyContext) -> Verdict:
+        raise NotImplementedError
+
+
+class Authenticated(Policy):
+    name = "authenticated"
+
+    async def check(self, ctx: PolicyContext) -> Verdict:
+        if ctx.authenticated is False:
+            return Verdict("reject", 530, "5.7.0", "Authentication required")
+        return ACCEPT
+
+
+class TeamPausedParams(Params):
+    temporary: bool = True
+
+
+class TeamPaused(Policy):
+    name = "team_paused"
+    stages = ("submission", "delivery")
+    Params = TeamPausedParams
+
+    async def check(self, ctx: PolicyContext) -> Verdict:
+        raw = await ctx.redis.get(RedisKeys.team_paused(ctx.team_id))
+        if not raw:
+            return ACCEPT
+        try:
+            reason = str(json.loads(raw).get("reason", "")) or "sending paused"
+        except (ValueError, AttributeError):
+            reason = raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw)
+        text = f"Sending is paused for this team: {reason}"
+        if ctx.stage == "delivery":
+            return Verdict("hold", 451, "4.7.1", text, self.config.queue.held_retry_seconds)
+        if self.params.temporary:  # type: ignore[attr-defined]
+            return Verdict("reject", 451, "4.7.1", text)
+        return Verdict("reject", 550, "5.7.1", text)
+
+
+class RateLimitParams(Params):
+    per_second: float = Field(gt=0)
+    burst: int = Field(ge=1)
+    per_day: int = Field(ge=1)
+
+
+# Token bucket (per second, with burst) plus a daily counter, checked and taken atomically.
+_TOKEN_BUCKET = """
+local rate, burst = tonumber(ARGV[1]), tonumber(ARGV[2])
+local now, cost = tonumber(ARGV[3]), tonumber(ARGV[4])
+local per_day = tonumber(ARGV[5])
+local b = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
+local tokens = tonumber(b[1]) or burst
+local ts = tonumber(b[2]) or now
+tokens = math.min(burst, tokens + (now - ts) * rate)
+local used = tonumber(redis.call('GET', KEYS[2]) or '0')
+if tokens < cost then return 1 end
+if used + cost > per_day then return 2 end
+redis.call('HSET', KEYS[1], 'tokens', tokens - cost, 'ts', now)
+redis.call('EXPIRE', KEYS[1], math.ceil(burst / rate) + 60)
+redis.call('INCRBY', KEYS[2], cost)
+redis.call('EXPIRE', KEYS[2], 90000)
+return 0
+"""
+
+
+class RateLimit(Policy):
+    name = "rate_limit"
+    Params = RateLimitParams
+
+    async def check(self, ctx: PolicyContext) -> Verdict:
+        p: Any = self.params
+        day = datetime.now(UTC).strftime("%Y%m%d")
+        script = ctx.redis.register_script(_TOKEN_BUCKET)
+        result = await script(
+            keys=[
+                RedisKeys.rate_bucket(ctx.team_id, "sec"),
+                RedisKeys.rate_bucket(ctx.team_id, day),
+            ],
+            args=[p.per_second, p.burst, time.time(), max(1, len(ctx.recipients)), p.per_day],
+        )
+        if int(result) == 1:
+            return Verdict("reject", 451, "4.7.1", "Rate limit exceeded, slow down and retry")
+        if int(result) == 2:
+            return Verdict("reject", 451, "4.7.1", "Daily sending limit reached, retry tomorrow")
+        return ACCEPT
+
+
+class Suppression(Policy):
+    name = "suppression"
+    stages = ("delivery",)
+
+    async def check(self, ctx: PolicyContext) -> Verdict:
+        if not ctx.recipients:
+            return ACCEPT
+        flags = await ctx.redis.smismember(
+            RedisKeys.suppression(ctx.team_id), [r.lower() for r in ctx.recipients]
+        )
+        failed = {
+            r: "recipient is on the suppression list"
+            for r, f in zip(ctx.recipients, flags, strict=True)
+            if f
+        }
+        if failed:
+            return Verdict("fail", 550, "5.7.1", "suppressed", failed_recipients=failed)
+        return ACCEPT
+
+
+class BulkGateParams(Params):
+    max_score: float = Field(0.9, ge=0, le=1)
+
+
+class BulkGate(Policy):
+    """Transactional submissions that the scoring dataflow scored as bulk are refused."""
+
+    name = "bulk_gate"
+    Params = BulkGateParams
+
+    async def check(self, ctx: PolicyContext) -> Verdict:
+        if ctx.kind != TrafficKind.TRANSACTIONAL:
+            return ACCEPT
+        raw = await ctx.redis.get(RedisKeys.reputation_throttle("bulk_score", ctx.team_id))
+        try:
+            score = float(raw) if raw else 0.0
+        except ValueError:
+            score = 0.0
+        if score > self.params.max_score:  # type: ignore[attr-defined]
+            return Verdict(
+                "reject",
+                550,
+                "5.7.1",
+                "Bulk-like traffic on the transactional stream; send it as a broadcast",
+            )
+        return ACCEPT
+
+
+class DomainReady(Policy):
+    name = "domain_ready"
+    stages = ("delivery",)
+
+    async def check(self, ctx: PolicyContext) -> Verdict:
+        if await ctx.redis.get(RedisKeys.domain_ready(ctx.sender_domain)) in (b"1", "1"):
+            return ACCEPT
+        return Verdict(
+            "hold",
+            451,
+            "4.7.1",
+            f"sender domain {ctx.sender_domain} is not verified (SPF/DKIM/DMARC) yet",
+            self.config.queue.held_retry_seconds,
+        )
+
+
+class PoolChoice(Policy):
+    """Transactional and marketing never share IPs (the config refuses overlapping pools)."""
+
+    name = "pool_choice"
+    stages = ("delivery",)
+
+    async def check(self, ctx: PolicyContext) -> Verdict:
+        found = self.config.pool_for(ctx.kind)
+        if found is None:
+            return Verdict(
+                "hold",
+                451,
+                "4.3.0",
+                f"no IP pool configured for {ctx.kind} mail",
+                self.config.queue.held_retry_seconds,
+            )
+        ctx.pool, pool = found
+        ctx.source_ips = list(pool.source_ips)
+        ctx.source_ip = ctx.source_ips[0]
+        return ACCEPT
+
+
+_WARMUP_TAKE = """
+local day_cap, hour_cap = tonumber(ARGV[1]), tonumber(ARGV[2])
+local d = tonumber(redis.call('GET', KEYS[1]) or '0')
+local h = tonumber(redis.call('GET', KEYS[2]) or '0')
+if d + 1 > day_cap or h + 1 > hour_cap then return 0 end
+redis.call('INCR', KEYS[1]); redis.call('EXPIRE', KEYS[1], 90000)
+redis.call('INCR', KEYS[2]); redis.call('EXPIRE', KEYS[2], 4000)
+return 1
+"""
+
+
+class Warmup(Policy):
+    """Per IP x provider group caps from the warm-up schedule; picks the first IP with room."""
+
+    name = "warmup"
+    stages = ("delivery",)
+
+    async def check(self, ctx: PolicyContext) -> Verdict:
+        warmup = self.config.warmup
+        now = datetime.now(UTC)
+        script = ctx.redis.register_script(_WARMUP_TAKE)
+        for ip in ctx.source_ips or [ctx.source_ip]:
+            cap = warmup.daily_cap(ip, now.date())
+            if cap is None:
+                ctx.source_ip = ip
+                return ACCEPT
+            hour_cap = max(1, int(cap * warmup.hourly_fraction))
+            keys = [
+                RedisKeys.warmup_counter(ip, ctx.provider_group, now.strftime("%Y%m%d")),
+                RedisKeys.warmup_counter(ip, ctx.provider_group, now.strftime("%Y%m%d%H")),
+            ]
+            if int(await script(keys=keys, args=[cap, hour_cap])):
+                ctx.source_ip = ip
+                return ACCEPT
+        wait = 3600 - (now.minute * 60 + now.second) + 1
+        return Verdict(
+            "hold",
+            451,
+            "4.7.1",
+            f"warm-up cap reached for {ctx.provider_group} on pool {ctx.pool}",
+            wait,
+        )
+
+
+REGISTRY: dict[str, type[Policy]] = {
+    cls.name: cls
+    for cls in (
+        Authenticated,
+        TeamPaused,
+        RateLimit,
+        Suppression,
+        BulkGate,
+        DomainReady,
+        PoolChoice,
+        Warmup,
+    )
+}
+
+
+class PolicyChain:
+    def __init__(self, config: MtaConfig) -> None:
+        self.units: list[Policy] = []
+        for entry in config.policies:
+            cls = REGISTRY.get(entry.name)
+            if cls is None:
+                raise ConfigError(f"unknown policy {entry.name!r}; known: {sorted(REGISTRY)}")
+            if not entry.enabled:
+                continue
+            try:
+                params = cls.Params.model_validate(entry.params)
+            except ValidationError as exc:
+                raise ConfigError(f"policy {entry.name}: {exc}") from exc
+            self.units.append(cls(params, config))
+
+    def names(self, stage: PolicyStage) -> list[str]:
+        return [u.name for u in self.units if stage in u.stages]
+
+    async def run(self, ctx: PolicyContext) -> Verdict:
+        for unit in self.units:
+            if ctx.stage not in unit.stages:
+                continue
+            verdict = await unit.check(ctx)
+            if verdict.action != "accept":
+                metrics.POLICY_REJECTIONS.labels(unit.name, verdict.action).inc()
+                return verdict
+        return ACCEPT
+
+
+def provider_group(config: MtaConfig, domain: str, mx_host: str = "") -> str:
+    """Provider group of a recipient domain (by domain, then by MX host suffix)."""
+    domain, mx_host = domain.lower(), mx_host.lower().rstrip(".")
+    for group, patterns in config.provider_groups.items():
+        for pattern in patterns:
+            if pattern.startswith("."):
+                if mx_host.endswith(pattern) or domain.endswith(pattern):
+                    return group
+            elif domain == pattern:
+                return group
+    return "default"

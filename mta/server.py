@@ -1,0 +1,386 @@
+"""SMTP listeners on aiosmtpd: submission (587 STARTTLS, 465 implicit TLS) and inbound (25).
+
+Submission requires AUTH (PLAIN/LOGIN, only after TLS) against the SMTP credentials in
+Redis; accepted mail is queued durably (``mta.intake``) before the 250 is sent, and
+never waits on Kafka. Inbound accepts only mail for our own domains: DSNs and ARF
+complaint reports (``mta.inbound``). Every bad input gets its own SMTP code, and one
+client's trouble never stalls the others (each connection is its own task; a stalled
+client hits the idle timeout).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import ssl
+import time
+import uuid
+from typing import Any
+
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+
+from kibamail.settings import Settings
+from pipelines.contracts import MessageMapping, OutboundMessage, Topic, TrafficKind
+
+from . import metrics
+from .config import MtaConfig
+from .credentials import CredentialVerifier
+from .events import add_to_outbox
+from .features import submission_features
+from .inbound import InboundProcessor
+from .intake import queue_on_pipeline
+from .policies import PolicyChain, PolicyContext
+from .tls import ensure_self_signed, server_context
+
+log = logging.getLogger(__name__)
+
+_BARE_LF = re.compile(rb"(?<!\r)\n|\r(?!\n)")
+_HEADER_LINE = re.compile(rb"^([!-9;-~]+):|^[ \t]")
+_MESSAGE_ID = re.compile(rb"^message-id:[ \t]*<?([^>\r\n]+)>?", re.IGNORECASE | re.MULTILINE)
+
+
+class ConnectionLimiter:
+    """Open connections per client IP (the real one when behind PROXY protocol)."""
+
+    def __init__(self, per_ip: int) -> None:
+        self.per_ip = per_ip
+        self.open: dict[str, int] = {}
+
+    def acquire(self, ip: str) -> bool:
+        if self.open.get(ip, 0) >= self.per_ip:
+            return False
+        self.open[ip] = self.open.get(ip, 0) + 1
+        return True
+
+    def release(self, ip: str) -> None:
+        left = self.open.get(ip, 0) - 1
+        if left > 0:
+            self.open[ip] = left
+        else:
+            self.open.pop(ip, None)
+
+
+class KibaSMTP(SMTP):
+    """aiosmtpd's SMTP with per-IP limits and AUTH after implicit TLS (port 465)."""
+
+    def __init__(
+        self,
+        handler: Any,
+        *,
+        limiter: ConnectionLimiter,
+        implicit_tls: bool,
+        proxy: bool,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(handler, **kwargs)
+        self.limiter = limiter
+        self.implicit_tls = implicit_tls
+        self.proxy = proxy
+        self.counted_ip: str | None = None
+        self.refused = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if self._original_transport is None and not self.proxy:
+            ip = (transport.get_extra_info("peername") or ("?",))[0]
+            if not self.limiter.acquire(ip):
+                self.refused = True
+                metrics.SUBMISSION_REJECTED.labels("ip_connection_limit").inc()
+                transport.write(b"421 4.7.0 Too many connections from your IP, try later\r\n")
+                transport.close()
+                return
+            self.counted_ip = ip
+        super().connection_made(transport)
+        if self.implicit_tls and self._tls_protocol is None:
+            # Implicit TLS: the transport is already encrypted, so AUTH is allowed.
+            self._tls_protocol = transport  # type: ignore[assignment]
+
+    def connection_lost(self, error: Exception | None) -> None:
+        if self.refused:
+            return
+        if self.counted_ip is not None:
+            self.limiter.release(self.counted_ip)
+            self.counted_ip = None
+        super().connection_lost(error)
+
+
+def _client_ip(session: Session) -> str:
+    proxy = session.proxy_data
+    if proxy is not None and getattr(proxy, "src_addr", None):
+        src = proxy.src_addr
+        return str(src[0] if isinstance(src, tuple) else src)
+    return str((session.peer or ("?",))[0])
+
+
+class SubmissionHandler:
+    """aiosmtpd hooks for the submission listeners (587/465)."""
+
+    def __init__(
+        self, settings: Settings, config: MtaConfig, redis: Any, limiter: ConnectionLimiter
+    ) -> None:
+        self.settings = settings
+        self.config = config
+        self.redis = redis
+        self.limiter = limiter
+        self.verifier = CredentialVerifier()
+        self.chain = PolicyChain(config)
+
+    async def handle_EHLO(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        hostname: str,
+        responses: list[str],
+    ) -> list[str]:
+        return advertise_extensions(session, hostname, responses)
+
+    async def handle_PROXY(
+        self, server: SMTP, session: Session, envelope: Envelope, proxy: Any
+    ) -> bool:
+        ip = _client_ip(session)
+        if not self.limiter.acquire(ip):
+            metrics.SUBMISSION_REJECTED.labels("ip_connection_limit").inc()
+            return False
+        if isinstance(server, KibaSMTP):
+            server.counted_ip = ip
+        return True
+
+    async def handle_AUTH(
+        self, server: SMTP, session: Session, envelope: Envelope, args: list[str]
+    ) -> Any:
+        from .brute_force import AuthGuard
+
+        mechanism = args[0].upper()
+        if mechanism not in ("PLAIN", "LOGIN"):
+            return "504 5.5.4 Unrecognized authentication type"
+        guard = AuthGuard(self.redis, self.config.submission, _client_ip(session))
+        if await guard.locked():
+            metrics.SUBMISSION_REJECTED.labels("auth_lockout").inc()
+            return "454 4.7.0 Too many failed authentication attempts, try again later"
+        method = server.auth_PLAIN if mechanism == "PLAIN" else server.auth_LOGIN
+        # Reuse aiosmtpd's parsing/challenges; its _authenticate is overridden below.
+        result = await _parse_login(server, method, args)
+        if result is None:
+            return None  # aiosmtpd already answered (bad base64, aborted)
+        username = result.login.decode("utf-8", "replace")
+        password = result.password.decode("utf-8", "replace")
+        verified = await self.verifier.verify_async(self.redis, username, password)
+        if verified is None:
+            metrics.AUTH_FAILURES.inc()
+            await guard.failed()
+            return "535 5.7.8 Authentication credentials invalid"
+        await guard.succeeded()
+        session.authenticated = True
+        session.auth_data = verified
+        return "235 2.7.0 Authentication successful"
+
+    async def handle_MAIL(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        if not address.isascii() and not envelope.smtp_utf8:
+            return "553 5.6.7 Non-ASCII address needs the SMTPUTF8 parameter"
+        if "@" not in address:
+            return "553 5.1.7 Sender address must be user@domain"
+        envelope.mail_from = address
+        envelope.mail_options.extend(options)
+        return "250 2.1.0 OK"
+
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        if len(envelope.rcpt_tos) >= self.config.submission.max_recipients:
+            return "452 4.5.3 Too many recipients"
+        local, _, domain = address.rpartition("@")
+        if not local or not domain or "." not in domain:
+            return "553 5.1.3 Recipient address must be user@domain"
+        if not address.isascii() and not envelope.smtp_utf8:
+            return "553 5.6.7 Non-ASCII address needs the SMTPUTF8 parameter"
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(options)
+        return "250 2.1.5 OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        data = envelope.original_content or b""
+        problem = check_message(data)
+        if problem:
+            metrics.SUBMISSION_REJECTED.labels("malformed").inc()
+            return problem
+        credential = session.auth_data
+        team_id = getattr(credential, "team_id", "")
+        ctx = PolicyContext(
+            redis=self.redis,
+            stage="submission",
+            team_id=team_id or "-",
+            mail_from=envelope.mail_from or "",
+            sender_domain=(envelope.mail_from or "").rpartition("@")[2].lower(),
+            recipients=list(envelope.rcpt_tos),
+            size=len(data),
+            authenticated=bool(session.authenticated and team_id),
+            client_ip=_client_ip(session),
+        )
+        verdict = await self.chain.run(ctx)
+        if verdict.action != "accept":
+            metrics.SUBMISSION_REJECTED.labels("policy").inc()
+            return verdict.smtp_reply
+        message_id, data = ensure_message_id(data, ctx.sender_domain)
+        message = OutboundMessage(
+            message_id=message_id,
+            team_id=team_id,
+            kind=TrafficKind.TRANSACTIONAL,
+            mail_from=envelope.mail_from or "",
+            recipients=list(envelope.rcpt_tos),
+            data=data,
+            source="smtp",
+        )
+        pipe = self.redis.pipeline(transaction=True)
+        queue_on_pipeline(pipe, message, MessageMapping(team_id=team_id))
+        features = submission_features(team_id, message_id, message.recipients, data)
+        add_to_outbox(pipe, Topic.SUBMISSION_FEATURES, team_id, features)
+        try:
+            await pipe.execute()
+        except Exception:
+            log.exception("queueing a submission failed")
+            return "451 4.3.0 Temporary queue failure, try again"
+        metrics.ACCEPTED.labels("smtp").inc()
+        return f"250 2.0.0 OK queued as {message_id}"
+
+
+def advertise_extensions(session: Session, hostname: str, responses: list[str]) -> list[str]:
+    """aiosmtpd pipelines commands already; say so, and announce enhanced status codes."""
+    session.host_name = hostname
+    return [*responses[:-1], "250-PIPELINING", "250-ENHANCEDSTATUSCODES", responses[-1]]
+
+
+async def _parse_login(server: SMTP, method: Any, args: list[str]) -> LoginPassword | None:
+    """Run aiosmtpd's PLAIN/LOGIN parsing with a capturing _authenticate."""
+    captured: list[LoginPassword] = []
+
+    def capture(_mechanism: str, data: Any) -> AuthResult:
+        captured.append(data)
+        return AuthResult(success=True)
+
+    original = server._authenticate
+    server._authenticate = capture  # type: ignore[method-assign]
+    try:
+        await method(server, args)
+    finally:
+        server._authenticate = original  # type: ignore[method-assign]
+    return captured[0] if captured else None
+
+
+def check_message(data: bytes) -> str:
+    """'' when acceptable, else the SMTP reply refusing it."""
+    if _BARE_LF.search(data):
+        return "550 5.6.0 Bare LF or CR in message; lines must end with CRLF"
+    head, sep, _ = data.partition(b"\r\n\r\n")
+    if not sep:
+        return "550 5.6.0 Message has no header/body separator"
+    lines = head.split(b"\r\n")
+    if not _HEADER_LINE.match(lines[0]) or lines[0][:1] in (b" ", b"\t"):
+        return "550 5.6.0 Malformed header section"
+    from_count = 0
+    for line in lines:
+        if not _HEADER_LINE.match(line):
+            return "550 5.6.0 Malformed header line (header injection?)"
+        if line[:5].lower() == b"from:":
+            from_count += 1
+    if from_count != 1:
+        return "550 5.6.0 Message must have exactly one From header"
+    return ""
+
+
+def ensure_message_id(data: bytes, domain: str) -> tuple[str, bytes]:
+    """The canonical message id (header value without <>); adds a header if missing."""
+    head = data.partition(b"\r\n\r\n")[0]
+    match = _MESSAGE_ID.search(head)
+    if match:
+        return match.group(1).strip().decode("utf-8", "replace"), data
+    message_id = f"{uuid.uuid4()}@{domain or 'kibamail.local'}"
+    return message_id, f"Message-ID: <{message_id}>\r\n".encode() + data
+
+
+class SubmissionServers:
+    """Starts the three listeners on the running event loop."""
+
+    def __init__(self, settings: Settings, config: MtaConfig, redis: Any) -> None:
+        self.settings = settings
+        self.config = config
+        self.redis = redis
+        self.limiter = ConnectionLimiter(config.submission.max_connections_per_ip)
+        self.handler = SubmissionHandler(settings, config, redis, self.limiter)
+        self.inbound = InboundProcessor(settings, config, redis)
+        self._servers: list[asyncio.AbstractServer] = []
+
+    def _tls(self) -> ssl.SSLContext:
+        sub = self.config.submission
+        if sub.tls_cert_file and sub.tls_key_file:
+            return server_context(sub.tls_cert_file, sub.tls_key_file)
+        cert, key = ensure_self_signed(
+            self.settings.stack.state_dir / "mta-tls", self.settings.mta.hostname
+        )
+        return server_context(cert, key)
+
+    def _factory(
+        self, handler: Any, *, tls: ssl.SSLContext | None, implicit: bool, auth: bool
+    ) -> Any:
+        mta, sub = self.settings.mta, self.config.submission
+
+        def make() -> KibaSMTP:
+            return KibaSMTP(
+                handler,
+                limiter=self.limiter,
+                implicit_tls=implicit,
+                proxy=sub.proxy_protocol,
+                data_size_limit=mta.max_message_bytes,
+                enable_SMTPUTF8=True,
+                hostname=mta.hostname,
+                ident="Kibamail ESMTP",
+                tls_context=None if implicit else tls,
+                require_starttls=auth and not implicit,
+                timeout=sub.idle_timeout_seconds,
+                auth_required=auth,
+                auth_require_tls=True,
+                auth_exclude_mechanism=[],
+                proxy_protocol_timeout=10 if sub.proxy_protocol else None,
+                loop=asyncio.get_running_loop(),
+            )
+
+        return make
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        mta, tls = self.settings.mta, self._tls()
+        specs = [
+            (mta.submission_port, self.handler, None, False, True),
+            (mta.smtps_port, self.handler, tls, True, True),
+            (mta.inbound_port, self.inbound, None, False, False),
+        ]
+        for port, handler, ssl_ctx, implicit, auth in specs:
+            server = await loop.create_server(
+                self._factory(handler, tls=tls, implicit=implicit, auth=auth),
+                host=mta.listen_host,
+                port=port,
+                ssl=ssl_ctx,
+                reuse_address=True,
+                backlog=512,
+            )
+            self._servers.append(server)
+        log.info(
+            "SMTP listening: submission %d, smtps %d, inbound %d",
+            mta.submission_port,
+            mta.smtps_port,
+            mta.inbound_port,
+        )
+
+    async def stop(self) -> None:
+        for server in self._servers:
+            server.close()
+        for server in self._servers:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(server.wait_closed(), 5)
+        self._servers.clear()
+
+
+__all__ = ["SubmissionServers", "check_message", "ensure_message_id", "time"]

@@ -1,0 +1,229 @@
+"""Outbound SMTP with aiosmtplib: pooled connections per (source IP, MX), shaping limits.
+
+Traffic shaping per provider group (KumoMTA's shaping.toml model): at most
+``max_connections`` open connections, ``max_messages_per_connection`` before a
+reconnect, and an optional ``messages_per_minute`` pace. TLS is opportunistic: STARTTLS
+whenever the server offers it (certificates are not verified, as for MTA-to-MTA mail
+without MTA-STS/DANE), unless ``require_tls`` refuses plain-text delivery.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import time
+from dataclasses import dataclass, field
+
+import aiosmtplib
+
+from .config import ShapingConfig
+
+
+@dataclass
+class RcptResult:
+    code: int
+    text: str
+
+
+@dataclass
+class TransactionResult:
+    """Per-recipient answers; ``code``/``text`` of a failure that hit all recipients."""
+
+    rcpts: dict[str, RcptResult] = field(default_factory=dict)
+    transcript: list[str] = field(default_factory=list)
+    tls: bool = False
+
+
+class TransientConnectError(Exception):
+    """Could not connect / greet / TLS: a temporary failure for every recipient."""
+
+
+def _insecure_tls() -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+_TLS = _insecure_tls()
+
+
+@dataclass
+class _Conn:
+    smtp: aiosmtplib.SMTP
+    sent: int = 0
+    tls: bool = False
+
+
+class _Pace:
+    """Spaces sends so a group stays under messages_per_minute."""
+
+    def __init__(self, per_minute: int) -> None:
+        self.interval = 60.0 / per_minute if per_minute else 0.0
+        self.next_at = 0.0
+        self.lock = asyncio.Lock()
+
+    async def wait(self) -> None:
+        if not self.interval:
+            return
+        async with self.lock:
+            now = time.monotonic()
+            if self.next_at > now:
+                await asyncio.sleep(self.next_at - now)
+            self.next_at = max(now, self.next_at) + self.interval
+
+
+class ConnectionPool:
+    def __init__(
+        self,
+        local_hostname: str,
+        port: int,
+        *,
+        connect_timeout: float = 30.0,
+        command_timeout: float = 120.0,
+        require_tls: bool = False,
+    ) -> None:
+        self.local_hostname = local_hostname
+        self.port = port
+        self.connect_timeout = connect_timeout
+        self.command_timeout = command_timeout
+        self.require_tls = require_tls
+        self._idle: dict[tuple[str, str], list[_Conn]] = {}
+        self._limits: dict[str, asyncio.Semaphore] = {}
+        self._paces: dict[str, _Pace] = {}
+
+    def _limit(self, group: str, shaping: ShapingConfig) -> asyncio.Semaphore:
+        if group not in self._limits:
+            self._limits[group] = asyncio.Semaphore(shaping.max_connections)
+            self._paces[group] = _Pace(shaping.messages_per_minute)
+        return self._limits[group]
+
+    async def _connect(self, source_ip: str, address: str, transcript: list[str]) -> _Conn:
+        smtp = aiosmtplib.SMTP(
+            hostname=address,
+            port=self.port,
+            local_hostname=self.local_hostname,
+            source_address=(source_ip, 0) if source_ip else None,
+            timeout=self.command_timeout,
+            start_tls=False,
+        )
+        try:
+            greeting = await smtp.connect(timeout=self.connect_timeout)
+            transcript.append(f"< {greeting.code} {greeting.message}")
+            await smtp.ehlo()
+            tls = False
+            if smtp.supports_extension("starttls"):
+                reply = await smtp.starttls(tls_context=_TLS)
+                transcript.append(f"< {reply.code} {reply.message} (STARTTLS)")
+                tls = True
+            elif self.require_tls:
+                smtp.close()
+                raise TransientConnectError(f"{address} does not offer STARTTLS (TLS required)")
+            return _Conn(smtp, tls=tls)
+        except (TimeoutError, aiosmtplib.SMTPException, OSError) as exc:
+            smtp.close()
+            raise TransientConnectError(f"connect to {address}:{self.port} failed: {exc}") from exc
+
+    async def send(
+        self,
+        *,
+        group: str,
+        shaping: ShapingConfig,
+        source_ip: str,
+        address: str,
+        mail_from: str,
+        rcpts: list[str],
+        data: bytes,
+    ) -> TransactionResult:
+        key = (source_ip, address)
+        result = TransactionResult()
+        transcript = result.transcript
+        async with self._limit(group, shaping):
+            await self._paces[group].wait()
+            idle = self._idle.setdefault(key, [])
+            conn = idle.pop() if idle else None
+            if conn is not None and not conn.smtp.is_connected:
+                conn = None
+            if conn is None:
+                conn = await self._connect(source_ip, address, transcript)
+            result.tls = conn.tls
+            reusable = False
+            try:
+                reusable = await self._transaction(conn, mail_from, rcpts, data, result)
+            except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError, OSError) as exc:
+                transcript.append(f"! {type(exc).__name__}: {exc}")
+                for rcpt in rcpts:
+                    result.rcpts.setdefault(rcpt, RcptResult(0, f"connection lost: {exc}"))
+                    if result.rcpts[rcpt].code == 250 and not result.rcpts[rcpt].text:
+                        result.rcpts[rcpt] = RcptResult(0, "connection lost during DATA")
+            conn.sent += 1
+            if reusable and conn.sent < shaping.max_messages_per_connection:
+                idle.append(conn)
+            else:
+                try:
+                    await asyncio.wait_for(conn.smtp.quit(), 5)
+                except Exception:
+                    conn.smtp.close()
+        return result
+
+    async def _transaction(
+        self, conn: _Conn, mail_from: str, rcpts: list[str], data: bytes, result: TransactionResult
+    ) -> bool:
+        smtp, transcript = conn.smtp, result.transcript
+        options = ["BODY=8BITMIME"] if smtp.supports_extension("8bitmime") else []
+        if any(ord(ch) > 127 for ch in mail_from + "".join(rcpts)):
+            options.append("SMTPUTF8")
+        transcript.append(f"> MAIL FROM:<{mail_from}>")
+        try:
+            reply = await smtp.mail(mail_from, options=options)
+        except aiosmtplib.SMTPResponseException as exc:
+            transcript.append(f"< {exc.code} {exc.message}")
+            for rcpt in rcpts:
+                result.rcpts[rcpt] = RcptResult(exc.code, exc.message)
+            await self._reset(smtp)
+            return exc.code < 500 and exc.code != 421
+        transcript.append(f"< {reply.code} {reply.message}")
+        accepted: list[str] = []
+        for rcpt in rcpts:
+            transcript.append(f"> RCPT TO:<{rcpt}>")
+            try:
+                reply = await smtp.rcpt(rcpt)
+                transcript.append(f"< {reply.code} {reply.message}")
+                accepted.append(rcpt)
+            except aiosmtplib.SMTPResponseException as exc:
+                transcript.append(f"< {exc.code} {exc.message}")
+                result.rcpts[rcpt] = RcptResult(exc.code, exc.message)
+        if not accepted:
+            await self._reset(smtp)
+            return True
+        transcript.append(f"> DATA ({len(data)} bytes)")
+        for rcpt in accepted:
+            # Until the final answer arrives, a lost connection means "unknown, retry".
+            result.rcpts[rcpt] = RcptResult(0, "no answer to DATA")
+        try:
+            reply = await smtp.data(data)
+        except aiosmtplib.SMTPResponseException as exc:
+            transcript.append(f"< {exc.code} {exc.message}")
+            for rcpt in accepted:
+                result.rcpts[rcpt] = RcptResult(exc.code, exc.message)
+            if exc.code == 421:
+                return False
+            await self._reset(smtp)
+            return True
+        transcript.append(f"< {reply.code} {reply.message}")
+        for rcpt in accepted:
+            result.rcpts[rcpt] = RcptResult(reply.code, reply.message)
+        return True
+
+    @staticmethod
+    async def _reset(smtp: aiosmtplib.SMTP) -> None:
+        try:
+            await smtp.rset()
+        except aiosmtplib.SMTPException:
+            smtp.close()
+
+    async def close(self) -> None:
+        for conns in self._idle.values():
+            for conn in conns:
+                conn.smtp.close()
+        self._idle.clear()

@@ -1,0 +1,156 @@
+"""Shared helpers for the MTA tests: a fast policy file, messages, Kafka read-back."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+from kibamail.settings import Settings
+from pipelines.contracts import MessageStatusEvent, OutboundMessage, Topic, TrafficKind, deserialize
+
+FAST_POLICY = """
+[queue]
+retry_base_seconds = 0.3
+retry_max_seconds = 1
+max_age_seconds = {max_age}
+held_retry_seconds = 0.3
+claim_idle_seconds = 2
+read_batch = 64
+connect_timeout_seconds = 5
+command_timeout_seconds = 10
+
+[submission]
+max_recipients = 5
+max_connections_per_ip = {per_ip}
+auth_fail_delay_seconds = 0.05
+auth_fail_delay_max_seconds = 0.2
+auth_lockout_after = 4
+auth_lockout_seconds = 60
+idle_timeout_seconds = 3
+inbound_domains = ["bounces.kibamail.test"]
+
+[[policies]]
+name = "authenticated"
+[[policies]]
+name = "team_paused"
+temporary = true
+[[policies]]
+name = "rate_limit"
+per_second = {per_second}
+burst = {burst}
+per_day = 1000000
+[[policies]]
+name = "suppression"
+[[policies]]
+name = "bulk_gate"
+max_score = 0.9
+[[policies]]
+name = "domain_ready"
+[[policies]]
+name = "pool_choice"
+[[policies]]
+name = "warmup"
+
+[pools.transactional]
+kind = "transactional"
+source_ips = ["127.0.0.1"]
+[pools.marketing]
+kind = "marketing"
+source_ips = ["127.0.0.2", "127.0.0.3"]
+
+[warmup]
+schedule = [[1, {warmup_cap}], [30, 100000]]
+hourly_fraction = 1.0
+[warmup.ip_start_dates]
+"127.0.0.2" = {today}
+
+[provider_groups]
+google = ["gmail.com"]
+
+[shaping.default]
+max_connections = 20
+max_messages_per_connection = 50
+"""
+
+
+def write_policy(path: Path, **overrides: object) -> Path:
+    from datetime import UTC, datetime
+
+    values = {
+        "max_age": 3600,
+        "per_ip": 50,
+        "per_second": 1000,
+        "burst": 2000,
+        "warmup_cap": 100000,
+        "today": datetime.now(UTC).date().isoformat(),
+    }
+    values.update(overrides)
+    path.write_text(FAST_POLICY.format(**values))
+    return path
+
+
+def with_policy(settings: Settings, policy: Path, **mta: object) -> Settings:
+    return settings.model_copy(
+        update={"mta": settings.mta.model_copy(update={"policy_file": policy, **mta})}
+    )
+
+
+def make_message(
+    rcpts: list[str],
+    *,
+    team: str = "team-1",
+    sender: str = "news@sender.example",
+    kind: TrafficKind = TrafficKind.TRANSACTIONAL,
+) -> OutboundMessage:
+    domain = sender.rpartition("@")[2]
+    message_id = f"{uuid.uuid4()}@{domain}"
+    data = (
+        f"From: {sender}\r\nTo: {', '.join(rcpts)}\r\nSubject: hello\r\n"
+        f"Message-ID: <{message_id}>\r\nDate: Sat, 28 Nov 2026 03:00:00 +0000\r\n\r\n"
+        "Hello there.\r\n"
+    ).encode()
+    return OutboundMessage(
+        message_id=message_id,
+        team_id=team,
+        kind=kind,
+        mail_from=sender,
+        recipients=rcpts,
+        data=data,
+    )
+
+
+def wait_until(check: Callable[[], bool], timeout: float = 30.0, interval: float = 0.1) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(interval)
+    return check()
+
+
+class StatusReader:
+    """Reads MessageStatusEvents from Kafka from the beginning (own consumer group)."""
+
+    def __init__(self, settings: Settings) -> None:
+        from confluent_kafka import Consumer
+
+        from kibamail.clients import kafka_consumer_config
+
+        self.consumer = Consumer(kafka_consumer_config(f"mta-test-{uuid.uuid4().hex}", settings))
+        self.consumer.subscribe([Topic.MESSAGE_STATUSES.value])
+        self.events: list[MessageStatusEvent] = []
+
+    def poll_until(
+        self, check: Callable[[list[MessageStatusEvent]], bool], timeout: float = 30.0
+    ) -> list[MessageStatusEvent]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not check(self.events):
+            for msg in self.consumer.consume(500, timeout=0.5):
+                if msg.error() is None:
+                    self.events.append(deserialize(MessageStatusEvent, msg.value()))
+        return self.events
+
+    def close(self) -> None:
+        self.consumer.close()

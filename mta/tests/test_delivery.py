@@ -1,0 +1,125 @@
+"""Delivery end to end over real services: Redis queue -> sink -> status events in Kafka."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from kibamail.settings import Settings
+from mta.intake import submit
+from mta.testnet import SinkServer
+from pipelines.contracts import BounceClass, MessageStatus, RedisKeys, TrafficKind
+
+from .helpers import StatusReader, make_message, wait_until
+
+pytestmark = pytest.mark.integration
+
+
+def _statuses(events: list[Any], message_id: str) -> list[str]:
+    return [e.status.value for e in events if e.message_id == message_id]
+
+
+def test_walking_skeleton_delivers_and_reports(
+    running_mta: Settings, redis_client: Any, sink: SinkServer
+) -> None:
+    redis_client.set(RedisKeys.domain_ready("sender.example"), "1")
+    good = [make_message([f"user{i}@example.org"]) for i in range(10)]
+    multi = make_message(["a@gmail.com", "b@example.net", "c@example.net"])
+    permfail = make_message(["permfail@gmail.com"])
+    tempfail = make_message(["tempfail@example.org"])
+    for msg in [*good, multi, permfail, tempfail]:
+        submit(redis_client, msg)
+    assert wait_until(lambda: len(sink.delivered_counts()) >= 11, timeout=30)
+    counts = sink.delivered_counts()
+    assert all(counts[m.message_id] == 1 for m in good)
+    assert counts[multi.message_id] == 3
+
+    reader = StatusReader(running_mta)
+    try:
+        events = reader.poll_until(
+            lambda ev: (
+                len(_statuses(ev, permfail.message_id)) >= 2
+                and "deferred" in _statuses(ev, tempfail.message_id)
+                and sum(e.status == MessageStatus.DELIVERED for e in ev) >= 13
+            ),
+        )
+    finally:
+        reader.close()
+    for msg in good:
+        assert sorted(_statuses(events, msg.message_id)) == ["accepted", "delivered"]
+    delivered = next(
+        e for e in events if e.message_id == good[0].message_id and e.status == "delivered"
+    )
+    assert delivered.smtp_code == 250 and delivered.pool == "transactional"
+    assert delivered.source_ip == "127.0.0.1" and delivered.recipient_domain == "example.org"
+    assert "MAIL FROM:<news@sender.example>" in delivered.transcript
+    bounce = next(
+        e for e in events if e.message_id == permfail.message_id and e.status == "bounced"
+    )
+    assert bounce.smtp_code == 550 and bounce.bounce_class == BounceClass.HARD
+    assert redis_client.sismember(RedisKeys.suppression("team-1"), "permfail@gmail.com")
+    deferred = next(
+        e for e in events if e.message_id == tempfail.message_id and e.status == "deferred"
+    )
+    assert deferred.smtp_code == 450 and deferred.attempt == 0
+    # Event ids are deterministic: (message, recipient, status, attempt) -> one id.
+    ids = [e.event_id for e in events if e.message_id == good[0].message_id]
+    assert len(set(ids)) == 2
+
+
+def test_held_until_domain_ready_then_delivered(
+    running_mta: Settings, redis_client: Any, sink: SinkServer
+) -> None:
+    msg = make_message(["held@example.org"], sender="a@notready.example")
+    submit(redis_client, msg)
+    reader = StatusReader(running_mta)
+    try:
+        events = reader.poll_until(lambda ev: "held" in _statuses(ev, msg.message_id))
+        held = next(e for e in events if e.message_id == msg.message_id and e.status == "held")
+        assert "not verified" in held.reason
+        assert sink.delivered_counts()[msg.message_id] == 0
+        redis_client.set(RedisKeys.domain_ready("notready.example"), "1")
+        assert wait_until(lambda: sink.delivered_counts()[msg.message_id] == 1, timeout=15)
+        events = reader.poll_until(lambda ev: "delivered" in _statuses(ev, msg.message_id))
+        assert "delivered" in _statuses(events, msg.message_id)
+    finally:
+        reader.close()
+
+
+def test_pools_never_share_ips(running_mta: Settings, redis_client: Any, sink: SinkServer) -> None:
+    redis_client.set(RedisKeys.domain_ready("sender.example"), "1")
+    marketing = [make_message([f"m{i}@example.org"], kind=TrafficKind.MARKETING) for i in range(4)]
+    transactional = [make_message([f"t{i}@example.org"]) for i in range(4)]
+    for msg in marketing + transactional:
+        submit(redis_client, msg)
+    ids = {m.message_id for m in marketing + transactional}
+    assert wait_until(lambda: ids <= set(sink.delivered_counts()), timeout=20)
+    peers = {r.message_id: r.peer for r in sink.records if r.answer_code == 250}
+    assert {peers[m.message_id] for m in marketing} <= {"127.0.0.2", "127.0.0.3"}
+    assert {peers[m.message_id] for m in transactional} == {"127.0.0.1"}
+
+
+def test_null_mx_and_nxdomain_bounce_without_connecting(
+    running_mta: Settings, redis_client: Any, sink: SinkServer
+) -> None:
+    redis_client.set(RedisKeys.domain_ready("sender.example"), "1")
+    null = make_message(["x@nullmx.example"])
+    gone = make_message(["x@gone.example"])
+    submit(redis_client, null)
+    submit(redis_client, gone)
+    reader = StatusReader(running_mta)
+    try:
+        events = reader.poll_until(
+            lambda ev: (
+                "bounced" in _statuses(ev, null.message_id)
+                and "bounced" in _statuses(ev, gone.message_id)
+            )
+        )
+    finally:
+        reader.close()
+    null_event = next(
+        e for e in events if e.message_id == null.message_id and e.status == "bounced"
+    )
+    assert null_event.smtp_code == 556 and null_event.bounce_class == BounceClass.HARD
+    assert all(r.rcpt not in ("x@nullmx.example", "x@gone.example") for r in sink.records)

@@ -1,0 +1,145 @@
+"""messageId -> MessageMapping lookups: one pipelined MGET per batch, bounded retries.
+
+A status or an open can overtake the mapping write (the MTA's status producer and the
+intake's Redis write race). Misses are parked in keyed state (sharded, snapshotted by
+Bytewax recovery), looked up again after each configured delay, and handed to the
+flow's ``give_up`` once the delays are exhausted; nothing is dropped silently.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any, Generic, NamedTuple, Protocol, TypeVar
+
+from bytewax.operators import StatefulBatchLogic
+
+from pipelines.contracts import ContractError, MessageMapping, RedisKeys
+
+log = logging.getLogger(__name__)
+
+Out = TypeVar("Out")
+
+RedisFactory = Callable[[], Any]
+
+
+class Pending(NamedTuple):
+    """A payload whose mapping was missing; ``attempts`` lookups done, next at ``due``."""
+
+    shard: str
+    topic: str
+    key: bytes | None
+    value: bytes
+    message_id: str
+    attempts: int
+    due: float
+
+
+class MappingLookup:
+    """Batched mapping reads; waits out Redis outages (backpressure) instead of failing."""
+
+    def __init__(self, redis_factory: RedisFactory, max_backoff_seconds: float = 5.0) -> None:
+        self._factory = redis_factory
+        self._client: Any = None
+        self._max_backoff = max_backoff_seconds
+        self.round_trips = 0
+
+    def _redis(self) -> Any:
+        if self._client is None:
+            self._client = self._factory()
+        return self._client
+
+    def get_many(self, message_ids: Sequence[str]) -> list[MessageMapping | ContractError | None]:
+        """One MGET for the whole batch; a mapping that does not parse is a ContractError."""
+        if not message_ids:
+            return []
+        import redis
+
+        keys = [RedisKeys.message_mapping(mid) for mid in message_ids]
+        backoff = 0.05
+        while True:
+            try:
+                raw = self._redis().mget(keys)
+                self.round_trips += 1
+                break
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                log.warning("redis unavailable for mapping lookups (%s); retrying", exc)
+                time.sleep(backoff)
+                backoff = min(backoff * 2, self._max_backoff)
+        results: list[MessageMapping | ContractError | None] = []
+        for message_id, value in zip(message_ids, raw, strict=True):
+            if value is None:
+                results.append(None)
+                continue
+            try:
+                results.append(MessageMapping.model_validate_json(value))
+            except ValueError as exc:
+                results.append(ContractError(f"unreadable mapping for {message_id}: {exc}"))
+        return results
+
+
+class Resolver(Protocol[Out]):
+    """What a flow does with payloads once their mapping is (or is not) found."""
+
+    lookup: MappingLookup
+
+    def resolve_pending(self, pending: list[Pending]) -> tuple[list[Out], list[int]]:
+        """Outputs for those now resolvable, plus the indexes still missing a mapping."""
+        ...
+
+    def give_up(self, pending: Pending, waited_seconds: float) -> Out: ...
+
+
+def shard_of(message_id: str, shards: int) -> str:
+    """Stable across processes (unlike hash()), so a resumed flow keys state the same."""
+    import zlib
+
+    return str(zlib.crc32(message_id.encode()) % max(1, shards))
+
+
+class MappingRetryLogic(StatefulBatchLogic[Pending, Out, tuple[Pending, ...]], Generic[Out]):
+    """Per shard: park misses, look them up again in one MGET when due, give up at the end."""
+
+    def __init__(
+        self,
+        resolver: Resolver[Out],
+        delays: Sequence[float],
+        state: tuple[Pending, ...] | None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._resolver = resolver
+        self._delays = list(delays) or [0.0]
+        self._pending: list[Pending] = list(state or ())
+        self._clock = clock
+
+    def on_batch(self, values: list[Pending]) -> tuple[list[Out], bool]:
+        now = self._clock()
+        self._pending.extend(p._replace(attempts=1, due=now + self._delays[0]) for p in values)
+        return [], StatefulBatchLogic.RETAIN
+
+    def on_notify(self) -> tuple[list[Out], bool]:
+        now = self._clock()
+        due = [p for p in self._pending if p.due <= now]
+        if not due:
+            return [], StatefulBatchLogic.RETAIN
+        waiting = [p for p in self._pending if p.due > now]
+        outputs, missing = self._resolver.resolve_pending(due)
+        for index in missing:
+            pending = due[index]
+            if pending.attempts >= len(self._delays):
+                outputs.append(self._resolver.give_up(pending, sum(self._delays)))
+            else:
+                delay = self._delays[pending.attempts]
+                waiting.append(pending._replace(attempts=pending.attempts + 1, due=now + delay))
+        self._pending = waiting
+        return outputs, StatefulBatchLogic.DISCARD if not waiting else StatefulBatchLogic.RETAIN
+
+    def notify_at(self) -> datetime | None:
+        if not self._pending:
+            return None
+        return datetime.fromtimestamp(min(p.due for p in self._pending), UTC)
+
+    def snapshot(self) -> tuple[Pending, ...]:
+        return tuple(self._pending)

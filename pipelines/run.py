@@ -1,0 +1,176 @@
+"""``kibamail pipelines``: every dataflow and the ClickHouse sink, supervised, with /metrics.
+
+The parent starts one child process per dataflow (Bytewax ``cli_main`` with
+``settings.pipelines.workers`` workers and a recovery store) and ``workers`` sink
+consumers in one consumer group, restarts any that dies (a dataflow resumes from its
+last snapshot, the sink from its last committed offset) and serves all their metrics
+on ``settings.pipelines.metrics_port``. ``python -m pipelines.run flow <name>`` and
+``python -m pipelines.run sink`` run one child in the foreground.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+from kibamail.settings import Settings, get_settings
+
+log = logging.getLogger("pipelines.run")
+
+MARKER_REFRESH_SECONDS = 600.0
+
+
+def flow_builders() -> dict[str, Callable[[Settings], Any]]:
+    from pipelines import correlation, enrichment
+
+    return {
+        "correlation": correlation.build_flow,
+        "enrichment": enrichment.build_flow,
+    }
+
+
+def run_flow(settings: Settings, name: str) -> None:
+    """One dataflow in this process (blocks); recovery dir prepared by the parent."""
+    from bytewax.recovery import RecoveryConfig
+    from bytewax.run import cli_main
+
+    from pipelines.config import get_tuning
+
+    flow = flow_builders()[name](settings)
+    cli_main(
+        flow,
+        workers_per_process=max(1, settings.pipelines.workers),
+        epoch_interval=timedelta(seconds=get_tuning().epoch_seconds),
+        recovery_config=RecoveryConfig(settings.pipelines.recovery_dir / name),
+    )
+
+
+def run_sink(settings: Settings) -> None:
+    from pipelines.sinks.clickhouse import ClickHouseSink
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    ClickHouseSink(settings).run(stop)
+
+
+class Child:
+    def __init__(self, name: str, argv: list[str], env: dict[str, str]) -> None:
+        self.name, self.argv, self.env = name, argv, env
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.restarts = 0
+        self.next_start = 0.0
+        self.started = 0.0
+
+    def start(self) -> None:
+        self.started = time.monotonic()
+        self.proc = subprocess.Popen(self.argv, env=self.env)
+        log.info("started %s (pid %d)", self.name, self.proc.pid)
+
+
+def children(settings: Settings, env: dict[str, str]) -> list[Child]:
+    python = [sys.executable, "-m", "pipelines.run"]
+    kids = [Child(f"flow-{name}", [*python, "flow", name], env) for name in flow_builders()]
+    kids += [
+        Child(f"sink-{index}", [*python, "sink"], env)
+        for index in range(max(1, settings.pipelines.workers))
+    ]
+    return kids
+
+
+def run(settings: Settings) -> None:
+    """Supervise every pipeline process until SIGTERM/SIGINT; serve /metrics meanwhile."""
+    from prometheus_client import start_http_server
+
+    from pipelines import recovery
+    from pipelines.config import get_tuning
+    from pipelines.metrics import clear_multiprocess_dir, mark_process_dead
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    metrics_dir = settings.stack.state_dir / "pipelines-metrics"
+    clear_multiprocess_dir(str(metrics_dir))
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+    from kibamail.clients import ensure_topics
+
+    ensure_topics(settings)
+    recovery.prepare(settings, list(flow_builders()), settings.pipelines.workers)
+
+    from prometheus_client import CollectorRegistry, multiprocess
+
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)
+    server, _thread = start_http_server(
+        settings.pipelines.metrics_port, addr=get_tuning().metrics_host, registry=registry
+    )
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    signal.signal(signal.SIGINT, lambda *_: stopping.set())
+    kids = children(settings, dict(os.environ))
+    for kid in kids:
+        kid.start()
+    refreshed = time.monotonic()
+    try:
+        while not stopping.wait(0.5):
+            for kid in kids:
+                supervise(kid)
+            if time.monotonic() - refreshed > MARKER_REFRESH_SECONDS:
+                recovery.refresh_marker(settings)
+                refreshed = time.monotonic()
+    finally:
+        for kid in kids:
+            if kid.proc and kid.proc.poll() is None:
+                kid.proc.terminate()
+        for kid in kids:
+            if kid.proc:
+                try:
+                    kid.proc.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    kid.proc.kill()
+                    kid.proc.wait()
+                mark_process_dead(kid.proc.pid)
+        server.shutdown()
+
+
+def supervise(kid: Child) -> None:
+    """Restart a child that died, with backoff (it resumes from its recovery point)."""
+    from pipelines.metrics import ERRORS, mark_process_dead
+
+    if kid.proc is None or kid.proc.poll() is None:
+        return
+    now = time.monotonic()
+    if kid.next_start == 0.0:
+        log.error("%s exited with %s; restarting", kid.name, kid.proc.returncode)
+        ERRORS.labels(kid.name, "process_exit").inc()
+        mark_process_dead(kid.proc.pid)
+        if now - kid.started > 60:
+            kid.restarts = 0
+        kid.next_start = now + min(30.0, 0.5 * 2**kid.restarts)
+    if now >= kid.next_start:
+        kid.restarts += 1
+        kid.next_start = 0.0
+        kid.start()
+
+
+def main(argv: list[str]) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    settings = get_settings()
+    if argv[:1] == ["flow"] and len(argv) == 2:
+        run_flow(settings, argv[1])
+    elif argv == ["sink"]:
+        run_sink(settings)
+    elif not argv:
+        run(settings)
+    else:
+        sys.exit("usage: python -m pipelines.run [flow <name> | sink]")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

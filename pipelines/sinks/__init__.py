@@ -1,0 +1,1 @@
+"""Sinks from Kafka topics into the warehouse."""
