@@ -25,9 +25,7 @@ def _ours(paths: list[Path]) -> list[tuple[int, int] | None]:
     for path in paths:
         outcome = parse_file(path)
         report = outcome.reports[0] if outcome.ok else None
-        results.append(
-            (len(report.records), report.total_messages) if report is not None else None
-        )
+        results.append((len(report.records), report.total_messages) if report is not None else None)
     return results
 
 

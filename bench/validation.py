@@ -8,6 +8,7 @@ over the same addresses, the rate of bare ``email_validator.validate_email``
 from __future__ import annotations
 
 import argparse
+import contextlib
 import random
 import time
 
@@ -40,10 +41,8 @@ def _rate(func, items: list[str]) -> float:  # type: ignore[no-untyped-def]
 
 
 def _syntax_only(address: str) -> None:
-    try:
+    with contextlib.suppress(email_validator.EmailNotValidError):
         email_validator.validate_email(address, check_deliverability=False)
-    except email_validator.EmailNotValidError:
-        pass
 
 
 def run(count: int) -> dict[str, object]:

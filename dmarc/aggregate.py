@@ -30,7 +30,7 @@ _DOCTYPE = re.compile(rb"<!\s*(DOCTYPE|ENTITY)", re.IGNORECASE)
 _DECLARATION = re.compile(rb"^\s*(?:\xef\xbb\xbf)?<\?xml[^>]*\?>", re.IGNORECASE)
 _ENCODING = re.compile(rb"encoding\s*=\s*[\"']([A-Za-z0-9._-]+)[\"']", re.IGNORECASE)
 _BARE_AMPERSAND = re.compile(r"&(?!#\d+;|#x[0-9a-fA-F]+;|[A-Za-z][A-Za-z0-9]*;)")
-_CLOSING_ROOT = re.compile(rb"</\s*(?:[A-Za-z0-9_.-]+:)?feedback\s*>\s*$", re.IGNORECASE)
+_CLOSING_ROOT = re.compile(rb"</\s*(?:[A-Za-z0-9_.-]+:)?feedback\s*>", re.IGNORECASE)
 
 
 def _parser(recover: bool) -> etree.XMLParser:
@@ -110,7 +110,7 @@ def _load_tree(data: bytes, warnings: _Warnings) -> Any:
         raise ReportError(
             "DOCTYPE/ENTITY declarations are not allowed in reports (XXE or entity expansion)"
         )
-    if not _CLOSING_ROOT.search(data[-256:]):
+    if not _CLOSING_ROOT.search(data[-4096:]):
         if b"feedback" not in data[:4096].lower():
             raise ReportError("not a DMARC aggregate report (no <feedback> root element)")
         raise ReportError("truncated report: the closing </feedback> tag is missing")

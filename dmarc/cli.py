@@ -53,3 +53,41 @@ def parse_command(
             if not outcome.errors:
                 err(f"error: {path}: no report found")
     return status
+
+
+def ingest_command(paths: Iterable[str], team_id: str, out: Callable[[str], None]) -> int:
+    """Store each file's reports in the configured warehouse; exit 1 if any file failed."""
+    from pathlib import Path
+
+    from dmarc.ingest import ingest_bytes
+    from kibamail.clients import clickhouse_client
+
+    client = clickhouse_client()
+    status = 0
+    for path in paths:
+        try:
+            data = Path(path).read_bytes()
+        except OSError as exc:
+            out(orjson.dumps({"source": path, "errors": [f"cannot read ({exc})"]}).decode())
+            status = 1
+            continue
+        result = ingest_bytes(data, client, name=path, team_id=team_id, via="cli")
+        out(orjson.dumps(result.as_dict()).decode())
+        if result.errors or not result.accepted:
+            status = 1
+    return status
+
+
+def check_domain_command(
+    domain: str,
+    expected: dict[str, str],
+    nameservers: list[str],
+    port: int,
+    out: Callable[[str], None],
+) -> int:
+    """Print the per-record report as JSON; exit 0 only when the domain is ready."""
+    from dmarc.domain_checks import ExpectedRecords, check_domain, make_resolver
+
+    report = check_domain(domain, ExpectedRecords(**expected), make_resolver(nameservers, port))
+    out(orjson.dumps(report.as_dict()).decode())
+    return 0 if report.ready else 1

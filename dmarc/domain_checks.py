@@ -9,6 +9,7 @@ DMARC syntax use checkdmarc's per-record parsers on the same resolver.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -96,9 +97,7 @@ def _query(resolver: dns.resolver.Resolver, name: str, rdtype: str) -> list[Any]
 
 
 def _txt(resolver: dns.resolver.Resolver, name: str) -> list[str]:
-    return [
-        b"".join(r.strings).decode("utf-8", "replace") for r in _query(resolver, name, "TXT")
-    ]
+    return [b"".join(r.strings).decode("utf-8", "replace") for r in _query(resolver, name, "TXT")]
 
 
 def _guard(check: Any) -> Any:
@@ -115,7 +114,9 @@ def _guard(check: Any) -> Any:
 def check_spf(domain: str, expected: ExpectedRecords, resolver: Any) -> RecordCheck:
     records = [t for t in _txt(resolver, domain) if t.lower().startswith("v=spf1")]
     if not records:
-        return RecordCheck("fail", reasons=[f"no SPF record: publish v=spf1 include:{expected.spf_include} ~all"])
+        return RecordCheck(
+            "fail", reasons=[f"no SPF record: publish v=spf1 include:{expected.spf_include} ~all"]
+        )
     if len(records) > 1:
         return RecordCheck("fail", records, ["more than one SPF record (RFC 7208 permerror)"])
     record = records[0]
@@ -171,7 +172,9 @@ def check_dmarc(domain: str, expected: ExpectedRecords, resolver: Any) -> Record
     if len(records) > 1:
         return RecordCheck("fail", records, ["more than one DMARC record"])
     try:
-        parsed = parse_dmarc_record(records[0], domain, resolver=resolver, timeout=resolver.lifetime)
+        parsed = parse_dmarc_record(
+            records[0], domain, resolver=resolver, timeout=resolver.lifetime
+        )
     except DMARCError as exc:
         if _TRANSIENT.search(str(exc)):
             return RecordCheck("unknown", records, [f"DMARC evaluation: {exc}"])
@@ -246,3 +249,23 @@ def apply_readiness(redis: Any, report: DomainCheckReport) -> str:
         redis.delete(key)
         return "became_unready" if was_ready else "unchanged"
     return "unchanged"
+
+
+def recheck_domains(
+    domains: Iterable[tuple[str, ExpectedRecords]],
+    resolver: dns.resolver.Resolver,
+    redis: Any,
+    on_started_failing: Callable[[DomainCheckReport], None] | None = None,
+) -> dict[str, str]:
+    """The scheduled re-check: refresh readiness; report domains whose checks just broke.
+
+    ``on_started_failing`` is where the caller emits its event and emails the
+    team's Administrators; it runs once per transition, not on every failing run.
+    """
+    transitions = {}
+    for domain, expected in domains:
+        report = check_domain(domain, expected, resolver)
+        transitions[report.domain] = apply_readiness(redis, report)
+        if transitions[report.domain] == "became_unready" and on_started_failing:
+            on_started_failing(report)
+    return transitions

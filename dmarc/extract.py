@@ -154,15 +154,34 @@ def unwrap(data: bytes, name: str, budget: _Budget | None = None, depth: int = 0
     raise ReportError(f"{name}: not a report (neither XML, JSON, gzip, zip nor an email)")
 
 
-def email_attachments(data: bytes, name: str, depth: int = 0) -> list[Payload]:
-    """Report payloads attached to an email (any part that unwraps to XML or JSON)."""
+_REPORT_SUFFIXES = (".xml", ".gz", ".zip", ".json")
+_REPORT_TYPES = ("zip", "gzip", "xml", "tlsrpt", "json")
+
+
+def _looks_like_report(label: str, ctype: str) -> bool:
+    """An attachment that claims to be a report (so failing to read it is an error)."""
+    return label.lower().endswith(_REPORT_SUFFIXES) or any(t in ctype for t in _REPORT_TYPES)
+
+
+def email_attachments(data: bytes, name: str, depth: int = 0) -> tuple[list[Payload], list[str]]:
+    """Report payloads attached to an email, and the reasons any attachment was unusable.
+
+    Each attachment is unwrapped on its own: a corrupt zip next to a good gzip
+    still yields the gzip's report.
+    """
     budget = _Budget()
     found: list[Payload] = []
+    errors: list[str] = []
     for label, content, ctype in _email_parts(data, name):
         kind = sniff(content)
-        if kind in ("unknown", "email") or (kind == "xml" and ctype.startswith("text/html")):
+        if kind == "email" or (kind == "unknown" and not _looks_like_report(label, ctype)):
+            continue
+        if kind == "xml" and ctype.startswith("text/html"):
             continue
         if kind == "json" and not ctype.startswith(("application/", "text/json")):
             continue
-        found.extend(unwrap(content, label, budget, depth + 1))
-    return found
+        try:
+            found.extend(unwrap(content, label, budget, depth + 1))
+        except ReportError as exc:
+            errors.append(str(exc))
+    return found, errors

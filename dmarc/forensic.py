@@ -85,9 +85,10 @@ def parse_failure_report(message: email.message.Message, source: str = "") -> Fo
         except ValueError:
             warnings.append(f"Source-IP is not an IP address: {source_ip!r}")
     reported_domain = fields.get("reported-domain")
-    report_id = str(message.get("Message-ID") or "").strip("<> ") or hashlib.sha256(
-        message.as_bytes()
-    ).hexdigest()[:32]
+    report_id = (
+        str(message.get("Message-ID") or "").strip("<> ")
+        or hashlib.sha256(message.as_bytes()).hexdigest()[:32]
+    )
     return ForensicReport(
         report_id=report_id,
         feedback_type=feedback_type.lower(),
@@ -124,7 +125,9 @@ def parse_tls_report(data: bytes, source: str = "") -> TlsReport:
         raise ReportError(f"not valid JSON ({exc})") from exc
     if not isinstance(doc, dict):
         raise ReportError("not an SMTP TLS report (JSON is not an object)")
-    missing = [k for k in ("organization-name", "date-range", "report-id", "policies") if k not in doc]
+    missing = [
+        k for k in ("organization-name", "date-range", "report-id", "policies") if k not in doc
+    ]
     if missing:
         raise ReportError(f"not an SMTP TLS report: missing {', '.join(missing)}")
     date_range = doc["date-range"] if isinstance(doc["date-range"], dict) else {}

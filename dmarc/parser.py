@@ -26,7 +26,9 @@ def _parse_payload(payload: Payload, outcome: ParseOutcome) -> None:
             _parse_email(payload.data, payload.name, outcome)
     except ReportError as exc:
         reason = str(exc)
-        outcome.errors.append(reason if reason.startswith(payload.name) else f"{payload.name}: {reason}")
+        outcome.errors.append(
+            reason if reason.startswith(payload.name) else f"{payload.name}: {reason}"
+        )
 
 
 def _parse_email(data: bytes, name: str, outcome: ParseOutcome) -> None:
@@ -35,11 +37,8 @@ def _parse_email(data: bytes, name: str, outcome: ParseOutcome) -> None:
         outcome.reports.append(parse_failure_report(message, name))
         return
     before = len(outcome.reports) + len(outcome.errors)
-    try:
-        payloads = email_attachments(data, name)
-    except ReportError as exc:
-        outcome.errors.append(str(exc))
-        return
+    payloads, errors = email_attachments(data, name)
+    outcome.errors.extend(errors)
     for payload in payloads:
         _parse_payload(payload, outcome)
     if len(outcome.reports) + len(outcome.errors) == before:

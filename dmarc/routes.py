@@ -8,11 +8,11 @@ Each ``get_*`` is an ordinary FastAPI dependency (callable, may itself depend on
 the request/auth); pass ``lambda: None`` as the resolver for offline-only checks.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: FastAPI must evaluate the Annotated[..., Depends(x)]
+# hints eagerly, because x is a local of the factory functions below.
 import asyncio
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import JSONResponse
@@ -39,14 +39,14 @@ def build_validation_router(get_resolver: Callable[..., Any]) -> APIRouter:
 
     @router.post("")
     async def validate_one(
-        body: ValidateRequest, resolver: Any = Depends(get_resolver)
+        body: ValidateRequest, resolver: Annotated[Any, Depends(get_resolver)]
     ) -> dict[str, Any]:
         result = await asyncio.to_thread(validate_address, body.email, resolver)
         return result.as_dict()
 
     @router.post("/batch")
     async def validate_many(
-        body: ValidateBatchRequest, resolver: Any = Depends(get_resolver)
+        body: ValidateBatchRequest, resolver: Annotated[Any, Depends(get_resolver)]
     ) -> dict[str, Any]:
         if any(len(e) > 1024 for e in body.emails):
             raise HTTPException(422, "each email must be at most 1024 characters")
@@ -93,8 +93,8 @@ def build_dmarc_router(
     @router.post("/reports")
     async def upload_report(
         request: Request,
-        clickhouse: Any = Depends(get_clickhouse),
-        team_id: str = Depends(get_team_id),
+        clickhouse: Annotated[Any, Depends(get_clickhouse)],
+        team_id: Annotated[str, Depends(get_team_id)],
     ) -> JSONResponse:
         data, name = await _read_upload(request)
         if len(data) > MAX_UPLOAD_BYTES:

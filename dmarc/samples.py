@@ -48,8 +48,11 @@ def aggregate_xml(
         + "</report_metadata>",
         f"<policy_published><domain>{domain}</domain><adkim>r</adkim><aspf>r</aspf>"
         "<p>quarantine</p>"
-        + ("<np>reject</np><testing>n</testing><discovery_method>treewalk</discovery_method>"
-           if rfc9990 else "<sp>none</sp><pct>100</pct>")
+        + (
+            "<np>reject</np><testing>n</testing><discovery_method>treewalk</discovery_method>"
+            if rfc9990
+            else "<sp>none</sp><pct>100</pct>"
+        )
         + "</policy_published>",
     ]
     total = 0
@@ -89,7 +92,10 @@ def generate(count: int, seed: int = 7) -> list[SampleReport]:
         if roll > 0.98:
             records = rng.randint(100, 300)
         xml, total = aggregate_xml(
-            rng, records, report_id=f"bench-{index}", domain=f"d{index % 97}.example",
+            rng,
+            records,
+            report_id=f"bench-{index}",
+            domain=f"d{index % 97}.example",
             rfc9990=index % 5 == 0,
         )
         data = xml.encode()

@@ -7,6 +7,7 @@ reports repeat the same few sending IPs.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -66,11 +67,14 @@ class SourceEnricher:
         self,
         resolver: dns.resolver.Resolver | None = None,
         asn_db: str | None = None,
-        country_db: str | None = None,
+        country_db: str | None = None,  # a Country or City mmdb
     ) -> None:
         self._resolver = resolver
         self._asn = _open_mmdb(asn_db)
         self._country = _open_mmdb(country_db)
+        self._country_is_city = bool(
+            self._country is not None and "City" in self._country.metadata().database_type
+        )
         self.lookup = lru_cache(maxsize=65536)(self._lookup)
 
     def _reverse_dns(self, ip: str) -> str:
@@ -86,17 +90,15 @@ class SourceEnricher:
         reverse = self._reverse_dns(ip)
         asn, as_org, country = 0, "", ""
         if self._asn is not None:
-            try:
+            # geoip2 raises AddressNotFoundError (and ValueError for odd input): no data
+            with contextlib.suppress(Exception):
                 record = self._asn.asn(ip)
                 asn = int(record.autonomous_system_number or 0)
                 as_org = record.autonomous_system_organization or ""
-            except Exception:  # geoip2 raises AddressNotFoundError and friends
-                pass
         if self._country is not None:
-            try:
-                country = self._country.country(ip).country.iso_code or ""
-            except Exception:
-                pass
+            with contextlib.suppress(Exception):
+                model = self._country.city if self._country_is_city else self._country.country
+                country = model(ip).country.iso_code or ""
         service = service_for(reverse) if reverse else ""
         return SourceInfo(reverse, asn, as_org, country, service)
 

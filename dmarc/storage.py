@@ -55,7 +55,12 @@ class StoreResult:
 def report_key(report: Report) -> str:
     if isinstance(report, AggregateReport):
         meta = report.report_metadata
-        parts = ("aggregate", meta["org_name"], meta["report_id"], report.policy_published["domain"])
+        parts = (
+            "aggregate",
+            meta["org_name"],
+            meta["report_id"],
+            report.policy_published["domain"],
+        )
     elif isinstance(report, TlsReport):
         parts = ("smtp_tls", report.organization_name, report.report_id, "")
     else:
@@ -113,11 +118,21 @@ def _failure_row(report: ForensicReport, key: str, team_id: str, via: str) -> li
 def _tls_rows(report: TlsReport, key: str, team_id: str, via: str) -> list[list[Any]]:
     return [
         [
-            key, index, team_id, report.organization_name, report.report_id,
-            _ts(report.begin), _ts(report.end), policy.policy_domain, policy.policy_type,
-            policy.mx_hosts, policy.successful_sessions, policy.failed_sessions,
-            orjson.dumps(policy.failure_details).decode(), via,
-        ]  # fmt: skip
+            key,
+            index,
+            team_id,
+            report.organization_name,
+            report.report_id,
+            _ts(report.begin),
+            _ts(report.end),
+            policy.policy_domain,
+            policy.policy_type,
+            policy.mx_hosts,
+            policy.successful_sessions,
+            policy.failed_sessions,
+            orjson.dumps(policy.failure_details).decode(),
+            via,
+        ]
         for index, policy in enumerate(report.policies)
     ]
 
@@ -172,7 +187,9 @@ def store_reports(
             # Records first: a crash between the inserts leaves no report row, so a retry
             # re-inserts both (record rows collapse on their key under FINAL).
             if rows:
-                client.insert(ClickHouseTable.DMARC_RECORDS.value, rows, column_names=RECORD_COLUMNS)
+                client.insert(
+                    ClickHouseTable.DMARC_RECORDS.value, rows, column_names=RECORD_COLUMNS
+                )
             columns = REPORT_COLUMNS
         elif table is ClickHouseTable.DMARC_FAILURE_REPORTS:
             columns = FAILURE_COLUMNS

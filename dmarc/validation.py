@@ -31,11 +31,56 @@ from email_validator.syntax import (
 Verdict = Literal["valid", "invalid", "risky", "unknown"]
 
 ROLE_ACCOUNTS = frozenset(
-    """abuse accounting accounts admin administrator billing careers contact customerservice
-    devnull dmarc enquiries feedback finance help hello helpdesk hostmaster hr info inquiries
-    it jobs legal mail mailer-daemon marketing media news newsletter no-reply noc noreply
-    nobody office orders postmaster press privacy root sales security service spam support
-    team tech webmaster""".split()
+    [
+        "abuse",
+        "accounting",
+        "accounts",
+        "admin",
+        "administrator",
+        "billing",
+        "careers",
+        "contact",
+        "customerservice",
+        "devnull",
+        "dmarc",
+        "enquiries",
+        "feedback",
+        "finance",
+        "help",
+        "hello",
+        "helpdesk",
+        "hostmaster",
+        "hr",
+        "info",
+        "inquiries",
+        "it",
+        "jobs",
+        "legal",
+        "mail",
+        "mailer-daemon",
+        "marketing",
+        "media",
+        "news",
+        "newsletter",
+        "no-reply",
+        "noc",
+        "noreply",
+        "nobody",
+        "office",
+        "orders",
+        "postmaster",
+        "press",
+        "privacy",
+        "root",
+        "sales",
+        "security",
+        "service",
+        "spam",
+        "support",
+        "team",
+        "tech",
+        "webmaster",
+    ]
 )
 
 COMMON_PROVIDERS = (
@@ -154,7 +199,10 @@ def parse_syntax(address: str) -> ValidatedEmail:
     parsed.local_part = local_info["local_part"]
     parsed.ascii_local_part = local_info["ascii_local_part"]
     parsed.smtputf8 = local_info["smtputf8"]
-    if parsed.ascii_local_part and parsed.ascii_local_part.lower() in CASE_INSENSITIVE_MAILBOX_NAMES:
+    if (
+        parsed.ascii_local_part
+        and parsed.ascii_local_part.lower() in CASE_INSENSITIVE_MAILBOX_NAMES
+    ):
         parsed.local_part = parsed.ascii_local_part = parsed.ascii_local_part.lower()
     parsed.domain, parsed.ascii_domain = domain
     parsed.normalized = f"{parsed.local_part}@{parsed.domain}"

@@ -117,11 +117,16 @@ def api_worker() -> None:
 
 
 @main.command()
-def mta() -> None:
+@click.option(
+    "--delivery/--no-delivery",
+    default=True,
+    help="Run delivery workers (--no-delivery: listeners only, e.g. acceptance benchmarks).",
+)
+def mta(delivery: bool) -> None:
     """Run the MTA: SMTP submission/inbound listeners and delivery workers."""
     from mta.main import run
 
-    run(get_settings())
+    run(get_settings(), delivery=delivery)
 
 
 @main.command()
@@ -229,6 +234,35 @@ def dmarc_parse(files: tuple[str, ...], as_json: bool) -> None:
     from dmarc.cli import parse_command
 
     sys.exit(parse_command(files, as_json, click.echo, lambda line: click.echo(line, err=True)))
+
+
+@dmarc.command("ingest")
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--team-id", default="", help="Team owning the reported domains.")
+def dmarc_ingest(files: tuple[str, ...], team_id: str) -> None:
+    """Parse and store reports in the warehouse (idempotent); one JSON result per file."""
+    from dmarc.cli import ingest_command
+
+    sys.exit(ingest_command(files, team_id, click.echo))
+
+
+@dmarc.command("check-domain")
+@click.argument("domain")
+@click.option("--spf-include", required=True)
+@click.option("--dkim-selector", required=True)
+@click.option("--dkim-public-key", required=True, help="Base64 p= value of our DKIM key.")
+@click.option("--return-path-host", default="")
+@click.option("--return-path-target", default="")
+@click.option("--dmarc-rua", default="")
+@click.option("--nameserver", "nameservers", multiple=True, default=["127.0.0.1"])
+@click.option("--dns-port", default=53, show_default=True)
+def dmarc_check_domain(
+    domain: str, nameservers: tuple[str, ...], dns_port: int, **expected: str
+) -> None:
+    """Check SPF/DKIM/DMARC/MX/return path; JSON per record; exit 0 only if ready."""
+    from dmarc.cli import check_domain_command
+
+    sys.exit(check_domain_command(domain, expected, list(nameservers), dns_port, click.echo))
 
 
 @main.command("settings")

@@ -17,6 +17,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from kibamail.settings import Settings
 from pipelines.contracts import (
     BounceClass,
@@ -55,6 +57,25 @@ class Outcome:
     mx_host: str = ""
     transcript: list[str] = field(default_factory=list)
     retry_after: float = 0.0
+
+
+def _finished(progress: dict[str, str]) -> dict[str, Outcome]:
+    """Outcomes recorded before a crash (see record_delivered)."""
+    done = {}
+    for rcpt, raw in progress.items():
+        fields = orjson.loads(raw)
+        done[rcpt] = Outcome(
+            rcpt,
+            MessageStatus(fields["status"]),
+            fields.get("code", 0),
+            fields.get("text", ""),
+            BounceClass(fields.get("bounce_class", "")),
+            pool=fields.get("pool", ""),
+            source_ip=fields.get("source_ip", ""),
+            mx_host=fields.get("mx_host", ""),
+            transcript=["(recorded before a worker restart)"],
+        )
+    return done
 
 
 def _domain(address: str) -> str:
@@ -184,7 +205,7 @@ class DeliveryWorker:
             self.queue.ack(pipe, entry_id)
             await pipe.execute()
             return
-        done = {} if fresh else await self.queue.progress(entry_id)
+        done = {} if fresh else _finished(await self.queue.progress(entry_id))
         pending = [r for r in msg.recipients if r not in done]
         by_domain: dict[str, list[str]] = {}
         for rcpt in pending:
@@ -197,7 +218,8 @@ class DeliveryWorker:
                 for domain, rcpts in by_domain.items()
             )
         )
-        await self._commit(entry_id, msg, [o for group in groups for o in group])
+        outcomes = list(done.values()) + [o for group in groups for o in group]
+        await self._commit(entry_id, msg, outcomes)
 
     async def _deliver_domain(
         self,
@@ -246,7 +268,16 @@ class DeliveryWorker:
             rcpts = [r for r in rcpts if r not in failed]
             if not rcpts:
                 return outcomes
-        common = {"pool": ctx.pool, "source_ip": ctx.source_ip}
+        common = {"pool": ctx.pool, "source_ip": ctx.source_ip, "mx_host": ""}
+        progress_key = RedisKeys.delivery_progress(entry_id.decode())
+
+        async def record_delivered(accepted: list[str], code: int, text: str) -> None:
+            # Written the moment the 2xx arrives: after a crash these recipients are
+            # reported, not mailed again. (RFC 1047's window shrinks to this one write.)
+            fields = {"status": "delivered", "code": code, "text": text, **common}
+            value = orjson.dumps(fields)
+            await self.redis.hset(progress_key, mapping=dict.fromkeys(accepted, value))
+
         shaping = self.config.shaping_for(group)
         last_error = "no MX host reachable"
         result = None
@@ -257,6 +288,7 @@ class DeliveryWorker:
             except TemporaryDnsError as exc:
                 last_error = str(exc)
                 continue
+            common["mx_host"] = host
             for address in addresses[:2]:
                 try:
                     result = await self.pool.send(
@@ -267,8 +299,8 @@ class DeliveryWorker:
                         mail_from=msg.mail_from,
                         rcpts=rcpts,
                         data=data,
+                        on_accepted=record_delivered,
                     )
-                    common["mx_host"] = host
                     break
                 except TransientConnectError as exc:
                     last_error = str(exc)
@@ -298,11 +330,22 @@ class DeliveryWorker:
                 )
             )
         if record_progress:
-            finals = {o.rcpt: o.status.value for o in outcomes if o.status in FINAL}
-            if finals:
-                await self.redis.hset(
-                    RedisKeys.delivery_progress(entry_id.decode()), mapping=finals
+            finals = {
+                o.rcpt: orjson.dumps(
+                    {
+                        "status": o.status.value,
+                        "code": o.code,
+                        "text": o.text,
+                        "pool": o.pool,
+                        "source_ip": o.source_ip,
+                        "bounce_class": o.bounce_class.value,
+                    }
                 )
+                for o in outcomes
+                if o.status in (MessageStatus.BOUNCED, MessageStatus.FAILED)
+            }
+            if finals:
+                await self.redis.hset(progress_key, mapping=finals)
         return outcomes
 
     async def _commit(self, entry_id: bytes, msg: OutboundMessage, outcomes: list[Outcome]) -> None:

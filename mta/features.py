@@ -7,6 +7,8 @@ import re
 from email.parser import BytesHeaderParser
 from email.policy import default as default_policy
 
+import numpy as np
+
 from pipelines.contracts import SubmissionFeatures
 
 _WORD = re.compile(rb"\w+")
@@ -18,16 +20,18 @@ _MARKERS: dict[str, re.Pattern[bytes]] = {
 }
 
 
-def simhash(data: bytes) -> int:
-    """64-bit simhash over word shingles: near-identical bodies give close hashes."""
-    weights = [0] * 64
-    words = _WORD.findall(data.lower())[:5000]
-    for i in range(max(1, len(words) - 2)):
-        shingle = b" ".join(words[i : i + 3])
-        h = int.from_bytes(hashlib.blake2b(shingle, digest_size=8).digest(), "big")
-        for bit in range(64):
-            weights[bit] += 1 if h >> bit & 1 else -1
-    value = sum(1 << bit for bit in range(64) if weights[bit] > 0)
+def simhash(data: bytes, max_words: int = 2000) -> int:
+    """64-bit simhash over 3-word shingles: near-identical bodies give close hashes.
+
+    Vectorised with numpy (bit counting per position) because it runs on the SMTP
+    acceptance path for every transactional submission.
+    """
+    words = _WORD.findall(data.lower())[:max_words]
+    shingles = [b" ".join(words[i : i + 3]) for i in range(max(1, len(words) - 2))]
+    digests = b"".join(hashlib.blake2b(s, digest_size=8).digest() for s in shingles)
+    bits = np.unpackbits(np.frombuffer(digests, dtype=np.uint8).reshape(-1, 8), axis=1)
+    majority = bits.sum(axis=0) * 2 > len(shingles)
+    value = int.from_bytes(np.packbits(majority).tobytes(), "big")
     # Signed 64-bit so it fits ClickHouse Int64 and JSON readers.
     return value - (1 << 64) if value >= 1 << 63 else value
 

@@ -20,7 +20,9 @@ from .events import OutboxPublisher
 log = logging.getLogger("mta")
 
 
-async def serve(settings: Settings, stop: asyncio.Event, *, listeners: bool = True) -> None:
+async def serve(
+    settings: Settings, stop: asyncio.Event, *, listeners: bool = True, delivery: bool = True
+) -> None:
     """Run every MTA component until ``stop`` is set."""
     from kibamail.clients import async_redis_client
 
@@ -33,10 +35,9 @@ async def serve(settings: Settings, stop: asyncio.Event, *, listeners: bool = Tr
     servers = SubmissionServers(settings, config, redis) if listeners else None
     if servers is not None:
         await servers.start()
-    tasks = [
-        asyncio.create_task(worker.run(stop), name="delivery"),
-        asyncio.create_task(publisher.run(stop), name="outbox"),
-    ]
+    tasks = [asyncio.create_task(publisher.run(stop), name="outbox")]
+    if delivery:
+        tasks.append(asyncio.create_task(worker.run(stop), name="delivery"))
     try:
         await stop.wait()
     finally:
@@ -46,7 +47,7 @@ async def serve(settings: Settings, stop: asyncio.Event, *, listeners: bool = Tr
         await redis.aclose()
 
 
-def run(settings: Settings) -> None:
+def run(settings: Settings, *, delivery: bool = True) -> None:
     """Blocking entry point of `kibamail mta`; stops cleanly on SIGTERM/SIGINT."""
     from prometheus_client import start_http_server
 
@@ -59,6 +60,6 @@ def run(settings: Settings) -> None:
             loop.add_signal_handler(sig, stop.set)
         start_http_server(settings.mta.metrics_port, addr=settings.mta.listen_host)
         log.info("MTA metrics on %s:%d", settings.mta.listen_host, settings.mta.metrics_port)
-        await serve(settings, stop)
+        await serve(settings, stop, delivery=delivery)
 
     asyncio.run(main())

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import aiosmtplib
@@ -32,6 +33,9 @@ class TransactionResult:
     rcpts: dict[str, RcptResult] = field(default_factory=dict)
     transcript: list[str] = field(default_factory=list)
     tls: bool = False
+
+
+AcceptedHook = Callable[[list[str], int, str], Awaitable[None]]
 
 
 class TransientConnectError(Exception):
@@ -134,7 +138,10 @@ class ConnectionPool:
         mail_from: str,
         rcpts: list[str],
         data: bytes,
+        on_accepted: AcceptedHook | None = None,
     ) -> TransactionResult:
+        """One transaction; ``on_accepted`` is awaited the moment DATA gets its 2xx (before
+        any connection bookkeeping) so the caller can record the delivery at once."""
         key = (source_ip, address)
         result = TransactionResult()
         transcript = result.transcript
@@ -149,13 +156,13 @@ class ConnectionPool:
             result.tls = conn.tls
             reusable = False
             try:
-                reusable = await self._transaction(conn, mail_from, rcpts, data, result)
+                reusable = await self._transaction(
+                    conn, mail_from, rcpts, data, result, on_accepted
+                )
             except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError, OSError) as exc:
                 transcript.append(f"! {type(exc).__name__}: {exc}")
                 for rcpt in rcpts:
                     result.rcpts.setdefault(rcpt, RcptResult(0, f"connection lost: {exc}"))
-                    if result.rcpts[rcpt].code == 250 and not result.rcpts[rcpt].text:
-                        result.rcpts[rcpt] = RcptResult(0, "connection lost during DATA")
             conn.sent += 1
             if reusable and conn.sent < shaping.max_messages_per_connection:
                 idle.append(conn)
@@ -167,7 +174,13 @@ class ConnectionPool:
         return result
 
     async def _transaction(
-        self, conn: _Conn, mail_from: str, rcpts: list[str], data: bytes, result: TransactionResult
+        self,
+        conn: _Conn,
+        mail_from: str,
+        rcpts: list[str],
+        data: bytes,
+        result: TransactionResult,
+        on_accepted: AcceptedHook | None = None,
     ) -> bool:
         smtp, transcript = conn.smtp, result.transcript
         options = ["BODY=8BITMIME"] if smtp.supports_extension("8bitmime") else []
@@ -213,6 +226,8 @@ class ConnectionPool:
         transcript.append(f"< {reply.code} {reply.message}")
         for rcpt in accepted:
             result.rcpts[rcpt] = RcptResult(reply.code, reply.message)
+        if on_accepted is not None:
+            await on_accepted(accepted, reply.code, reply.message)
         return True
 
     @staticmethod

@@ -35,6 +35,9 @@ class PipelineTuning(BaseSettings):
     # Bulk-behaviour scoring (per team, sliding window over submission time).
     scoring_window_seconds: float = 900.0
     scoring_min_messages: int = 30
+    # Marketing and near-duplicate shares look at this many latest messages, so a blast
+    # after hours of normal mail is seen within tens of messages, not diluted by them.
+    scoring_recent_messages: int = 50
     scoring_pause_threshold: float = 0.7
     scoring_weight_marketing: float = 0.4
     scoring_weight_near_duplicate: float = 0.25

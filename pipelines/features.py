@@ -9,11 +9,12 @@ compares them across a team's recent traffic. Bodies are reduced to a 64-bit sim
 from __future__ import annotations
 
 import email
-import email.policy
 import hashlib
 import re
 from collections.abc import Iterable
-from email.message import EmailMessage
+from email.message import Message
+
+import numpy as np
 
 from pipelines.contracts import SubmissionFeatures
 
@@ -29,18 +30,18 @@ def _hash64(token: str) -> int:
     return int.from_bytes(hashlib.blake2b(token.encode(), digest_size=8).digest(), "big")
 
 
+BIT_SHIFTS = np.arange(64, dtype=np.uint64)
+
+
 def simhash64(text: str) -> int:
     """Charikar simhash over word 3-shingles; signed to fit ClickHouse/JSON int64."""
     words = WORD.findall(text.lower())
-    shingles = [" ".join(words[i : i + 3]) for i in range(max(1, len(words) - 2))] if words else []
-    if not shingles:
+    if not words:
         return 0
-    weights = [0] * 64
-    for shingle in shingles:
-        h = _hash64(shingle)
-        for bit in range(64):
-            weights[bit] += 1 if h >> bit & 1 else -1
-    value = sum(1 << bit for bit in range(64) if weights[bit] > 0)
+    shingles = {" ".join(words[i : i + 3]) for i in range(max(1, len(words) - 2))}
+    hashes = np.fromiter((_hash64(s) for s in shingles), dtype=np.uint64, count=len(shingles))
+    ones = ((hashes[:, None] >> BIT_SHIFTS) & np.uint64(1)).sum(axis=0)
+    value = sum(1 << bit for bit in np.flatnonzero(ones * 2 > len(shingles)).tolist())
     return value - (1 << 64) if value >= 1 << 63 else value
 
 
@@ -48,19 +49,20 @@ def hamming(a: int, b: int) -> int:
     return ((a ^ b) & 0xFFFF_FFFF_FFFF_FFFF).bit_count()
 
 
-def _body_text(message: EmailMessage) -> tuple[str, str]:
+def _body_text(message: Message) -> tuple[str, str]:
     """(plain text, html) of the message; html stripped of tags for the plain fallback."""
     plain, html = "", ""
     for part in message.walk():
         if part.is_multipart():
             continue
         ctype = part.get_content_type()
+        payload = part.get_payload(decode=True)
+        if not isinstance(payload, bytes):
+            continue
         try:
-            content = part.get_content()
-        except (LookupError, ValueError):
-            continue
-        if not isinstance(content, str):
-            continue
+            content = payload.decode(part.get_content_charset() or "utf-8", errors="replace")
+        except LookupError:
+            content = payload.decode("utf-8", errors="replace")
         if ctype == "text/plain" and not plain:
             plain = content
         elif ctype == "text/html" and not html:
@@ -68,7 +70,7 @@ def _body_text(message: EmailMessage) -> tuple[str, str]:
     return plain or TAG.sub(" ", html), html
 
 
-def marketing_markers(message: EmailMessage, text: str, html: str) -> list[str]:
+def marketing_markers(message: Message, text: str, html: str) -> list[str]:
     markers = []
     if message.get("List-Id"):
         markers.append("list-id")
@@ -90,8 +92,8 @@ def submission_features(
     team_id: str, message_id: str, data: bytes, recipients: Iterable[str]
 ) -> SubmissionFeatures:
     """Features of one RFC 5322 message as submitted (headers + body bytes)."""
-    message = email.message_from_bytes(data, policy=email.policy.default)
-    assert isinstance(message, EmailMessage)
+    # compat32 parsing: several times faster than policy.default, and enough here.
+    message = email.message_from_bytes(data)
     text, html = _body_text(message)
     rcpts = list(recipients)
     return SubmissionFeatures(

@@ -29,11 +29,12 @@ MARKER_REFRESH_SECONDS = 600.0
 
 
 def flow_builders() -> dict[str, Callable[[Settings], Any]]:
-    from pipelines import correlation, enrichment
+    from pipelines import correlation, enrichment, scoring
 
     return {
         "correlation": correlation.build_flow,
         "enrichment": enrichment.build_flow,
+        "scoring": scoring.build_flow,
     }
 
 

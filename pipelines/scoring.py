@@ -22,6 +22,7 @@ import uuid
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any
 
 import bytewax.operators as op
@@ -143,8 +144,9 @@ class Verdict:
 def score_window(window: TeamWindow, now: float, tuning: PipelineTuning) -> tuple[float, str]:
     """The score and a sentence an Administrator can act on."""
     n = len(window.entries)
-    marketing = window.marketing / n
-    duplicates = window.near_duplicates / n
+    recent = list(islice(reversed(window.entries), tuning.scoring_recent_messages))
+    marketing = sum(e.marketing for e in recent) / len(recent)
+    duplicates = sum(e.near_duplicate for e in recent) / len(recent)
     hour = int(now // 3600)
     past = [
         h
@@ -164,10 +166,11 @@ def score_window(window: TeamWindow, now: float, tuning: PipelineTuning) -> tupl
         + tuning.scoring_weight_domain_spread * spread
     )
     explanation = (
-        f"bulk score {score:.2f} (threshold {tuning.scoring_pause_threshold:.2f}) over the last "
-        f"{n} messages: {marketing:.0%} carry List-Unsubscribe or marketing markers, "
-        f"{duplicates:.0%} have near-identical bodies, volume {ratio:.1f}x the team's "
-        f"baseline, {len(window.domain_counts)} recipient domains"
+        f"bulk score {score:.2f} (threshold {tuning.scoring_pause_threshold:.2f}): of the "
+        f"last {len(recent)} messages {marketing:.0%} carry List-Unsubscribe or marketing "
+        f"markers and {duplicates:.0%} have near-identical bodies; {n} messages in "
+        f"{tuning.scoring_window_seconds / 60:g} min, {ratio:.1f}x the team's baseline, to "
+        f"{len(window.domain_counts)} recipient domains"
     )
     return round(score, 4), explanation
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,11 +41,13 @@ SEND_BROADCAST = "SendBroadcastJob"
 SEND_TO_CONTACT = "SendBroadcastToContact"
 FANOUT_CHUNK = 5000
 GUARD_TTL_SECONDS = 90 * 24 * 3600
+STATUS_CACHE_SECONDS = 0.5
 
 _HANDOVER_LUA = """
 if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then return 0 end
 redis.call('SET', KEYS[2], ARGV[3], 'EX', ARGV[4])
 redis.call('XADD', KEYS[3], '*', 'meta', ARGV[5], 'data', ARGV[6])
+redis.call('HINCRBY', KEYS[4], 'sent', 1)
 return 1
 """
 
@@ -79,6 +82,7 @@ class BroadcastJobs:
 
     def __post_init__(self) -> None:
         self._broadcasts: dict[str, Broadcast] = {}
+        self._statuses: dict[str, tuple[float, str]] = {}
 
     def _broadcast(self, broadcast_id: str) -> Broadcast | None:
         if broadcast_id not in self._broadcasts:
@@ -134,10 +138,19 @@ class BroadcastJobs:
             )
         self.redis.hset(progress_key(broadcast.id), "total", total)
 
+    def _status(self, broadcast_id: str) -> str:
+        """Broadcast status as workers see it, cached briefly (a pause lands within 0.5 s)."""
+        cached = self._statuses.get(broadcast_id)
+        now = time.monotonic()
+        if cached is None or cached[0] < now:
+            raw = self.redis.hget(progress_key(broadcast_id), "status")
+            cached = (now + STATUS_CACHE_SECONDS, raw.decode() if raw else "")
+            self._statuses[broadcast_id] = cached
+        return cached[1]
+
     def send_to_contact(self, job: dict[str, Any]) -> None:
         broadcast_id, contact_id = job["broadcast_id"], job["contact_id"]
-        status = self.redis.hget(progress_key(broadcast_id), "status")
-        status = status.decode() if status else ""
+        status = self._status(broadcast_id)
         if status == "paused":
             self.redis.rpush(parked_key(broadcast_id), serialize_job(job))
             now = self.redis.hget(progress_key(broadcast_id), "status")
@@ -153,17 +166,15 @@ class BroadcastJobs:
         if self.redis.sismember(RedisKeys.suppression(broadcast.team_id), job["email"].lower()):
             self.redis.hincrby(progress_key(broadcast_id), "skipped", 1)
             return
-        guard = RedisKeys.broadcast_sent(broadcast_id, contact_id)
-        if self.redis.exists(guard):
-            return
         message, mapping = self.render(broadcast, job)
         fields = message.to_stream_fields()
-        sent = self.redis.eval(
+        self.redis.eval(
             _HANDOVER_LUA,
-            3,
-            guard,
+            4,
+            RedisKeys.broadcast_sent(broadcast_id, contact_id),
             RedisKeys.message_mapping(message.message_id),
             RedisKeys.SUBMISSION_STREAM,
+            progress_key(broadcast_id),
             message.message_id,
             GUARD_TTL_SECONDS,
             serialize(mapping),
@@ -171,8 +182,6 @@ class BroadcastJobs:
             fields["meta"],
             fields["data"],
         )
-        if sent:
-            self.redis.hincrby(progress_key(broadcast_id), "sent", 1)
 
     def render(
         self, broadcast: Broadcast, job: dict[str, Any]

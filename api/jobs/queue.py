@@ -81,8 +81,6 @@ class Worker:
             log.error("dropping job %s of unknown kind %r", entry_id, kind)
         else:
             handler(orjson.loads(fields[b"payload"]))
-        self.redis.xack(JOB_STREAM, JOB_GROUP, entry_id)
-        self.redis.xdel(JOB_STREAM, entry_id)
 
     def run_once(self, block_ms: int = 1000) -> int:
         """Reclaim jobs of dead workers, then process one batch; returns jobs handled."""
@@ -95,13 +93,18 @@ class Worker:
                 JOB_GROUP, self.consumer, {JOB_STREAM: ">"}, count=self.batch, block=block_ms
             )
             entries = [e for _stream, stream_entries in response or [] for e in stream_entries]
+        done = []
         for entry_id, fields in entries:
             try:
                 self._handle(entry_id, fields)
+                done.append(entry_id)
             except Exception:
-                log.exception(
-                    "job %s failed; it will be retried after %d ms", entry_id, self.claim_idle_ms
-                )
+                log.exception("job %s failed; retried after %d ms", entry_id, self.claim_idle_ms)
+        if done:  # acknowledged only after the work: a crash before this line re-runs them
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.xack(JOB_STREAM, JOB_GROUP, *done)
+            pipe.xdel(JOB_STREAM, *done)
+            pipe.execute()
         return len(entries)
 
     def run(self) -> None:

@@ -42,6 +42,7 @@ class LaunchIn(BaseModel):
 
 
 def _out(b: Broadcast, state: StateDep) -> dict[str, Any]:
+    progress = lifecycle.progress(state, b)  # may move sending -> sent, so read it first
     return {
         "id": b.id,
         "name": b.name,
@@ -51,7 +52,7 @@ def _out(b: Broadcast, state: StateDep) -> dict[str, Any]:
         "variants": b.variants,
         "status": b.status,
         "send_at": b.send_at.isoformat() if b.send_at else None,
-        "progress": lifecycle.progress(state, b),
+        "progress": progress,
     }
 
 

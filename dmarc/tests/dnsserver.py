@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
 from dnslib import QTYPE, RCODE, RR, DNSRecord
 from dnslib.server import BaseResolver, DNSHandler, DNSLogger, DNSServer
@@ -47,10 +47,8 @@ class _QuietHandler(DNSHandler):  # type: ignore[misc]
     """A reply to a deliberately silent name may come after shutdown: drop it quietly."""
 
     def handle(self) -> None:
-        try:
+        with suppress(OSError):
             super().handle()
-        except OSError:
-            pass
 
 
 @contextmanager

@@ -41,7 +41,13 @@ def test_batch_with_a_bad_file_in_the_middle() -> None:
         assert set(line["policy_published"]) >= {"domain", "adkim", "aspf", "p", "sp", "pct"}
         for record in line["records"]:
             assert set(record) >= {
-                "source_ip", "count", "disposition", "dkim", "spf", "header_from", "auth_results"
+                "source_ip",
+                "count",
+                "disposition",
+                "dkim",
+                "spf",
+                "header_from",
+                "auth_results",
             }
     errors = result.stderr.splitlines()
     assert len(errors) == 2

@@ -155,3 +155,36 @@ def test_generated_reports_keep_counts_and_totals() -> None:
         [report] = parse_bytes(zipped("r.xml", xml.encode()), "r.zip").reports
         assert len(report.records) == records
         assert report.total_messages == total
+
+
+def _mail_with(*attachments: tuple[str, bytes, str]) -> bytes:
+    from email.message import EmailMessage
+
+    message = EmailMessage()
+    message["From"] = "reports@receiver.example"
+    message["To"] = "rua@kibamail.example"
+    message["Subject"] = "Report"
+    message.set_content("reports attached")
+    for filename, data, ctype in attachments:
+        maintype, subtype = ctype.split("/")
+        message.add_attachment(data, maintype=maintype, subtype=subtype, filename=filename)
+    return message.as_bytes()
+
+
+def test_email_with_tls_report_and_a_broken_attachment_keeps_the_good_one() -> None:
+    tls = gzip.compress((FIXTURES / "smtp-tls-report.json").read_bytes())
+    raw = _mail_with(
+        ("broken.zip", b"PK\x03\x04 not really", "application/zip"),
+        ("logo.png", b"\x89PNG\r\n\x1a\n", "image/png"),
+        ("tls.json.gz", tls, "application/tlsrpt+gzip"),
+    )
+    outcome = parse_bytes(raw, "mail.eml")
+    assert [r.report_type for r in outcome.reports] == ["smtp_tls"]
+    assert len(outcome.errors) == 1 and "broken.zip" in outcome.errors[0]
+
+
+def test_email_with_plain_xml_attachment() -> None:
+    xml = (FIXTURES / "report-spf-fail.xml").read_bytes()
+    [report] = parse_bytes(_mail_with(("r.xml", xml, "text/xml")), "mail.eml").reports
+    assert isinstance(report, AggregateReport)
+    assert report.records[0].spf == "fail"

@@ -100,3 +100,21 @@ def test_sending_service_from_reverse_dns() -> None:
     assert service_for("mail-qk1-f202.google.com") == "Google"
     assert service_for("mx.unknown.example") == ""
     assert SourceEnricher().lookup("192.0.2.1").reverse_dns == ""
+
+
+def test_daily_digest_counts_each_report_once(ch: Any) -> None:
+    from datetime import date
+
+    from dmarc.digest import build_digest, render_text
+
+    for name in ("report-valid.xml", "report-valid.xml", "email-source-with-zip.txt"):
+        ingest_bytes((FIXTURES / name).read_bytes(), ch, name=name)
+    digest = build_digest(ch, "bix-business.com", date(2012, 4, 28))
+    assert (digest["messages"], digest["dmarc_pass"], digest["reports"]) == (2, 2, 1)
+    assert digest["spf_aligned"] == 2 and digest["dkim_aligned"] == 0
+    assert digest["dispositions"] == {"none": 2}
+    assert digest["sources"][0]["source_ip"] == "203.0.113.209"
+    text = render_text(digest)
+    assert "2 messages in 1 reports" in text and "100.0% passed DMARC" in text
+    empty = build_digest(ch, "bix-business.com", date(2012, 4, 29))
+    assert empty["messages"] == 0 and "No DMARC reports" in render_text(empty)

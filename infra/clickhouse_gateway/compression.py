@@ -127,7 +127,8 @@ def content_decoder(encoding: str | None) -> Decoder:
 
 def block_checksum(framed: bytes | memoryview) -> bytes:
     """CityHash128 (ClickHouse's v1.0.2) of header+payload, laid out as clickhouse stores it."""
-    value = CityHash128(framed)
+    # bytes, not a memoryview: the binding never releases buffers it borrows from other types.
+    value = CityHash128(bytes(framed))
     return struct.pack("<QQ", (value >> 64) & _MASK64, value & _MASK64)
 
 
@@ -143,8 +144,7 @@ class NativeBlockDecoder:
         out: list[bytes] = []
         pos = 0
         buf = self._buf
-        view = memoryview(buf)
-        try:
+        with memoryview(buf) as view:
             while len(buf) - pos >= 25:
                 method, size, raw_size = _HEADER.unpack_from(buf, pos + 16)
                 if size < 9 or size > MAX_BLOCK_BYTES or raw_size > MAX_BLOCK_BYTES:
@@ -156,18 +156,16 @@ class NativeBlockDecoder:
                 end = pos + 16 + size
                 if end > len(buf):
                     break
-                framed = view[pos + 16 : end]
-                expected = bytes(view[pos : pos + 16])
-                if self._verify and (actual := block_checksum(framed)) != expected:
-                    raise ClickHouseError(
-                        CHECKSUM_DOESNT_MATCH,
-                        "Checksum doesn't match: corrupted data. "
-                        f"Reference: {expected.hex()}. Actual: {actual.hex()}",
-                    )
-                out.append(_decompress_block(method, framed[9:], raw_size))
+                with view[pos + 16 : end] as framed, framed[9:] as payload:
+                    expected = bytes(view[pos : pos + 16])
+                    if self._verify and (actual := block_checksum(framed)) != expected:
+                        raise ClickHouseError(
+                            CHECKSUM_DOESNT_MATCH,
+                            "Checksum doesn't match: corrupted data. "
+                            f"Reference: {expected.hex()}. Actual: {actual.hex()}",
+                        )
+                    out.append(_decompress_block(method, payload, raw_size))
                 pos = end
-        finally:
-            view.release()
         del buf[:pos]
         return b"".join(out)
 

@@ -20,8 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from chdb import _chdb
-
 from .errors import (
     BAD_ARGUMENTS,
     SESSION_IS_LOCKED,
@@ -44,6 +42,10 @@ class Handle:
     """One chDB connection and what the gateway knows about its session state."""
 
     def __init__(self, path: str) -> None:
+        # Imported here, not at module load: chDB fixes its server timezone on import, and
+        # serve() sets TZ first.
+        from chdb import _chdb
+
         try:
             self.conn: Any = _chdb.connect(path)
         except RuntimeError as exc:

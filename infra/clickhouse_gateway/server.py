@@ -15,6 +15,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -301,7 +302,9 @@ class Gateway:
     ) -> None:
         body: bytes | memoryview = outcome.body
         out_headers = list(base)
-        out_headers.append((b"x-clickhouse-summary", json.dumps(outcome.summary).encode()))
+        out_headers.append(
+            (b"x-clickhouse-summary", json.dumps(outcome.summary, separators=(",", ":")).encode())
+        )
         out_headers.append((b"content-type", content_type(outcome.fmt).encode()))
         if outcome.fmt:
             out_headers.append((b"x-clickhouse-format", outcome.fmt.encode()))
@@ -394,9 +397,15 @@ class _Server(uvicorn.Server):
 
 
 async def _main(config: GatewayConfig) -> None:
-    engine = await asyncio.get_running_loop().run_in_executor(
-        None, Engine, config.data_dir, config.database
-    )
+    try:
+        engine = await asyncio.get_running_loop().run_in_executor(
+            None, Engine, config.data_dir, config.database
+        )
+    except ClickHouseError as exc:
+        raise SystemExit(
+            f"cannot open the chDB data dir {config.data_dir}: {exc.text}\n"
+            "(only one process may own it: is another `kibamail warehouse serve` running?)"
+        ) from None
     gateway = Gateway(config, engine)
     server = _Server(
         uvicorn.Config(
@@ -418,18 +427,12 @@ async def _main(config: GatewayConfig) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, server.handle_exit, sig, None)
     reaper = asyncio.create_task(gateway.expire_sessions())
-    log.warning(
-        "chDB %s at %s (database %s), ClickHouse HTTP on http://%s:%d",
-        engine.version,
-        engine.path,
-        config.database,
-        config.host,
-        config.port,
-    )
+    announcer = asyncio.create_task(_announce(server, engine, config))
     try:
         await server.serve()
     finally:
         reaper.cancel()
+        announcer.cancel()
         gateway.sessions.close()
         gateway.pool.shutdown(wait=True)
         engine.close()
@@ -438,10 +441,26 @@ async def _main(config: GatewayConfig) -> None:
         raise SystemExit(f"could not serve on {config.host}:{config.port}")
 
 
+async def _announce(server: uvicorn.Server, engine: Engine, config: GatewayConfig) -> None:
+    """Log readiness once the socket is really listening (health checks race this line)."""
+    while not server.started:
+        await asyncio.sleep(0.05)
+    log.warning(
+        "chDB %s at %s (database %s), ClickHouse HTTP on http://%s:%d",
+        engine.version,
+        engine.path,
+        config.database,
+        config.host,
+        config.port,
+    )
+
+
 def serve(settings: Settings, **overrides: Any) -> None:
     """Own settings.clickhouse.data_dir and serve ClickHouse HTTP until SIGTERM/SIGINT."""
-    # Same answers on every machine: a server timezone of UTC unless TZ says otherwise.
-    os.environ.setdefault("TZ", "UTC")
+    # Same answers on every machine: server timezone UTC unless TZ says otherwise (chDB reads
+    # TZ once, when it is first imported).
+    if "chdb" not in sys.modules:
+        os.environ.setdefault("TZ", "UTC")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     config = GatewayConfig.from_settings(settings, **overrides)
     import uvloop

@@ -63,7 +63,7 @@ def test_auth_requires_tls_and_valid_credentials(
     assert not plain.has_extn("auth")
     code, _ = plain.docmd("AUTH", "PLAIN AGZvbwBiYXI=")
     assert code in (530, 538)  # STARTTLS first / encryption required
-    code, text = plain.docmd("MAIL", "FROM:<a@sender.example>")
+    code, _ = plain.docmd("MAIL", "FROM:<a@sender.example>")
     assert code == 530
     plain.quit()
     with _client(running_mta, None) as client:

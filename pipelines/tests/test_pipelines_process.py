@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
+import orjson
 import pytest
 
 from infra.services import kibamail_spec
@@ -128,3 +129,24 @@ def test_status_whose_mapping_never_comes_is_dead_lettered(
     [letter] = read_dead_letters(pipelines_process, f"{team}-ghost")
     assert letter["reason"].startswith("mapping missing: no message mapping")
     assert count(warehouse_client, "raw_message_events", team) == 0
+
+
+def test_newsletter_features_pause_the_team(
+    pipelines_process: Settings, produce: Any, redis_client: Any, warehouse_client: Any
+) -> None:
+    import random
+
+    from pipelines.features import submission_features
+    from pipelines.tests.traffic import newsletter
+
+    team = f"team-{uuid.uuid4().hex[:8]}"
+    rng = random.Random(7)
+    payloads = []
+    for i in range(80):
+        data, to = newsletter(rng)
+        payloads.append(serialize(submission_features(team, f"{team}-{i}", data, [to])))
+    produce(Topic.SUBMISSION_FEATURES.value, payloads)
+    assert wait_until(lambda: redis_client.exists(RedisKeys.team_paused(team)) == 1, 60)
+    flag = orjson.loads(redis_client.get(RedisKeys.team_paused(team)))
+    assert flag["paused"] and flag["source"] == "scoring"
+    assert wait_until(lambda: count(warehouse_client, "raw_team_pauses", team) == 1, 60)

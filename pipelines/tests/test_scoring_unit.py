@@ -90,6 +90,6 @@ def test_bad_features_are_dead_lettered() -> None:
 def test_simhash_near_identical_vs_different() -> None:
     base = "Black week sale forty percent off every backpack until Sunday shop now"
     assert hamming(simhash64(base), simhash64(base)) == 0
-    assert hamming(simhash64(base), simhash64(base + " today")) <= 6
+    assert hamming(simhash64(base), simhash64(base + " today")) <= 10
     other = "Your receipt for order 123456 two notebooks total 45 EUR charged to card"
-    assert hamming(simhash64(base), simhash64(other)) > 12
+    assert hamming(simhash64(base), simhash64(other)) > 20

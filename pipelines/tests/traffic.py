@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-from email.message import EmailMessage
 
 DOMAINS = [
     "gmail.com", "yahoo.com", "outlook.com", "hotmail.com", "icloud.com", "gmx.de",
@@ -14,6 +13,7 @@ DOMAINS = [
 ]  # fmt: skip
 NAMES = ["Alice", "Bob", "Chidi", "Dana", "Eleanor", "Farid", "Grace", "Hiro", "Ines", "Jun"]
 PRODUCTS = ["USB-C cable", "Desk lamp", "Notebook", "Coffee beans", "Headphones", "Backpack"]
+STREETS = ["Main St", "Rue Neuve", "Hauptstr."]
 COMMENTS = [
     "Looks great, merging after CI passes.",
     "Can we move the meeting to Thursday?",
@@ -29,14 +29,17 @@ def recipient(rng: random.Random) -> str:
 
 
 def _message(subject: str, to: str, body: str, **headers: str) -> bytes:
-    msg = EmailMessage()
-    msg["From"] = "Shop <no-reply@shop.example>"
-    msg["To"] = to
-    msg["Subject"] = subject
-    for name, value in headers.items():
-        msg[name.replace("_", "-")] = value
-    msg.set_content(body)
-    return msg.as_bytes()
+    """Plain-text RFC 5322 bytes (formatted directly: EmailMessage is slow for thousands)."""
+    lines = [
+        "From: Shop <no-reply@shop.example>",
+        f"To: {to}",
+        f"Subject: {subject}",
+        "MIME-Version: 1.0",
+        'Content-Type: text/plain; charset="utf-8"',
+        "Content-Transfer-Encoding: 8bit",
+        *(f"{name.replace('_', '-')}: {value}" for name, value in headers.items()),
+    ]
+    return ("\r\n".join(lines) + "\r\n\r\n" + body.replace("\n", "\r\n")).encode()
 
 
 def transactional(rng: random.Random) -> tuple[bytes, str]:
@@ -59,15 +62,17 @@ def transactional(rng: random.Random) -> tuple[bytes, str]:
         order = rng.randint(100000, 999999)
         body = (
             f"Thanks for your order #{order}, {name}.\n\n{lines}\n\n"
-            f"Shipping to {rng.randint(1, 200)} {rng.choice(['Main St', 'Rue Neuve', 'Hauptstr.'])}\n"
-            f"Total charged to card ending {rng.randint(1000, 9999)}: {rng.randint(10, 400)}.00 EUR\n"
+            f"Shipping to {rng.randint(1, 200)} {rng.choice(STREETS)}\n"
+            f"Total charged to card ending {rng.randint(1000, 9999)}: "
+            f"{rng.randint(10, 400)}.00 EUR\n"
         )
         return _message(f"Your receipt for order #{order}", to, body), to
     commenter = rng.choice(NAMES)
     body = (
-        f'{commenter} commented on your document "Q{rng.randint(1, 4)} plan v{rng.randint(1, 9)}":\n\n'
-        f"  {rng.choice(COMMENTS)} (ref {rng.randint(1, 10**6)})\n\n"
-        f"Manage your notification settings or unsubscribe from these notifications in your account.\n"
+        f'{commenter} commented on your document "Q{rng.randint(1, 4)} plan '
+        f'v{rng.randint(1, 9)}":\n\n  {rng.choice(COMMENTS)} (ref {rng.randint(1, 10**6)})\n\n'
+        "Manage your notification settings or unsubscribe from these notifications "
+        "in your account.\n"
     )
     return _message(f"{commenter} commented on your document", to, body), to
 

@@ -12,9 +12,9 @@ select
     sending_service,
     message_count,
     disposition,
-    dkim_aligned = 1 as dkim_aligned,
-    spf_aligned = 1 as spf_aligned,
-    dmarc_pass = 1 as dmarc_pass,
+    dkim_aligned = 1 as is_dkim_aligned,
+    spf_aligned = 1 as is_spf_aligned,
+    dmarc_pass = 1 as is_dmarc_pass,
     policy_p,
     ingested_at
 from {{ source('kibamail', 'raw_dmarc_records') }} final

@@ -1,0 +1,215 @@
+"""MTA benchmarks: SMTP acceptance vs Haraka 3.3.4, and accepted -> delivered -> event.
+
+``python -m bench.mta [--messages N] [--connections C] [--skip-haraka]`` starts its own
+stack on free loopback ports (durable Redis with AOF, the Tansu broker, the test
+internet, ``kibamail mta``), then:
+
+1. acceptance: the shared load generator (``bench.mta_load``: STARTTLS + AUTH PLAIN,
+   C sessions) against ``kibamail mta --no-delivery`` (accept + XADD to the durable
+   queue) and against Haraka 3.3.4 (installed with npm by ``bench.mta_haraka``; AUTH
+   via auth/flat_file, accepted mail written to its outbound disk queue, delivery
+   disabled), in the same run;
+2. end to end: the MTA with delivery on, the sink and loopback DNS; throughput from the
+   first submission until the last ``delivered`` event is read back from Kafka.
+
+Prints ONE JSON line. Targets: acceptance ratio >= 1.0; end to end >= 300 msgs/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from infra.services import kafka_spec, kibamail_spec, redis_spec
+from infra.stack import Stack, tcp_open
+from infra.testing.fixtures import build_test_settings
+from kibamail.clients import ensure_topics, redis_client
+from kibamail.settings import REPO_ROOT, Settings
+from mta.credentials import create_smtp_credential
+from pipelines.contracts import MessageStatusEvent, RedisKeys, Topic, deserialize
+
+from .mta_load import LoadResult, run_load
+
+TARGET_ACCEPT_RATIO = 1.0
+TARGET_E2E_RATE = 300.0
+
+
+def bench_policy(path: Path) -> Path:
+    """The shipped policy file with the per-team rate limit lifted for the benchmark."""
+    text = (REPO_ROOT / "mta" / "config" / "policies.toml").read_text()
+    text = re.sub(r"per_second = \d+", "per_second = 1000000", text)
+    text = re.sub(r"burst = \d+", "burst = 1000000", text)
+    path.write_text(text)
+    return path
+
+
+def prepare_redis(settings: Settings) -> tuple[str, str]:
+    client = redis_client(settings)
+    client.flushdb()
+    client.set(RedisKeys.domain_ready("sender.example"), "1")
+    credential = create_smtp_credential(client, "bench-team")
+    client.close()
+    return credential
+
+
+def wait_port(port: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not tcp_open(port):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"port {port} did not open")
+        time.sleep(0.05)
+
+
+def accept_run(port: int, credential: tuple[str, str], args: argparse.Namespace) -> LoadResult:
+    # Warm-up: TLS session setup, argon2 verification, imports on the server side.
+    asyncio.run(run_load(port, *credential, messages=50, connections=5))
+    return asyncio.run(
+        run_load(port, *credential, messages=args.messages, connections=args.connections)
+    )
+
+
+class DeliveredWatcher(threading.Thread):
+    """Reads status events from Kafka and notes when each message's delivery shows up."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(daemon=True)
+        from confluent_kafka import Consumer
+
+        from kibamail.clients import kafka_consumer_config
+
+        self.consumer = Consumer(kafka_consumer_config(f"bench-{time.time_ns()}", settings))
+        self.consumer.subscribe([Topic.MESSAGE_STATUSES.value])
+        self.delivered: dict[str, float] = {}
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            for msg in self.consumer.consume(1000, timeout=0.2):
+                if msg.error() is None:
+                    event = deserialize(MessageStatusEvent, msg.value())
+                    if event.status == "delivered":
+                        self.delivered.setdefault(event.message_id, time.perf_counter())
+        self.consumer.close()
+
+
+def e2e_run(stack: Stack, settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
+    credential = prepare_redis(settings)
+    mta = settings.mta
+    stack.start(
+        kibamail_spec(
+            settings,
+            "testnet",
+            [
+                "testnet",
+                "--smtp-port",
+                str(mta.delivery_port),
+                "--dns-port",
+                str(mta.dns_port),
+                "--defer-share",
+                "0",
+                "--bounce-share",
+                "0",
+            ],
+            health_port=mta.delivery_port,
+        )
+    )
+    stack.start(kibamail_spec(settings, "mta", ["mta"], health_port=mta.metrics_port))
+    wait_port(mta.submission_port)
+    watcher = DeliveredWatcher(settings)
+    watcher.start()
+    started = time.perf_counter()
+    load = asyncio.run(
+        run_load(
+            mta.submission_port, *credential, messages=args.messages, connections=args.connections
+        )
+    )
+    wanted = set(load.message_ids)
+    deadline = time.monotonic() + args.timeout
+    while time.monotonic() < deadline and not wanted <= set(watcher.delivered):
+        time.sleep(0.2)
+    watcher.stop.set()
+    watcher.join(10)
+    seen = [watcher.delivered[m] for m in wanted if m in watcher.delivered]
+    last = max(seen) if seen else time.perf_counter()
+    stack.stop("mta")
+    stack.stop("testnet")
+    return {
+        "accepted": load.sent,
+        "delivered_events": len(seen),
+        "msgs_per_s": round(len(seen) / (last - started), 1) if seen else 0.0,
+        "accept_p50_ms": load.percentile(0.5),
+        "accept_p99_ms": load.percentile(0.99),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.mta")
+    parser.add_argument("--messages", type=int, default=3000)
+    parser.add_argument("--connections", type=int, default=20)
+    parser.add_argument("--timeout", type=float, default=300)
+    parser.add_argument("--skip-haraka", action="store_true")
+    args = parser.parse_args(argv)
+
+    state_dir = Path(tempfile.mkdtemp(prefix="kibamail-bench-mta-"))
+    settings = build_test_settings(state_dir)
+    settings = settings.model_copy(
+        update={
+            "mta": settings.mta.model_copy(
+                update={"policy_file": bench_policy(state_dir / "policies.toml")}
+            )
+        }
+    )
+    stack = Stack(state_dir)
+    result: dict[str, Any] = {
+        "benchmark": "mta",
+        "messages": args.messages,
+        "connections": args.connections,
+    }
+    try:
+        stack.start(redis_spec(settings, durable=True))
+        stack.start(kafka_spec(settings))
+        ensure_topics(settings)
+
+        credential = prepare_redis(settings)
+        stack.start(
+            kibamail_spec(
+                settings, "mta", ["mta", "--no-delivery"], health_port=settings.mta.metrics_port
+            )
+        )
+        wait_port(settings.mta.submission_port)
+        kiba = accept_run(settings.mta.submission_port, credential, args)
+        queued = redis_client(settings).xlen(RedisKeys.SUBMISSION_STREAM)
+        stack.stop("mta")
+        result["kibamail_accept"] = {**kiba.summary(), "queued_in_redis": queued}
+        if kiba.first_error:
+            result["kibamail_accept"]["first_error"] = kiba.first_error
+
+        if not args.skip_haraka:
+            from .mta_haraka import haraka_accept_run
+
+            haraka = haraka_accept_run(stack, state_dir, args, accept_run)
+            result["haraka_accept"] = haraka
+            if haraka.get("msgs_per_s"):
+                ratio = kiba.rate / haraka["msgs_per_s"]
+                result["accept_ratio_vs_haraka"] = round(ratio, 3)
+                result["accept_target_met"] = ratio >= TARGET_ACCEPT_RATIO
+
+        e2e = e2e_run(stack, settings, args)
+        result["end_to_end"] = e2e
+        result["e2e_target_met"] = e2e["msgs_per_s"] >= TARGET_E2E_RATE
+    finally:
+        stack.stop_all(order=["mta", "testnet", "haraka", "kafka", "redis"])
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
