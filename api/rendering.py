@@ -10,14 +10,19 @@ import html as html_lib
 import re
 import uuid
 from dataclasses import dataclass, field
-from email.headerregistry import Address
-from email.message import EmailMessage
-from email.policy import SMTP
-from email.utils import format_datetime, getaddresses, parseaddr
+from email import encoders
+from email.header import Header
+from email.message import Message
+from email.mime.base import MIMEBase
+from email.mime.multipart import MIMEMultipart
+from email.mime.text import MIMEText
+from email.policy import compat32
+from email.utils import format_datetime, formataddr, getaddresses, parseaddr
 
 from api.security import Signer
 from pipelines.contracts import utcnow
 
+_SMTP_COMPAT = compat32.clone(linesep="\r\n", max_line_length=998)
 OPEN_PURPOSE = "track-open"
 CLICK_PURPOSE = "track-click"
 UNSUBSCRIBE_PURPOSE = "unsubscribe"
@@ -96,40 +101,70 @@ def tracked_html(
     return body
 
 
+def _header_text(value: str) -> str:
+    return value if value.isascii() else Header(value, "utf-8").encode()
+
+
 def _address_header(values: list[str]) -> str:
-    parts = []
-    for name, addr in getaddresses(values):
-        local, _, domain = addr.rpartition("@")
-        parts.append(str(Address(display_name=name, username=local, domain=domain)))
-    return ", ".join(parts)
+    return ", ".join(
+        formataddr((name, addr), charset="utf-8") for name, addr in getaddresses(values)
+    )
+
+
+def _text_part(body: str, subtype: str) -> MIMEText:
+    return MIMEText(body, subtype, "us-ascii" if body.isascii() else "utf-8")
+
+
+def _drop_part_mime_version(msg: Message) -> None:
+    """compat32 MIME classes stamp MIME-Version on every part; only the top needs it."""
+    for part in msg.get_payload() if msg.is_multipart() else []:
+        del part["MIME-Version"]
+        _drop_part_mime_version(part)
 
 
 def render(draft: Draft) -> bytes:
-    """RFC 5322 bytes with CRLF line endings, ready for DKIM signing by the MTA."""
-    msg = EmailMessage(policy=SMTP)
-    msg["From"] = _address_header([draft.from_address])
-    msg["To"] = _address_header(draft.to)
-    if draft.cc:
-        msg["Cc"] = _address_header(draft.cc)
-    if draft.reply_to:
-        msg["Reply-To"] = _address_header(draft.reply_to)
-    msg["Subject"] = draft.subject
-    msg["Date"] = format_datetime(utcnow())
-    msg["Message-ID"] = f"<{draft.message_id}>"
-    for name, value in draft.headers.items():
-        msg[name] = value
+    """RFC 5322 bytes with CRLF line endings, ready for DKIM signing by the MTA.
+
+    Uses the stdlib's compat32 MIME classes: the `EmailMessage`/`policy.SMTP` header
+    registry costs ~10 ms per message, too slow for 100k-contact broadcasts.
+    """
     text = draft.text if draft.text is not None else ""
+    body: Message
     if draft.html is not None:
-        msg.set_content(text or " ", subtype="plain", cte="quoted-printable")
-        msg.add_alternative(draft.html, subtype="html", cte="quoted-printable")
+        body = MIMEMultipart("alternative")
+        body.attach(_text_part(text or " ", "plain"))
+        body.attach(_text_part(draft.html, "html"))
     else:
-        msg.set_content(text, subtype="plain", cte="quoted-printable")
-    for attachment in draft.attachments:
-        maintype, _, subtype = attachment.content_type.partition("/")
-        msg.add_attachment(
-            attachment.content,
-            maintype=maintype or "application",
-            subtype=subtype or "octet-stream",
-            filename=attachment.filename,
-        )
-    return msg.as_bytes()
+        body = _text_part(text, "plain")
+    msg: Message = body
+    if draft.attachments:
+        msg = MIMEMultipart("mixed")
+        msg.attach(body)
+        for attachment in draft.attachments:
+            maintype, _, subtype = attachment.content_type.partition("/")
+            part = MIMEBase(maintype or "application", subtype or "octet-stream")
+            part.set_payload(attachment.content)
+            encoders.encode_base64(part)
+            part.add_header("Content-Disposition", "attachment", filename=attachment.filename)
+            msg.attach(part)
+    headers = [
+        ("From", _address_header([draft.from_address])),
+        ("To", _address_header(draft.to)),
+        ("Cc", _address_header(draft.cc) if draft.cc else ""),
+        ("Reply-To", _address_header(draft.reply_to) if draft.reply_to else ""),
+        ("Subject", _header_text(draft.subject)),
+        ("Date", format_datetime(utcnow())),
+        ("Message-ID", f"<{draft.message_id}>"),
+        *((name, _header_text(value)) for name, value in draft.headers.items()),
+    ]
+    # MIME-Version/Content-Type came first from the MIME classes; put identity on top.
+    mime_headers = list(msg.items())
+    for name in {n for n, _ in mime_headers}:
+        del msg[name]
+    for name, value in headers:
+        if value:
+            msg[name] = value
+    for name, value in mime_headers:
+        msg[name] = value
+    _drop_part_mime_version(msg)
+    return msg.as_bytes(policy=_SMTP_COMPAT)

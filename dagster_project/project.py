@@ -36,7 +36,8 @@ def dbt_executable() -> str:
 
 def ensure_manifest(force: bool = False) -> Path:
     """Run `dbt parse` when the manifest is missing or older than the project files."""
-    if force or not MANIFEST_PATH.exists() or MANIFEST_PATH.stat().st_mtime < _newest_source_mtime():
+    stale = not MANIFEST_PATH.exists() or MANIFEST_PATH.stat().st_mtime < _newest_source_mtime()
+    if force or stale:
         result = subprocess.run(
             [
                 dbt_executable(),

@@ -196,11 +196,41 @@ def pipelines() -> None:
 
 
 @main.command()
+@click.option("--jobmanager", default=None, help="host:port of a Flink cluster (else embedded).")
+@click.option("--start-offsets", default=None, help="partition:offset,... to start from.")
+@click.option("--end-offsets", default=None, help="partition:offset,... to stop at (bounded run).")
+def flink(jobmanager: str | None, start_offsets: str | None, end_offsets: str | None) -> None:
+    """Run the Flink SQL reputation jobs (pipelines/flink, its own uv project)."""
+    from pipelines.flink_jobs import run_jobs
+
+    proc = run_jobs(
+        get_settings(),
+        jobmanager=jobmanager,
+        start_offsets=start_offsets,
+        end_offsets=end_offsets,
+    )
+    sys.exit(proc.wait())
+
+
+@main.command()
 def dagster() -> None:
     """Run the Dagster webserver and daemon (the ops console)."""
     from dagster_project.serve import run
 
-    run(get_settings())
+    sys.exit(run(get_settings()))
+
+
+@main.command()
+@click.option("--port", type=int, default=18080, show_default=True)
+@click.option("--no-serve", is_flag=True, help="Only generate the docs site.")
+def docs(port: int, no_serve: bool) -> None:
+    """Generate the dbt docs (models, columns, tests, lineage) and serve them on loopback."""
+    from dagster_project.docs import generate_docs, serve_docs
+
+    site = generate_docs(get_settings())
+    click.echo(f"dbt docs generated in {site}")
+    if not no_serve:
+        serve_docs(site, port)
 
 
 @main.group()

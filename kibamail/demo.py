@@ -98,8 +98,10 @@ async def send_emails(
 
 async def open_some(settings: Settings, run: DemoRun, share: float = 0.3) -> None:
     """Load the open pixel for a share of messages, like mail clients showing images."""
-    from api.tracking import open_pixel_path
+    from api.rendering import OPEN_PURPOSE
+    from api.security import Signer
 
+    signer = Signer(settings.api.secret_key)
     chosen = run.message_ids[: int(len(run.message_ids) * share)]
     user_agents = [
         "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko)",
@@ -109,7 +111,7 @@ async def open_some(settings: Settings, run: DemoRun, share: float = 0.3) -> Non
     ]
     async with httpx.AsyncClient(base_url=settings.api.public_url, timeout=30) as client:
         for i, message_id in enumerate(chosen):
-            path = open_pixel_path(settings, message_id=message_id, team_id=run.team_id)
+            path = f"/t/o/{signer.dumps(OPEN_PURPOSE, [message_id, run.team_id])}"
             resp = await client.get(path, headers={"User-Agent": user_agents[i % 3]})
             if resp.status_code == 200:
                 run.opened.add(message_id)

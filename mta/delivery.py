@@ -19,6 +19,7 @@ from typing import Any
 
 import orjson
 
+from kibamail.clients import redis_client
 from kibamail.settings import Settings
 from pipelines.contracts import (
     BounceClass,
@@ -27,6 +28,7 @@ from pipelines.contracts import (
     OutboundMessage,
     RedisKeys,
     Topic,
+    TrafficKind,
     dead_letter,
 )
 
@@ -35,10 +37,11 @@ from .bounces import classify, enhanced_code
 from .config import MtaConfig
 from .dkim_signing import DkimSigner
 from .events import add_to_outbox, consumer_name, make_status_event
+from .features import submission_features
 from .policies import PolicyChain, PolicyContext, provider_group
 from .queue import Entry, SubmissionQueue, backoff_seconds
 from .resolver import DomainNotFoundError, MxResolver, NullMxError, TemporaryDnsError
-from .smtp_client import ConnectionPool, TransientConnectError
+from .smtp_client import ConnectionPool, DataHooks, TransientConnectError
 
 log = logging.getLogger(__name__)
 
@@ -59,11 +62,24 @@ class Outcome:
     retry_after: float = 0.0
 
 
-def _finished(progress: dict[str, str]) -> dict[str, Outcome]:
-    """Outcomes recorded before a crash (see record_delivered)."""
+IN_DOUBT = "in_doubt"
+IN_DOUBT_TEXT = (
+    "outcome unknown: the worker died after the end of DATA was sent; "
+    "not re-sent to avoid a duplicate (RFC 1047)"
+)
+
+
+def _finished(progress: dict[str, str], in_doubt: str) -> dict[str, Outcome]:
+    """Outcomes recorded before a crash. A recipient whose final dot was sent but whose
+    answer was never recorded is "in doubt": reported delivered (``assume_delivered``,
+    exactly-once toward the receiver) or mailed again (``resend``, at-least-once)."""
     done = {}
     for rcpt, raw in progress.items():
         fields = orjson.loads(raw)
+        if fields["status"] == IN_DOUBT:
+            if in_doubt == "resend":
+                continue
+            fields.update(status="delivered", code=0, text=IN_DOUBT_TEXT)
         done[rcpt] = Outcome(
             rcpt,
             MessageStatus(fields["status"]),
@@ -98,6 +114,8 @@ class DeliveryWorker:
         )
         self.chain = PolicyChain(config)
         self.signer = DkimSigner(redis)
+        # Only for the in-doubt marker, which must be written synchronously (see before_dot).
+        self.sync_redis = redis_client(settings)
         self.concurrency = settings.mta.delivery_concurrency
         self.inflight: set[bytes] = set()
 
@@ -121,6 +139,7 @@ class DeliveryWorker:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await self.pool.close()
+        self.sync_redis.close()
 
     async def _reader(self, stop: asyncio.Event, work: asyncio.Queue[tuple[Entry, bool]]) -> None:
         while not stop.is_set():
@@ -205,7 +224,11 @@ class DeliveryWorker:
             self.queue.ack(pipe, entry_id)
             await pipe.execute()
             return
-        done = {} if fresh else _finished(await self.queue.progress(entry_id))
+        done = (
+            {}
+            if fresh
+            else _finished(await self.queue.progress(entry_id), self.config.queue.in_doubt)
+        )
         pending = [r for r in msg.recipients if r not in done]
         by_domain: dict[str, list[str]] = {}
         for rcpt in pending:
@@ -271,12 +294,20 @@ class DeliveryWorker:
         common = {"pool": ctx.pool, "source_ip": ctx.source_ip, "mx_host": ""}
         progress_key = RedisKeys.delivery_progress(entry_id.decode())
 
-        async def record_delivered(accepted: list[str], code: int, text: str) -> None:
-            # Written the moment the 2xx arrives: after a crash these recipients are
-            # reported, not mailed again. (RFC 1047's window shrinks to this one write.)
-            fields = {"status": "delivered", "code": code, "text": text, **common}
-            value = orjson.dumps(fields)
-            await self.redis.hset(progress_key, mapping=dict.fromkeys(accepted, value))
+        def before_dot(accepted: list[str]) -> None:
+            # Blocking on purpose: the marker is in Redis before the remote can commit.
+            value = orjson.dumps({"status": IN_DOUBT, **common})
+            self.sync_redis.hset(progress_key, mapping=dict.fromkeys(accepted, value))
+
+        async def answered(accepted: list[str], code: int, text: str) -> None:
+            if 200 <= code < 300:
+                fields = {"status": "delivered", "code": code, "text": text, **common}
+                value = orjson.dumps(fields)
+                await self.redis.hset(progress_key, mapping=dict.fromkeys(accepted, value))
+            else:
+                await self.redis.hdel(progress_key, *accepted)
+
+        hooks = DataHooks(before_dot, answered)
 
         shaping = self.config.shaping_for(group)
         last_error = "no MX host reachable"
@@ -299,7 +330,7 @@ class DeliveryWorker:
                         mail_from=msg.mail_from,
                         rcpts=rcpts,
                         data=data,
-                        on_accepted=record_delivered,
+                        hooks=hooks,
                     )
                     break
                 except TransientConnectError as exc:
@@ -373,6 +404,12 @@ class DeliveryWorker:
         if msg.attempt == 0:
             for rcpt in msg.recipients:
                 emit(rcpt, MessageStatus.ACCEPTED, occurred_at=msg.submitted_at)
+            if msg.source == "smtp" and msg.kind == TrafficKind.TRANSACTIONAL:
+                # Computed here, not while the SMTP client waits; deterministic event id.
+                features = submission_features(
+                    msg.team_id, msg.message_id, msg.recipients, msg.data
+                )
+                add_to_outbox(pipe, Topic.SUBMISSION_FEATURES, msg.team_id, features)
         retry: dict[float, list[str]] = {}
         for o in outcomes:
             status = o.status

@@ -20,7 +20,7 @@ _MARKERS: dict[str, re.Pattern[bytes]] = {
 }
 
 
-def simhash(data: bytes, max_words: int = 2000) -> int:
+def simhash(data: bytes, max_words: int = 400) -> int:
     """64-bit simhash over 3-word shingles: near-identical bodies give close hashes.
 
     Vectorised with numpy (bit counting per position) because it runs on the SMTP

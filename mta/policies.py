@@ -62,6 +62,29 @@ class Verdict:
 ACCEPT = Verdict()
 
 
+class FlagCache:
+    """Per-process cache of flag keys (pause, domain ready) for ``ttl`` seconds.
+
+    Saves a Redis round trip per message on the delivery path; a pause or a verified
+    domain takes effect within ``ttl`` seconds in every process.
+    """
+
+    def __init__(self, ttl: float = 1.0) -> None:
+        self.ttl = ttl
+        self._values: dict[str, tuple[float, Any]] = {}
+
+    async def get(self, redis: Any, key: str) -> Any:
+        now = time.monotonic()
+        hit = self._values.get(key)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        value = await redis.get(key)
+        if len(self._values) > 50_000:
+            self._values.clear()
+        self._values[key] = (now + self.ttl, value)
+        return value
+
+
 class Params(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -71,9 +94,12 @@ class Policy:
     stages: ClassVar[tuple[PolicyStage, ...]] = ("submission",)
     Params: ClassVar[type[BaseModel]] = Params
 
-    def __init__(self, params: BaseModel, config: MtaConfig) -> None:
+    def __init__(
+        self, params: BaseModel, config: MtaConfig, flags: FlagCache | None = None
+    ) -> None:
         self.params = params
         self.config = config
+        self.flags = flags or FlagCache()
 
     async def check(self, ctx: PolicyContext) -> Verdict:
         raise NotImplementedError
@@ -98,7 +124,11 @@ class TeamPaused(Policy):
     Params = TeamPausedParams
 
     async def check(self, ctx: PolicyContext) -> Verdict:
-        raw = await ctx.redis.get(RedisKeys.team_paused(ctx.team_id))
+        key = RedisKeys.team_paused(ctx.team_id)
+        # The SMTP client gets the live answer; the delivery path may lag by the cache TTL.
+        raw = await (
+            self.flags.get(ctx.redis, key) if ctx.stage == "delivery" else ctx.redis.get(key)
+        )
         if not raw:
             return ACCEPT
         try:
@@ -214,7 +244,8 @@ class DomainReady(Policy):
     stages = ("delivery",)
 
     async def check(self, ctx: PolicyContext) -> Verdict:
-        if await ctx.redis.get(RedisKeys.domain_ready(ctx.sender_domain)) in (b"1", "1"):
+        ready = await self.flags.get(ctx.redis, RedisKeys.domain_ready(ctx.sender_domain))
+        if ready in (b"1", "1"):
             return ACCEPT
         return Verdict(
             "hold",
@@ -307,7 +338,8 @@ REGISTRY: dict[str, type[Policy]] = {
 
 
 class PolicyChain:
-    def __init__(self, config: MtaConfig) -> None:
+    def __init__(self, config: MtaConfig, flag_ttl: float = 1.0) -> None:
+        self.flags = FlagCache(flag_ttl)
         self.units: list[Policy] = []
         for entry in config.policies:
             cls = REGISTRY.get(entry.name)
@@ -319,7 +351,7 @@ class PolicyChain:
                 params = cls.Params.model_validate(entry.params)
             except ValidationError as exc:
                 raise ConfigError(f"policy {entry.name}: {exc}") from exc
-            self.units.append(cls(params, config))
+            self.units.append(cls(params, config, self.flags))
 
     def names(self, stage: PolicyStage) -> list[str]:
         return [u.name for u in self.units if stage in u.stages]

@@ -22,13 +22,11 @@ from typing import Any
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from kibamail.settings import Settings
-from pipelines.contracts import MessageMapping, OutboundMessage, Topic, TrafficKind
+from pipelines.contracts import MessageMapping, OutboundMessage, TrafficKind
 
 from . import metrics
 from .config import MtaConfig
 from .credentials import CredentialVerifier
-from .events import add_to_outbox
-from .features import submission_features
 from .inbound import InboundProcessor
 from .intake import queue_on_pipeline
 from .policies import PolicyChain, PolicyContext
@@ -236,8 +234,6 @@ class SubmissionHandler:
         )
         pipe = self.redis.pipeline(transaction=True)
         queue_on_pipeline(pipe, message, MessageMapping(team_id=team_id))
-        features = submission_features(team_id, message_id, message.recipients, data)
-        add_to_outbox(pipe, Topic.SUBMISSION_FEATURES, team_id, features)
         try:
             await pipe.execute()
         except Exception:

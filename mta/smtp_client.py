@@ -35,7 +35,17 @@ class TransactionResult:
     tls: bool = False
 
 
-AcceptedHook = Callable[[list[str], int, str], Awaitable[None]]
+@dataclass
+class DataHooks:
+    """Crash-safety seams around the end of DATA (RFC 1047's duplicate window).
+
+    ``before_dot`` runs synchronously right before the final ``.`` is written (after
+    which the remote may commit); ``answered`` is awaited as soon as DATA's reply
+    arrives, before any connection bookkeeping.
+    """
+
+    before_dot: Callable[[list[str]], None]
+    answered: Callable[[list[str], int, str], Awaitable[None]]
 
 
 class TransientConnectError(Exception):
@@ -138,10 +148,9 @@ class ConnectionPool:
         mail_from: str,
         rcpts: list[str],
         data: bytes,
-        on_accepted: AcceptedHook | None = None,
+        hooks: DataHooks | None = None,
     ) -> TransactionResult:
-        """One transaction; ``on_accepted`` is awaited the moment DATA gets its 2xx (before
-        any connection bookkeeping) so the caller can record the delivery at once."""
+        """One transaction to ``address``; see DataHooks for the crash-safety seams."""
         key = (source_ip, address)
         result = TransactionResult()
         transcript = result.transcript
@@ -156,9 +165,7 @@ class ConnectionPool:
             result.tls = conn.tls
             reusable = False
             try:
-                reusable = await self._transaction(
-                    conn, mail_from, rcpts, data, result, on_accepted
-                )
+                reusable = await self._transaction(conn, mail_from, rcpts, data, result, hooks)
             except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError, OSError) as exc:
                 transcript.append(f"! {type(exc).__name__}: {exc}")
                 for rcpt in rcpts:
@@ -180,7 +187,7 @@ class ConnectionPool:
         rcpts: list[str],
         data: bytes,
         result: TransactionResult,
-        on_accepted: AcceptedHook | None = None,
+        hooks: DataHooks | None = None,
     ) -> bool:
         smtp, transcript = conn.smtp, result.transcript
         options = ["BODY=8BITMIME"] if smtp.supports_extension("8bitmime") else []
@@ -214,8 +221,10 @@ class ConnectionPool:
             # Until the final answer arrives, a lost connection means "unknown, retry".
             result.rcpts[rcpt] = RcptResult(0, "no answer to DATA")
         try:
-            reply = await smtp.data(data)
+            reply = await self._data(smtp, data, accepted, hooks)
         except aiosmtplib.SMTPResponseException as exc:
+            if hooks is not None:
+                await hooks.answered(accepted, exc.code, exc.message)
             transcript.append(f"< {exc.code} {exc.message}")
             for rcpt in accepted:
                 result.rcpts[rcpt] = RcptResult(exc.code, exc.message)
@@ -223,12 +232,33 @@ class ConnectionPool:
                 return False
             await self._reset(smtp)
             return True
+        if hooks is not None:
+            await hooks.answered(accepted, reply.code, reply.message)
         transcript.append(f"< {reply.code} {reply.message}")
         for rcpt in accepted:
             result.rcpts[rcpt] = RcptResult(reply.code, reply.message)
-        if on_accepted is not None:
-            await on_accepted(accepted, reply.code, reply.message)
         return True
+
+    @staticmethod
+    async def _data(
+        smtp: aiosmtplib.SMTP, data: bytes, accepted: list[str], hooks: DataHooks | None
+    ) -> aiosmtplib.SMTPResponse:
+        """smtp.data(), with hooks.before_dot run synchronously just before the message
+        bytes (ending in the final dot) are handed to the transport."""
+        protocol = smtp.protocol
+        if hooks is None or protocol is None:
+            return await smtp.data(data)
+
+        def write_with_marker(payload: bytes) -> None:
+            if payload != b"DATA\r\n":
+                hooks.before_dot(accepted)
+            type(protocol).write(protocol, payload)
+
+        protocol.write = write_with_marker  # type: ignore[method-assign]
+        try:
+            return await smtp.data(data)
+        finally:
+            del protocol.write
 
     @staticmethod
     async def _reset(smtp: aiosmtplib.SMTP) -> None:

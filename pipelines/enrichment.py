@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 import bytewax.operators as op
-from bytewax.connectors.kafka import KafkaSinkMessage, KafkaSourceMessage
+from bytewax.connectors.kafka import KafkaSinkMessage
 from bytewax.dataflow import Dataflow
 from bytewax.inputs import Source
 from bytewax.operators import StatefulBatchLogic
@@ -31,16 +31,22 @@ from pipelines.contracts import (
     EmailOpenEvent,
     EnrichedClickEvent,
     EnrichedOpenEvent,
-    MessageMapping,
     Topic,
     deserialize,
     serialize,
 )
 from pipelines.correlation import SinkItem, to_dead_letter
-from pipelines.kafka_io import next_offsets
+from pipelines.kafka_io import RawMessage
 from pipelines.machine import GeoLookup, machine_reason, parse_user_agent
-from pipelines.mapping import MappingLookup, MappingRetryLogic, Pending, RedisFactory, shard_of
-from pipelines.metrics import ERRORS, EVENTS_IN, EVENTS_OUT, MAPPING_RETRIES, note_offsets
+from pipelines.mapping import (
+    Mapping,
+    MappingLookup,
+    MappingRetryLogic,
+    Pending,
+    RedisFactory,
+    shard_of,
+)
+from pipelines.metrics import ERRORS, EVENTS_IN, EVENTS_OUT, MAPPING_RETRIES
 
 FLOW = "enrichment"
 Enriched = EnrichedOpenEvent | EnrichedClickEvent
@@ -59,7 +65,7 @@ class Enricher:
         self._geo = geo
         self._shards = shards
 
-    def enrich(self, topic: str, event: EmailOpenEvent, mapping: MessageMapping | None) -> Enriched:
+    def enrich(self, topic: str, event: EmailOpenEvent, mapping: Mapping | None) -> Enriched:
         _model, enriched_model, _out = ROUTES[topic]
         geo = self._geo.lookup(event.ip)
         agent = parse_user_agent(event.user_agent)
@@ -98,9 +104,9 @@ class Enricher:
 
     def on_batch(self, batch: list[Any]) -> list[Enriched | SinkItem | Pending]:
         out: list[Enriched | SinkItem | Pending] = []
-        parsed: list[tuple[EmailOpenEvent, KafkaSourceMessage[Any, Any]]] = []
+        parsed: list[tuple[EmailOpenEvent, RawMessage]] = []
         for msg in batch:
-            if not isinstance(msg, KafkaSourceMessage) or msg.topic not in ROUTES:
+            if not isinstance(msg, RawMessage) or msg.topic not in ROUTES:
                 ERRORS.labels(FLOW, "kafka").inc()
                 continue
             try:
@@ -108,7 +114,6 @@ class Enricher:
             except ContractError as exc:
                 out.append(to_dead_letter(msg.topic, msg.key, msg.value, str(exc)))
         EVENTS_IN.labels(FLOW).inc(len(batch))
-        note_offsets(FLOW, next_offsets(batch))
         mappings = self.lookup.get_many([event.message_id for event, _ in parsed])
         for (event, msg), mapping in zip(parsed, mappings, strict=True):
             raw = msg.value or b""
@@ -225,7 +230,7 @@ def build_flow(
     )
     flow = Dataflow(FLOW)
     topics = [Topic.EMAIL_OPENS.value, Topic.EMAIL_CLICKS.value]
-    events = op.input("tracking", flow, source or kafka_source(settings, topics, tuning))
+    events = op.input("tracking", flow, source or kafka_source(settings, topics, tuning, FLOW))
     outcomes = op.flat_map_batch("parse_and_lookup", events, enricher.on_batch)
     split = op.branch("missing_mapping", outcomes, lambda item: isinstance(item, Pending))
     retried = op.stateful_batch(

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
+import orjson
 from bytewax.operators import StatefulBatchLogic
 
 from pipelines.contracts import ContractError, MessageMapping, RedisKeys
@@ -51,7 +52,7 @@ class MappingLookup:
             self._client = self._factory()
         return self._client
 
-    def get_many(self, message_ids: Sequence[str]) -> list[MessageMapping | ContractError | None]:
+    def get_many(self, message_ids: Sequence[str]) -> list[Mapping | ContractError | None]:
         """One MGET for the whole batch; a mapping that does not parse is a ContractError."""
         if not message_ids:
             return []
@@ -68,16 +69,49 @@ class MappingLookup:
                 log.warning("redis unavailable for mapping lookups (%s); retrying", exc)
                 time.sleep(backoff)
                 backoff = min(backoff * 2, self._max_backoff)
-        results: list[MessageMapping | ContractError | None] = []
+        results: list[Mapping | ContractError | None] = []
         for message_id, value in zip(message_ids, raw, strict=True):
             if value is None:
                 results.append(None)
                 continue
-            try:
-                results.append(MessageMapping.model_validate_json(value))
-            except ValueError as exc:
-                results.append(ContractError(f"unreadable mapping for {message_id}: {exc}"))
+            results.append(parse_mapping(message_id, value))
         return results
+
+
+class Mapping(NamedTuple):
+    """The mapping fields the flows read (a MessageMapping, minus per-event model cost)."""
+
+    team_id: str
+    broadcast_id: str
+    contact_id: str
+    variant_id: str
+    tags: list[str]
+
+
+PLAIN_FIELDS = ("team_id", "broadcast_id", "contact_id", "variant_id")
+
+
+def parse_mapping(message_id: str, value: bytes) -> Mapping | ContractError:
+    """Plain mappings (strings and a list of strings, as the intake writes them) are read
+    directly; anything else goes through MessageMapping's validator (and its errors)."""
+    try:
+        data = orjson.loads(value)
+        if isinstance(data, dict):
+            fields = [data.get(name, "") for name in PLAIN_FIELDS]
+            tags = data.get("tags", [])
+            if (
+                fields[0]
+                and all(type(field) is str for field in fields)
+                and type(tags) is list
+                and all(type(tag) is str for tag in tags)
+            ):
+                return Mapping(fields[0], fields[1], fields[2], fields[3], tags)
+        model = MessageMapping.model_validate_json(value)
+        return Mapping(
+            model.team_id, model.broadcast_id, model.contact_id, model.variant_id, model.tags
+        )
+    except ValueError as exc:
+        return ContractError(f"unreadable mapping for {message_id}: {exc}")
 
 
 class Resolver(Protocol[Out]):

@@ -1,11 +1,12 @@
 """``kibamail pipelines``: every dataflow and the ClickHouse sink, supervised, with /metrics.
 
 The parent starts one child process per dataflow (Bytewax ``cli_main`` with
-``settings.pipelines.workers`` workers and a recovery store) and ``workers`` sink
-consumers in one consumer group, restarts any that dies (a dataflow resumes from its
-last snapshot, the sink from its last committed offset) and serves all their metrics
-on ``settings.pipelines.metrics_port``. ``python -m pipelines.run flow <name>`` and
-``python -m pipelines.run sink`` run one child in the foreground.
+``settings.pipelines.workers`` workers and a recovery store), ``workers`` sink
+consumers in one consumer group and the reputation throttle consumer, restarts any
+that dies (a dataflow resumes from its last snapshot, the sink from its last committed
+offset) and serves all their metrics
+on ``settings.pipelines.metrics_port``. ``python -m pipelines.run flow <name>``,
+``... sink`` and ``... throttle`` run one child in the foreground.
 """
 
 from __future__ import annotations
@@ -54,6 +55,15 @@ def run_flow(settings: Settings, name: str) -> None:
     )
 
 
+def run_throttle(settings: Settings) -> None:
+    from pipelines import throttle
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    throttle.run(settings, stop)
+
+
 def run_sink(settings: Settings) -> None:
     from pipelines.sinks.clickhouse import ClickHouseSink
 
@@ -84,6 +94,7 @@ def children(settings: Settings, env: dict[str, str]) -> list[Child]:
         Child(f"sink-{index}", [*python, "sink"], env)
         for index in range(max(1, settings.pipelines.workers))
     ]
+    kids.append(Child("throttle", [*python, "throttle"], env))
     return kids
 
 
@@ -167,10 +178,12 @@ def main(argv: list[str]) -> None:
         run_flow(settings, argv[1])
     elif argv == ["sink"]:
         run_sink(settings)
+    elif argv == ["throttle"]:
+        run_throttle(settings)
     elif not argv:
         run(settings)
     else:
-        sys.exit("usage: python -m pipelines.run [flow <name> | sink]")
+        sys.exit("usage: python -m pipelines.run [flow <name> | sink | throttle]")
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ from itertools import islice
 from typing import Any
 
 import bytewax.operators as op
-from bytewax.connectors.kafka import KafkaSinkMessage, KafkaSourceMessage
+from bytewax.connectors.kafka import KafkaSinkMessage
 from bytewax.dataflow import Dataflow
 from bytewax.inputs import Source
 from bytewax.operators import StatefulBatchLogic
@@ -44,8 +44,8 @@ from pipelines.contracts import (
     serialize,
 )
 from pipelines.correlation import SinkItem, to_dead_letter
-from pipelines.kafka_io import next_offsets
-from pipelines.metrics import ERRORS, EVENTS_IN, EVENTS_OUT, note_offsets
+from pipelines.kafka_io import RawMessage
+from pipelines.metrics import ERRORS, EVENTS_IN, EVENTS_OUT
 
 FLOW = "scoring"
 PAUSE_NAMESPACE = uuid.UUID("6f1c1f0e-5b1a-4f43-9a59-2f7d0c1e8a11")
@@ -240,7 +240,7 @@ class Pauser:
 def parse_batch(batch: list[Any]) -> list[SubmissionFeatures | SinkItem]:
     out: list[SubmissionFeatures | SinkItem] = []
     for msg in batch:
-        if not isinstance(msg, KafkaSourceMessage):
+        if not isinstance(msg, RawMessage):
             ERRORS.labels(FLOW, "kafka").inc()
             continue
         try:
@@ -248,7 +248,6 @@ def parse_batch(batch: list[Any]) -> list[SubmissionFeatures | SinkItem]:
         except ContractError as exc:
             out.append(to_dead_letter(msg.topic or "", msg.key, msg.value, str(exc)))
     EVENTS_IN.labels(FLOW).inc(len(batch))
-    note_offsets(FLOW, next_offsets(batch))
     return out
 
 
@@ -269,7 +268,7 @@ def build_flow(
     features = op.input(
         "features",
         flow,
-        source or kafka_source(settings, [Topic.SUBMISSION_FEATURES.value], tuning),
+        source or kafka_source(settings, [Topic.SUBMISSION_FEATURES.value], tuning, FLOW),
     )
     parsed = op.flat_map_batch("parse", features, parse_batch)
     split = op.branch("dead_letters", parsed, lambda item: isinstance(item, KafkaSinkMessage))

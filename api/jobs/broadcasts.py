@@ -83,6 +83,7 @@ class BroadcastJobs:
     def __post_init__(self) -> None:
         self._broadcasts: dict[str, Broadcast] = {}
         self._statuses: dict[str, tuple[float, str]] = {}
+        self._handover = self.redis.register_script(_HANDOVER_LUA)  # EVALSHA after the first
 
     def _broadcast(self, broadcast_id: str) -> Broadcast | None:
         if broadcast_id not in self._broadcasts:
@@ -168,19 +169,21 @@ class BroadcastJobs:
             return
         message, mapping = self.render(broadcast, job)
         fields = message.to_stream_fields()
-        self.redis.eval(
-            _HANDOVER_LUA,
-            4,
-            RedisKeys.broadcast_sent(broadcast_id, contact_id),
-            RedisKeys.message_mapping(message.message_id),
-            RedisKeys.SUBMISSION_STREAM,
-            progress_key(broadcast_id),
-            message.message_id,
-            GUARD_TTL_SECONDS,
-            serialize(mapping),
-            MAPPING_TTL_SECONDS,
-            fields["meta"],
-            fields["data"],
+        self._handover(
+            keys=[
+                RedisKeys.broadcast_sent(broadcast_id, contact_id),
+                RedisKeys.message_mapping(message.message_id),
+                RedisKeys.SUBMISSION_STREAM,
+                progress_key(broadcast_id),
+            ],
+            args=[
+                message.message_id,
+                GUARD_TTL_SECONDS,
+                serialize(mapping),
+                MAPPING_TTL_SECONDS,
+                fields["meta"],
+                fields["data"],
+            ],
         )
 
     def render(

@@ -91,6 +91,20 @@ class ClientGone(Exception):
     """The client disconnected before the request was complete."""
 
 
+class _Body:
+    """ASGI receive() that remembers whether the request body has been read to its end."""
+
+    def __init__(self, receive: Receive) -> None:
+        self._receive = receive
+        self.complete = False
+
+    async def __call__(self) -> dict[str, Any]:
+        message = await self._receive()
+        if message["type"] == "http.disconnect" or not message.get("more_body", False):
+            self.complete = True
+        return message
+
+
 class Gateway:
     """The ASGI application."""
 
@@ -139,7 +153,7 @@ class Gateway:
             (b"x-clickhouse-query-id", query_id.encode("utf-8", "replace")),
             (b"x-clickhouse-timezone", self.engine.timezone.encode()),
         ]
-        body_done = False
+        receive = body = _Body(receive)
         handle: Handle | None = None
         session: Session | None = None
         execution: Execution | None = None
@@ -157,7 +171,6 @@ class Gateway:
             ctype = headers.get("content-type", "")
             if ctype.lower().startswith("multipart/form-data"):
                 form = await self._read_all(receive, self.config.max_query_bytes)
-                body_done = True
                 params.update(parse_form(ctype, form))
             ctx = self._context(scope["method"], headers, params)
             session_id = params.get("session_id")
@@ -172,9 +185,8 @@ class Gateway:
                 handle = self.engine.acquire()
                 database = params.get("database") or DEFAULT_DATABASE
             execution = Execution(handle, ctx, database=database)
-            if not body_done:
+            if not body.complete:
                 await self._pump(receive, execution)
-                body_done = True
             outcome: Outcome = await self.run(execution.finish)
             await self._respond(send, outcome, params, headers, base, scope["method"] == "HEAD")
         except ClientGone:
@@ -183,14 +195,12 @@ class Gateway:
         except ClickHouseError as exc:
             if execution is not None:
                 await self.run(execution.abort)
-            await self._fail(send, receive, exc, base, body_done)
+            await self._fail(send, body, exc, base)
         except Exception as exc:
             log.exception("query %s failed unexpectedly", query_id)
             if execution is not None:
                 await self.run(execution.abort)
-            await self._fail(
-                send, receive, ClickHouseError(UNKNOWN_EXCEPTION, repr(exc)), base, body_done
-            )
+            await self._fail(send, body, ClickHouseError(UNKNOWN_EXCEPTION, repr(exc)), base)
         finally:
             discard = execution.discard_handle if execution is not None else False
             if session is not None:
@@ -277,17 +287,18 @@ class Gateway:
             if not message.get("more_body", False):
                 return b"".join(parts)
 
-    async def _drain(self, receive: Receive) -> bool:
-        """Read and drop the rest of the body; False if it is too big to be worth it."""
+    async def _drain(self, body: _Body) -> bool:
+        """Read and drop the rest of the body (so the client gets to read our error); False if
+        it is too big to be worth it and the connection should be closed instead."""
         drained = 0
-        while drained <= DRAIN_BYTES:
-            message = await receive()
+        while not body.complete:
+            message = await body()
             if message["type"] == "http.disconnect":
                 return False
             drained += len(message.get("body", b""))
-            if not message.get("more_body", False):
-                return True
-        return False
+            if drained > DRAIN_BYTES:
+                return False
+        return True
 
     # -- responses ---------------------------------------------------------------------
 
@@ -340,12 +351,11 @@ class Gateway:
     async def _fail(
         self,
         send: Send,
-        receive: Receive,
+        body: _Body,
         exc: ClickHouseError,
         base: list[tuple[bytes, bytes]],
-        body_done: bool,
     ) -> None:
-        keep = body_done or await self._drain(receive)
+        keep = body.complete or await self._drain(body)
         payload = exc.body(self.engine.version)
         out_headers = [
             *base,

@@ -6,8 +6,6 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from bytewax.connectors.kafka import KafkaSourceMessage
-
 from pipelines.contracts import (
     MessageMapping,
     MessageStatus,
@@ -15,6 +13,7 @@ from pipelines.contracts import (
     RedisKeys,
     serialize,
 )
+from pipelines.kafka_io import RawMessage
 
 
 class FakeRedis:
@@ -47,8 +46,8 @@ class FakeRedis:
         return [self.data.get(k) for k in keys]
 
 
-def source_message(topic: str, value: bytes, offset: int = 0) -> KafkaSourceMessage[Any, Any]:
-    return KafkaSourceMessage(key=None, value=value, topic=topic, partition=0, offset=offset)
+def source_message(topic: str, value: bytes, offset: int = 0) -> RawMessage:
+    return RawMessage(topic, 0, offset, None, value)
 
 
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)

@@ -12,6 +12,7 @@ from pipelines.contracts import (
     CorrelatedMessageEvent,
     MessageMapping,
     MessageStatus,
+    RedisKeys,
     Topic,
     deserialize,
     serialize,
@@ -131,3 +132,15 @@ def test_team_mismatch_is_refused() -> None:
     )
     letters = by_topic(out, Topic.DEAD_LETTER)
     assert len(letters) == 1 and "team mismatch" in letters[0]["reason"]
+
+
+@pytest.mark.parametrize("stored", [b"not json", b'{"team_id": "team-1", "tags": "x"}', b"{}"])
+def test_unreadable_mapping_is_dead_lettered(stored: bytes) -> None:
+    redis = FakeRedis()
+    redis.set(RedisKeys.message_mapping("m1"), stored)
+    out = run(
+        [source_message(TOPIC, serialize(status_event("m1", MessageStatus.DELIVERED)))], redis
+    )
+    letters = by_topic(out, Topic.DEAD_LETTER)
+    assert len(letters) == 1 and letters[0]["reason"].startswith("unreadable mapping for m1")
+    assert by_topic(out, Topic.CLICKHOUSE_MESSAGES) == []

@@ -1,6 +1,5 @@
 """Billing domain: the monthly close (invoices), its schedule and the billed-totals check."""
 
-
 from datetime import UTC, date, datetime
 
 import dagster as dg

@@ -104,9 +104,8 @@ def close_month(
             continue
         accepted, free, blocks, micros = usage.get(team_id, (0, 0, 0, 0))
         lines = orjson.dumps(invoice_lines(accepted, blocks)).decode()
-        rows.append(
-            [invoice_id(team_id, month), team_id, month, accepted, free, blocks, micros, "USD", lines]
-        )
+        invoice = invoice_id(team_id, month)
+        rows.append([invoice, team_id, month, accepted, free, blocks, micros, "USD", lines])
     if rows:
         client.insert(
             f"{database}.billing_invoices",

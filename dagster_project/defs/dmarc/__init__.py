@@ -1,6 +1,6 @@
 """DMARC domain: the daily digest emailed to each team's Administrators."""
 
-
+from collections import Counter
 from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
@@ -44,7 +44,7 @@ def dmarc_digest_emails(
     sender = f"dmarc-reports@{settings.mta.hostname}"
     outcome = send_digests(sending.redis(), digests, admins, day, sender)
     context.log.info(f"DMARC digests for {day}: {outcome}")
-    counts = {state: sum(1 for v in outcome.values() if v == state) for state in set(outcome.values())}
+    counts = Counter(outcome.values())
     return dg.MaterializeResult(metadata={"day": day.isoformat(), **counts})
 
 

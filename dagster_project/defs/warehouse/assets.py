@@ -1,10 +1,8 @@
 """The dbt project as Dagster assets (one asset per model, dbt tests as asset checks)."""
 
-
 from collections.abc import Iterator
 from typing import Any
 
-import dagster as dg
 from dagster import AssetExecutionContext
 from dagster_dbt import DbtCliResource, dbt_assets
 

@@ -1,6 +1,5 @@
 """When the warehouse models run: hourly for the operational marts, and on new data."""
 
-
 import dagster as dg
 from dagster_dbt import build_schedule_from_dbt_selection
 

@@ -1,6 +1,5 @@
 """Asset checks the dbt tests cannot express: data freshness against the raw tables."""
 
-
 import dagster as dg
 from dagster_dbt import get_asset_key_for_model
 

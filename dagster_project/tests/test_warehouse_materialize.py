@@ -1,0 +1,172 @@
+"""Materialize the dbt assets through Dagster against the real warehouse (chDB gateway)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from dagster_project.defs.billing.invoices import BillingCloseError, close_month
+from dagster_project.jobs import close_billing, materialize_warehouse
+from dagster_project.tests import warehouse_data as data
+from kibamail.settings import Settings
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(1500)]
+
+OCTOBER = date(2026, 10, 1)
+
+
+@pytest.fixture(scope="module")
+def built(warehouse_service: Any, test_settings: Settings) -> Iterator[dict[str, Any]]:
+    from kibamail.clients import clickhouse_client
+
+    client = clickhouse_client(test_settings)
+    data.load_all(client, test_settings.clickhouse.database)
+    first = materialize_warehouse(test_settings)
+    yield {"client": client, "db": test_settings.clickhouse.database, "first": first}
+
+
+def scalar(built: dict[str, Any], sql: str) -> Any:
+    return built["client"].query(sql.replace("{db}", built["db"])).result_rows[0][0]
+
+
+def test_every_model_materialized_and_every_check_passed(built: dict[str, Any]) -> None:
+    result = built["first"]
+    assert result["success"], result["failed_steps"]
+    for model in ("fct_message_events", "fct_billing_monthly", "fct_deliverability_daily",
+                  "fct_reputation_daily", "fct_contact_activity", "fct_dmarc_daily"):  # fmt: skip
+        assert result["assets"].get(model) == "materialized", model
+    assert result["checks"], "dbt tests should surface as asset checks"
+    assert all(result["checks"].values()), {k: v for k, v in result["checks"].items() if not v}
+    assert result["checks"]["fct_message_events:message_events_fresh"] is True
+
+
+def test_billing_mart_prices_the_examples(built: dict[str, Any]) -> None:
+    rows = (
+        built["client"]
+        .query(
+            f"SELECT team_id, accepted_recipients, billable_blocks, amount_micros, amount_usd"
+            f" FROM {built['db']}.fct_billing_monthly WHERE billing_month = '2026-10-01'"
+            f" AND team_id IN ('{data.TEAM_SMALL}', '{data.TEAM_EXAMPLE}') ORDER BY team_id"
+        )
+        .result_rows
+    )
+    assert rows == [
+        (data.TEAM_EXAMPLE, 25_000, 15, 3_750_000, Decimal("3.75")),
+        (data.TEAM_SMALL, 10_001, 1, 250_000, Decimal("0.25")),
+    ]
+
+
+def test_machine_opens_stay_out_of_the_open_rate(built: dict[str, Any]) -> None:
+    row = (
+        built["client"]
+        .query(
+            f"SELECT delivered, human_opens, machine_opens, unique_human_opens, open_rate"
+            f" FROM {built['db']}.fct_deliverability_daily"
+            f" WHERE team_id = '{data.TEAM_EXAMPLE}' AND event_date = '2026-10-01'"
+            f" AND provider = 'google'"
+        )
+        .result_rows
+    )
+    assert row == [(10, 2, 3, 1, pytest.approx(0.1))]
+
+
+def test_reputation_scores_the_sending_ip(built: dict[str, Any]) -> None:
+    row = (
+        built["client"]
+        .query(
+            f"SELECT delivered, bounce_rate, engagement_rate, reputation_score"
+            f" FROM {built['db']}.fct_reputation_daily"
+            f" WHERE team_id = '{data.TEAM_EXAMPLE}' AND source_ip = '192.0.2.10'"
+        )
+        .result_rows
+    )
+    # 10 delivered, no bounces/complaints, 1 unique human open -> 100 + min(10, 20 * 0.1)
+    assert row == [(10, 0.0, pytest.approx(0.1), 100.0)]
+
+
+def test_timeline_lists_a_contact_newest_first(built: dict[str, Any]) -> None:
+    contact = "r0@gmail.com"
+    rows = (
+        built["client"]
+        .query(
+            f"SELECT activity FROM {built['db']}.fct_contact_activity"
+            f" WHERE team_id = '{data.TEAM_EXAMPLE}' AND contact_key = '{contact}'"
+            f" ORDER BY occurred_at DESC, activity"
+        )
+        .result_rows
+    )
+    assert [r[0] for r in rows] == [
+        "opened",
+        "opened",
+        "opened_by_machine",
+        "delivered",
+        "accepted",
+    ]
+
+
+def test_billing_close_is_idempotent_and_refuses_open_months(
+    built: dict[str, Any], test_settings: Settings
+) -> None:
+    first = close_billing(test_settings, OCTOBER)
+    assert first["success"], first["failed_steps"]
+    assert first["checks"]["fct_billing_monthly:billed_totals_match_raw_counts"] is True
+    invoices = f"SELECT team_id, amount_micros, lines FROM {built['db']}.billing_invoices FINAL"
+    where = f" WHERE team_id IN ('{data.TEAM_SMALL}', '{data.TEAM_EXAMPLE}') ORDER BY team_id"
+    before = built["client"].query(invoices + where).result_rows
+    assert [(r[0], r[1]) for r in before] == [
+        (data.TEAM_EXAMPLE, 3_750_000),
+        (data.TEAM_SMALL, 250_000),
+    ]
+
+    again = close_month(built["client"], built["db"], OCTOBER, {data.TEAM_IDLE})
+    assert set(again.created) == {data.TEAM_IDLE}  # only the idle team was missing
+    assert data.TEAM_EXAMPLE in again.already_closed
+    assert built["client"].query(invoices + where).result_rows == before
+    idle_team = f"team_id = '{data.TEAM_IDLE}'"
+    idle = scalar(
+        built, f"SELECT amount_micros FROM {{db}}.billing_invoices FINAL WHERE {idle_team}"
+    )
+    assert idle == 0
+    third = close_month(built["client"], built["db"], OCTOBER, {data.TEAM_IDLE})
+    assert third.created == []
+
+    with pytest.raises(BillingCloseError, match="not over"):
+        close_month(
+            built["client"], built["db"], date(2026, 11, 1), now=datetime(2026, 11, 28, tzinfo=UTC)
+        )
+
+
+def test_duplicates_and_late_events_never_double_count(
+    built: dict[str, Any], test_settings: Settings
+) -> None:
+    db, client = built["db"], built["client"]
+    # Redeliver 500 accepted events (same event_id, later ingested_at) and 2 opens.
+    client.command(
+        f"INSERT INTO {db}.raw_message_events SELECT * REPLACE (now64(3) AS ingested_at)"
+        f" FROM {db}.raw_message_events WHERE team_id = '{data.TEAM_SMALL}' LIMIT 500"
+    )
+    client.command(
+        f"INSERT INTO {db}.raw_email_opens SELECT * REPLACE (now64(3) AS ingested_at)"
+        f" FROM {db}.raw_email_opens WHERE team_id = '{data.TEAM_EXAMPLE}' LIMIT 2"
+    )
+    # A late delivery event for October arrives after the first build.
+    data.insert_deliveries(client, db, data.TEAM_SMALL, 1, f"{data.RUN}late")
+    second = materialize_warehouse(test_settings)
+    assert second["success"], second["failed_steps"]
+    small = f"team_id = '{data.TEAM_SMALL}'"
+    example = f"team_id = '{data.TEAM_EXAMPLE}'"
+    first_day = "event_date = '2026-10-01' AND provider = 'google'"
+    billing = "{db}.fct_billing_monthly"
+    deliverability = "{db}.fct_deliverability_daily"
+    assert scalar(built, f"SELECT count() FROM {{db}}.fct_message_events WHERE {small}") == 10_002
+    assert scalar(built, f"SELECT sum(accepted_recipients) FROM {billing} WHERE {small}") == 10_001
+    assert (
+        scalar(built, f"SELECT delivered FROM {deliverability} WHERE {small} AND {first_day}") == 1
+    )
+    opens = f"SELECT human_opens FROM {deliverability} WHERE {example} AND {first_day}"
+    assert scalar(built, opens) == 2
+    assert scalar(built, f"SELECT count() FROM {{db}}.fct_email_opens WHERE {example}") == 5
