@@ -47,3 +47,4 @@ class AppState:
     producer: Any  # api.events.EventProducer
     rate_limit_per_second: int
     domain_cache: TtlCache = field(default_factory=lambda: TtlCache(5.0))
+    clickhouse: Any = None  # clickhouse-connect client, created on first read

@@ -116,6 +116,14 @@ def api_worker() -> None:
     run(get_settings())
 
 
+@api.command("webhooks")
+def api_webhooks() -> None:
+    """Consume the event stream into customer webhook deliveries and deliver them."""
+    from api.webhooks.consumer import run
+
+    run(get_settings())
+
+
 @main.command()
 @click.option(
     "--delivery/--no-delivery",

@@ -38,6 +38,7 @@ from .config import MtaConfig
 from .dkim_signing import DkimSigner
 from .events import add_to_outbox, consumer_name, make_status_event
 from .features import submission_features
+from .markers import MarkerWriter
 from .policies import PolicyChain, PolicyContext, provider_group
 from .queue import Entry, SubmissionQueue, backoff_seconds
 from .resolver import DomainNotFoundError, MxResolver, NullMxError, TemporaryDnsError
@@ -114,13 +115,15 @@ class DeliveryWorker:
         )
         self.chain = PolicyChain(config)
         self.signer = DkimSigner(redis)
-        # Only for the in-doubt marker, which must be written synchronously (see before_dot).
+        # The in-doubt marker is written without yielding (see dot_sent, mta.markers).
         self.sync_redis = redis_client(settings)
+        self.markers = MarkerWriter(settings.redis.url, self.sync_redis)
         self.concurrency = settings.mta.delivery_concurrency
         self.inflight: set[bytes] = set()
 
     async def run(self, stop: asyncio.Event) -> None:
         await self.queue.ensure_group()
+        await self.markers.connect()
         work: asyncio.Queue[tuple[Entry, bool]] = asyncio.Queue(maxsize=self.concurrency)
         tasks = [asyncio.create_task(self._reader(stop, work), name="mta-reader")]
         tasks.append(asyncio.create_task(self._housekeeping(stop, work), name="mta-housekeeping"))
@@ -139,6 +142,7 @@ class DeliveryWorker:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await self.pool.close()
+        await self.markers.close()
         self.sync_redis.close()
 
     async def _reader(self, stop: asyncio.Event, work: asyncio.Queue[tuple[Entry, bool]]) -> None:
@@ -294,10 +298,10 @@ class DeliveryWorker:
         common = {"pool": ctx.pool, "source_ip": ctx.source_ip, "mx_host": ""}
         progress_key = RedisKeys.delivery_progress(entry_id.decode())
 
-        def before_dot(accepted: list[str]) -> None:
-            # Blocking on purpose: the marker is in Redis before the remote can commit.
+        def dot_sent(accepted: list[str]) -> None:
+            # Queued to Redis in the same loop step as the dot: no crash window between.
             value = orjson.dumps({"status": IN_DOUBT, **common})
-            self.sync_redis.hset(progress_key, mapping=dict.fromkeys(accepted, value))
+            self.markers.hset_now(progress_key, dict.fromkeys(accepted, value))
 
         async def answered(accepted: list[str], code: int, text: str) -> None:
             if 200 <= code < 300:
@@ -307,7 +311,7 @@ class DeliveryWorker:
             else:
                 await self.redis.hdel(progress_key, *accepted)
 
-        hooks = DataHooks(before_dot, answered)
+        hooks = DataHooks(dot_sent, answered)
 
         shaping = self.config.shaping_for(group)
         last_error = "no MX host reachable"

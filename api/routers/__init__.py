@@ -1,6 +1,7 @@
 """Routers per resource (FastAPI "bigger applications" layout)."""
 
 from api.routers import (
+    activity,
     auth,
     broadcasts,
     contacts,
@@ -11,6 +12,7 @@ from api.routers import (
     templates,
     tracking,
     unsubscribe,
+    webhooks,
 )
 
 ROUTERS = [
@@ -25,4 +27,6 @@ ROUTERS = [
     emails.router,
     tracking.router,
     unsubscribe.router,
+    webhooks.router,
+    activity.router,
 ]

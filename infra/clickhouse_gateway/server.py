@@ -41,6 +41,7 @@ from .protocol import (
     split_params,
     truthy,
 )
+from .pump import BodyTooLarge, ClientGone, pump
 
 log = logging.getLogger("kibamail.warehouse")
 
@@ -85,10 +86,6 @@ class GatewayConfig:
                 values[name] = getattr(ch, name)
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
-
-
-class ClientGone(Exception):
-    """The client disconnected before the request was complete."""
 
 
 class _Body:
@@ -240,37 +237,15 @@ class Gateway:
         )
 
     async def _pump(self, receive: Receive, execution: Execution) -> None:
-        """Receive the body; a worker decodes/feeds piece N while piece N+1 arrives."""
-        total = 0
-        chunks: list[bytes] = []
-        size = 0
-        inflight: asyncio.Future[Any] | None = None
         try:
-            while True:
-                message = await receive()
-                if message["type"] == "http.disconnect":
-                    raise ClientGone
-                body = message.get("body", b"")
-                more = message.get("more_body", False)
-                if body:
-                    total += len(body)
-                    if total > self.config.max_body_bytes:
-                        raise self._too_large(total)
-                    chunks.append(body)
-                    size += len(body)
-                if chunks and (size >= FEED_BYTES or not more):
-                    data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-                    chunks, size = [], 0
-                    if inflight is not None:
-                        await asyncio.shield(inflight)
-                    inflight = asyncio.wrap_future(self.pool.submit(execution.feed, data))
-                if not more:
-                    break
-            if inflight is not None:
-                await asyncio.shield(inflight)
-        finally:
-            if inflight is not None and not inflight.done():
-                await asyncio.wait({inflight})
+            await pump(
+                receive,
+                lambda data: self.run(execution.feed, data),
+                max_body=self.config.max_body_bytes,
+                feed_bytes=FEED_BYTES,
+            )
+        except BodyTooLarge as exc:
+            raise self._too_large(exc.size) from None
 
     async def _read_all(self, receive: Receive, limit: int) -> bytes:
         parts: list[bytes] = []

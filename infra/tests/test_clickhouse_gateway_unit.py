@@ -3,6 +3,7 @@ request conventions and error mapping. No processes, no engine."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import gzip
 import random
@@ -21,6 +22,7 @@ from infra.clickhouse_gateway.protocol import (
     parse_form,
     split_params,
 )
+from infra.clickhouse_gateway.pump import BodyTooLarge, ClientGone, pump
 from infra.clickhouse_gateway.sql import (
     Incomplete,
     file_clause,
@@ -264,3 +266,46 @@ def test_error_mapping_and_engine_messages() -> None:
     assert content_type("JSONEachRow").startswith("application/x-ndjson")
     assert content_type("RowBinaryWithNamesAndTypes") == "application/octet-stream"
     assert content_type("TabSeparatedWithNames").startswith("text/tab-separated-values")
+
+
+def _receiver(chunks: list[bytes], *, disconnect: bool = False):  # type: ignore[no-untyped-def]
+    messages = [{"type": "http.request", "body": c, "more_body": True} for c in chunks]
+    messages.append({"type": "http.disconnect"} if disconnect else
+                    {"type": "http.request", "body": b"", "more_body": False})  # fmt: skip
+
+    async def receive() -> dict:
+        await asyncio.sleep(0)
+        return messages.pop(0)
+
+    return receive
+
+
+async def test_pump_delivers_everything_in_order_in_large_pieces() -> None:
+    chunks = [bytes([i % 251]) * 1000 for i in range(300)]
+    got: list[bytes] = []
+
+    async def slow_consumer(data: bytes) -> None:
+        got.append(data)
+        await asyncio.sleep(0.001)
+
+    await pump(_receiver(chunks), slow_consumer, max_body=10**9, feed_bytes=10_000,
+               max_queued=50_000)  # fmt: skip
+    assert b"".join(got) == b"".join(chunks)
+    assert all(len(piece) >= 10_000 for piece in got[:-1])
+
+
+async def test_pump_limits_failures_and_disconnects() -> None:
+    async def sink(data: bytes) -> None:
+        return None
+
+    with pytest.raises(BodyTooLarge) as big:
+        await pump(_receiver([b"x" * 600] * 3), sink, max_body=1000, feed_bytes=100)
+    assert big.value.size == 1200
+    with pytest.raises(ClientGone):
+        await pump(_receiver([b"x"] * 3, disconnect=True), sink, max_body=1000)
+
+    async def broken(data: bytes) -> None:
+        raise ClickHouseError(62, "bad data")
+
+    with pytest.raises(ClickHouseError):
+        await pump(_receiver([b"x" * 100] * 50), broken, max_body=10**6, feed_bytes=100)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,8 @@ from pipelines.contracts import RedisKeys
 
 from .helpers import StatusReader, make_message, wait_until, with_policy, write_policy
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+# ~70 s on an idle 2-core machine; the limit leaves room for a loaded one.
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(900)]
 
 TOTAL = 20_000
 FINAL = {"delivered", "bounced", "failed", "expired"}
@@ -52,7 +52,7 @@ def test_kill_9_mid_run_loses_and_duplicates_nothing(
     assert at_kill < TOTAL, "the run finished before the kill; nothing was tested"
     test_stack.start(spec)
     try:
-        assert wait_until(lambda: len(sink.delivered_counts()) >= TOTAL, timeout=240, interval=1)
+        assert wait_until(lambda: len(sink.delivered_counts()) >= TOTAL, timeout=700, interval=1)
         counts = sink.delivered_counts()
         assert set(counts) == set(ids)
         duplicates = {mid: n for mid, n in counts.items() if n != 1}
@@ -77,4 +77,3 @@ def test_kill_9_mid_run_loses_and_duplicates_nothing(
     finally:
         test_stack.stop("mta")
     print(f"killed after {at_kill} deliveries; {TOTAL} delivered exactly once")
-    time.sleep(0)

@@ -118,3 +118,41 @@ def test_dns_zone_records_null_mx_nxdomain_servfail(dns_server: DnsServer) -> No
         resolver.resolve("gone.example", "MX")
     with pytest.raises((dns.resolver.NoNameservers, dns.exception.Timeout)):
         resolver.resolve("broken.example", "MX")
+
+
+def test_testnet_process_records_deliveries_for_other_processes(tmp_path: Path) -> None:
+    from infra.stack import ServiceSpec, Stack, free_port, python_cmd, tcp_open
+
+    smtp_port, dns_port = free_port(), free_port()
+    record = tmp_path / "deliveries.jsonl"
+    zone = tmp_path / "zone.json"
+    zone.write_text(
+        '{"records": {"sender.example": [["TXT", "v=spf1 -all"]]}, "null_mx": ["n.example"]}'
+    )
+    stack = Stack(tmp_path / "stack")
+    argv = python_cmd(
+        "testnet",
+        "--smtp-port",
+        str(smtp_port),
+        "--dns-port",
+        str(dns_port),
+        "--defer-share",
+        "0",
+        "--bounce-share",
+        "0",
+        "--record-file",
+        str(record),
+        "--zone-file",
+        str(zone),
+    )
+    stack.start(ServiceSpec("testnet", argv, lambda: tcp_open(smtp_port), [smtp_port]))
+    try:
+        with smtplib.SMTP("127.0.0.1", smtp_port, timeout=10) as client:
+            client.sendmail("a@sender.example", ["b@example.org"], _message("proc-1@x"))
+        assert [(r.message_id, r.answer_code) for r in read_records(record)] == [("proc-1@x", 250)]
+        resolver = dns.resolver.Resolver(configure=False)
+        resolver.nameservers, resolver.port, resolver.lifetime = ["127.0.0.1"], dns_port, 3
+        assert b"".join(resolver.resolve("sender.example", "TXT")[0].strings) == b"v=spf1 -all"
+        assert resolver.resolve("n.example", "MX")[0].preference == 0
+    finally:
+        stack.stop("testnet")

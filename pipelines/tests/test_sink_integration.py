@@ -202,3 +202,24 @@ def read_dead_letters(settings: Settings, marker: str) -> list[dict[str, Any]]:
     finally:
         consumer.close()
     return found
+
+
+def test_row_clickhouse_refuses_is_bisected_out(
+    test_settings: Settings, produce: Any, warehouse_client: Any
+) -> None:
+    team, group = f"t-{uuid.uuid4().hex[:8]}", f"g-{uuid.uuid4().hex[:8]}"
+    payloads = events(team, 40)
+    poisoned = orjson.loads(payloads[17])
+    poisoned["smtp_code"] = "not a number"
+    poisoned["message_id"] = marker = f"poison-{uuid.uuid4().hex}"
+    payloads[17] = orjson.dumps(poisoned)
+    end = produce(Topic.CLICKHOUSE_MESSAGES.value, payloads)
+    sink = make_sink(test_settings, warehouse_client, group, flush_seconds=0.1)
+    try:
+        drain(sink, test_settings, group, Topic.CLICKHOUSE_MESSAGES, end)
+    finally:
+        sink.close()
+    db = test_settings.clickhouse.database
+    assert rows_for(warehouse_client, db, "raw_message_events", team) == 39
+    [letter] = read_dead_letters(test_settings, marker)
+    assert letter["reason"].startswith("clickhouse refused row")

@@ -2,7 +2,7 @@
 -- dataflow dead-letters it with its reason. occurred_at is ISO-8601 UTC ("...Z").
 CREATE TABLE statuses (
     team_id          STRING,
-    status           STRING,
+    `status`           STRING,
     source_ip        STRING,
     recipient_domain STRING,
     occurred_at      STRING,

@@ -1,16 +1,16 @@
 -- One row per (scope, key) an event counts for: its team, its sending IP, and the
 -- pair of sending IP x recipient provider (mailbox providers throttle per IP).
 CREATE TEMPORARY VIEW scoped AS
-SELECT 'team' AS scope, team_id AS scope_key, team_id, status, ts
+SELECT 'team' AS `scope`, team_id AS scope_key, team_id, `status`, ts
 FROM statuses
 WHERE team_id IS NOT NULL AND team_id <> ''
 UNION ALL
-SELECT 'ip' AS scope, source_ip AS scope_key, '_platform' AS team_id, status, ts
+SELECT 'ip' AS `scope`, source_ip AS scope_key, '_platform' AS team_id, `status`, ts
 FROM statuses
 WHERE source_ip IS NOT NULL AND source_ip <> ''
 UNION ALL
 SELECT
-    'ip_provider' AS scope,
+    'ip_provider' AS `scope`,
     CONCAT(source_ip, '|', CASE
         WHEN recipient_domain IN ('gmail.com', 'googlemail.com') THEN 'google'
         WHEN recipient_domain IN ('outlook.com', 'hotmail.com', 'live.com', 'msn.com')
@@ -20,7 +20,7 @@ SELECT
         ELSE COALESCE(recipient_domain, '')
     END) AS scope_key,
     '_platform' AS team_id,
-    status,
+    `status`,
     ts
 FROM statuses
 WHERE source_ip IS NOT NULL AND source_ip <> '';

@@ -1,0 +1,1 @@
+"""Customer webhooks: signing (Standard Webhooks), the event-stream consumer, delivery."""

@@ -1,0 +1,88 @@
+"""`kibamail api webhooks`: consume the event stream into deliveries, and deliver them.
+
+The consumer commits its Kafka offsets only after the deliveries are committed in the
+database, and recording is idempotent per (endpoint, event id): at-least-once in,
+exactly one delivery row out.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from typing import Any
+
+import httpx
+from sqlalchemy.orm import Session, sessionmaker
+
+from api.db import make_engine, make_sessionmaker
+from api.webhooks.delivery import TOPICS, dispatch_due, record_event
+from kibamail.clients import kafka_consumer_config
+from kibamail.settings import Settings
+
+log = logging.getLogger(__name__)
+GROUP_ID = "api-webhooks"
+
+
+def consume_batch(
+    consumer: Any, sessions: sessionmaker[Session], max_messages: int = 500, timeout: float = 1.0
+) -> int:
+    messages = consumer.consume(num_messages=max_messages, timeout=timeout)
+    good = [m for m in messages if m.error() is None]
+    for message in messages:
+        if message.error() is not None:
+            log.warning("kafka error: %s", message.error())
+    if not good:
+        return 0
+    created = 0
+    with sessions.begin() as db:
+        for message in good:
+            try:
+                created += record_event(db, message.topic(), message.value())
+            except (ValueError, KeyError) as exc:
+                log.error("skipping malformed event on %s: %s", message.topic(), exc)
+    consumer.commit(asynchronous=False)
+    return created
+
+
+def build_consumer(settings: Settings) -> Any:
+    from confluent_kafka import Consumer
+
+    consumer = Consumer(kafka_consumer_config(GROUP_ID, settings))
+    consumer.subscribe([t.value for t in TOPICS])
+    return consumer
+
+
+def run(settings: Settings) -> None:
+    logging.basicConfig(level=logging.INFO)
+    engine = make_engine(settings.database.url)
+    sessions = make_sessionmaker(engine)
+    stopping = threading.Event()
+
+    def stop(_signum: int, _frame: Any) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+
+    def deliver() -> None:
+        with httpx.Client() as client:
+            while not stopping.is_set():
+                try:
+                    if dispatch_due(sessions, client) == 0:
+                        time.sleep(0.5)
+                except Exception:
+                    log.exception("webhook dispatch failed; retrying")
+                    time.sleep(1)
+
+    dispatcher = threading.Thread(target=deliver, name="webhook-dispatch", daemon=True)
+    dispatcher.start()
+    consumer = build_consumer(settings)
+    try:
+        while not stopping.is_set():
+            consume_batch(consumer, sessions)
+    finally:
+        consumer.close()
+        dispatcher.join(timeout=15)
+        engine.dispose()

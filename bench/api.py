@@ -1,0 +1,287 @@
+"""API benchmarks: POST /v1/emails vs a bare FastAPI endpoint, tracking pixel, fan-out.
+
+``python -m bench.api [--requests N] [--connections C] [--workers W] [--contacts K]``
+starts its own Redis (AOF on, the MTA queue) and Tansu broker on free loopback ports,
+then measures, in the same run and on the same uvicorn setup:
+
+1. ``POST /v1/emails`` (realistic HTML+text payload, API-key auth, domain and
+   suppression checks, rendering with tracking, XADD to the MTA stream) vs a bare
+   FastAPI endpoint taking the same JSON body -> req/s of each and the ratio;
+2. p50/p99 latency of ``POST /v1/emails`` paced at 1,000 req/s;
+3. the open-tracking pixel (signed token, event produced to Kafka) in req/s;
+4. broadcast fan-out: K contacts turned into queued SendBroadcastToContact jobs.
+
+Prints ONE JSON line. Targets: >= 1,500 req/s; p99 < 50 ms at 1,000 req/s;
+pixel >= 3,000 req/s; 100k-contact fan-out <= 10 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import Any
+
+from .api_load import build_request, run_load
+
+TARGETS = {"emails_per_s": 1500, "p99_ms_at_1000": 50, "pixel_per_s": 3000, "fanout_s": 10}
+
+HTML = (
+    "<html><body><h1>Your receipt</h1>"
+    + "".join(
+        f'<p>Item {i}: <a href="https://shop.example/p/{i}?ref=mail">view</a></p>' for i in range(5)
+    )
+    + "<p>"
+    + "Thanks for shopping with us. " * 60
+    + "</p></body></html>"
+)
+
+
+def _payload(domain: str, index: int) -> bytes:
+    return json.dumps(
+        {
+            "from": f"Acme <receipts@{domain}>",
+            "to": [f"customer{index}@example.org"],
+            "subject": f"Your receipt #{index}",
+            "html": HTML,
+            "text": "Thanks for shopping with us. " * 30,
+            "tags": ["receipt"],
+            "metadata": {"order": str(index)},
+        }
+    ).encode()
+
+
+def serve(kind: str) -> None:
+    """Server side (subprocess): the real app or the bare baseline, same uvicorn setup."""
+    import uvicorn
+
+    from kibamail.settings import get_settings
+
+    settings = get_settings()
+    uvicorn.run(
+        f"bench.api:{kind}_app",
+        factory=True,
+        host="127.0.0.1",
+        port=settings.api.port,
+        workers=settings.api.workers,
+        loop="uvloop",
+        http="httptools",
+        log_level="warning",
+        access_log=False,
+    )
+
+
+def real_app() -> Any:
+    from api.app import create_app
+
+    return create_app(rate_limit_per_second=10**9)
+
+
+def bare_app() -> Any:
+    from fastapi import FastAPI
+
+    app = FastAPI()
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.post("/v1/emails")
+    async def send(body: dict[str, Any]) -> dict[str, str]:
+        return {"id": f"{uuid.uuid4()}@bench"}
+
+    return app
+
+
+def _wait_healthy(port: int, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError("server did not become healthy")
+
+
+def _start_server(kind: str, env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen([sys.executable, "-m", "bench.api", "--serve", kind], env=env)
+    _wait_healthy(port, proc)
+    return proc
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def _fanout(settings: Any, team_id: str, domain: str, contacts: int) -> dict[str, Any]:
+    from api.db import make_engine, make_sessionmaker, new_id, utcnow
+    from api.jobs.broadcasts import BroadcastJobs, progress_key
+    from api.jobs.queue import JOB_STREAM
+    from api.models import Broadcast, Contact, ContactList
+    from api.security import Signer
+    from kibamail.clients import redis_client
+
+    engine = make_engine(settings.database.url)
+    sessions = make_sessionmaker(engine)
+    with sessions.begin() as db:
+        contact_list = ContactList(team_id=team_id, name="bench")
+        db.add(contact_list)
+        db.flush()
+        now = utcnow()
+        rows = [
+            {
+                "id": new_id(),
+                "team_id": team_id,
+                "list_id": contact_list.id,
+                "email": f"c{i}@example.org",
+                "first_name": "",
+                "last_name": "",
+                "fields": {},
+                "status": "subscribed",
+                "created_at": now,
+            }
+            for i in range(contacts)
+        ]
+        db.execute(Contact.__table__.insert(), rows)
+        broadcast = Broadcast(
+            team_id=team_id,
+            name="bench",
+            list_id=contact_list.id,
+            from_address=f"news@{domain}",
+            variants=[{"id": "a", "subject": "s", "text": "t"}],
+            status="sending",
+        )
+        db.add(broadcast)
+        db.flush()
+        broadcast_id = broadcast.id
+    redis = redis_client(settings)
+    redis.delete(JOB_STREAM)
+    redis.hset(progress_key(broadcast_id), "status", "sending")
+    jobs = BroadcastJobs(settings, sessions, redis, Signer(settings.api.secret_key))
+    start = time.perf_counter()
+    jobs.send_broadcast({"broadcast_id": broadcast_id})
+    seconds = time.perf_counter() - start
+    queued = redis.xlen(JOB_STREAM)
+    redis.close()
+    engine.dispose()
+    return {"contacts": contacts, "jobs_queued": queued, "seconds": round(seconds, 2)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--serve", choices=["real", "bare"])
+    parser.add_argument("--requests", type=int, default=20_000)
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--contacts", type=int, default=100_000)
+    args = parser.parse_args()
+    if args.serve:
+        serve(args.serve)
+        return
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    print(json.dumps(run_bench(args)))
+
+
+def run_bench(args: argparse.Namespace) -> dict[str, Any]:
+    from api.bootstrap import create_team_with_key
+    from api.rendering import OPEN_PURPOSE
+    from api.security import Signer
+    from infra.services import kafka_spec, redis_spec
+    from infra.stack import Stack, settings_to_env
+    from infra.testing.fixtures import build_test_settings
+    from kibamail.clients import ensure_topics
+
+    state_dir = Path(tempfile.mkdtemp(prefix="kibamail-bench-api-"))
+    settings = build_test_settings(state_dir)
+    settings = settings.model_copy(
+        update={"api": settings.api.model_copy(update={"workers": args.workers})}
+    )
+    stack = Stack(state_dir)
+    env = {**os.environ, **settings_to_env(settings)}
+    port = settings.api.port
+    try:
+        stack.start(redis_spec(settings, durable=True))
+        stack.start(kafka_spec(settings))
+        ensure_topics(settings)
+        domain = "bench.example.com"
+        team_id, key = create_team_with_key(
+            settings, email="bench@example.com", team_name="bench", domain=domain
+        )
+        auth = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+        posts = [
+            build_request("POST", "/v1/emails", port, _payload(domain, i), auth)
+            for i in range(args.requests)
+        ]
+        warmup = posts[:500]
+        signer = Signer(settings.api.secret_key)
+        pixels = [
+            build_request(
+                "GET", f"/t/o/{signer.dumps(OPEN_PURPOSE, [f'm{i}@{domain}', team_id])}", port
+            )
+            for i in range(args.requests)
+        ]
+
+        real = _start_server("real", env, port)
+        try:
+            asyncio.run(run_load(port, warmup, args.connections))
+            emails = asyncio.run(run_load(port, posts, args.connections))
+            paced = asyncio.run(run_load(port, posts[: min(len(posts), 10_000)], 50, rate=1000))
+            asyncio.run(run_load(port, pixels[:500], args.connections))
+            pixel = asyncio.run(run_load(port, pixels, args.connections))
+        finally:
+            _stop(real)
+        bare = _start_server("bare", env, port)
+        try:
+            asyncio.run(run_load(port, warmup, args.connections))
+            baseline = asyncio.run(run_load(port, posts, args.connections))
+        finally:
+            _stop(bare)
+        fanout = _fanout(settings, team_id, domain, args.contacts)
+    finally:
+        stack.stop_all(order=["kafka", "redis"])
+    return {
+        "bench": "api",
+        "cores": os.cpu_count(),
+        "uvicorn_workers": args.workers,
+        "emails_per_s": round(emails.rate, 1),
+        "emails_errors": emails.errors,
+        "emails_statuses": emails.statuses,
+        "baseline": "bare FastAPI POST endpoint, same uvicorn setup",
+        "baseline_per_s": round(baseline.rate, 1),
+        "ratio_to_baseline": round(emails.rate / baseline.rate, 3) if baseline.rate else None,
+        "paced_1000_rps": {
+            "achieved_per_s": round(paced.rate, 1),
+            "p50_ms": round(paced.percentile(0.50) * 1000, 2),
+            "p99_ms": round(paced.percentile(0.99) * 1000, 2),
+            "errors": paced.errors,
+        },
+        "pixel_per_s": round(pixel.rate, 1),
+        "pixel_errors": pixel.errors,
+        "fanout": fanout,
+        "targets": TARGETS,
+    }
+
+
+if __name__ == "__main__":
+    main()
