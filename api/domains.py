@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import secrets
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 from urllib.parse import urlparse
 
@@ -18,6 +19,8 @@ import dns.exception
 import dns.resolver
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session, sessionmaker
 
 from api.db import utcnow
 from api.models import Domain
@@ -180,3 +183,25 @@ def set_ready_flag(redis: Any, domain: Domain, ready: bool) -> None:
         redis.set(RedisKeys.domain_ready(domain.name), "1")
     else:
         redis.delete(RedisKeys.domain_ready(domain.name))
+
+
+RECHECK_EVERY = timedelta(hours=1)
+
+
+def recheck_due_domains(sessions: sessionmaker[Session], settings: Settings, redis: Any) -> int:
+    """Re-verify domains not checked for RECHECK_EVERY (a record removed later un-readies it)."""
+    cutoff = utcnow() - RECHECK_EVERY
+    with sessions() as db:
+        due = list(
+            db.scalars(
+                select(Domain.id).where(
+                    or_(Domain.last_checked_at.is_(None), Domain.last_checked_at < cutoff)
+                )
+            )
+        )
+    for domain_id in due:
+        with sessions.begin() as db:
+            domain = db.get(Domain, domain_id)
+            if domain is not None:
+                verify_domain(domain, settings, redis)
+    return len(due)

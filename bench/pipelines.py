@@ -234,11 +234,17 @@ def main() -> None:
             ensure_topics(settings)
             migrate_warehouse(settings)
             ch = clickhouse_client(settings)
-            result: dict[str, Any] = {"benchmark": "pipelines"}
+            # The machine is shared: the load average says how much CPU the run really had.
+            result: dict[str, Any] = {
+                "benchmark": "pipelines",
+                "cpus": os.cpu_count(),
+                "load_average_1m_at_start": round(os.getloadavg()[0], 2),
+            }
             measured = throughput(settings, ch, args.events, Path(tmp))
             procs = measured.pop("_procs")  # type: ignore[assignment]
             result.update(measured)
             result.update(latency(settings, ch, args.rate, args.seconds))
+            result["load_average_1m_at_end"] = round(os.getloadavg()[0], 2)
             result["targets"] = {"events_per_s": 50_000, "latency_p99_s": 2.0}
             print(orjson.dumps(result).decode())
         finally:

@@ -149,6 +149,8 @@ class OutboxPublisher:
         while not stop.is_set():
             try:
                 entries = await self._read(pending_first or reclaim_every % 50 == 0)
+                if reclaim_every % 20 == 0:
+                    metrics.OUTBOX_DEPTH.set(await self.redis.xlen(RedisKeys.EVENT_OUTBOX))
                 reclaim_every += 1
                 if not entries:
                     pending_first = False

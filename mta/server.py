@@ -70,6 +70,7 @@ class KibaSMTP(SMTP):
         limiter: ConnectionLimiter,
         implicit_tls: bool,
         proxy: bool,
+        listener: str = "submission",
         **kwargs: Any,
     ) -> None:
         super().__init__(handler, **kwargs)
@@ -78,6 +79,7 @@ class KibaSMTP(SMTP):
         self.proxy = proxy
         self.counted_ip: str | None = None
         self.refused = False
+        self.listener = listener
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         if self._original_transport is None and not self.proxy:
@@ -89,6 +91,8 @@ class KibaSMTP(SMTP):
                 transport.close()
                 return
             self.counted_ip = ip
+        if self._original_transport is None:
+            metrics.CONNECTIONS.labels(self.listener).inc()
         super().connection_made(transport)
         if self.implicit_tls and self._tls_protocol is None:
             # Implicit TLS: the transport is already encrypted, so AUTH is allowed.
@@ -97,6 +101,7 @@ class KibaSMTP(SMTP):
     def connection_lost(self, error: Exception | None) -> None:
         if self.refused:
             return
+        metrics.CONNECTIONS.labels(self.listener).dec()
         if self.counted_ip is not None:
             self.limiter.release(self.counted_ip)
             self.counted_ip = None
@@ -319,7 +324,13 @@ class SubmissionServers:
         return server_context(cert, key)
 
     def _factory(
-        self, handler: Any, *, tls: ssl.SSLContext | None, implicit: bool, auth: bool
+        self,
+        handler: Any,
+        *,
+        tls: ssl.SSLContext | None,
+        implicit: bool,
+        auth: bool,
+        listener: str,
     ) -> Any:
         mta, sub = self.settings.mta, self.config.submission
 
@@ -329,6 +340,7 @@ class SubmissionServers:
                 limiter=self.limiter,
                 implicit_tls=implicit,
                 proxy=sub.proxy_protocol,
+                listener=listener,
                 data_size_limit=mta.max_message_bytes,
                 enable_SMTPUTF8=True,
                 hostname=mta.hostname,
@@ -349,13 +361,13 @@ class SubmissionServers:
         loop = asyncio.get_running_loop()
         mta, tls = self.settings.mta, self._tls()
         specs = [
-            (mta.submission_port, self.handler, None, False, True),
-            (mta.smtps_port, self.handler, tls, True, True),
-            (mta.inbound_port, self.inbound, None, False, False),
+            ("submission", mta.submission_port, self.handler, None, False, True),
+            ("smtps", mta.smtps_port, self.handler, tls, True, True),
+            ("inbound", mta.inbound_port, self.inbound, None, False, False),
         ]
-        for port, handler, ssl_ctx, implicit, auth in specs:
+        for listener, port, handler, ssl_ctx, implicit, auth in specs:
             server = await loop.create_server(
-                self._factory(handler, tls=tls, implicit=implicit, auth=auth),
+                self._factory(handler, tls=tls, implicit=implicit, auth=auth, listener=listener),
                 host=mta.listen_host,
                 port=port,
                 ssl=ssl_ctx,

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import pytest
 
 from infra.stack import Stack
-from infra.up import TestnetOptions, app_specs, testnet_spec
+from infra import up
 from kibamail import demo
 from kibamail.settings import Settings
 
@@ -28,8 +28,10 @@ def running_platform(
     redis_service: str,
     warehouse_service: object,
 ) -> Iterator[Settings]:
-    test_stack.start(testnet_spec(test_settings, TestnetOptions(defer_share=0.0, bounce_share=0.0)))
-    specs = app_specs(test_settings)
+    test_stack.start(
+        up.testnet_spec(test_settings, up.TestnetOptions(defer_share=0.0, bounce_share=0.0))
+    )
+    specs = up.app_specs(test_settings)
     for name in ("api", "mta", "pipelines"):
         test_stack.start(specs[name])
     yield test_settings

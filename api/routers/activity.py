@@ -98,6 +98,7 @@ async def timeline(
     team_id: str, contact_id: str, ctx: TeamContactsRead, state: StateDep
 ) -> dict[str, Any]:
     sql = f"""
+        SELECT * FROM (
         SELECT occurred_at, 'message' AS source, status AS type, message_id, broadcast_id, '' AS url
         FROM {_table(state, ClickHouseTable.MESSAGE_EVENTS)} FINAL
         WHERE team_id = {{team:String}} AND contact_id = {{contact:String}}
@@ -113,7 +114,7 @@ async def timeline(
         SELECT occurred_at, 'unsubscribe', 'unsubscribed', message_id, '', ''
         FROM {_table(state, ClickHouseTable.UNSUBSCRIBES)} FINAL
         WHERE team_id = {{team:String}} AND contact_id = {{contact:String}}
-        ORDER BY occurred_at
+        ) ORDER BY occurred_at
     """
     rows = await run_in_threadpool(_query, state, sql, {"team": ctx.team_id, "contact": contact_id})
     return {"data": rows}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import dkim
@@ -11,6 +12,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
+from api.db import utcnow
+from api.domains import recheck_due_domains
+from api.models import Domain
 from api.tests.conftest import RecordingProducer, signup
 from api.tests.dns_fixture import ZoneResolver, start_dns
 from infra.stack import free_port
@@ -76,6 +80,15 @@ def test_add_domain_publish_records_and_verify(
     signed = dkim.sign(message, key[b"selector"], b"mail.acme-verify.test", key[b"private_key"])
     txt = records["dkim_rsa"]["value"].encode()
     assert dkim.verify(signed + message, dnsfunc=lambda name, timeout=5: txt)
+
+    # The periodic re-check notices a record that disappeared and clears the ready flag.
+    state = client.app.state.km  # type: ignore[attr-defined]
+    resolver.records.pop(("_dmarc.mail.acme-verify.test", "TXT"))
+    with state.sessions.begin() as db:
+        db.get(Domain, domain["id"]).last_checked_at = utcnow() - timedelta(days=1)
+    assert recheck_due_domains(state.sessions, state.settings, redis_client) >= 1
+    assert client.get(f"{base}/{domain['id']}", headers=auth).json()["status"] == "pending"
+    assert redis_client.get(RedisKeys.domain_ready("mail.acme-verify.test")) is None
 
     again = client.post(base, json={"name": "mail.acme-verify.test"}, headers=auth)
     assert again.status_code == 409

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import signal
 import socket
 import sys
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,13 +26,12 @@ import uvicorn
 
 from kibamail.settings import Settings
 
-from .compression import choose_response_encoding, compress_native_blocks, response_encoder
+from .compression import choose_response_encoding
 from .engine import DEFAULT_DATABASE, Engine, Handle, Session, SessionManager, parse_session_timeout
 from .errors import QUERY_IS_TOO_LARGE, UNKNOWN_EXCEPTION, ClickHouseError
 from .execution import Execution, Outcome, RequestContext
 from .protocol import (
     authenticate,
-    content_type,
     credentials,
     int_setting,
     parse_form,
@@ -42,17 +40,14 @@ from .protocol import (
     truthy,
 )
 from .pump import BodyTooLarge, ClientGone, pump
+from .responses import Receive, Send, send_error, send_outcome, send_plain
 
 log = logging.getLogger("kibamail.warehouse")
 
 Scope = dict[str, Any]
-Receive = Callable[[], Awaitable[dict[str, Any]]]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 FEED_BYTES = 1 << 20  # wire bytes handed to a worker at once
-SEND_BYTES = 4 << 20  # response slice per ASGI send
 DRAIN_BYTES = 256 << 20  # after an error, read (and drop) this much body so the client sees it
-INLINE_COMPRESS_BYTES = 64 << 10
 
 
 @dataclass
@@ -128,14 +123,14 @@ class Gateway:
         if path in ("/ping", "/replicas_status") or (
             path == "/" and method in ("GET", "HEAD") and not scope["query_string"]
         ):
-            await self._plain(send, 200, b"Ok.\n", head=method == "HEAD")
+            await send_plain(send, 200, b"Ok.\n", head=method == "HEAD")
             return
         if path != "/":
             text = (
                 f"There is no handle {path}\n\nUse / or /ping for health checks.\n"
                 "Send queries from your program with POST method or GET /?query=...\n"
             )
-            await self._plain(send, 404, text.encode())
+            await send_plain(send, 404, text.encode())
             return
         await self._query(scope, receive, send)
 
@@ -185,7 +180,17 @@ class Gateway:
             if not body.complete:
                 await self._pump(receive, execution)
             outcome: Outcome = await self.run(execution.finish)
-            await self._respond(send, outcome, params, headers, base, scope["method"] == "HEAD")
+            await send_outcome(
+                send,
+                outcome,
+                base,
+                encoding=self._response_encoding(params, headers),
+                native=truthy(params.get("compress")),
+                level=int_setting(params, "http_zlib_compression_level", 3),
+                head=scope["method"] == "HEAD",
+                keep_alive=self.config.keep_alive_seconds,
+                run=self.run,
+            )
         except ClientGone:
             if execution is not None:
                 await self.run(execution.abort)
@@ -275,102 +280,22 @@ class Gateway:
                 return False
         return True
 
-    # -- responses ---------------------------------------------------------------------
-
-    async def _respond(
-        self,
-        send: Send,
-        outcome: Outcome,
-        params: dict[str, str],
-        headers: dict[str, str],
-        base: list[tuple[bytes, bytes]],
-        head: bool,
-    ) -> None:
-        body: bytes | memoryview = outcome.body
-        out_headers = list(base)
-        out_headers.append(
-            (b"x-clickhouse-summary", json.dumps(outcome.summary, separators=(",", ":")).encode())
-        )
-        out_headers.append((b"content-type", content_type(outcome.fmt).encode()))
-        if outcome.fmt:
-            out_headers.append((b"x-clickhouse-format", outcome.fmt.encode()))
-        encoding = None
-        if truthy(params.get("enable_http_compression")):
-            encoding = choose_response_encoding(headers.get("accept-encoding"))
-        native = truthy(params.get("compress"))
-        if (encoding or native) and len(body):
-            level = int_setting(params, "http_zlib_compression_level", 3)
-            if len(body) <= INLINE_COMPRESS_BYTES:
-                body = _encode(body, native, encoding, level)
-            else:
-                body = await self.run(_encode, body, native, encoding, level)
-        if encoding:
-            out_headers.append((b"content-encoding", encoding.encode()))
-        out_headers.append((b"content-length", str(len(body)).encode()))
-        out_headers.append((b"keep-alive", f"timeout={self.config.keep_alive_seconds}".encode()))
-        await send({"type": "http.response.start", "status": 200, "headers": out_headers})
-        view = memoryview(body)
-        if head or not len(view):
-            await send({"type": "http.response.body", "body": b""})
-            return
-        for start in range(0, len(view), SEND_BYTES):
-            end = start + SEND_BYTES
-            await send(
-                {
-                    "type": "http.response.body",
-                    "body": bytes(view[start:end]),
-                    "more_body": end < len(view),
-                }
-            )
+    @staticmethod
+    def _response_encoding(params: dict[str, str], headers: dict[str, str]) -> str | None:
+        if not truthy(params.get("enable_http_compression")):
+            return None
+        return choose_response_encoding(headers.get("accept-encoding"))
 
     async def _fail(
-        self,
-        send: Send,
-        body: _Body,
-        exc: ClickHouseError,
-        base: list[tuple[bytes, bytes]],
+        self, send: Send, body: _Body, exc: ClickHouseError, base: list[tuple[bytes, bytes]]
     ) -> None:
         keep = body.complete or await self._drain(body)
-        payload = exc.body(self.engine.version)
-        out_headers = [
-            *base,
-            (b"x-clickhouse-exception-code", str(exc.code).encode()),
-            (b"content-type", b"text/plain; charset=UTF-8"),
-            (b"content-length", str(len(payload)).encode()),
-        ]
-        if not keep:
-            out_headers.append((b"connection", b"close"))
-        with contextlib.suppress(Exception):
-            await send(
-                {"type": "http.response.start", "status": exc.status, "headers": out_headers}
-            )
-            await send({"type": "http.response.body", "body": payload})
-
-    async def _plain(self, send: Send, status: int, body: bytes, head: bool = False) -> None:
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [
-                    (b"content-type", b"text/html; charset=UTF-8"),
-                    (b"content-length", str(len(body)).encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": b"" if head else body})
+        await send_error(send, exc, base, version=self.engine.version, close=not keep)
 
     async def expire_sessions(self) -> None:
         while True:
             await asyncio.sleep(1.0)
             self.sessions.expire()
-
-
-def _encode(body: bytes | memoryview, native: bool, encoding: str | None, level: int) -> bytes:
-    data: bytes | memoryview = compress_native_blocks(body) if native else body
-    if encoding:
-        encoder = response_encoder(encoding, level)
-        data = encoder.compress(data) + encoder.flush()
-    return bytes(data)
 
 
 class _Server(uvicorn.Server):

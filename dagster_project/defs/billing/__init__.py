@@ -79,7 +79,8 @@ def billed_totals_match_raw_counts(warehouse: WarehouseResource) -> dg.AssetChec
 billing_close_job = dg.define_asset_job(
     "monthly_billing_close",
     selection=dg.AssetSelection.assets(billing_invoices)
-    | build_dbt_asset_selection([kibamail_dbt_assets], dbt_select="+fct_billing_monthly"),
+    | build_dbt_asset_selection([kibamail_dbt_assets], dbt_select="+fct_billing_monthly")
+    | dg.AssetSelection.checks(billed_totals_match_raw_counts),
 )
 
 
