@@ -90,26 +90,51 @@ def _lookup_session(state: AppState, token_hash: str) -> str | None:
         return row.user_id
 
 
-async def _rate_limit(state: AppState, key_id: str, response: Response) -> None:
-    """Fixed one-second window per API key, counted in Redis so every worker agrees."""
-    limit = state.rate_limit_per_second
-    window = int(time.time())
-    counter = f"apirate:{key_id}:{window}"
-    pipe = state.redis.pipeline(transaction=False)
-    pipe.incr(counter)
-    pipe.expire(counter, 2)
-    used = int((await pipe.execute())[0])
-    headers = {
+def _rate_headers(limit: int, used: int) -> dict[str, str]:
+    return {
         "RateLimit-Limit": str(limit),
         "RateLimit-Remaining": str(max(0, limit - used)),
         "RateLimit-Reset": "1",
         "RateLimit-Policy": f"{limit};w=1",
     }
-    if used > limit:
+
+
+async def _api_key_principal(state: AppState, token: str, response: Response) -> Principal:
+    """One Redis round trip on the hot path: cached key, rate counter, last-used throttle.
+
+    The rate limit is a fixed one-second window per key, counted in Redis so every
+    worker and host agrees.
+    """
+    key_hash = sha256_hex(token)
+    cache_key = RedisKeys.api_key(key_hash)
+    counter = f"apirate:{key_hash[:24]}:{int(time.time())}"
+    pipe = state.redis.pipeline(transaction=False)
+    pipe.get(cache_key)
+    pipe.incr(counter)
+    pipe.expire(counter, 2)
+    pipe.set(f"apikey-used:{key_hash[:24]}", "1", nx=True, ex=LAST_USED_RESOLUTION_SECONDS)
+    cached, used, _, first_use = await pipe.execute()
+    if cached is not None:
+        info = orjson.loads(cached)
+    else:
+        info = await run_in_threadpool(_lookup_api_key, state, key_hash)
+        await state.redis.set(
+            cache_key, orjson.dumps(info or {"revoked": True}), ex=API_KEY_CACHE_SECONDS
+        )
+    if not info or info.get("revoked"):
+        raise ApiError(401, "invalid or revoked API key")
+    limit = state.rate_limit_per_second
+    headers = _rate_headers(limit, int(used))
+    if int(used) > limit:
         raise ApiError(
             429, "rate limit exceeded for this API key", headers={**headers, "Retry-After": "1"}
         )
     response.headers.update(headers)
+    if first_use:
+        await run_in_threadpool(_touch_api_key, state, info["id"])
+    return Principal(
+        api_key_id=info["id"], api_key_team_id=info["team_id"], api_key_scope=info["scope"]
+    )
 
 
 async def get_principal(request: Request, response: Response, state: StateDep) -> Principal:
@@ -127,26 +152,7 @@ async def get_principal(request: Request, response: Response, state: StateDep) -
         return Principal(user_id=user_id)
     if not token.startswith(API_KEY_PREFIX):
         raise ApiError(401, "unrecognised bearer token")
-    key_hash = sha256_hex(token)
-    cache_key = RedisKeys.api_key(key_hash)
-    cached = await state.redis.get(cache_key)
-    if cached is not None:
-        info = orjson.loads(cached)
-    else:
-        info = await run_in_threadpool(_lookup_api_key, state, key_hash)
-        await state.redis.set(
-            cache_key, orjson.dumps(info or {"revoked": True}), ex=API_KEY_CACHE_SECONDS
-        )
-    if not info or info.get("revoked"):
-        raise ApiError(401, "invalid or revoked API key")
-    await _rate_limit(state, info["id"], response)
-    if await state.redis.set(
-        f"apikey-used:{info['id']}", "1", nx=True, ex=LAST_USED_RESOLUTION_SECONDS
-    ):
-        await run_in_threadpool(_touch_api_key, state, info["id"])
-    return Principal(
-        api_key_id=info["id"], api_key_team_id=info["team_id"], api_key_scope=info["scope"]
-    )
+    return await _api_key_principal(state, token, response)
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]

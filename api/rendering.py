@@ -102,7 +102,7 @@ def tracked_html(
 
 
 def _header_text(value: str) -> str:
-    return value if value.isascii() else Header(value, "utf-8").encode()
+    return value if value.isascii() else Header(value, "utf-8").encode(linesep="\r\n")
 
 
 def _address_header(values: list[str]) -> str:
@@ -112,7 +112,9 @@ def _address_header(values: list[str]) -> str:
 
 
 def _text_part(body: str, subtype: str) -> MIMEText:
-    return MIMEText(body, subtype, "us-ascii" if body.isascii() else "utf-8")
+    """7bit when safe; base64 (via utf-8) for non-ASCII or lines over RFC 5322's 998."""
+    plain = body.isascii() and max(map(len, body.splitlines()), default=0) <= 998
+    return MIMEText(body, subtype, "us-ascii" if plain else "utf-8")
 
 
 def _drop_part_mime_version(msg: Message) -> None:
@@ -157,14 +159,26 @@ def render(draft: Draft) -> bytes:
         ("Message-ID", f"<{draft.message_id}>"),
         *((name, _header_text(value)) for name, value in draft.headers.items()),
     ]
-    # MIME-Version/Content-Type came first from the MIME classes; put identity on top.
-    mime_headers = list(msg.items())
-    for name in {n for n, _ in mime_headers}:
-        del msg[name]
-    for name, value in headers:
-        if value:
-            msg[name] = value
-    for name, value in mime_headers:
-        msg[name] = value
+    # Identity headers are written by hand (values are validated CR/LF-free, non-ASCII is
+    # already RFC 2047-encoded): compat32's generic folding costs ~0.5 ms per header.
+    lines = [f"{name}: {_fold(value)}" for name, value in headers if value]
+    lines.append("MIME-Version: 1.0")
+    del msg["MIME-Version"]
     _drop_part_mime_version(msg)
-    return msg.as_bytes(policy=_SMTP_COMPAT)
+    head = ("\r\n".join(lines) + "\r\n").encode("ascii")
+    return head + msg.as_bytes(policy=_SMTP_COMPAT)
+
+
+def _fold(value: str, limit: int = 900) -> str:
+    """Fold a long header at ', ' or ' ' boundaries (RFC 5322 caps lines at 998)."""
+    if len(value) <= limit:
+        return value
+    out, line = [], ""
+    for word in value.split(" "):
+        if line and len(line) + 1 + len(word) > 76:
+            out.append(line)
+            line = word
+        else:
+            line = f"{line} {word}" if line else word
+    out.append(line)
+    return "\r\n ".join(out)

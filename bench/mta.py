@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from infra.services import kafka_spec, kibamail_spec, redis_spec
-from infra.stack import Stack, tcp_open
+from infra.stack import Stack, free_port, tcp_open
 from infra.testing.fixtures import build_test_settings
 from kibamail.clients import ensure_topics, redis_client
 from kibamail.settings import REPO_ROOT, Settings
@@ -122,6 +122,19 @@ def e2e_run(stack: Stack, settings: Settings, args: argparse.Namespace) -> dict[
         )
     )
     stack.start(kibamail_spec(settings, "mta", ["mta"], health_port=mta.metrics_port))
+    extra = []
+    for i in range(1, args.workers):
+        # Extra delivery-only processes share the queue (the scale-out path).
+        worker = settings.model_copy(
+            update={"mta": mta.model_copy(update={"metrics_port": free_port()})}
+        )
+        name = f"mta-worker-{i}"
+        stack.start(
+            kibamail_spec(
+                worker, name, ["mta", "--no-listeners"], health_port=worker.mta.metrics_port
+            )
+        )
+        extra.append(name)
     wait_port(mta.submission_port)
     watcher = DeliveredWatcher(settings)
     watcher.start()
@@ -139,9 +152,10 @@ def e2e_run(stack: Stack, settings: Settings, args: argparse.Namespace) -> dict[
     watcher.join(10)
     seen = [watcher.delivered[m] for m in wanted if m in watcher.delivered]
     last = max(seen) if seen else time.perf_counter()
-    stack.stop("mta")
-    stack.stop("testnet")
+    for name in ["mta", *extra, "testnet"]:
+        stack.stop(name)
     return {
+        "mta_processes": args.workers,
         "accepted": load.sent,
         "delivered_events": len(seen),
         "msgs_per_s": round(len(seen) / (last - started), 1) if seen else 0.0,
@@ -156,6 +170,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--connections", type=int, default=20)
     parser.add_argument("--timeout", type=float, default=300)
     parser.add_argument("--skip-haraka", action="store_true")
+    parser.add_argument(
+        "--workers", type=int, default=2, help="MTA processes in the end-to-end run"
+    )
     args = parser.parse_args(argv)
 
     state_dir = Path(tempfile.mkdtemp(prefix="kibamail-bench-mta-"))
@@ -206,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
         result["end_to_end"] = e2e
         result["e2e_target_met"] = e2e["msgs_per_s"] >= TARGET_E2E_RATE
     finally:
-        stack.stop_all(order=["mta", "testnet", "haraka", "kafka", "redis"])
+        stack.stop_all(order=["mta", "testnet", "haraka", "kafka", "redis"])  # + workers
     print(json.dumps(result))
     return 0
 

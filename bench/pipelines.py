@@ -145,6 +145,12 @@ def _wait_rows(ch: Any, team: str, count: int, timeout: float) -> float:
     raise RuntimeError(f"only {_rows(ch, team)} of {count} rows after {timeout}s")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (its threads included) so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def throughput(settings: Settings, ch: Any, count: int, log_dir: Path) -> dict[str, float]:
     team = "bench-throughput"
     _map(settings, team, count)
@@ -160,6 +166,7 @@ def throughput(settings: Settings, ch: Any, count: int, log_dir: Path) -> dict[s
         time.sleep(0.05)
     first_count = _rows(ch, team)
     done = _wait_rows(ch, team, count, 600)
+    flow_cpu, sink_cpu = (cpu_seconds(proc.pid) for proc in procs)
     steady = (count - first_count) / max(1e-9, done - first_row)
     return {
         "events": count,
@@ -167,6 +174,12 @@ def throughput(settings: Settings, ch: Any, count: int, log_dir: Path) -> dict[s
         "events_per_s_after_first_row": round(steady),
         "baseline_bare_consume_events_per_s": round(count / bare),
         "ratio_to_bare_consume": round(steady / (count / bare), 3),
+        # On a shared, overloaded machine wall-clock rates mostly measure the neighbours;
+        # events per CPU-second of each process is what one dedicated core would do.
+        "flow_cpu_s": round(flow_cpu, 1),
+        "sink_cpu_s": round(sink_cpu, 1),
+        "flow_events_per_cpu_s": round(count / flow_cpu),
+        "sink_events_per_cpu_s": round(count / sink_cpu),
         "_procs": procs,  # type: ignore[dict-item]
     }
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import os
 import random
 import shutil
 import sys
@@ -114,22 +115,43 @@ def timed_read(client: Any, table: str, expected: int) -> float:
     return elapsed
 
 
-def compare(gateway: Any, inprocess: Any, rows: list[list[Any]], batch: int) -> dict[str, float]:
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def compare(
+    gateway: Any, inprocess: Any, rows: list[list[Any]], batch: int, gateway_pid: int
+) -> dict[str, float]:
     """Alternate the two paths batch by batch (and read by read), so both see the same
     machine load; this box is shared with other jobs and has two cores."""
     sides = {"gateway": gateway, "inprocess": inprocess}
     for client in sides.values():
         create(client, "events")
     insert_s = dict.fromkeys(sides, 0.0)
+    client_cpu = dict.fromkeys(sides, 0.0)
+    server_cpu = 0.0
     for number, offset in enumerate(range(0, len(rows), batch)):
         chunk = rows[offset : offset + batch]
         order = list(sides) if number % 2 == 0 else list(reversed(sides))
         for name in order:
+            cpu, server = time.process_time(), process_cpu(gateway_pid)
             insert_s[name] += timed_insert(sides[name], "events", chunk)
+            client_cpu[name] += time.process_time() - cpu
+            if name == "gateway":
+                server_cpu += process_cpu(gateway_pid) - server
     read_s = {name: float("inf") for name in sides}
     for _ in range(READS):
         for name, client in sides.items():
             read_s[name] = min(read_s[name], timed_read(client, "events", len(rows)))
+    print(
+        f"insert CPU seconds: gateway path {client_cpu['gateway']:.2f} client + "
+        f"{server_cpu:.2f} gateway; in-process {client_cpu['inprocess']:.2f}; wall "
+        f"{insert_s['gateway']:.2f} vs {insert_s['inprocess']:.2f}; load average "
+        f"{os.getloadavg()[0]:.1f}",
+        file=sys.stderr,
+    )
     return {
         **{f"{name}_insert_s": value for name, value in insert_s.items()},
         **{f"{name}_read_s": value for name, value in read_s.items()},
@@ -169,7 +191,9 @@ def main() -> None:
             create(client, "warmup")
             timed_insert(client, "warmup", warm)
             timed_read(client, "warmup", len(warm))
-        seconds = compare(gateway, inprocess, rows, args.batch)
+        pid = stack.running_pid("warehouse")
+        assert pid is not None
+        seconds = compare(gateway, inprocess, rows, args.batch, pid)
         gateway.close()
         inprocess.close()
     finally:

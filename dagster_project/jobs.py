@@ -91,3 +91,34 @@ def send_dmarc_digests(settings: Settings | None = None, day: date | None = None
         "daily_dmarc_digest",
         {"ops": {"dmarc_digest_emails": {"config": config}}},
     )
+
+
+def billing_table(settings: Settings | None = None, limit: int = 50) -> list[dict[str, Any]]:
+    """Billing lines, newest month first (what the demo prints)."""
+    return _rows(
+        settings or get_settings(),
+        "SELECT team_id, toString(billing_month) AS month, accepted_recipients,"
+        " billable_blocks, toString(amount_usd) AS amount_usd FROM {db}.fct_billing_monthly"
+        " ORDER BY billing_month DESC, accepted_recipients DESC LIMIT {limit}",
+        limit,
+    )
+
+
+def top_reputation(settings: Settings | None = None, limit: int = 10) -> list[dict[str, Any]]:
+    """Lowest reputation scores of the latest day with traffic (the demo's 'top lines')."""
+    return _rows(
+        settings or get_settings(),
+        "SELECT team_id, toString(event_date) AS day, sender_domain, source_ip, attempts,"
+        " round(bounce_rate, 4) AS bounce_rate, round(complaint_rate, 4) AS complaint_rate,"
+        " reputation_score FROM {db}.fct_reputation_daily"
+        " ORDER BY event_date DESC, reputation_score ASC, attempts DESC LIMIT {limit}",
+        limit,
+    )
+
+
+def _rows(settings: Settings, template: str, limit: int) -> list[dict[str, Any]]:
+    from kibamail.clients import clickhouse_client
+
+    query = template.format(db=settings.clickhouse.database, limit=int(limit))
+    result = clickhouse_client(settings).query(query)
+    return [dict(zip(result.column_names, row, strict=True)) for row in result.result_rows]

@@ -84,7 +84,8 @@ def run(settings: Settings) -> int:
             if code is None:
                 continue
             del children[name]
-            exit_code = exit_code or code
+            # A child ending on the signal we forwarded is a clean stop.
+            exit_code = exit_code or (0 if stopping and code < 0 else code)
             if not stopping:
                 stopping = True
                 for other in children.values():

@@ -130,11 +130,16 @@ def api_webhooks() -> None:
     default=True,
     help="Run delivery workers (--no-delivery: listeners only, e.g. acceptance benchmarks).",
 )
-def mta(delivery: bool) -> None:
+@click.option(
+    "--listeners/--no-listeners",
+    default=True,
+    help="Serve the SMTP ports (--no-listeners: an extra delivery-only worker process).",
+)
+def mta(delivery: bool, listeners: bool) -> None:
     """Run the MTA: SMTP submission/inbound listeners and delivery workers."""
     from mta.main import run
 
-    run(get_settings(), delivery=delivery)
+    run(get_settings(), delivery=delivery, listeners=listeners)
 
 
 @main.command()

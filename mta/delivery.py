@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -39,60 +38,13 @@ from .dkim_signing import DkimSigner
 from .events import add_to_outbox, consumer_name, make_status_event
 from .features import submission_features
 from .markers import MarkerWriter
+from .outcomes import IN_DOUBT, Outcome, finished_outcomes
 from .policies import PolicyChain, PolicyContext, provider_group
 from .queue import Entry, SubmissionQueue, backoff_seconds
 from .resolver import DomainNotFoundError, MxResolver, NullMxError, TemporaryDnsError
 from .smtp_client import ConnectionPool, DataHooks, TransientConnectError
 
 log = logging.getLogger(__name__)
-
-FINAL = {MessageStatus.DELIVERED, MessageStatus.BOUNCED, MessageStatus.FAILED}
-
-
-@dataclass
-class Outcome:
-    rcpt: str
-    status: MessageStatus
-    code: int = 0
-    text: str = ""
-    bounce_class: BounceClass = BounceClass.NONE
-    pool: str = ""
-    source_ip: str = ""
-    mx_host: str = ""
-    transcript: list[str] = field(default_factory=list)
-    retry_after: float = 0.0
-
-
-IN_DOUBT = "in_doubt"
-IN_DOUBT_TEXT = (
-    "outcome unknown: the worker died after the end of DATA was sent; "
-    "not re-sent to avoid a duplicate (RFC 1047)"
-)
-
-
-def _finished(progress: dict[str, str], in_doubt: str) -> dict[str, Outcome]:
-    """Outcomes recorded before a crash. A recipient whose final dot was sent but whose
-    answer was never recorded is "in doubt": reported delivered (``assume_delivered``,
-    exactly-once toward the receiver) or mailed again (``resend``, at-least-once)."""
-    done = {}
-    for rcpt, raw in progress.items():
-        fields = orjson.loads(raw)
-        if fields["status"] == IN_DOUBT:
-            if in_doubt == "resend":
-                continue
-            fields.update(status="delivered", code=0, text=IN_DOUBT_TEXT)
-        done[rcpt] = Outcome(
-            rcpt,
-            MessageStatus(fields["status"]),
-            fields.get("code", 0),
-            fields.get("text", ""),
-            BounceClass(fields.get("bounce_class", "")),
-            pool=fields.get("pool", ""),
-            source_ip=fields.get("source_ip", ""),
-            mx_host=fields.get("mx_host", ""),
-            transcript=["(recorded before a worker restart)"],
-        )
-    return done
 
 
 def _domain(address: str) -> str:
@@ -231,7 +183,7 @@ class DeliveryWorker:
         done = (
             {}
             if fresh
-            else _finished(await self.queue.progress(entry_id), self.config.queue.in_doubt)
+            else finished_outcomes(await self.queue.progress(entry_id), self.config.queue.in_doubt)
         )
         pending = [r for r in msg.recipients if r not in done]
         by_domain: dict[str, list[str]] = {}
@@ -298,13 +250,19 @@ class DeliveryWorker:
         common = {"pool": ctx.pool, "source_ip": ctx.source_ip, "mx_host": ""}
         progress_key = RedisKeys.delivery_progress(entry_id.decode())
 
+        marked: set[str] = set()
+        assume_delivered = self.config.queue.in_doubt == "assume_delivered"
+
         def dot_sent(accepted: list[str]) -> None:
             # Queued to Redis in the same loop step as the dot: no crash window between.
             value = orjson.dumps({"status": IN_DOUBT, **common})
             self.markers.hset_now(progress_key, dict.fromkeys(accepted, value))
+            marked.update(accepted)
 
         async def answered(accepted: list[str], code: int, text: str) -> None:
             if 200 <= code < 300:
+                if assume_delivered and marked >= set(accepted):
+                    return  # the in-doubt marker already means "delivered" after a crash
                 fields = {"status": "delivered", "code": code, "text": text, **common}
                 value = orjson.dumps(fields)
                 await self.redis.hset(progress_key, mapping=dict.fromkeys(accepted, value))
@@ -406,6 +364,7 @@ class DeliveryWorker:
             add_to_outbox(pipe, Topic.MESSAGE_STATUSES, msg.message_id, event)
 
         if msg.attempt == 0:
+            metrics.ACCEPTED.labels(msg.source).inc()
             for rcpt in msg.recipients:
                 emit(rcpt, MessageStatus.ACCEPTED, occurred_at=msg.submitted_at)
             if msg.source == "smtp" and msg.kind == TrafficKind.TRANSACTIONAL:

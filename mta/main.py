@@ -47,7 +47,7 @@ async def serve(
         await redis.aclose()
 
 
-def run(settings: Settings, *, delivery: bool = True) -> None:
+def run(settings: Settings, *, delivery: bool = True, listeners: bool = True) -> None:
     """Blocking entry point of `kibamail mta`; stops cleanly on SIGTERM/SIGINT."""
     from prometheus_client import start_http_server
 
@@ -60,6 +60,6 @@ def run(settings: Settings, *, delivery: bool = True) -> None:
             loop.add_signal_handler(sig, stop.set)
         start_http_server(settings.mta.metrics_port, addr=settings.mta.listen_host)
         log.info("MTA metrics on %s:%d", settings.mta.listen_host, settings.mta.metrics_port)
-        await serve(settings, stop, delivery=delivery)
+        await serve(settings, stop, delivery=delivery, listeners=listeners)
 
     asyncio.run(main())

@@ -244,7 +244,6 @@ class SubmissionHandler:
         except Exception:
             log.exception("queueing a submission failed")
             return "451 4.3.0 Temporary queue failure, try again"
-        metrics.ACCEPTED.labels("smtp").inc()
         return f"250 2.0.0 OK queued as {message_id}"
 
 

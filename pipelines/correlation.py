@@ -110,9 +110,13 @@ class Correlator:
             topic=Topic.CLICKHOUSE_MESSAGES.value,
         )
 
-    def on_batch(self, batch: list[Any]) -> list[SinkItem | Pending]:
-        """Parse every message, then one MGET for all message ids of the batch."""
-        out: list[SinkItem | Pending] = []
+    def on_batch(self, batch: list[Any]) -> list[list[SinkItem] | Pending]:
+        """Parse every message, then one MGET for all message ids of the batch.
+
+        Returns the batch's outputs as ONE item (a list), plus one item per miss.
+        """
+        out: list[SinkItem] = []
+        pending: list[Pending] = []
         parsed: list[tuple[MessageStatusEvent, RawMessage]] = []
         for msg in batch:
             if not isinstance(msg, RawMessage):
@@ -128,7 +132,7 @@ class Correlator:
         for (event, msg), mapping in zip(parsed, mappings, strict=True):
             if mapping is None:
                 retries += 1
-                out.append(
+                pending.append(
                     Pending(
                         shard_of(event.message_id, self._shards),
                         msg.topic or Topic.MESSAGE_STATUSES.value,
@@ -144,7 +148,7 @@ class Correlator:
         if retries:
             MAPPING_RETRIES.labels(FLOW).inc(retries)
         EVENTS_OUT.labels(FLOW, Topic.CLICKHOUSE_MESSAGES.value).inc(len(parsed) - retries)
-        return out
+        return [out, *pending] if out else list(pending)
 
     def resolve_pending(self, pending: list[Pending]) -> tuple[list[SinkItem], list[int]]:
         mappings = self.lookup.get_many([p.message_id for p in pending])
@@ -172,14 +176,17 @@ def build_flow(
     settings: Settings,
     *,
     source: Source[Any] | None = None,
-    sink: Sink[SinkItem] | None = None,
+    sink: Sink[list[SinkItem]] | None = None,
     redis_factory: RedisFactory | None = None,
     tuning: PipelineTuning | None = None,
     clock: Callable[[], float] | None = None,
 ) -> Dataflow:
-    """The correlation dataflow; tests pass TestingSource/TestingSink and a fake Redis."""
+    """The correlation dataflow; tests pass TestingSource/TestingSink and a fake Redis.
+
+    Its output items are lists of Kafka messages (one per input batch).
+    """
     from kibamail.clients import redis_client
-    from pipelines.kafka_io import kafka_sink, kafka_source
+    from pipelines.kafka_io import ChunkedKafkaSink, kafka_source
 
     tuning = tuning or get_tuning()
     correlator = Correlator(
@@ -202,6 +209,7 @@ def build_flow(
             correlator, tuning.mapping_retry_delays_seconds, state, **extra
         ),
     )
-    done = op.merge("all_out", split.falses, op.key_rm("unkey_retried", retried))
-    op.output("kafka_out", done, sink or kafka_sink(settings))
+    resolved = op.map("as_chunks", op.key_rm("unkey_retried", retried), lambda item: [item])
+    done = op.merge("all_out", split.falses, resolved)
+    op.output("kafka_out", done, sink or ChunkedKafkaSink(settings))
     return flow

@@ -88,24 +88,25 @@ class Mapping(NamedTuple):
     tags: list[str]
 
 
-PLAIN_FIELDS = ("team_id", "broadcast_id", "contact_id", "variant_id")
-
-
 def parse_mapping(message_id: str, value: bytes) -> Mapping | ContractError:
     """Plain mappings (strings and a list of strings, as the intake writes them) are read
     directly; anything else goes through MessageMapping's validator (and its errors)."""
     try:
         data = orjson.loads(value)
-        if isinstance(data, dict):
-            fields = [data.get(name, "") for name in PLAIN_FIELDS]
-            tags = data.get("tags", [])
+        if type(data) is dict:
+            team, tags = data.get("team_id"), data.get("tags", [])
+            broadcast = data.get("broadcast_id", "")
+            contact, variant = data.get("contact_id", ""), data.get("variant_id", "")
             if (
-                fields[0]
-                and all(type(field) is str for field in fields)
+                type(team) is str
+                and team
+                and type(broadcast) is str
+                and type(contact) is str
+                and type(variant) is str
                 and type(tags) is list
-                and all(type(tag) is str for tag in tags)
+                and (not tags or all(type(tag) is str for tag in tags))
             ):
-                return Mapping(fields[0], fields[1], fields[2], fields[3], tags)
+                return Mapping(team, broadcast, contact, variant, tags)
         model = MessageMapping.model_validate_json(value)
         return Mapping(
             model.team_id, model.broadcast_id, model.contact_id, model.variant_id, model.tags

@@ -133,6 +133,14 @@ class TeamWindow:
 
 
 @dataclass(frozen=True)
+class ScoreUpdate:
+    """A team's latest score (once per batch), for the MTA's bulk gate."""
+
+    team_id: str
+    score: float
+
+
+@dataclass(frozen=True)
 class Verdict:
     team_id: str
     score: float
@@ -180,9 +188,12 @@ class ScoringLogic(StatefulBatchLogic[SubmissionFeatures, Verdict, TeamWindow]):
         self._tuning = tuning
         self._window = state or TeamWindow()
 
-    def on_batch(self, values: list[SubmissionFeatures]) -> tuple[list[Verdict], bool]:
+    def on_batch(
+        self, values: list[SubmissionFeatures]
+    ) -> tuple[list[Verdict | ScoreUpdate], bool]:
         tuning, window = self._tuning, self._window
-        verdicts: list[Verdict] = []
+        verdicts: list[Verdict | ScoreUpdate] = []
+        latest: ScoreUpdate | None = None
         for features in values:
             at = features.occurred_at.timestamp()
             window.evict_before(at - tuning.scoring_window_seconds)
@@ -192,12 +203,15 @@ class ScoringLogic(StatefulBatchLogic[SubmissionFeatures, Verdict, TeamWindow]):
             if len(window.entries) < tuning.scoring_min_messages or at < window.paused_until:
                 continue
             score, explanation = score_window(window, at, tuning)
+            latest = ScoreUpdate(features.team_id, score)
             if score >= tuning.scoring_pause_threshold:
                 window.paused_until = at + tuning.scoring_cooldown_seconds
                 verdict = Verdict(
                     features.team_id, score, explanation, features.event_id, features.occurred_at
                 )
                 verdicts.append(verdict)
+        if latest is not None:
+            verdicts.append(latest)
         return verdicts, StatefulBatchLogic.RETAIN
 
     def snapshot(self) -> TeamWindow:
@@ -205,15 +219,22 @@ class ScoringLogic(StatefulBatchLogic[SubmissionFeatures, Verdict, TeamWindow]):
 
 
 class Pauser:
-    """Applies verdicts: the Redis pause flag (set-if-absent) and the pause event."""
+    """Applies verdicts: the Redis pause flag (set-if-absent) and the pause event.
 
-    def __init__(self, redis_factory: Callable[[], Any]) -> None:
+    Also keeps ``throttle:bulk_score:{team}`` at the team's latest score (expiring with
+    the window), which the MTA's bulk gate reads on the submission path.
+    """
+
+    def __init__(self, redis_factory: Callable[[], Any], score_ttl: float) -> None:
         self._factory = redis_factory
         self._client: Any = None
+        self._score_ttl = max(1.0, score_ttl)
 
-    def apply(self, verdicts: list[Verdict]) -> list[SinkItem]:
+    def apply(self, items: list[Verdict | ScoreUpdate]) -> list[SinkItem]:
         if self._client is None:
             self._client = self._factory()
+        verdicts = [item for item in items if isinstance(item, Verdict)]
+        scores = {item.team_id: item.score for item in items if isinstance(item, ScoreUpdate)}
         events = [
             TeamPauseEvent(
                 event_id=uuid.uuid5(PAUSE_NAMESPACE, f"{v.team_id}:{v.trigger_event_id}").hex,
@@ -229,6 +250,9 @@ class Pauser:
         pipe = self._client.pipeline(transaction=False)
         for event in events:
             pipe.set(RedisKeys.team_paused(event.team_id), serialize(event), nx=True)
+        for team_id, score in scores.items():
+            key = RedisKeys.reputation_throttle("bulk_score", team_id)
+            pipe.set(key, str(score), ex=int(self._score_ttl))
         pipe.execute()
         EVENTS_OUT.labels(FLOW, Topic.TEAM_PAUSES.value).inc(len(events))
         return [
@@ -263,7 +287,9 @@ def build_flow(
     from pipelines.kafka_io import kafka_sink, kafka_source
 
     tuning = tuning or get_tuning()
-    pauser = Pauser(redis_factory or (lambda: redis_client(settings)))
+    pauser = Pauser(
+        redis_factory or (lambda: redis_client(settings)), tuning.scoring_window_seconds
+    )
     flow = Dataflow(FLOW)
     features = op.input(
         "features",

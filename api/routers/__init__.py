@@ -15,7 +15,10 @@ from api.routers import (
     webhooks,
 )
 
+# Hot paths first: Starlette matches routes in order.
 ROUTERS = [
+    emails.router,
+    tracking.router,
     health.router,
     auth.router,
     teams.router,
@@ -24,8 +27,6 @@ ROUTERS = [
     contacts.public_router,
     templates.router,
     broadcasts.router,
-    emails.router,
-    tracking.router,
     unsubscribe.router,
     webhooks.router,
     activity.router,

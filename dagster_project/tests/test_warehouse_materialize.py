@@ -108,6 +108,17 @@ def test_timeline_lists_a_contact_newest_first(built: dict[str, Any]) -> None:
     ]
 
 
+def test_dmarc_digest_reads_the_daily_mart(built: dict[str, Any]) -> None:
+    from dagster_project.defs.dmarc.digest import load_digests
+
+    digests = load_digests(built["client"], built["db"], date(2026, 10, 2))
+    [digest] = digests[data.TEAM_EXAMPLE]
+    assert digest.domain == data.DMARC_DOMAIN
+    # 145 messages (the re-ingested report counts once), 140 pass, 2 source IPs.
+    assert (digest.messages, digest.dmarc_pass, digest.sources) == (145, 140, 2)
+    assert (digest.dkim_aligned, digest.spf_aligned, digest.quarantined) == (140, 100, 5)
+
+
 def test_billing_close_is_idempotent_and_refuses_open_months(
     built: dict[str, Any], test_settings: Settings
 ) -> None:

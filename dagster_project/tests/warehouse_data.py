@@ -72,3 +72,30 @@ def load_all(client: Any, database: str) -> None:
         f"{RUN}e",
         [("1", 0, False), ("2", 0, False), ("3", 0, True), ("4", 1, True), ("5", 1, True)],
     )
+    insert_dmarc_records(client, database)
+
+
+DMARC_DOMAIN = f"news.{RUN}.example"
+
+
+def insert_dmarc_records(client: Any, database: str) -> None:
+    """Two reporters about one domain on 2026-10-02; one report is ingested twice."""
+    rows = [
+        # report_key, index, reporter, source ip, count, disposition, dkim, spf, pass
+        ("rk1", 0, "google.com", "192.0.2.10", 100, "none", 1, 1, 1),
+        ("rk1", 1, "google.com", "203.0.113.9", 5, "quarantine", 0, 0, 0),
+        ("rk2", 0, "yahoo.com", "192.0.2.10", 40, "none", 1, 0, 1),
+        ("rk2", 0, "yahoo.com", "192.0.2.10", 40, "none", 1, 0, 1),  # re-ingested
+    ]
+    for key, index, org, ip, count, disposition, dkim, spf, passed in rows:
+        client.command(
+            f"""
+            INSERT INTO {database}.raw_dmarc_records
+                (report_key, record_index, team_id, domain, org_name, report_id, day,
+                 begin_at, end_at, source_ip, message_count, disposition, dkim_aligned,
+                 spf_aligned, dmarc_pass, header_from, policy_p)
+            VALUES ('{RUN}{key}', {index}, '{TEAM_EXAMPLE}', '{DMARC_DOMAIN}', '{org}', '{key}',
+                    '2026-10-02', '2026-10-02 00:00:00', '2026-10-02 23:59:59', '{ip}', {count},
+                    '{disposition}', {dkim}, {spf}, {passed}, '{DMARC_DOMAIN}', 'quarantine')
+            """
+        )

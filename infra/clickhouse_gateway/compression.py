@@ -44,6 +44,7 @@ METHOD_LZ4 = 0x82
 METHOD_ZSTD = 0x90
 # ClickHouse rejects blocks above 1 GiB (DBMS_MAX_COMPRESSED_SIZE).
 MAX_BLOCK_BYTES = 0x40000000
+_SLICE = 1 << 20
 
 
 class Decoder(Protocol):
@@ -71,14 +72,11 @@ class FrameDecoder:
     def feed(self, data: bytes) -> bytes:
         out: list[bytes] = []
         try:
-            while data:
-                if self._current is None:
-                    self._current = self._factory()
-                out.append(self._current.decompress(data))
-                if not self._current.eof:
-                    break
-                data = self._current.unused_data
-                self._current = None
+            # Bounded slices: at each frame end the codec copies the rest of its input into
+            # unused_data, which would be quadratic over a large multi-frame chunk.
+            with memoryview(data) as view:
+                for start in range(0, len(view), _SLICE):
+                    self._feed(view[start : start + _SLICE], out)
         except ClickHouseError:
             raise
         except Exception as exc:  # each codec raises its own type on corrupt input
@@ -86,6 +84,16 @@ class FrameDecoder:
                 CANNOT_DECOMPRESS, f"Cannot decompress {self._name} request body: {exc}"
             ) from exc
         return b"".join(out)
+
+    def _feed(self, data: bytes | memoryview, out: list[bytes]) -> None:
+        while data:
+            if self._current is None:
+                self._current = self._factory()
+            out.append(self._current.decompress(data))
+            if not self._current.eof:
+                return
+            data = self._current.unused_data
+            self._current = None
 
     def finish(self) -> bytes:
         if self._current is not None:

@@ -9,6 +9,7 @@ and run as a query whose output bytes are returned without a copy.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -94,6 +95,7 @@ class Execution:
         self._pending: list[bytes] = []
         self._pending_bytes = 0
         self._prepared = False
+        self._started = time.perf_counter()
         self.discard_handle = False
 
     # -- feeding -----------------------------------------------------------------------
@@ -213,7 +215,7 @@ class Execution:
                 read_bytes=size,
                 written_rows=rows,
                 written_bytes=size,
-                elapsed=result.elapsed(),
+                elapsed=time.perf_counter() - self._started,
             ),
         )
 
@@ -257,7 +259,7 @@ class Execution:
             written_bytes=result.bytes_written(),
             result_rows=result.rows_read(),
             result_bytes=result.bytes_read(),
-            elapsed=result.elapsed(),
+            elapsed=time.perf_counter() - self._started,
         )
         return Outcome(view, fmt, summary, owner=result)
 

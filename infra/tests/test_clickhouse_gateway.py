@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import gzip
 import random
+import subprocess
+import sys
 import threading
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -306,3 +309,59 @@ def test_formats_dataframes_and_arrow(gateway: RunningGateway) -> None:
     assert rows == [(5000, "csv, row", 1.5), (5001, "j", 2.0), (5002, "tsv", 3.0)]
     json_text = client.raw_query("SELECT id FROM frames WHERE id = 5000", fmt="JSONEachRow")
     assert json_text == b'{"id":5000}\n'
+
+
+DBT_PROFILE = """
+gw:
+  target: default
+  outputs:
+    default:
+      type: clickhouse
+      driver: http
+      host: 127.0.0.1
+      port: {port}
+      schema: dbt_gw
+      user: default
+      password: ""
+      threads: 2
+      use_lw_deletes: true
+"""
+DBT_MODELS = {
+    "m_table.sql": "select number as id, toString(number) as s from numbers({n})",
+    "m_incremental.sql": (
+        "{{{{ config(materialized='incremental', unique_key='id', order_by='id') }}}}\n"
+        "select id, s from {{{{ ref('m_table') }}}}\n"
+        "{{% if is_incremental() %}} where id > (select max(id) - 5 from {{{{ this }}}}) "
+        "{{% endif %}}"
+    ),
+    "m_view.sql": (
+        "{{{{ config(materialized='view') }}}}\n"
+        "select count() as c from {{{{ ref('m_incremental') }}}}"
+    ),
+}
+
+
+@pytest.mark.slow
+def test_real_dbt_run_over_http_driver(gateway: RunningGateway, tmp_path: Path) -> None:
+    """dbt-clickhouse 1.10 (driver: http): table, incremental (twice: the second run merges
+    through a session temp table + lightweight deletes) and view models."""
+    (tmp_path / "models").mkdir()
+    (tmp_path / "dbt_project.yml").write_text(
+        "name: gw\nversion: '1.0'\nprofile: gw\nmodels:\n  gw:\n    +materialized: table\n"
+    )
+    (tmp_path / "profiles.yml").write_text(DBT_PROFILE.format(port=gateway.port))
+    dbt = Path(sys.executable).with_name("dbt")
+    for n in (10, 20):
+        for name, sql in DBT_MODELS.items():
+            (tmp_path / "models" / name).write_text(sql.format(n=n))
+        run = subprocess.run(
+            [str(dbt), "run", "--project-dir", str(tmp_path), "--profiles-dir", str(tmp_path)],
+            cwd=tmp_path, capture_output=True, text=True, timeout=280,
+        )  # fmt: skip
+        assert run.returncode == 0, run.stdout[-3000:]
+        client = gateway.client(database="dbt_gw")
+        assert client.command("SELECT count(), uniqExact(id) FROM m_incremental") == [
+            str(n),
+            str(n),
+        ]
+        assert client.command("SELECT c FROM m_view") == n

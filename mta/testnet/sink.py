@@ -52,6 +52,8 @@ class SinkConfig:
     max_message_bytes: int = 50 * 1024 * 1024
     # Keep accepted message bytes in memory (tests that inspect DKIM signatures).
     keep_messages: bool = False
+    # Offer STARTTLS with a self-signed cert (like real MX hosts do).
+    starttls: bool = False
 
 
 @dataclass
@@ -80,6 +82,7 @@ class SinkHandler:
         self._lock = threading.Lock()
         self.records: list[SinkRecord] = []
         self.messages: dict[str, bytes] = {}
+        self.tls_message_ids: set[str] = set()
         self._file = config.record_file.open("ab", buffering=0) if config.record_file else None
 
     def close(self) -> None:
@@ -139,6 +142,8 @@ class SinkHandler:
             peer = str((session.peer or ("",))[0])
             if cfg.keep_messages:
                 self.messages[message_id] = data
+            if session.ssl is not None:
+                self.tls_message_ids.add(message_id)
             for rcpt in rcpts:
                 self._record(message_id, rcpt, 250, peer)
             return f"250 2.0.0 OK {message_id} queued as {self._rng.getrandbits(40):x}"
@@ -161,6 +166,14 @@ class SinkServer:
 
             port = free_port()
         self.port = port
+        tls_kwargs: dict[str, Any] = {}
+        if self.config.starttls:
+            import tempfile
+
+            from mta.tls import ensure_self_signed, server_context
+
+            cert, key = ensure_self_signed(Path(tempfile.mkdtemp()), "mx.testnet.kibamail.local")
+            tls_kwargs = {"tls_context": server_context(cert, key), "require_starttls": False}
         self._controller = Controller(
             self.handler,
             hostname=host,
@@ -169,6 +182,7 @@ class SinkServer:
             data_size_limit=self.config.max_message_bytes,
             enable_SMTPUTF8=True,
             ready_timeout=10,
+            **tls_kwargs,
         )
 
     def start(self) -> SinkServer:

@@ -123,3 +123,35 @@ def test_null_mx_and_nxdomain_bounce_without_connecting(
     )
     assert null_event.smtp_code == 556 and null_event.bounce_class == BounceClass.HARD
     assert all(r.rcpt not in ("x@nullmx.example", "x@gone.example") for r in sink.records)
+
+
+@pytest.fixture
+def sink(test_settings: Settings) -> Any:
+    """This module's sink offers STARTTLS, like real MX hosts."""
+    from mta.testnet import SinkConfig
+
+    server = SinkServer(
+        port=test_settings.mta.delivery_port,
+        config=SinkConfig(seed=7, keep_messages=True, starttls=True),
+    ).start()
+    yield server
+    server.stop()
+
+
+def test_opportunistic_tls_is_used_when_offered(
+    running_mta: Settings, redis_client: Any, sink: SinkServer
+) -> None:
+    redis_client.set(RedisKeys.domain_ready("sender.example"), "1")
+    msg = make_message(["tls@example.org"])
+    submit(redis_client, msg)
+    assert wait_until(lambda: sink.delivered_counts()[msg.message_id] == 1, timeout=20)
+    assert msg.message_id in sink.handler.tls_message_ids
+    reader = StatusReader(running_mta)
+    try:
+        events = reader.poll_until(lambda ev: "delivered" in _statuses(ev, msg.message_id))
+    finally:
+        reader.close()
+    delivered = next(
+        e for e in events if e.message_id == msg.message_id and e.status == "delivered"
+    )
+    assert "(STARTTLS)" in delivered.transcript

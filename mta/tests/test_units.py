@@ -231,3 +231,22 @@ def test_parse_dsn_and_arf() -> None:
         MessageStatus.COMPLAINED,
     )
     assert parse_report(b"From: a@x\r\nSubject: hi\r\n\r\nnot a report\r\n") == []
+
+
+def test_in_doubt_recipients_after_a_crash() -> None:
+    import orjson
+
+    from mta.outcomes import IN_DOUBT_TEXT, finished_outcomes
+
+    progress = {
+        "sent@x.org": orjson.dumps({"status": "in_doubt", "pool": "p", "source_ip": "10.0.0.1"}),
+        "done@x.org": orjson.dumps({"status": "delivered", "code": 250, "text": "2.0.0 OK"}),
+        "gone@x.org": orjson.dumps({"status": "bounced", "code": 550, "bounce_class": "hard"}),
+    }
+    assumed = finished_outcomes(progress, "assume_delivered")
+    assert assumed["sent@x.org"].status == MessageStatus.DELIVERED
+    assert assumed["sent@x.org"].text == IN_DOUBT_TEXT and assumed["sent@x.org"].pool == "p"
+    assert assumed["done@x.org"].code == 250
+    assert assumed["gone@x.org"].bounce_class == BounceClass.HARD
+    resend = finished_outcomes(progress, "resend")
+    assert "sent@x.org" not in resend and set(resend) == {"done@x.org", "gone@x.org"}

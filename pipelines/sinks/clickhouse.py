@@ -68,6 +68,8 @@ SINK_TABLES: dict[Topic, tuple[ClickHouseTable, type[BaseModel]]] = {
     Topic.TEAM_PAUSES: (ClickHouseTable.TEAM_PAUSES, TeamPauseEvent),
 }
 
+TOPICS_BY_NAME: dict[str, Topic] = {topic.value: topic for topic in SINK_TABLES}
+
 INSERT_SETTINGS: dict[str, Any] = {
     "input_format_skip_unknown_fields": 1,
     "date_time_input_format": "best_effort",
@@ -216,7 +218,7 @@ class ClickHouseSink:
                     ERRORS.labels(FLOW, "kafka").inc()
                     log.warning("kafka error in sink: %s", err)
                 continue
-            topic = Topic(msg.topic())
+            topic = TOPICS_BY_NAME[msg.topic()]
             self._batch.add(topic, msg.partition(), msg.offset(), self._row(topic, msg))
             read += 1
         if read:

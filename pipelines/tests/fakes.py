@@ -71,7 +71,7 @@ class FakePipeline:
     def __init__(self, redis: FakeRedis) -> None:
         self.redis, self.ops = redis, []
 
-    def set(self, key: str, value: bytes, nx: bool = False) -> None:
+    def set(self, key: str, value: bytes, nx: bool = False, ex: int | None = None) -> None:
         self.ops.append((key, value, nx))
 
     def execute(self) -> list[bool]:

@@ -36,7 +36,8 @@ def run(inputs: list[object], redis: FakeRedis, delays: list[float] | None = Non
         tuning=tuning,
     )
     run_main(flow)
-    return out
+    # The flow emits lists of messages (one per input batch): flatten them.
+    return [message for chunk in out for message in chunk]
 
 
 def by_topic(out: list, topic: Topic) -> list[dict]:

@@ -136,7 +136,7 @@ def test_newsletter_features_pause_the_team(
 ) -> None:
     import random
 
-    from pipelines.features import submission_features
+    from mta.features import submission_features
     from pipelines.tests.traffic import newsletter
 
     team = f"team-{uuid.uuid4().hex[:8]}"
@@ -144,7 +144,7 @@ def test_newsletter_features_pause_the_team(
     payloads = []
     for i in range(80):
         data, to = newsletter(rng)
-        payloads.append(serialize(submission_features(team, f"{team}-{i}", data, [to])))
+        payloads.append(serialize(submission_features(team, f"{team}-{i}", [to], data)))
     produce(Topic.SUBMISSION_FEATURES.value, payloads)
     assert wait_until(lambda: redis_client.exists(RedisKeys.team_paused(team)) == 1, 60)
     flag = orjson.loads(redis_client.get(RedisKeys.team_paused(team)))

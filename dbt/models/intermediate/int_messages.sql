@@ -3,7 +3,7 @@
         materialized='incremental',
         incremental_strategy='delete_insert',
         unique_key='message_id',
-        engine='MergeTree()',
+        engine=table_engine('MergeTree()'),
         order_by='(team_id, message_id)',
     )
 }}

@@ -3,7 +3,7 @@
         materialized='incremental',
         incremental_strategy='delete_insert',
         unique_key='event_date',
-        engine='MergeTree()',
+        engine=table_engine('MergeTree()'),
         order_by='(team_id, event_date, provider)',
         partition_by='toYYYYMM(event_date)',
     )

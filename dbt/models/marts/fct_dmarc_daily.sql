@@ -1,6 +1,6 @@
 {{
     config(
-        engine='MergeTree()',
+        engine=table_engine('MergeTree()'),
         order_by='(team_id, domain, day, source_ip)',
     )
 }}

@@ -2,7 +2,7 @@
     config(
         materialized='incremental',
         incremental_strategy='append',
-        engine='ReplacingMergeTree(ingested_at)',
+        engine=table_engine('ReplacingMergeTree(ingested_at)'),
         order_by='(team_id, event_date, message_id, event_id)',
         partition_by='toYYYYMM(event_date)',
     )

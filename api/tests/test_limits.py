@@ -1,0 +1,80 @@
+"""Per-API-key rate limits with RateLimit-* headers; scheduled broadcasts start on time."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+import redis.asyncio
+from fastapi.testclient import TestClient
+
+from api.app import create_app
+from api.broadcasts import release_due_broadcasts
+from api.jobs.broadcasts import SEND_BROADCAST
+from api.jobs.queue import JOB_STREAM
+from api.tests.conftest import RecordingProducer, SendingTeam
+from kibamail.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+
+def test_rate_limit_answers_429_with_headers_and_sends_nothing_more(
+    api_settings: Settings, team: SendingTeam, redis_client: Any
+) -> None:
+    app = create_app(
+        api_settings, producer=RecordingProducer(), run_scheduler=False, rate_limit_per_second=3
+    )
+    body = {"from": f"a@{team.domain}", "to": "b@example.org", "subject": "s", "text": "t"}
+    with TestClient(app) as client:
+        while int(time.time() % 1 * 10) > 5:  # start early in a one-second window
+            time.sleep(0.05)
+        statuses = [client.post("/v1/emails", json=body, headers=team.auth) for _ in range(5)]
+    codes = [r.status_code for r in statuses]
+    assert codes.count(429) >= 1 and codes[0] == 200
+    limited = next(r for r in statuses if r.status_code == 429)
+    assert (
+        limited.headers["RateLimit-Limit"] == "3" and limited.headers["RateLimit-Remaining"] == "0"
+    )
+    assert limited.headers["Retry-After"] == "1"
+    assert limited.json()["error"]["code"] == "rate_limited"
+    assert statuses[0].headers["RateLimit-Remaining"] == "2"
+    assert redis_client.xlen("mta:submissions") == codes.count(200)
+
+
+def test_scheduled_broadcast_is_released_once_when_due(
+    client: TestClient, team: SendingTeam, api_settings: Settings, redis_client: Any
+) -> None:
+    base = f"/v1/teams/{team.team_id}"
+    lst = client.post(f"{base}/lists", json={"name": "S"}, headers=team.auth).json()["id"]
+    body = {
+        "name": "s",
+        "list_id": lst,
+        "from": f"n@{team.domain}",
+        "variants": [{"subject": "s", "text": "t"}],
+    }
+    broadcast = client.post(f"{base}/broadcasts", json=body, headers=team.auth).json()["id"]
+    later = "2999-01-01T00:00:00Z"
+    launched = client.post(
+        f"{base}/broadcasts/{broadcast}/launch", json={"send_at": later}, headers=team.auth
+    )
+    assert launched.json()["status"] == "scheduled"
+    assert redis_client.xlen(JOB_STREAM) == 0
+
+    async def release(now: float) -> int:
+        aio = redis.asyncio.Redis.from_url(api_settings.redis.url)
+        try:
+            return await release_due_broadcasts(aio, now=now)
+        finally:
+            await aio.aclose()
+
+    assert asyncio.run(release(time.time())) == 0
+    assert asyncio.run(release(32503680001)) == 1
+    assert asyncio.run(release(32503680001)) == 0
+    [(_, fields)] = redis_client.xrange(JOB_STREAM)
+    assert fields[b"kind"].decode() == SEND_BROADCAST
+    assert (
+        client.get(f"{base}/broadcasts/{broadcast}", headers=team.auth).json()["status"]
+        == "sending"
+    )

@@ -1,0 +1,126 @@
+"""dbt build over 10M synthetic message events + 2M opens/clicks, then +1% incremental.
+
+``python -m bench.models [--events N]`` starts the real warehouse gateway (``kibamail
+warehouse serve``) on a free loopback port with a temp data dir, loads synthetic raw
+events server-side (bench/models_data.py), runs ``dbt build`` (models + all tests +
+unit tests) and times it, adds 1% more events (new messages, plus redelivered
+duplicates that must not count), runs ``dbt build`` again and prints ONE JSON line:
+both times and the ratio incremental/full (the baseline is the full build of this run).
+Targets: full <= 120 s, incremental <= 10% of full. dbt runs in-process (dbtRunner)
+so both timings exclude the ~5-10 s Python import of dbt itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from bench.models_data import SyntheticBatch, load
+from dagster_project.project import DBT_PROJECT_DIR
+from infra.clickhouse_gateway.testing import start_gateway
+from infra.stack import settings_to_env
+from kibamail.clients import migrate_warehouse
+
+FULL_TARGET_SECONDS = 120.0
+INCREMENTAL_TARGET_RATIO = 0.10
+START = datetime(2026, 6, 1)
+DAYS = 150
+
+
+def dbt_build(work: Path) -> tuple[float, bool, str]:
+    from dbt.cli.main import dbtRunner
+
+    args = ["build", "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir",
+            str(DBT_PROJECT_DIR), "--target-path", str(work / "target"), "--log-path",
+            str(work / "logs"), "--quiet"]  # fmt: skip
+    began = time.perf_counter()
+    result = dbtRunner().invoke(args)
+    elapsed = time.perf_counter() - began
+    failures = [
+        f"{r.node.name}: {r.message}"
+        for r in (result.result or [])
+        if getattr(r, "status", "") not in ("success", "pass")
+    ]
+    return elapsed, bool(result.success), "; ".join(failures)[:500]
+
+
+def redeliver_duplicates(client: Any, database: str, rows: int) -> None:
+    """At-least-once delivery: the same events again, ingested later."""
+    client.command(
+        f"INSERT INTO {database}.raw_message_events SELECT * REPLACE (now64(3) AS ingested_at)"
+        f" FROM {database}.raw_message_events LIMIT {rows}"
+    )
+
+
+def run(events: int, keep: bool) -> dict[str, Any]:
+    state = Path(tempfile.mkdtemp(prefix="bench-models-"))
+    gateway = start_gateway(state, database="bench_models")
+    try:
+        os.environ.update(settings_to_env(gateway.settings))
+        migrate_warehouse(gateway.settings)
+        client = gateway.client()
+        engagement = events // 10
+        base = SyntheticBatch(events, engagement, engagement, start=START, days=DAYS)
+        began = time.perf_counter()
+        load(client, gateway.database, base)
+        load_seconds = time.perf_counter() - began
+        work = state / "dbt"
+        full_seconds, full_ok, full_errors = dbt_build(work)
+
+        extra = events // 100
+        more = SyntheticBatch(
+            extra, extra // 10, extra // 10,
+            start=START.replace(month=START.month + 5), days=1, id_offset=events,
+        )  # fmt: skip
+        load(client, gateway.database, more)
+        redeliver_duplicates(client, gateway.database, extra // 10)
+        incremental_seconds, inc_ok, inc_errors = dbt_build(work)
+
+        counted = client.query(
+            f"SELECT count() FROM {gateway.database}.fct_message_events"
+        ).result_rows[0][0]
+        ratio = incremental_seconds / full_seconds if full_seconds else 0.0
+        return {
+            "benchmark": "models",
+            "message_events": events + extra,
+            "opens_and_clicks": 2 * (engagement + extra // 10),
+            "load_seconds": round(load_seconds, 2),
+            "full_build_seconds": round(full_seconds, 2),
+            "incremental_build_seconds": round(incremental_seconds, 2),
+            "ratio_incremental_to_full": round(ratio, 4),
+            "baseline": "full dbt build, same run",
+            "full_target_seconds": FULL_TARGET_SECONDS,
+            "incremental_target_ratio": INCREMENTAL_TARGET_RATIO,
+            "full_within_target": full_seconds <= FULL_TARGET_SECONDS,
+            "incremental_within_target": ratio <= INCREMENTAL_TARGET_RATIO,
+            "builds_succeeded": full_ok and inc_ok,
+            "errors": (full_errors + " " + inc_errors).strip(),
+            "fct_message_events_rows": counted,
+            "duplicates_ignored": counted == events + extra,
+        }
+    finally:
+        gateway.stop()
+        if not keep:
+            shutil.rmtree(state, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=10_000_000)
+    parser.add_argument("--keep", action="store_true", help="Keep the temp data dir.")
+    args = parser.parse_args(argv)
+    result = run(args.events, args.keep)
+    print(json.dumps(result), flush=True)
+    return 0 if result["builds_succeeded"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
