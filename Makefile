@@ -28,9 +28,9 @@ down:
 status:
 	$(UV_RUN) kibamail status
 
+# Tests first (so one lint slip does not hide test results), then lint; both must pass.
 test: deps
-	$(UV_RUN) ruff check .
-	$(UV_RUN) pytest
+	$(UV_RUN) pytest; status=$$?; $(UV_RUN) ruff check . || status=1; exit $$status
 
 test-unit: deps
 	$(UV_RUN) pytest -m unit

@@ -21,7 +21,7 @@ from api.state import AppState
 from kibamail.clients import async_redis_client, redis_client
 from kibamail.settings import Settings, get_settings
 
-DEFAULT_RATE_LIMIT_PER_SECOND = 100
+DEFAULT_RATE_LIMIT_PER_SECOND = 1000
 
 
 def build_state(settings: Settings, rate_limit_per_second: int, producer: Any = None) -> AppState:

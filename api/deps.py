@@ -11,7 +11,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Annotated, Any
 
 import orjson
@@ -224,5 +223,3 @@ TeamMembers = Annotated[TeamContext, Depends(require(Action.MEMBERS_MANAGE))]
 TeamApiKeys = Annotated[TeamContext, Depends(require(Action.API_KEYS_MANAGE))]
 TeamWebhooks = Annotated[TeamContext, Depends(require(Action.WEBHOOKS_MANAGE))]
 TeamDomains = Annotated[TeamContext, Depends(require(Action.DOMAINS_MANAGE))]
-
-SESSION_LIFETIME = timedelta(days=14)

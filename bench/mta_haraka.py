@@ -74,6 +74,11 @@ def haraka_accept_run(
     home = state_dir / "haraka"
     port = free_port()
     configure(binary, home, port)
+    queue = home / "queue"
+    if queue.exists():
+        for p in queue.iterdir():
+            if p.is_file():
+                p.unlink()
     stack.start(
         ServiceSpec(
             name="haraka",
@@ -88,7 +93,13 @@ def haraka_accept_run(
     finally:
         stack.stop("haraka")
     queue = home / "queue"
-    queued = sum(1 for p in queue.iterdir() if p.is_file()) if queue.exists() else 0
+    if queue.exists():  # count only this round's files
+        queued = sum(1 for p in queue.iterdir() if p.is_file())
+        for p in queue.iterdir():
+            if p.is_file():
+                p.unlink()
+    else:
+        queued = 0
     summary = {**load.summary(), "queued_on_disk": queued, "version": HARAKA_VERSION}
     if load.first_error:
         summary["first_error"] = load.first_error

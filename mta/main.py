@@ -52,6 +52,8 @@ def run(settings: Settings, *, delivery: bool = True, listeners: bool = True) ->
     from prometheus_client import start_http_server
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    # aiosmtpd logs every connection at INFO; keep its warnings only.
+    logging.getLogger("mail.log").setLevel(logging.WARNING)
 
     async def main() -> None:
         stop = asyncio.Event()

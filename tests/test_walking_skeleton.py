@@ -12,8 +12,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from infra.stack import Stack
 from infra import up
+from infra.stack import Stack
 from kibamail import demo
 from kibamail.settings import Settings
 

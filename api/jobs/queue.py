@@ -34,18 +34,28 @@ def enqueue(redis: Any, kind: str, payload: dict[str, Any]) -> str:
     return entry.decode() if isinstance(entry, bytes) else str(entry)
 
 
+_XADD_MANY_LUA = """
+for i = 2, #ARGV do
+  redis.call('XADD', KEYS[1], '*', 'kind', ARGV[1], 'payload', ARGV[i])
+end
+return #ARGV - 1
+"""
+
+
 def enqueue_many(
     redis: Any, kind: str, payloads: Iterable[dict[str, Any]], batch: int = 1000
 ) -> int:
-    """Pipelined XADDs: the fan-out path (100k jobs in a few seconds)."""
+    """The fan-out path: server-side XADD loops, 1,000 jobs per round trip."""
+    script = redis.register_script(_XADD_MANY_LUA)
     count = 0
-    pipe = redis.pipeline(transaction=False)
+    chunk: list[bytes] = []
     for payload in payloads:
-        pipe.xadd(JOB_STREAM, encode_job(kind, payload))
-        count += 1
-        if count % batch == 0:
-            pipe.execute()
-    pipe.execute()
+        chunk.append(orjson.dumps(payload))
+        if len(chunk) >= batch:
+            count += int(script(keys=[JOB_STREAM], args=[kind, *chunk]))
+            chunk = []
+    if chunk:
+        count += int(script(keys=[JOB_STREAM], args=[kind, *chunk]))
     return count
 
 

@@ -53,6 +53,7 @@ class Handle:
         self.database: str | None = DEFAULT_DATABASE
         # Settings the gateway applied, name -> value (or _UNKNOWN after a user SET).
         self.applied: dict[str, object] = {}
+        self.broken = False
 
     def query(self, sql: str | bytes, fmt: str = "TabSeparated", params: dict | None = None) -> Any:
         try:
@@ -69,7 +70,11 @@ class Handle:
             self.query(f"USE {quote_identifier(database)}")
             self.database = database
         for name in [n for n in self.applied if n not in settings]:
-            self.query(f"SET {name} = DEFAULT")
+            try:
+                self.query(f"SET {name} = DEFAULT")
+            except ClickHouseError:
+                self.broken = True  # a value we cannot undo must not reach other requests
+                raise
             del self.applied[name]
         for name, value in settings.items():
             if self.applied.get(name, _UNKNOWN) == value:

@@ -161,7 +161,10 @@ class Execution:
 
     def _prepare(self) -> None:
         if not self._prepared:
-            self._handle.prepare(self._database, self._ctx.settings)
+            try:
+                self._handle.prepare(self._database, self._ctx.settings)
+            finally:
+                self.discard_handle = self.discard_handle or self._handle.broken
             self._prepared = True
 
     def _start_insert(self, split: InsertSplit) -> None:

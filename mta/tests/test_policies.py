@@ -94,26 +94,3 @@ def test_bulk_gate_refuses_bulk_scored_team(running_mta: Settings, redis_client:
         with pytest.raises(smtplib.SMTPDataError) as info:
             client.sendmail(msg.mail_from, msg.recipients, msg.data)
     assert info.value.smtp_code == 550 and b"broadcast" in info.value.smtp_error
-
-
-def test_paused_team_mail_is_held_then_delivered_after_unpause(
-    running_mta: Settings, redis_client: Any, sink: SinkServer
-) -> None:
-    import json
-
-    redis_client.set(RedisKeys.domain_ready("sender.example"), "1")
-    redis_client.set(RedisKeys.team_paused("team-p"), json.dumps({"reason": "complaint spike"}))
-    msg = make_message(["p@example.org"], team="team-p")
-    submit(redis_client, msg)
-    reader = StatusReader(running_mta)
-    try:
-        events = reader.poll_until(
-            lambda ev: "held" in {e.status for e in ev if e.message_id == msg.message_id}
-        )
-        held = next(e for e in events if e.message_id == msg.message_id and e.status == "held")
-        assert "complaint spike" in held.reason
-        assert sink.delivered_counts()[msg.message_id] == 0
-        redis_client.delete(RedisKeys.team_paused("team-p"))
-        assert wait_until(lambda: sink.delivered_counts()[msg.message_id] == 1, timeout=20)
-    finally:
-        reader.close()

@@ -26,6 +26,8 @@ from pipelines.contracts import (
     serialize,
 )
 from pipelines.flink_jobs import FLINK_PROJECT, run_jobs
+from pipelines.sinks.clickhouse import ClickHouseSink
+from pipelines.tests.conftest import wait_until
 from pipelines.throttle import ThrottlePolicy, apply
 
 pytestmark = [
@@ -81,8 +83,8 @@ def read_signals(settings: Settings, keys: set[str]) -> list[ReputationSignal]:
 
 
 @pytest.mark.timeout(900)
-def test_windowed_signals_and_throttle(
-    test_settings: Settings, produce: Any, redis_client: Any
+def test_windowed_signals_throttle_and_clickhouse(
+    test_settings: Settings, produce: Any, redis_client: Any, warehouse_client: Any
 ) -> None:
     team = f"team-{uuid.uuid4().hex[:8]}"
     ip = f"198.51.100.{uuid.uuid4().int % 250 + 1}"
@@ -118,3 +120,31 @@ def test_windowed_signals_and_throttle(
     assert b'"pause"' in redis_client.get(
         RedisKeys.reputation_throttle("ip_provider", f"{ip}|google")
     )
+
+    # The ClickHouse sink stores every signal once in raw_reputation_signals.
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    sink = ClickHouseSink(
+        test_settings,
+        topics=[Topic.REPUTATION_SIGNALS],
+        client_factory=lambda: warehouse_client,
+        group_id=group,
+        flush_seconds=0.1,
+    )
+    query = (
+        "SELECT count() FROM raw_reputation_signals FINAL "
+        "WHERE scope_key IN ({a:String}, {b:String}, {c:String}, {d:String})"
+    )
+    keys = {"a": team, "b": ip, "c": f"{ip}|google", "d": f"{ip}|microsoft"}
+
+    def stored() -> int:
+        return int(warehouse_client.query(query, parameters=keys).result_rows[0][0])
+
+    def sink_step() -> bool:
+        sink.poll_once(0.1)
+        return stored() >= len(signals)
+
+    try:
+        assert wait_until(sink_step, 60, 0.2)
+    finally:
+        sink.close()
+    assert stored() == len(signals)
