@@ -69,13 +69,20 @@ class Signer:
 
     def __init__(self, secret_key: str) -> None:
         self._secret = secret_key
+        self._serializers: dict[str, URLSafeSerializer] = {}
+
+    def _serializer(self, purpose: str) -> URLSafeSerializer:
+        serializer = self._serializers.get(purpose)
+        if serializer is None:
+            serializer = self._serializers[purpose] = URLSafeSerializer(self._secret, salt=purpose)
+        return serializer
 
     def dumps(self, purpose: str, payload: Any) -> str:
-        return str(URLSafeSerializer(self._secret, salt=purpose).dumps(payload))
+        return str(self._serializer(purpose).dumps(payload))
 
     def loads(self, purpose: str, token: str) -> Any:
         try:
-            return URLSafeSerializer(self._secret, salt=purpose).loads(token)
+            return self._serializer(purpose).loads(token)
         except BadSignature as exc:
             raise TokenError("invalid or forged token") from exc
 

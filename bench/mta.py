@@ -234,7 +234,10 @@ def main(argv: list[str] | None = None) -> int:
             haraka_rate = statistics.median(r.get("msgs_per_s", 0.0) for r in haraka_rounds)
             if haraka_rate:
                 ratio = kiba_rate / haraka_rate
-                result["accept_msgs_per_s"] = {"kibamail": kiba_rate, "haraka": haraka_rate}
+                result["accept_msgs_per_s"] = {
+                    "kibamail": round(kiba_rate, 1),
+                    "haraka": round(haraka_rate, 1),
+                }
                 result["accept_ratio_vs_haraka"] = round(ratio, 3)
                 result["accept_target_met"] = ratio >= TARGET_ACCEPT_RATIO
 

@@ -13,6 +13,7 @@ from api.deps import DbDep, StateDep, TeamDomains
 from api.domains import dns_records, generate_keys, publish_dkim_key, set_ready_flag, verify_domain
 from api.errors import ApiError
 from api.models import Domain
+from pipelines.contracts import RedisKeys
 
 router = APIRouter(prefix="/v1/teams/{team_id}/domains", tags=["domains"])
 _DOMAIN = re.compile(r"^(?=.{4,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
@@ -105,6 +106,7 @@ def delete_domain(
 ) -> dict[str, Any]:
     domain = _get(db, ctx.team_id, domain_id)
     set_ready_flag(state.sync_redis, domain, False)
+    state.sync_redis.delete(RedisKeys.dkim_key(domain.name))
     db.delete(domain)
     state.domain_cache.clear()
     return {"deleted": domain_id}

@@ -94,3 +94,4 @@ def test_add_domain_publish_records_and_verify(
     assert again.status_code == 409
     assert client.delete(f"{base}/{domain['id']}", headers=auth).status_code == 200
     assert redis_client.get(RedisKeys.domain_ready("mail.acme-verify.test")) is None
+    assert not redis_client.exists(RedisKeys.dkim_key("mail.acme-verify.test"))

@@ -14,7 +14,11 @@ pytestmark = pytest.mark.unit
 CONFIG = Path(__file__).resolve().parents[1] / "prometheus" / "prometheus.yml"
 
 
-def test_scrape_targets_match_default_settings() -> None:
+def test_scrape_targets_match_default_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    for key in [k for k in os.environ if k.startswith("KIBAMAIL_")]:
+        monkeypatch.delenv(key)
     settings = Settings()
     config = yaml.safe_load(CONFIG.read_text())
     targets = {
