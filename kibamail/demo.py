@@ -11,9 +11,14 @@ from ClickHouse. The same steps back the end-to-end test.
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import click
@@ -168,8 +173,35 @@ def mart_summary(ch: Any, team_id: str) -> list[tuple[str, int, int]]:
     ]
 
 
+@contextmanager
+def output_to_log(log_path: Path) -> Iterator[None]:
+    """Send Dagster's and dbt's step-by-step console output to a log file (fd level, so
+    dbt's subprocess output too); the demo prints its own summary."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("ab") as log:
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+
+
 def run_demo(settings: Settings, *, messages: int = 1000, keep_running: bool = False) -> int:
-    from dagster_project.jobs import materialize_warehouse
+    from dagster_project.jobs import (
+        billing_table,
+        close_billing,
+        materialize_warehouse,
+        top_reputation,
+    )
     from infra.stack import Stack, StackError
     from infra.up import STOP_ORDER, TestnetOptions, local_profile, start_stack
     from kibamail.clients import clickhouse_client
@@ -198,10 +230,14 @@ def run_demo(settings: Settings, *, messages: int = 1000, keep_running: bool = F
         asyncio.run(open_some(settings, run))
         ch = clickhouse_client(settings)
         counts = wait_for_warehouse(ch, run)
-        click.echo("Materializing dbt assets through Dagster...")
-        result = materialize_warehouse(settings)
+        click.echo("Materializing dbt assets and closing this month's billing through Dagster...")
+        with output_to_log(settings.stack.state_dir / "logs" / "demo-dagster.log"):
+            result = materialize_warehouse(settings)
+            billing = close_billing(settings)
         summary = mart_summary(ch, run.team_id)
         opens = open_count(ch, run.team_id)
+        invoices = [row for row in billing_table(settings) if row["team_id"] == run.team_id]
+        reputation = top_reputation(settings, limit=5)
     finally:
         if not keep_running:
             for name in STOP_ORDER:
@@ -219,9 +255,26 @@ def run_demo(settings: Settings, *, messages: int = 1000, keep_running: bool = F
     click.echo("dbt mart fct_message_events (status, events, messages):")
     for status, events, msgs in summary:
         click.echo(f"  {status:10s} {events:6d} {msgs:6d}")
-    click.echo(f"Dagster materialization: {'ok' if result.get('success') else 'FAILED'}")
+    click.echo("Billing (fct_billing_monthly, this team):")
+    for row in invoices:
+        click.echo(
+            f"  {row['month']}  {row['accepted_recipients']:>8} recipients  "
+            f"{row['billable_blocks']:>4} billable blocks  ${row['amount_usd']}"
+        )
+    click.echo("Reputation, lowest scores of the latest day (fct_reputation_daily):")
+    for row in reputation:
+        click.echo(
+            f"  {row['day']} {row['sender_domain'] or '-':32s} ip {row['source_ip'] or '-':15s} "
+            f"attempts {row['attempts']:>5}  bounce {row['bounce_rate']:.4f}  "
+            f"score {row['reputation_score']}"
+        )
+    click.echo(
+        f"Dagster: materialization {'ok' if result.get('success') else 'FAILED'}, "
+        f"billing close {'ok' if billing.get('success') else 'FAILED'}"
+    )
     ok = (
         bool(result.get("success"))
+        and bool(billing.get("success"))
         and counts.get("accepted", 0) == len(run.message_ids) == messages
         and opens >= len(run.opened)
     )
