@@ -31,7 +31,8 @@ API_KEY_CACHE_SECONDS = 300
 LAST_USED_RESOLUTION_SECONDS = 60
 
 
-def app_state(request: Request) -> AppState:
+async def app_state(request: Request) -> AppState:
+    """Async on purpose: a sync dependency would cost a threadpool hop per request."""
     return request.app.state.km  # type: ignore[no-any-return]
 
 

@@ -25,7 +25,7 @@ def _client(request: Request) -> tuple[str, str]:
 
 
 @router.get("/o/{token}", summary="Open pixel", response_class=Response)
-def open_pixel(token: str, request: Request, state: StateDep) -> Response:
+async def open_pixel(token: str, request: Request, state: StateDep) -> Response:
     try:
         message_id, team_id = state.signer.loads(OPEN_PURPOSE, token.removesuffix(".gif"))
     except (TokenError, ValueError) as exc:
@@ -37,7 +37,7 @@ def open_pixel(token: str, request: Request, state: StateDep) -> Response:
 
 
 @router.get("/c/{token}", summary="Click redirect", response_class=RedirectResponse)
-def click(token: str, request: Request, state: StateDep) -> RedirectResponse:
+async def click(token: str, request: Request, state: StateDep) -> RedirectResponse:
     try:
         message_id, team_id, url, link_index = state.signer.loads(CLICK_PURPOSE, token)
     except (TokenError, ValueError) as exc:

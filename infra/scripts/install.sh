@@ -11,6 +11,8 @@ SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
 apt_missing=()
 command -v redis-server >/dev/null 2>&1 || apt_missing+=(redis-server)
 [ -x /usr/sbin/mariadbd ] || apt_missing+=(mariadb-server)
+command -v haproxy >/dev/null 2>&1 || apt_missing+=(haproxy)
+command -v node >/dev/null 2>&1 || apt_missing+=(nodejs npm)
 command -v python3.11 >/dev/null 2>&1 || apt_missing+=(python3.11 python3.11-venv)
 python3 -m pip --version >/dev/null 2>&1 || command -v uv >/dev/null 2>&1 || apt_missing+=(python3-pip)
 command -v java >/dev/null 2>&1 || apt_missing+=(openjdk-17-jre-headless)
