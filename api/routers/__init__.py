@@ -5,6 +5,7 @@ from api.routers import (
     auth,
     broadcasts,
     contacts,
+    dmarc,
     domains,
     emails,
     health,
@@ -30,4 +31,6 @@ ROUTERS = [
     unsubscribe.router,
     webhooks.router,
     activity.router,
+    dmarc.validation_router,
+    dmarc.dmarc_router,
 ]
