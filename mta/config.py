@@ -55,6 +55,9 @@ class SubmissionConfig(Strict):
     # Inbound (port 25) accepts mail only for these domains (DSNs, ARF reports);
     # empty: the MTA hostname.
     inbound_domains: list[str] = Field(default_factory=list)
+    # Local parts that receive DMARC aggregate/failure and SMTP TLS reports (the `rua`,
+    # `ruf` and TLS-RPT addresses customers publish); `dmarc+<team id>@...` tags a team.
+    report_mailboxes: list[str] = Field(default_factory=lambda: ["dmarc", "rua", "ruf", "tlsrpt"])
 
 
 class PolicyEntry(BaseModel):

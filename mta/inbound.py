@@ -13,6 +13,7 @@ import email
 import email.policy
 import logging
 import re
+import threading
 from dataclasses import dataclass
 from email.message import Message
 from typing import Any
@@ -125,11 +126,21 @@ def parse_report(data: bytes) -> list[ReportItem]:
     return [i for i in items if i.recipient]
 
 
+def _warm_report_parser() -> None:
+    import dmarc.ingest  # noqa: F401
+
+
 class InboundProcessor:
     """aiosmtpd handler for port 25."""
 
     def __init__(self, settings: Settings, config: MtaConfig, redis: Any) -> None:
         self.redis = redis
+        self.settings = settings
+        self.report_mailboxes = {m.lower() for m in config.submission.report_mailboxes}
+        self._clickhouse: Any = None
+        # Warm the report parser off the event loop: its first import takes seconds, which
+        # must not count against a sender's SMTP timeout.
+        threading.Thread(target=_warm_report_parser, daemon=True).start()
         self.domains = {d.lower() for d in config.submission.inbound_domains} or {
             settings.mta.hostname.lower()
         }
@@ -154,7 +165,49 @@ class InboundProcessor:
         envelope.rcpt_tos.append(address)
         return "250 2.1.5 OK"
 
+    def report_team(self, envelope: Envelope) -> str | None:
+        """The team a DMARC/TLS report is for, if it was sent to a report mailbox.
+
+        `dmarc+<team id>@...` names the team; plain `dmarc@...` gives "" (no team).
+        """
+        for rcpt in envelope.rcpt_tos:
+            local = rcpt.rpartition("@")[0].lower()
+            box, _, tag = local.partition("+")
+            if box in self.report_mailboxes:
+                return tag
+        return None
+
+    async def ingest_dmarc(self, server: SMTP, data: bytes, team_id: str) -> str:
+        """Store DMARC/TLS reports in ClickHouse; 550 with the reasons if there is none."""
+        import asyncio
+
+        from dmarc.ingest import ingest_message
+        from kibamail.clients import clickhouse_client
+
+        if self._clickhouse is None:
+            self._clickhouse = clickhouse_client(self.settings, autogenerate_session_id=False)
+        storing = asyncio.ensure_future(
+            asyncio.to_thread(ingest_message, data, self._clickhouse, team_id)
+        )
+        try:
+            # aiosmtpd's idle timer only restarts on a new command; storing a large report
+            # can outlast it, so keep the session alive while we work for the sender.
+            while not storing.done():
+                server._reset_timeout()
+                await asyncio.wait({storing}, timeout=1.0)
+            result = storing.result()
+        except Exception:
+            log.exception("DMARC report storage failed; asking the sender to retry")
+            return "451 4.3.0 report storage unavailable, try again later"
+        if not result.accepted:
+            reasons = "; ".join(result.errors)[:300].replace("\r", " ").replace("\n", " ")
+            return f"550 5.6.0 no valid report: {reasons}"
+        return "250 2.0.0 OK (report stored)"
+
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        team = self.report_team(envelope)
+        if team is not None:
+            return await self.ingest_dmarc(server, envelope.original_content or b"", team)
         try:
             items = parse_report(envelope.original_content or b"")
         except Exception:
