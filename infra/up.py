@@ -64,7 +64,7 @@ def testnet_spec(settings: Settings, options: TestnetOptions) -> ServiceSpec:
 
 
 def app_specs(settings: Settings) -> dict[str, ServiceSpec]:
-    return {
+    specs = {
         "api": kibamail_spec(settings, "api", ["api"], settings.api.port, "/healthz"),
         "mta": kibamail_spec(settings, "mta", ["mta"], settings.mta.metrics_port, "/metrics"),
         "pipelines": kibamail_spec(
@@ -74,6 +74,10 @@ def app_specs(settings: Settings) -> dict[str, ServiceSpec]:
             settings, "dagster", ["dagster"], settings.dagster.webserver_port, "/server_info"
         ),
     }
+    # The webserver answers only after loading the code location (dbt manifest included),
+    # which takes minutes on a busy 2-core machine.
+    specs["dagster"].timeout_seconds = 300
+    return specs
 
 
 def start_infra(settings: Settings, stack: Stack, *, durable_redis: bool = True) -> None:

@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -259,7 +260,7 @@ def run_demo(settings: Settings, *, messages: int = 1000, keep_running: bool = F
     for row in invoices:
         click.echo(
             f"  {row['month']}  {row['accepted_recipients']:>8} recipients  "
-            f"{row['billable_blocks']:>4} billable blocks  ${row['amount_usd']}"
+            f"{row['billable_blocks']:>4} billable blocks  ${Decimal(str(row['amount_usd'])):.2f}"
         )
     click.echo("Reputation, lowest scores of the latest day (fct_reputation_daily):")
     for row in reputation:
