@@ -20,13 +20,14 @@ OCTOBER = date(2026, 10, 1)
 
 
 @pytest.fixture(scope="module")
-def built(warehouse_service: Any, test_settings: Settings) -> Iterator[dict[str, Any]]:
+def built(isolated_warehouse: Settings) -> Iterator[dict[str, Any]]:
     from kibamail.clients import clickhouse_client
 
-    client = clickhouse_client(test_settings)
-    data.load_all(client, test_settings.clickhouse.database)
-    first = materialize_warehouse(test_settings)
-    yield {"client": client, "db": test_settings.clickhouse.database, "first": first}
+    settings = isolated_warehouse
+    client = clickhouse_client(settings)
+    data.load_all(client, settings.clickhouse.database)
+    first = materialize_warehouse(settings)
+    yield {"client": client, "db": settings.clickhouse.database, "first": first}
 
 
 def scalar(built: dict[str, Any], sql: str) -> Any:
@@ -120,9 +121,9 @@ def test_dmarc_digest_reads_the_daily_mart(built: dict[str, Any]) -> None:
 
 
 def test_billing_close_is_idempotent_and_refuses_open_months(
-    built: dict[str, Any], test_settings: Settings
+    built: dict[str, Any], isolated_warehouse: Settings
 ) -> None:
-    first = close_billing(test_settings, OCTOBER)
+    first = close_billing(isolated_warehouse, OCTOBER)
     assert first["success"], first["failed_steps"]
     assert first["checks"]["fct_billing_monthly:billed_totals_match_raw_counts"] is True
     invoices = f"SELECT team_id, amount_micros, lines FROM {built['db']}.billing_invoices FINAL"
@@ -152,7 +153,7 @@ def test_billing_close_is_idempotent_and_refuses_open_months(
 
 
 def test_duplicates_and_late_events_never_double_count(
-    built: dict[str, Any], test_settings: Settings
+    built: dict[str, Any], isolated_warehouse: Settings
 ) -> None:
     db, client = built["db"], built["client"]
     # Redeliver 500 accepted events (same event_id, later ingested_at) and 2 opens.
@@ -166,7 +167,7 @@ def test_duplicates_and_late_events_never_double_count(
     )
     # A late delivery event for October arrives after the first build.
     data.insert_deliveries(client, db, data.TEAM_SMALL, 1, f"{data.RUN}late")
-    second = materialize_warehouse(test_settings)
+    second = materialize_warehouse(isolated_warehouse)
     assert second["success"], second["failed_steps"]
     small = f"team_id = '{data.TEAM_SMALL}'"
     example = f"team_id = '{data.TEAM_EXAMPLE}'"

@@ -140,3 +140,24 @@ def clickhouse(warehouse_service: ClickHouseSettings) -> object:
     from kibamail.clients import clickhouse_client
 
     return clickhouse_client()
+
+
+@pytest.fixture(scope="module")
+def isolated_warehouse(
+    test_settings: Settings, warehouse_service: ClickHouseSettings, request: pytest.FixtureRequest
+) -> Settings:
+    """Settings whose ClickHouse database belongs to one test module (migrated, empty).
+
+    Modules that assert on whole tables (dbt tests, marts) must not see rows that other
+    modules' tests wrote into the shared session database.
+    """
+    import re
+
+    from kibamail.clients import migrate_warehouse
+
+    module = request.module.__name__.rsplit(".", 1)[-1]
+    database = "kibamail_" + re.sub(r"[^a-z0-9_]", "_", module.lower())
+    clickhouse = test_settings.clickhouse.model_copy(update={"database": database})
+    settings = test_settings.model_copy(update={"clickhouse": clickhouse})
+    migrate_warehouse(settings)
+    return settings
