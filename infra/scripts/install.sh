@@ -12,7 +12,8 @@ apt_missing=()
 command -v redis-server >/dev/null 2>&1 || apt_missing+=(redis-server)
 [ -x /usr/sbin/mariadbd ] || apt_missing+=(mariadb-server)
 command -v haproxy >/dev/null 2>&1 || apt_missing+=(haproxy)
-command -v node >/dev/null 2>&1 || apt_missing+=(nodejs npm)
+command -v node >/dev/null 2>&1 || apt_missing+=(nodejs)
+command -v npm >/dev/null 2>&1 || apt_missing+=(npm)
 command -v python3.11 >/dev/null 2>&1 || apt_missing+=(python3.11 python3.11-venv)
 python3 -m pip --version >/dev/null 2>&1 || command -v uv >/dev/null 2>&1 || apt_missing+=(python3-pip)
 command -v java >/dev/null 2>&1 || apt_missing+=(openjdk-17-jre-headless)
@@ -37,4 +38,9 @@ uv sync --frozen --quiet || fail "uv sync --frozen failed (see the error above)"
 if [ -f pipelines/flink/pyproject.toml ] && [ -f pipelines/flink/uv.lock ]; then
   (cd pipelines/flink && uv sync --frozen --quiet) || fail "uv sync of pipelines/flink failed"
 fi
+# TypeScript + @grafana/schema (npm registry) for the offline dashboard validation, installed
+# here so tests never fetch anything.
+uv run --frozen --no-sync python -c \
+  "from dashboards.schema_check import ensure_toolchain; ensure_toolchain()" \
+  || fail "npm install of @grafana/schema and typescript failed"
 echo "install: ok"
