@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -65,10 +66,34 @@ def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
         return True
 
 
+# Ports handed out by free_port() come from below the kernel's ephemeral range
+# (32768-60999 on Linux): a port picked by "bind to 0" is in that range, so any outgoing
+# connection may take it before the service binds it. Never hand out the same one twice.
+_PORT_RANGE = (20000, 32700)
+_handed_out: set[int] = set()
+
+
+def _bindable(port: int, kind: socket.SocketKind) -> bool:
+    with socket.socket(socket.AF_INET, kind) as sock:
+        if kind == socket.SOCK_STREAM:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A loopback port free for both TCP and UDP, outside the ephemeral range."""
+    for _ in range(1000):
+        port = random.randint(*_PORT_RANGE)
+        if port in _handed_out:
+            continue
+        if _bindable(port, socket.SOCK_STREAM) and _bindable(port, socket.SOCK_DGRAM):
+            _handed_out.add(port)
+            return port
+    raise StackError("no free loopback port found in 20000-32700")
 
 
 def tcp_open(port: int, host: str = "127.0.0.1", timeout: float = 0.5) -> bool:
