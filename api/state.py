@@ -48,3 +48,12 @@ class AppState:
     rate_limit_per_second: int
     domain_cache: TtlCache = field(default_factory=lambda: TtlCache(5.0))
     clickhouse: Any = None  # clickhouse-connect client, created on first read
+
+    def warehouse(self) -> Any:
+        """The shared ClickHouse client, created on first use (no per-client session, so
+        concurrent requests in the threadpool can share it)."""
+        if self.clickhouse is None:
+            from kibamail.clients import clickhouse_client
+
+            self.clickhouse = clickhouse_client(self.settings, autogenerate_session_id=False)
+        return self.clickhouse

@@ -26,13 +26,8 @@ _EVENT_COLUMNS = (
 
 
 def _query(state: AppState, sql: str, parameters: dict[str, Any]) -> list[dict[str, Any]]:
-    from kibamail.clients import clickhouse_client
-
-    client = state.clickhouse
-    if client is None:
-        client = state.clickhouse = clickhouse_client(state.settings, autogenerate_session_id=False)
     try:
-        result = client.query(sql, parameters=parameters)
+        result = state.warehouse().query(sql, parameters=parameters)
     except Exception as exc:  # the warehouse being down must not look like "no data"
         raise ApiError(503, f"event store unavailable: {type(exc).__name__}") from exc
     rows = []

@@ -33,11 +33,7 @@ def _resolver(state: StateDep) -> Any:
 
 
 def _clickhouse(state: StateDep) -> Any:
-    from kibamail.clients import clickhouse_client
-
-    if state.clickhouse is None:
-        state.clickhouse = clickhouse_client(state.settings, autogenerate_session_id=False)
-    return state.clickhouse
+    return state.warehouse()
 
 
 _DOMAIN_ADMIN = Depends(require(Action.DOMAINS_MANAGE))
