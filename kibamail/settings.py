@@ -112,6 +112,17 @@ class PipelineSettings(BaseModel):
     sink_flush_seconds: float = 0.5
 
 
+class NotificationSettings(BaseModel):
+    """Platform mail (invitations, opt-in confirmations, domain alerts, digests).
+
+    It is sent through our own MTA under a platform team id so customers are never billed
+    for it; its sender domain must be verified like any customer's.
+    """
+
+    sender: str = "Kibamail <notifications@mta.kibamail.local>"
+    team_id: str = "kibamail-system"
+
+
 class DagsterSettings(BaseModel):
     home: Path = REPO_ROOT / ".stack" / "dagster"
     webserver_port: int = 13000
@@ -140,6 +151,7 @@ class Settings(BaseSettings):
     mta: MtaSettings = MtaSettings()
     pipelines: PipelineSettings = PipelineSettings()
     dagster: DagsterSettings = DagsterSettings()
+    notifications: NotificationSettings = NotificationSettings()
     stack: StackSettings = StackSettings()
 
 
