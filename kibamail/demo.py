@@ -67,7 +67,23 @@ def bootstrap_team(settings: Settings) -> DemoRun:
         domain=domain,
         mark_domain_ready=True,
     )
+    mark_platform_sender_ready(settings)
     return DemoRun(team_id=team_id, api_key=api_key, domain=domain)
+
+
+def mark_platform_sender_ready(settings: Settings) -> None:
+    """The local stack has no public DNS for the notification sender's domain: treat it as
+    verified so platform mail (digests, alerts, invitations) is delivered to the test sink.
+    Production verifies it like any customer domain."""
+    from kibamail.clients import redis_client
+    from kibamail.system_mail import sender_address
+    from pipelines.contracts import RedisKeys
+
+    redis = redis_client(settings)
+    try:
+        redis.set(RedisKeys.domain_ready(sender_address(settings).rsplit("@", 1)[1]), "1")
+    finally:
+        redis.close()
 
 
 async def send_emails(
