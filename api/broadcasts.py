@@ -83,16 +83,20 @@ def cancel(state: AppState, broadcast: Broadcast) -> None:
 def progress(state: AppState, broadcast: Broadcast) -> dict[str, Any]:
     raw = state.sync_redis.hgetall(progress_key(broadcast.id))
     values = {k.decode(): v.decode() for k, v in raw.items()}
-    total, sent, skipped = (int(values.get(k, 0)) for k in ("total", "sent", "skipped"))
+    total, sent, skipped, failed = (
+        int(values.get(k, 0)) for k in ("total", "sent", "skipped", "failed")
+    )
     if broadcast.status == "scheduled" and values.get("status") == "sending":
         broadcast.status = "sending"
-    if broadcast.status == "sending" and total and sent + skipped >= total:
+    if broadcast.status == "sending" and total and sent + skipped + failed >= total:
         broadcast.status = "sent"
     return {
         "total": total,
         "sent": sent,
         "skipped": skipped,
-        "pending": max(0, total - sent - skipped),
+        "failed": failed,
+        "pending": max(0, total - sent - skipped - failed),
+        "fanout_failed": values.get("fanout_failed") == "1",
     }
 
 

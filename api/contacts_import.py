@@ -1,7 +1,9 @@
 """Streamed CSV import: rows are parsed as the body arrives and inserted in batches.
 
-Bad rows (invalid email, unknown column, duplicate) are reported with their line
-number; good rows are imported. Memory stays bounded by the batch size.
+Bad rows (invalid email, unknown column, duplicate) are reported with the line number
+where the record starts; good rows are imported. Quoted fields may span lines (RFC 4180):
+physical lines are joined until the quotes balance, so memory stays bounded by the batch
+size and MAX_RECORD_CHARS, never by the file.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from api.schemas import email_address
 from api.state import AppState
 
 BATCH_ROWS = 2000
+MAX_RECORD_CHARS = 64 * 1024  # one contact; an unclosed quote must not swallow the file
 MAX_REPORTED_ERRORS = 1000
 STANDARD_COLUMNS = {"email", "first_name", "last_name"}
 
@@ -35,6 +38,62 @@ async def _lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[str]:
     pending += decoder.decode(b"", final=True)
     if pending:
         yield pending
+
+
+class UnterminatedRecord(ValueError):
+    def __init__(self, line: int) -> None:
+        super().__init__(
+            f"quoted field starting on line {line} is not closed within "
+            f"{MAX_RECORD_CHARS} characters; import stopped here"
+        )
+        self.line = line
+
+
+def _ends_inside_quotes(line: str, in_quotes: bool) -> bool:
+    """Whether a quoted field is still open after ``line`` (csv's default dialect: a quote
+    opens a field only at its start; inside one, a doubled quote is a literal quote)."""
+    if '"' not in line:
+        return in_quotes
+    at_field_start = not in_quotes
+    i = 0
+    while i < len(line):
+        char = line[i]
+        if in_quotes:
+            if char == '"':
+                if line.startswith('"', i + 1):
+                    i += 1
+                else:
+                    in_quotes = False
+        elif char == '"' and at_field_start:
+            in_quotes = True
+        at_field_start = not in_quotes and char == ","
+        i += 1
+    return in_quotes
+
+
+async def _records(chunks: AsyncIterator[bytes]) -> AsyncIterator[tuple[int, list[str]]]:
+    """(first physical line number, fields) per CSV record; blank lines are skipped."""
+    line_no = start = size = 0
+    parts: list[str] = []
+    in_quotes = False
+    async for line in _lines(chunks):
+        line_no += 1
+        if not parts:
+            if not line.strip():
+                continue
+            start = line_no
+        parts.append(line)
+        size += len(line)
+        in_quotes = _ends_inside_quotes(line, in_quotes)
+        if in_quotes:
+            if size > MAX_RECORD_CHARS:
+                raise UnterminatedRecord(start)
+            continue
+        record = "".join(parts)
+        parts, size = [], 0
+        yield start, next(csv.reader([record]))
+    if parts:
+        raise UnterminatedRecord(start)
 
 
 def _insert(state: AppState, team_id: str, list_id: str, rows: list[dict[str, Any]]) -> set[str]:
@@ -76,7 +135,6 @@ async def import_csv(
     batch: list[dict[str, Any]] = []
     batch_lines: dict[str, int] = {}
     header: list[str] | None = None
-    line_no = 0
 
     def report(line: int, message: str) -> None:
         nonlocal error_count
@@ -93,11 +151,15 @@ async def import_csv(
         batch.clear()
         batch_lines.clear()
 
-    async for line in _lines(chunks):
-        line_no += 1
-        if not line.strip():
-            continue
-        values = next(csv.reader([line]))
+    records = _records(chunks)
+    while True:
+        try:
+            line_no, values = await anext(records)
+        except StopAsyncIteration:
+            break
+        except UnterminatedRecord as exc:
+            report(exc.line, str(exc))
+            break
         if header is None:
             header = [h.strip().lower() for h in values]
             unknown = [h for h in header if h not in STANDARD_COLUMNS | known_fields]
@@ -105,11 +167,12 @@ async def import_csv(
                 return {
                     "imported": 0,
                     "failed": 1,
-                    "errors": [{"line": 1, "message": "no email column"}],
+                    "errors": [{"line": line_no, "message": "no email column"}],
                 }
             if unknown:
                 msg = f"unknown columns (define custom fields first): {', '.join(unknown)}"
-                return {"imported": 0, "failed": 1, "errors": [{"line": 1, "message": msg}]}
+                error = {"line": line_no, "message": msg}
+                return {"imported": 0, "failed": 1, "errors": [error]}
             continue
         if len(values) != len(header):
             report(line_no, f"expected {len(header)} columns, found {len(values)}")

@@ -1,33 +1,57 @@
-"""Sending domains: DKIM key generation, the DNS records to publish, DNS verification.
+"""Sending domains: DKIM key generation, the DNS records to publish, and keeping the
+result of the DNS checks on the domain's row.
 
-Verification queries the records with dnspython (the resolver from settings, so tests
-point it at a loopback DNS server) and keeps a status per record. SPF, DKIM (RSA) and
-DMARC are required for the Redis "ready" flag the MTA reads; the return-path and
-tracking CNAMEs are reported but optional.
+The checks themselves are dmarc.domain_checks (the one implementation: SPF with the
+10-lookup limit, DKIM key match, DMARC policy and rua, MX, return path); the alerting
+when one starts failing is dmarc.domain_alerts. This module maps the API's record
+names and statuses onto them: SPF, DKIM (RSA) and DMARC are required for the Redis
+"ready" flag the MTA reads; the rest are reported but optional.
 """
 
 from __future__ import annotations
 
 import base64
+import logging
 import secrets
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlparse
 
-import dns.exception
 import dns.resolver
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.db import utcnow
-from api.models import Domain
+from api.models import Domain, Membership, Role, User
+from dmarc import domain_checks
+from dmarc.domain_alerts import (
+    AlertOutcome,
+    PublishHint,
+    Transition,
+    find_transitions,
+    raise_alerts,
+    settled_status,
+)
+from dmarc.domain_checks import DomainCheckReport, ExpectedRecords
 from kibamail.settings import Settings
-from pipelines.contracts import RedisKeys
+from pipelines.contracts import DomainCheckEvent, RedisKeys
 
-REQUIRED_RECORDS = ("spf", "dkim_rsa", "dmarc")
+log = logging.getLogger(__name__)
+
+# API record name -> dmarc.domain_checks check name (the API predates the ed25519 key).
+RECORD_CHECKS = {
+    "spf": "spf",
+    "dkim_rsa": "dkim",
+    "dkim_ed25519": "dkim_ed25519",
+    "dmarc": "dmarc",
+    "return_path": "return_path",
+    "tracking": "tracking",
+}
+# Statuses rows written before the checks were unified still carry.
+LEGACY_STATUS = {"verified": "pass", "missing": "fail", "mismatch": "fail", "error": "unknown"}
 
 
 @dataclass(frozen=True)
@@ -37,6 +61,10 @@ class DnsRecord:
     name: str
     value: str
     required: bool
+
+    @property
+    def check(self) -> str:
+        return RECORD_CHECKS[self.key]
 
 
 def generate_keys(domain_name: str, team_id: str) -> Domain:
@@ -78,8 +106,16 @@ def spf_include(settings: Settings) -> str:
     return f"_spf.{settings.mta.hostname}"
 
 
+def tracking_target(settings: Settings) -> str:
+    return urlparse(settings.api.public_url).hostname or settings.mta.hostname
+
+
+def dmarc_rua(settings: Settings) -> str:
+    return f"mailto:dmarc@{settings.mta.hostname}"
+
+
 def dns_records(domain: Domain, settings: Settings) -> list[DnsRecord]:
-    tracking_host = urlparse(settings.api.public_url).hostname or settings.mta.hostname
+    tracking_host = tracking_target(settings)
     return [
         DnsRecord("spf", "TXT", domain.name, f"v=spf1 include:{spf_include(settings)} ~all", True),
         DnsRecord(
@@ -100,7 +136,7 @@ def dns_records(domain: Domain, settings: Settings) -> list[DnsRecord]:
             "dmarc",
             "TXT",
             f"_dmarc.{domain.name}",
-            f"v=DMARC1; p=none; rua=mailto:dmarc@{settings.mta.hostname}",
+            f"v=DMARC1; p=none; rua={dmarc_rua(settings)}",
             True,
         ),
         DnsRecord("return_path", "CNAME", f"bounces.{domain.name}", settings.mta.hostname, False),
@@ -108,61 +144,139 @@ def dns_records(domain: Domain, settings: Settings) -> list[DnsRecord]:
     ]
 
 
+def expected_records(domain: Domain, settings: Settings) -> ExpectedRecords:
+    return ExpectedRecords(
+        spf_include=spf_include(settings),
+        dkim_selector=domain.rsa_selector,
+        dkim_public_key=domain.rsa_public_b64,
+        return_path_host=f"bounces.{domain.name}",
+        return_path_target=settings.mta.hostname,
+        dmarc_rua=dmarc_rua(settings),
+        secondary_dkim_selector=domain.ed25519_selector,
+        secondary_dkim_public_key=domain.ed25519_public_b64,
+        tracking_host=f"track.{domain.name}",
+        tracking_target=tracking_target(settings),
+    )
+
+
 def make_resolver(settings: Settings) -> dns.resolver.Resolver:
-    if not settings.mta.dns_servers:
-        return dns.resolver.Resolver()
-    resolver = dns.resolver.Resolver(configure=False)
-    resolver.nameservers = list(settings.mta.dns_servers)
-    resolver.port = settings.mta.dns_port
-    resolver.timeout = 2.0
-    resolver.lifetime = 4.0
-    return resolver
+    return domain_checks.make_resolver(settings.mta.dns_servers, settings.mta.dns_port)
 
 
-def _txt_values(resolver: dns.resolver.Resolver, name: str) -> list[str]:
-    answer = resolver.resolve(name, "TXT")
-    return [b"".join(rdata.strings).decode(errors="replace") for rdata in answer]
+def stored_checks(domain: Domain) -> dict[str, dict[str, Any]]:
+    """The row's per-check results keyed by check name (legacy rows: by record name)."""
+    stored = dict(domain.record_status or {})
+    for record, check in RECORD_CHECKS.items():
+        if record != check and record in stored and check not in stored:
+            stored[check] = stored.pop(record)
+    return stored
 
 
-def _normalise(value: str) -> str:
-    return " ".join(value.replace(";", "; ").split()).rstrip(";").lower()
+def api_status(entry: dict[str, Any] | None) -> str:
+    """verified | missing | mismatch | error | not_checked (the API's per-record wording)."""
+    if not entry:
+        return "not_checked"
+    if "check" not in entry:
+        return str(entry.get("status", "not_checked"))
+    if entry["check"] == "pass":
+        return "verified"
+    if entry["check"] == "unknown":
+        return "error"
+    return "mismatch" if entry.get("found") else "missing"
 
 
-def check_record(resolver: dns.resolver.Resolver, record: DnsRecord) -> dict[str, Any]:
-    """{'status': verified|missing|mismatch|error, 'found': [...]} for one record."""
-    try:
-        if record.type == "CNAME":
-            found = [r.target.to_text().rstrip(".") for r in resolver.resolve(record.name, "CNAME")]
-            ok = any(f.lower() == record.value.lower() for f in found)
-        else:
-            found = _txt_values(resolver, record.name)
-            if record.key == "spf":
-                spf = [f for f in found if f.lower().startswith("v=spf1")]
-                include = record.value.split()[1].lower()
-                ok = any(include in f.lower().split() for f in spf)
-            elif record.key == "dmarc":
-                ok = any(f.lower().startswith("v=dmarc1") for f in found)
-            else:
-                ok = any(_normalise(f) == _normalise(record.value) for f in found)
-    except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
-        return {"status": "missing", "found": []}
-    except dns.exception.DNSException as exc:
-        return {"status": "error", "found": [], "error": str(exc)}
-    return {"status": "verified" if ok else "mismatch", "found": found}
+def check_status(entry: dict[str, Any] | None) -> str:
+    """pass | fail | unknown | not_checked (the checks' own wording)."""
+    if not entry:
+        return "not_checked"
+    return str(entry.get("check") or LEGACY_STATUS.get(entry.get("status", ""), "not_checked"))
 
 
-def verify_domain(domain: Domain, settings: Settings, redis: Any) -> Domain:
-    """Check every record, update the row, and set or clear the MTA's ready flag."""
-    resolver = make_resolver(settings)
-    statuses = {r.key: check_record(resolver, r) for r in dns_records(domain, settings)}
-    domain.record_status = statuses
-    domain.last_checked_at = utcnow()
-    ready = all(statuses[key]["status"] == "verified" for key in REQUIRED_RECORDS)
-    if ready:
-        domain.verified_at = domain.verified_at or utcnow()
-    domain.status = "verified" if ready else "pending"
-    set_ready_flag(redis, domain, ready)
-    return domain
+def _settled(entry: dict[str, Any] | None) -> str | None:
+    if not entry:
+        return None
+    if "check" in entry:
+        return entry.get("settled")  # type: ignore[no-any-return]
+    return {"pass": "pass", "fail": "fail"}.get(LEGACY_STATUS.get(entry.get("status", ""), ""))
+
+
+def publish_hints(domain: Domain, settings: Settings) -> dict[str, PublishHint]:
+    return {r.check: PublishHint(r.type, r.name, r.value) for r in dns_records(domain, settings)}
+
+
+def team_administrators(db: Session, team_id: str) -> list[str]:
+    rows = db.scalars(
+        select(User.email)
+        .join(Membership, Membership.user_id == User.id)
+        .where(Membership.team_id == team_id, Membership.role == Role.ADMIN.value)
+    )
+    return sorted(set(rows))
+
+
+@dataclass(frozen=True)
+class DomainVerification:
+    report: DomainCheckReport
+    transitions: list[Transition]
+    readiness: str
+    alerts: AlertOutcome
+
+
+EventPublisher = Callable[[DomainCheckEvent], None]
+
+
+def verify_domain(
+    db: Session,
+    domain: Domain,
+    settings: Settings,
+    redis: Any,
+    publish: EventPublisher,
+    checked_at: datetime | None = None,
+) -> DomainVerification:
+    """Check the domain's records, update readiness at once, alert on what started
+    failing, then record the result on the row (the caller commits). A raise leaves the
+    row as it was, so a retry sees the same transitions (same event ids, one email)."""
+    checked_at = checked_at or datetime.now(UTC)
+    report = domain_checks.check_domain(
+        domain.name, expected_records(domain, settings), make_resolver(settings)
+    )
+    previous = stored_checks(domain)
+    transitions = find_transitions(
+        {name: _settled(entry) for name, entry in previous.items()},
+        report,
+        was_ready=domain.status == "verified",
+    )
+    if report.ready:
+        publish_dkim_key(redis, domain)  # before the flag: the MTA signs as soon as it sees it
+    readiness = domain_checks.apply_readiness(redis, report)
+    alerts = raise_alerts(
+        redis,
+        settings,
+        team_id=domain.team_id,
+        administrators=team_administrators(db, domain.team_id),
+        report=report,
+        transitions=transitions,
+        hints=publish_hints(domain, settings),
+        checked_at=checked_at,
+        since=domain.last_checked_at.isoformat() if domain.last_checked_at else "never",
+        publish=publish,
+    )
+    domain.record_status = {
+        name: {
+            "check": check.status,
+            "settled": settled_status(_settled(previous.get(name)), check.status),
+            "found": check.found,
+            "reasons": check.reasons,
+            "details": check.details,
+        }
+        for name, check in report.checks.items()
+    }
+    domain.last_checked_at = checked_at.astimezone(UTC).replace(tzinfo=None)
+    if report.ready:
+        domain.status = "verified"
+        domain.verified_at = domain.verified_at or domain.last_checked_at
+    elif report.failing:
+        domain.status = "pending"
+    return DomainVerification(report, transitions, readiness, alerts)
 
 
 def publish_dkim_key(redis: Any, domain: Domain) -> None:
@@ -178,30 +292,54 @@ def publish_dkim_key(redis: Any, domain: Domain) -> None:
 
 
 def set_ready_flag(redis: Any, domain: Domain, ready: bool) -> None:
+    """Without DNS checks: the demo bootstrap (ready) and domain removal (not ready)."""
     if ready:
         publish_dkim_key(redis, domain)
-        redis.set(RedisKeys.domain_ready(domain.name), "1")
-    else:
-        redis.delete(RedisKeys.domain_ready(domain.name))
+    domain_checks.set_ready(redis, domain.name, ready)
 
 
-RECHECK_EVERY = timedelta(hours=1)
+# Hourly schedule, with slack so a run a little early still finds last hour's domains due.
+RECHECK_AFTER = timedelta(minutes=55)
 
 
-def recheck_due_domains(sessions: sessionmaker[Session], settings: Settings, redis: Any) -> int:
-    """Re-verify domains not checked for RECHECK_EVERY (a record removed later un-readies it)."""
-    cutoff = utcnow() - RECHECK_EVERY
+def recheck_due_domains(
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    redis: Any,
+    publish: EventPublisher,
+    checked_at: datetime | None = None,
+    names: Collection[str] = (),
+) -> dict[str, int]:
+    """Re-verify domains not checked for RECHECK_AFTER (only ``names`` if given), one
+    transaction each; a domain that raises is counted in ``errors`` and the others still
+    run. Returns counts."""
+    checked_at = checked_at or datetime.now(UTC)
+    cutoff = checked_at.astimezone(UTC).replace(tzinfo=None) - RECHECK_AFTER
+    query = select(Domain.id).where(
+        or_(Domain.last_checked_at.is_(None), Domain.last_checked_at < cutoff)
+    )
+    if names:
+        query = query.where(Domain.name.in_([n.lower() for n in names]))
     with sessions() as db:
-        due = list(
-            db.scalars(
-                select(Domain.id).where(
-                    or_(Domain.last_checked_at.is_(None), Domain.last_checked_at < cutoff)
-                )
-            )
-        )
+        due = list(db.scalars(query))
+    counts = dict.fromkeys(
+        ("due", "ready", "not_ready", "unknown", "events", "emails", "errors"), 0
+    )
+    counts["due"] = len(due)
     for domain_id in due:
-        with sessions.begin() as db:
-            domain = db.get(Domain, domain_id)
-            if domain is not None:
-                verify_domain(domain, settings, redis)
-    return len(due)
+        try:
+            with sessions.begin() as db:
+                domain = db.get(Domain, domain_id)
+                if domain is None:
+                    continue
+                outcome = verify_domain(db, domain, settings, redis, publish, checked_at)
+        except Exception:
+            log.exception("re-check of domain %s failed; it stays due", domain_id)
+            counts["errors"] += 1
+            continue
+        report = outcome.report
+        state = "ready" if report.ready else "not_ready" if report.failing else "unknown"
+        counts[state] += 1
+        counts["events"] += outcome.alerts.events
+        counts["emails"] += int(outcome.alerts.emailed)
+    return counts

@@ -191,6 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--connections", type=int, default=20)
     parser.add_argument("--timeout", type=float, default=300)
     parser.add_argument("--skip-haraka", action="store_true")
+    parser.add_argument("--e2e-only", action="store_true", help="skip the acceptance rounds")
     parser.add_argument("--rounds", type=int, default=2, help="interleaved acceptance rounds")
     parser.add_argument(
         "--workers", type=int, default=2, help="MTA processes in the end-to-end run"
@@ -221,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
         # machine load; the ratio compares the medians.
         kiba_rounds: list[dict[str, Any]] = []
         haraka_rounds: list[dict[str, Any]] = []
-        for _ in range(args.rounds):
+        for _ in range(0 if args.e2e_only else args.rounds):
             kiba_rounds.append(kibamail_accept(stack, settings, args))
             if not args.skip_haraka:
                 from .mta_haraka import haraka_accept_run

@@ -4,6 +4,6 @@ from __future__ import annotations
 
 import dagster as dg
 
-from dagster_project.defs import billing, dmarc, warehouse
+from dagster_project.defs import billing, dmarc, domains, warehouse
 
-defs = dg.Definitions.merge(warehouse.defs, billing.defs, dmarc.defs)
+defs = dg.Definitions.merge(warehouse.defs, billing.defs, dmarc.defs, domains.defs)

@@ -9,7 +9,6 @@ DMARC syntax use checkdmarc's per-record parsers on the same resolver.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -35,6 +34,11 @@ class ExpectedRecords:
     return_path_host: str = ""
     return_path_target: str = ""
     dmarc_rua: str = ""
+    # Optional extras the API publishes: a second (ed25519) DKIM key and a tracking CNAME.
+    secondary_dkim_selector: str = ""
+    secondary_dkim_public_key: str = ""
+    tracking_host: str = ""
+    tracking_target: str = ""
 
 
 @dataclass(slots=True)
@@ -74,9 +78,11 @@ class _DnsUnknown(Exception):
 def make_resolver(
     nameservers: list[str], port: int = 53, timeout: float = 2.0, lifetime: float = 4.0
 ) -> dns.resolver.Resolver:
-    resolver = dns.resolver.Resolver(configure=False)
-    resolver.nameservers = list(nameservers)
-    resolver.port = port
+    """A resolver on the given servers; an empty list means the system's resolvers."""
+    resolver = dns.resolver.Resolver(configure=not nameservers)
+    if nameservers:
+        resolver.nameservers = list(nameservers)
+        resolver.port = port
     resolver.timeout = timeout
     resolver.lifetime = lifetime
     return resolver
@@ -148,12 +154,23 @@ def _dkim_tags(record: str) -> dict[str, str]:
 
 @_guard
 def check_dkim(domain: str, expected: ExpectedRecords, resolver: Any) -> RecordCheck:
-    name = f"{expected.dkim_selector}._domainkey.{domain}"
+    return _check_dkim_key(domain, expected.dkim_selector, expected.dkim_public_key, resolver)
+
+
+@_guard
+def check_secondary_dkim(domain: str, expected: ExpectedRecords, resolver: Any) -> RecordCheck:
+    return _check_dkim_key(
+        domain, expected.secondary_dkim_selector, expected.secondary_dkim_public_key, resolver
+    )
+
+
+def _check_dkim_key(domain: str, selector: str, public_key: str, resolver: Any) -> RecordCheck:
+    name = f"{selector}._domainkey.{domain}"
     records = _txt(resolver, name)
     keys = [r for r in records if "p=" in r.replace(" ", "")]
     if not keys:
         return RecordCheck("fail", records, [f"no DKIM key published at {name}"])
-    want = "".join(expected.dkim_public_key.split())
+    want = "".join(public_key.split())
     for record in keys:
         tags = _dkim_tags(record)
         if tags.get("p") == want:
@@ -206,12 +223,22 @@ def check_mx(domain: str, expected: ExpectedRecords, resolver: Any) -> RecordChe
 def check_return_path(domain: str, expected: ExpectedRecords, resolver: Any) -> RecordCheck:
     if not expected.return_path_host:
         return RecordCheck("pass", reasons=["no custom return path configured"])
-    answers = _query(resolver, expected.return_path_host, "CNAME")
+    return _check_cname(expected.return_path_host, expected.return_path_target, resolver)
+
+
+@_guard
+def check_tracking(domain: str, expected: ExpectedRecords, resolver: Any) -> RecordCheck:
+    return _check_cname(expected.tracking_host, expected.tracking_target, resolver)
+
+
+def _check_cname(host: str, target: str, resolver: Any) -> RecordCheck:
+    answers = _query(resolver, host, "CNAME")
     found = [r.target.to_text(omit_final_dot=True).lower() for r in answers]
-    if expected.return_path_target.lower().rstrip(".") in found:
+    if target.lower().rstrip(".") in found:
         return RecordCheck("pass", found)
-    reason = f"{expected.return_path_host} must be a CNAME to {expected.return_path_target}"
-    return RecordCheck("fail", found, [reason])
+    if found:
+        return RecordCheck("fail", found, [f"{host} is a CNAME to {found[0]}, not to {target}"])
+    return RecordCheck("fail", found, [f"{host} must be a CNAME to {target}"])
 
 
 CHECKS = {
@@ -221,6 +248,11 @@ CHECKS = {
     "mx": check_mx,
     "return_path": check_return_path,
 }
+# Checked only when the domain's ExpectedRecords name them (the API's domains do).
+OPTIONAL_CHECKS = {
+    "dkim_ed25519": (check_secondary_dkim, "secondary_dkim_selector"),
+    "tracking": (check_tracking, "tracking_host"),
+}
 
 
 def check_domain(
@@ -228,44 +260,35 @@ def check_domain(
 ) -> DomainCheckReport:
     """Run every record check; ``ready`` only when SPF, DKIM and DMARC all pass."""
     domain = domain.lower().rstrip(".")
-    return DomainCheckReport(
-        domain, {name: check(domain, expected, resolver) for name, check in CHECKS.items()}
-    )
+    checks = {name: check(domain, expected, resolver) for name, check in CHECKS.items()}
+    for name, (check, configured_by) in OPTIONAL_CHECKS.items():
+        if getattr(expected, configured_by):
+            checks[name] = check(domain, expected, resolver)
+    return DomainCheckReport(domain, checks)
 
 
 def apply_readiness(redis: Any, report: DomainCheckReport) -> str:
     """Set or clear ``RedisKeys.domain_ready``; returns became_ready/became_unready/unchanged.
 
     An ``unknown`` result (DNS trouble) never clears readiness: a resolver hiccup
-    must not hold every message of a healthy domain. Callers raise the
-    "check started failing" event/email on ``became_unready``.
+    must not hold every message of a healthy domain. The "check started failing"
+    event and email come from dmarc.domain_alerts (transitions per record).
     """
-    key = RedisKeys.domain_ready(report.domain)
-    was_ready = bool(redis.exists(key))
+    was_ready = bool(redis.exists(RedisKeys.domain_ready(report.domain)))
     if report.ready:
-        redis.set(key, "1")
+        set_ready(redis, report.domain, True)
         return "unchanged" if was_ready else "became_ready"
     if report.failing:
-        redis.delete(key)
+        set_ready(redis, report.domain, False)
         return "became_unready" if was_ready else "unchanged"
     return "unchanged"
 
 
-def recheck_domains(
-    domains: Iterable[tuple[str, ExpectedRecords]],
-    resolver: dns.resolver.Resolver,
-    redis: Any,
-    on_started_failing: Callable[[DomainCheckReport], None] | None = None,
-) -> dict[str, str]:
-    """The scheduled re-check: refresh readiness; report domains whose checks just broke.
-
-    ``on_started_failing`` is where the caller emits its event and emails the
-    team's Administrators; it runs once per transition, not on every failing run.
-    """
-    transitions = {}
-    for domain, expected in domains:
-        report = check_domain(domain, expected, resolver)
-        transitions[report.domain] = apply_readiness(redis, report)
-        if transitions[report.domain] == "became_unready" and on_started_failing:
-            on_started_failing(report)
-    return transitions
+def set_ready(redis: Any, domain: str, ready: bool) -> None:
+    """The one writer of the MTA's ready flag (apply_readiness; removal of a domain; the
+    demo bootstrap, which skips DNS on purpose)."""
+    key = RedisKeys.domain_ready(domain)
+    if ready:
+        redis.set(key, "1")
+    else:
+        redis.delete(key)

@@ -84,6 +84,12 @@ class ApiSettings(BaseModel):
     secret_key: str = "dev-only-secret-change-me"
     max_request_bytes: int = 10 * 1024 * 1024
     workers: int = 1
+    # Per-API-key token bucket: sustained requests/second and the burst above it.
+    rate_limit_per_second: int = Field(default=1000, ge=1)
+    rate_limit_burst: int = Field(default=2000, ge=1)
+    # Webhook SSRF filter (api.webhooks.ssrf): lift only for tests and self-hosting.
+    webhook_allow_http: bool = False
+    webhook_allow_private: bool = False
 
 
 class MtaSettings(BaseModel):

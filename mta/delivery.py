@@ -293,6 +293,7 @@ class DeliveryWorker:
                         rcpts=rcpts,
                         data=data,
                         hooks=hooks,
+                        pace_per_minute=ctx.pace_per_minute.get(ctx.source_ip, 0.0),
                     )
                     break
                 except TransientConnectError as exc:

@@ -153,7 +153,7 @@ class InboundProcessor:
         hostname: str,
         responses: list[str],
     ) -> list[str]:
-        from .server import advertise_extensions
+        from .smtp_session import advertise_extensions
 
         return advertise_extensions(session, hostname, responses)
 

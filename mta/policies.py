@@ -43,6 +43,8 @@ class PolicyContext:
     pool: str = ""
     source_ips: list[str] = field(default_factory=list)
     source_ip: str = ""
+    # Source IP -> messages per minute for IP x provider pairs slowed by reputation.
+    pace_per_minute: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,25 @@ class FlagCache:
             self._values.clear()
         self._values[key] = (now + self.ttl, value)
         return value
+
+    async def get_many(self, redis: Any, keys: list[str]) -> list[Any]:
+        """Like get, with one MGET for all the keys not cached."""
+        now = time.monotonic()
+        found: dict[str, Any] = {}
+        missing = []
+        for key in keys:
+            hit = self._values.get(key)
+            if hit is not None and hit[0] > now:
+                found[key] = hit[1]
+            else:
+                missing.append(key)
+        if missing:
+            if len(self._values) > 50_000:
+                self._values.clear()
+            for key, value in zip(missing, await redis.mget(missing), strict=True):
+                self._values[key] = (now + self.ttl, value)
+                found[key] = value
+        return [found[key] for key in keys]
 
 
 class Params(BaseModel):
@@ -378,3 +399,7 @@ def provider_group(config: MtaConfig, domain: str, mx_host: str = "") -> str:
             elif domain == pattern:
                 return group
     return "default"
+
+
+# Units in their own modules register themselves in REGISTRY.
+from . import reputation  # noqa: E402, F401

@@ -30,6 +30,7 @@ from .credentials import CredentialVerifier
 from .inbound import InboundProcessor
 from .intake import queue_on_pipeline
 from .policies import PolicyChain, PolicyContext
+from .smtp_session import ConnectionLimiter, KibaSMTP, advertise_extensions, client_ip
 from .tls import ensure_self_signed, server_context
 
 log = logging.getLogger(__name__)
@@ -37,83 +38,6 @@ log = logging.getLogger(__name__)
 _BARE_LF = re.compile(rb"(?<!\r)\n|\r(?!\n)")
 _HEADER_LINE = re.compile(rb"^([!-9;-~]+):|^[ \t]")
 _MESSAGE_ID = re.compile(rb"^message-id:[ \t]*<?([^>\r\n]+)>?", re.IGNORECASE | re.MULTILINE)
-
-
-class ConnectionLimiter:
-    """Open connections per client IP (the real one when behind PROXY protocol)."""
-
-    def __init__(self, per_ip: int) -> None:
-        self.per_ip = per_ip
-        self.open: dict[str, int] = {}
-
-    def acquire(self, ip: str) -> bool:
-        if self.open.get(ip, 0) >= self.per_ip:
-            return False
-        self.open[ip] = self.open.get(ip, 0) + 1
-        return True
-
-    def release(self, ip: str) -> None:
-        left = self.open.get(ip, 0) - 1
-        if left > 0:
-            self.open[ip] = left
-        else:
-            self.open.pop(ip, None)
-
-
-class KibaSMTP(SMTP):
-    """aiosmtpd's SMTP with per-IP limits and AUTH after implicit TLS (port 465)."""
-
-    def __init__(
-        self,
-        handler: Any,
-        *,
-        limiter: ConnectionLimiter,
-        implicit_tls: bool,
-        proxy: bool,
-        listener: str = "submission",
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(handler, **kwargs)
-        self.limiter = limiter
-        self.implicit_tls = implicit_tls
-        self.proxy = proxy
-        self.counted_ip: str | None = None
-        self.refused = False
-        self.listener = listener
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        if self._original_transport is None and not self.proxy:
-            ip = (transport.get_extra_info("peername") or ("?",))[0]
-            if not self.limiter.acquire(ip):
-                self.refused = True
-                metrics.SUBMISSION_REJECTED.labels("ip_connection_limit").inc()
-                transport.write(b"421 4.7.0 Too many connections from your IP, try later\r\n")
-                transport.close()
-                return
-            self.counted_ip = ip
-        if self._original_transport is None:
-            metrics.CONNECTIONS.labels(self.listener).inc()
-        super().connection_made(transport)
-        if self.implicit_tls and self._tls_protocol is None:
-            # Implicit TLS: the transport is already encrypted, so AUTH is allowed.
-            self._tls_protocol = transport  # type: ignore[assignment]
-
-    def connection_lost(self, error: Exception | None) -> None:
-        if self.refused:
-            return
-        metrics.CONNECTIONS.labels(self.listener).dec()
-        if self.counted_ip is not None:
-            self.limiter.release(self.counted_ip)
-            self.counted_ip = None
-        super().connection_lost(error)
-
-
-def _client_ip(session: Session) -> str:
-    proxy = session.proxy_data
-    if proxy is not None and getattr(proxy, "src_addr", None):
-        src = proxy.src_addr
-        return str(src[0] if isinstance(src, tuple) else src)
-    return str((session.peer or ("?",))[0])
 
 
 class SubmissionHandler:
@@ -142,7 +66,7 @@ class SubmissionHandler:
     async def handle_PROXY(
         self, server: SMTP, session: Session, envelope: Envelope, proxy: Any
     ) -> bool:
-        ip = _client_ip(session)
+        ip = client_ip(session)
         if not self.limiter.acquire(ip):
             metrics.SUBMISSION_REJECTED.labels("ip_connection_limit").inc()
             return False
@@ -158,7 +82,7 @@ class SubmissionHandler:
         mechanism = args[0].upper()
         if mechanism not in ("PLAIN", "LOGIN"):
             return "504 5.5.4 Unrecognized authentication type"
-        guard = AuthGuard(self.redis, self.config.submission, _client_ip(session))
+        guard = AuthGuard(self.redis, self.config.submission, client_ip(session))
         if await guard.locked():
             metrics.SUBMISSION_REJECTED.labels("auth_lockout").inc()
             return "454 4.7.0 Too many failed authentication attempts, try again later"
@@ -221,7 +145,7 @@ class SubmissionHandler:
             recipients=list(envelope.rcpt_tos),
             size=len(data),
             authenticated=bool(session.authenticated and team_id),
-            client_ip=_client_ip(session),
+            client_ip=client_ip(session),
         )
         verdict = await self.chain.run(ctx)
         if verdict.action != "accept":
@@ -245,12 +169,6 @@ class SubmissionHandler:
             log.exception("queueing a submission failed")
             return "451 4.3.0 Temporary queue failure, try again"
         return f"250 2.0.0 OK queued as {message_id}"
-
-
-def advertise_extensions(session: Session, hostname: str, responses: list[str]) -> list[str]:
-    """aiosmtpd pipelines commands already; say so, and announce enhanced status codes."""
-    session.host_name = hostname
-    return [*responses[:-1], "250-PIPELINING", "250-ENHANCEDSTATUSCODES", responses[-1]]
 
 
 async def _parse_login(server: SMTP, method: Any, args: list[str]) -> LoginPassword | None:
@@ -390,4 +308,10 @@ class SubmissionServers:
         self._servers.clear()
 
 
-__all__ = ["SubmissionServers", "check_message", "ensure_message_id", "time"]
+__all__ = [
+    "SubmissionServers",
+    "advertise_extensions",
+    "check_message",
+    "ensure_message_id",
+    "time",
+]

@@ -73,10 +73,13 @@ class _Conn:
 class _Pace:
     """Spaces sends so a group stays under messages_per_minute."""
 
-    def __init__(self, per_minute: int) -> None:
+    def __init__(self, per_minute: float) -> None:
         self.interval = 60.0 / per_minute if per_minute else 0.0
         self.next_at = 0.0
         self.lock = asyncio.Lock()
+
+    def set_rate(self, per_minute: float) -> None:
+        self.interval = 60.0 / per_minute if per_minute else 0.0
 
     async def wait(self) -> None:
         if not self.interval:
@@ -106,6 +109,8 @@ class ConnectionPool:
         self._idle: dict[tuple[str, str], list[_Conn]] = {}
         self._limits: dict[str, asyncio.Semaphore] = {}
         self._paces: dict[str, _Pace] = {}
+        # (group, source IP) paces for pairs slowed by reputation throttling.
+        self._ip_paces: dict[tuple[str, str], _Pace] = {}
 
     def _limit(self, group: str, shaping: ShapingConfig) -> asyncio.Semaphore:
         if group not in self._limits:
@@ -150,11 +155,18 @@ class ConnectionPool:
         rcpts: list[str],
         data: bytes,
         hooks: DataHooks | None = None,
+        pace_per_minute: float = 0.0,
     ) -> TransactionResult:
-        """One transaction to ``address``; see DataHooks for the crash-safety seams."""
+        """One transaction to ``address``; see DataHooks for the crash-safety seams.
+
+        ``pace_per_minute`` (> 0) additionally paces this source IP for the group."""
         key = (source_ip, address)
         result = TransactionResult()
         transcript = result.transcript
+        if pace_per_minute > 0:
+            ip_pace = self._ip_paces.setdefault((group, source_ip), _Pace(pace_per_minute))
+            ip_pace.set_rate(pace_per_minute)
+            await ip_pace.wait()
         async with self._limit(group, shaping):
             await self._paces[group].wait()
             idle = self._idle.setdefault(key, [])

@@ -32,6 +32,7 @@ class Topic(StrEnum):
     SUBMISSION_FEATURES = "smtp_submissions_features"
     REPUTATION_SIGNALS = "reputation_signals"
     TEAM_PAUSES = "team_pauses"
+    DOMAIN_CHECKS = "domain_checks"
     DEAD_LETTER = "kibamail_dead_letter"
 
 
@@ -49,6 +50,8 @@ class ClickHouseTable(StrEnum):
     DMARC_RECORDS = "raw_dmarc_records"
     DMARC_FAILURE_REPORTS = "raw_dmarc_failure_reports"
     TLS_REPORTS = "raw_tls_reports"
+    # Sender-domain check transitions (migration 0004_domain_checks.sql)
+    DOMAIN_CHECKS = "raw_domain_checks"
 
 
 class RedisKeys:
@@ -114,6 +117,12 @@ class RedisKeys:
     def dmarc_digest_sent(team_id: str, day: str) -> str:
         """Set-if-absent guard so a retried daily DMARC digest run mails a team once."""
         return f"dmarcdigest:{team_id}:{day}"
+
+    @staticmethod
+    def notification_sent(purpose: str, ref: str) -> str:
+        """Set-if-absent guard so a retried API request sends a platform email once
+        (purpose e.g. team-invite, double-opt-in; ref = the invitation/contact id)."""
+        return f"notified:{purpose}:{ref}"
 
     # MTA internals (shared by every MTA process/host).
     # Sorted set of retry/held job ids scored by due time (unix seconds).
@@ -338,6 +347,21 @@ class TeamPauseEvent(Event):
     source: Literal["scoring", "api", "reputation"] = "scoring"
 
 
+class DomainCheckEvent(Event):
+    """A sender-domain DNS check that started failing (record "ready": the domain stopped
+    being ready to send). ``event_id`` is derived from domain, record, transition and
+    ``checked_at`` (dmarc.domain_alerts), so a retried re-check produces the same event."""
+
+    EVENT_TYPE: ClassVar[str] = "domain_check"
+
+    domain: str = Field(min_length=1, max_length=253)
+    record: str = Field(min_length=1, max_length=32)
+    previous_status: Literal["pass", "fail", "unknown", "not_checked"]
+    current_status: Literal["pass", "fail", "unknown"]
+    reason: str = ""
+    checked_at: datetime
+
+
 class OutboundMessage(BaseModel):
     """What the API (and the broadcast workers) hand to the MTA's durable queue."""
 
@@ -380,6 +404,7 @@ EVENT_MODELS: dict[Topic, type[Event]] = {
     Topic.SUBMISSION_FEATURES: SubmissionFeatures,
     Topic.REPUTATION_SIGNALS: ReputationSignal,
     Topic.TEAM_PAUSES: TeamPauseEvent,
+    Topic.DOMAIN_CHECKS: DomainCheckEvent,
 }
 
 E = TypeVar("E", bound=BaseModel)

@@ -22,14 +22,12 @@ from bytewax.outputs import Sink
 from kibamail.settings import Settings
 from pipelines.config import PipelineTuning, get_tuning
 from pipelines.contracts import (
-    SUPPORTED_VERSIONS,
     ContractError,
-    MessageStatusEvent,
+    CorrelatedMessageEvent,
     Topic,
     dead_letter,
-    deserialize,
 )
-from pipelines.kafka_io import RawMessage
+from pipelines.kafka_io import OutChunk, RawBatch, RawMessage
 from pipelines.mapping import (
     Mapping,
     MappingLookup,
@@ -45,37 +43,17 @@ from pipelines.metrics import (
     EVENTS_OUT,
     MAPPING_RETRIES,
 )
+from pipelines.status_parse import STATUS_FIELDS, parse_statuses
 
 FLOW = "correlation"
 SinkItem = KafkaSinkMessage[bytes | None, bytes]
 
-
-def correlated_payload(event: MessageStatusEvent, mapping: Mapping) -> bytes:
-    """CorrelatedMessageEvent JSON: the event's JSON with the mapping's fields appended.
-
-    Same bytes a CorrelatedMessageEvent would serialize to (its fields are the status
-    event's followed by these four), without building and re-validating one per event.
-    """
-    extra = orjson.dumps(
-        {
-            "broadcast_id": mapping.broadcast_id,
-            "contact_id": mapping.contact_id,
-            "variant_id": mapping.variant_id,
-            "tags": mapping.tags,
-        }
-    )
-    return event.__pydantic_serializer__.to_json(event)[:-1] + b"," + extra[1:]
-
-
-def parse_status(raw: bytes) -> MessageStatusEvent:
-    """Validate in one pass (JSON parsed in Rust); the contract's own path names the error."""
-    try:
-        event = MessageStatusEvent.model_validate_json(raw)
-    except ValueError:
-        return deserialize(MessageStatusEvent, raw)  # raises ContractError with the reason
-    if event.event_version not in SUPPORTED_VERSIONS:
-        return deserialize(MessageStatusEvent, raw)
-    return event
+# CorrelatedMessageEvent = the status event's fields, then these (taken from a Mapping).
+JOINED_FIELDS = tuple(CorrelatedMessageEvent.model_fields)[len(STATUS_FIELDS) :]
+if tuple(CorrelatedMessageEvent.model_fields)[: len(STATUS_FIELDS)] != STATUS_FIELDS or (
+    Mapping._fields[1:] != JOINED_FIELDS
+):
+    raise TypeError("CorrelatedMessageEvent must be MessageStatusEvent + the Mapping's fields")
 
 
 def to_dead_letter(topic: str, key: bytes | None, value: bytes | None, reason: str) -> SinkItem:
@@ -84,71 +62,85 @@ def to_dead_letter(topic: str, key: bytes | None, value: bytes | None, reason: s
     return KafkaSinkMessage(key, dead_letter(topic, value, reason), topic=Topic.DEAD_LETTER.value)
 
 
+def mismatch_reason(event: dict[str, Any], mapping: Mapping) -> str:
+    return (
+        f"team mismatch: event team {event['team_id']!r} but message "
+        f"{event['message_id']!r} belongs to team {mapping.team_id!r}"
+    )
+
+
+def flatten(batch: list[Any]) -> tuple[list[str], list[bytes | None], list[bytes | None]]:
+    """Topics, keys and values of a batch of RawBatch / RawMessage items, column-wise."""
+    topics: list[str] = []
+    keys: list[bytes | None] = []
+    values: list[bytes | None] = []
+    for item in batch:
+        if isinstance(item, RawBatch):
+            topics += [item.topic] * len(item.values)
+            keys += item.keys
+            values += item.values
+        elif isinstance(item, RawMessage):
+            topics.append(item.topic)
+            keys.append(item.key)
+            values.append(item.value)
+        else:
+            ERRORS.labels(FLOW, "kafka").inc()
+    return topics, keys, values
+
+
 class Correlator:
-    """The batch step and the retry resolver of the correlation flow."""
+    """The batch step and the retry resolver of the correlation flow.
+
+    Per input batch: one parse pass (status_parse), one MGET, and the joined rows as
+    ONE OutChunk, each row being ``serialize(CorrelatedMessageEvent(...))`` built from
+    the event's dict without a model object per event.
+    """
 
     def __init__(self, lookup: MappingLookup, shards: int) -> None:
         self.lookup = lookup
         self._shards = shards
 
-    def _join(
-        self, event: MessageStatusEvent, key: bytes | None, mapping: Any, topic: str, raw: bytes
-    ) -> SinkItem:
-        if isinstance(mapping, ContractError):
-            return to_dead_letter(topic, key, raw, str(mapping))
-        if mapping.team_id != event.team_id:
-            return to_dead_letter(
-                topic,
-                key,
-                raw,
-                f"team mismatch: event team {event.team_id!r} but message "
-                f"{event.message_id!r} belongs to team {mapping.team_id!r}",
-            )
-        return KafkaSinkMessage(
-            event.message_id.encode(),
-            correlated_payload(event, mapping),
-            topic=Topic.CLICKHOUSE_MESSAGES.value,
-        )
-
-    def on_batch(self, batch: list[Any]) -> list[list[SinkItem] | Pending]:
-        """Parse every message, then one MGET for all message ids of the batch.
-
-        Returns the batch's outputs as ONE item (a list), plus one item per miss.
-        """
-        out: list[SinkItem] = []
-        pending: list[Pending] = []
-        parsed: list[tuple[MessageStatusEvent, RawMessage]] = []
-        for msg in batch:
-            if not isinstance(msg, RawMessage):
-                ERRORS.labels(FLOW, "kafka").inc()
-                continue
-            try:
-                parsed.append((parse_status(msg.value or b""), msg))
-            except ContractError as exc:
-                out.append(to_dead_letter(msg.topic or "", msg.key, msg.value, str(exc)))
-        EVENTS_IN.labels(FLOW).inc(len(batch))
-        mappings = self.lookup.get_many([event.message_id for event, _ in parsed])
-        retries = 0
-        for (event, msg), mapping in zip(parsed, mappings, strict=True):
-            if mapping is None:
-                retries += 1
-                pending.append(
-                    Pending(
-                        shard_of(event.message_id, self._shards),
-                        msg.topic or Topic.MESSAGE_STATUSES.value,
-                        msg.key,
-                        msg.value or b"",
-                        event.message_id,
-                        0,
-                        0.0,
-                    )
-                )
+    def on_batch(self, batch: list[Any]) -> list[OutChunk | list[SinkItem] | Pending]:
+        topics, keys, values = flatten(batch)
+        EVENTS_IN.labels(FLOW).inc(len(values))
+        dead: list[SinkItem] = []
+        events: list[dict[str, Any]] = []
+        where: list[int] = []
+        for index, result in enumerate(parse_statuses(values)):
+            if type(result) is dict:
+                events.append(result)
+                where.append(index)
             else:
-                out.append(self._join(event, msg.key, mapping, msg.topic or "", msg.value or b""))
-        if retries:
-            MAPPING_RETRIES.labels(FLOW).inc(retries)
-        EVENTS_OUT.labels(FLOW, Topic.CLICKHOUSE_MESSAGES.value).inc(len(parsed) - retries)
-        return [out, *pending] if out else list(pending)
+                dead.append(to_dead_letter(topics[index], keys[index], values[index], str(result)))
+        mappings = self.lookup.get_many([event["message_id"] for event in events])
+        out_keys: list[bytes | None] = []
+        out_values: list[bytes] = []
+        pending: list[Pending] = []
+        dumps, utc_z, joined = orjson.dumps, orjson.OPT_UTC_Z, JOINED_FIELDS
+        for index, event, mapping in zip(where, events, mappings, strict=True):
+            if type(mapping) is Mapping and mapping.team_id == event["team_id"]:
+                event.update(zip(joined, mapping[1:], strict=True))
+                out_values.append(dumps(event, option=utc_z))
+                out_keys.append(event["message_id"].encode())
+            elif mapping is None:
+                message_id = event["message_id"]
+                topic = topics[index] or Topic.MESSAGE_STATUSES.value
+                value = values[index] or b""
+                shard = shard_of(message_id, self._shards)
+                pending.append(Pending(shard, topic, keys[index], value, message_id, 0, 0.0))
+            else:
+                reason = str(mapping) if isinstance(mapping, ContractError) else ""
+                reason = reason or mismatch_reason(event, mapping)  # type: ignore[arg-type]
+                dead.append(to_dead_letter(topics[index], keys[index], values[index], reason))
+        if pending:
+            MAPPING_RETRIES.labels(FLOW).inc(len(pending))
+        EVENTS_OUT.labels(FLOW, Topic.CLICKHOUSE_MESSAGES.value).inc(len(out_values))
+        out: list[OutChunk | list[SinkItem] | Pending] = []
+        if out_values:
+            out.append(OutChunk(Topic.CLICKHOUSE_MESSAGES.value, out_keys, out_values))
+        if dead:
+            out.append(dead)
+        return out + pending  # type: ignore[operator]
 
     def resolve_pending(self, pending: list[Pending]) -> tuple[list[SinkItem], list[int]]:
         mappings = self.lookup.get_many([p.message_id for p in pending])
@@ -158,8 +150,21 @@ class Correlator:
             if mapping is None:
                 missing.append(index)
                 continue
-            event = deserialize(MessageStatusEvent, item.value)
-            out.append(self._join(event, item.key, mapping, item.topic, item.value))
+            [event] = parse_statuses([item.value])
+            if isinstance(event, ContractError) or isinstance(mapping, ContractError):
+                reason = str(event if isinstance(event, ContractError) else mapping)
+                out.append(to_dead_letter(item.topic, item.key, item.value, reason))
+            elif mapping.team_id != event["team_id"]:
+                reason = mismatch_reason(event, mapping)
+                out.append(to_dead_letter(item.topic, item.key, item.value, reason))
+            else:
+                event.update(zip(JOINED_FIELDS, mapping[1:], strict=True))
+                payload = orjson.dumps(event, option=orjson.OPT_UTC_Z)
+                out.append(
+                    KafkaSinkMessage(
+                        item.message_id.encode(), payload, topic=Topic.CLICKHOUSE_MESSAGES.value
+                    )
+                )
         return out, missing
 
     def give_up(self, pending: Pending, waited_seconds: float) -> SinkItem:
@@ -176,14 +181,14 @@ def build_flow(
     settings: Settings,
     *,
     source: Source[Any] | None = None,
-    sink: Sink[list[SinkItem]] | None = None,
+    sink: Sink[Any] | None = None,
     redis_factory: RedisFactory | None = None,
     tuning: PipelineTuning | None = None,
     clock: Callable[[], float] | None = None,
 ) -> Dataflow:
     """The correlation dataflow; tests pass TestingSource/TestingSink and a fake Redis.
 
-    Its output items are lists of Kafka messages (one per input batch).
+    Its output items are OutChunks or lists of Kafka messages (a few per input batch).
     """
     from kibamail.clients import redis_client
     from pipelines.kafka_io import ChunkedKafkaSink, kafka_source
@@ -196,7 +201,8 @@ def build_flow(
     statuses = op.input(
         "statuses",
         flow,
-        source or kafka_source(settings, [Topic.MESSAGE_STATUSES.value], tuning, FLOW),
+        source
+        or kafka_source(settings, [Topic.MESSAGE_STATUSES.value], tuning, FLOW, columnar=True),
     )
     outcomes = op.flat_map_batch("parse_and_lookup", statuses, correlator.on_batch)
     split = op.branch("missing_mapping", outcomes, lambda item: isinstance(item, Pending))

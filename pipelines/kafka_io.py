@@ -34,38 +34,94 @@ class RawMessage(NamedTuple):
     value: bytes | None
 
 
+class RawBatch(NamedTuple):
+    """One fetch of one partition, column-wise: one dataflow item instead of thousands."""
+
+    topic: str
+    partition: int
+    first_offset: int
+    keys: list[bytes | None]
+    values: list[bytes | None]
+
+
+class OutChunk(NamedTuple):
+    """Messages for one topic, column-wise (what the hot paths emit per input batch)."""
+
+    topic: str
+    keys: list[bytes | None]
+    values: list[bytes]
+
+
+SinkMessage = KafkaSinkMessage[bytes | None, bytes]
+Chunk = OutChunk | list[SinkMessage]
+
+
+def chunk_messages(chunk: Chunk) -> list[SinkMessage]:
+    """The chunk as KafkaSinkMessages (tests and slow paths)."""
+    if isinstance(chunk, OutChunk):
+        return [
+            KafkaSinkMessage(key, value, topic=chunk.topic)
+            for key, value in zip(chunk.keys, chunk.values, strict=True)
+        ]
+    return chunk
+
+
 def brokers(settings: Settings) -> list[str]:
     return [b.strip() for b in settings.kafka.bootstrap_servers.split(",") if b.strip()]
 
 
 class _Partition(StatefulSourcePartition[RawMessage, int]):
     def __init__(
-        self, flow: str, config: dict[str, Any], topic: str, index: int, offset: int, batch: int
+        self,
+        flow: str,
+        config: dict[str, Any],
+        topic: str,
+        index: int,
+        offset: int,
+        batch: int,
+        columnar: bool = False,
     ) -> None:
         self._flow, self._topic, self._index, self._batch = flow, topic, index, batch
+        self._columnar = columnar
         self._offset = offset
         self._consumer = Consumer(config)
         self._consumer.assign([TopicPartition(topic, index, offset)])
         self._where = TopicPartition(topic, index)
         self._lag = CONSUMER_LAG.labels(flow, topic, str(index))
 
-    def next_batch(self) -> list[RawMessage]:
-        batch: list[RawMessage] = []
-        append = batch.append
-        for msg in self._consumer.consume(self._batch, 0.05):
-            err = msg.error()
-            if err is not None:
-                if err.code() != KafkaError._PARTITION_EOF:
+    def _fetch(self) -> list[Any]:
+        messages = self._consumer.consume(self._batch, 0.05)
+        if any(msg.error() is not None for msg in messages):
+            good = []
+            for msg in messages:
+                err = msg.error()
+                if err is None:
+                    good.append(msg)
+                elif err.code() != KafkaError._PARTITION_EOF:
                     ERRORS.labels(self._flow, "kafka").inc()
                     log.warning("kafka error on %s[%d]: %s", self._topic, self._index, err)
-                continue
-            append(RawMessage(self._topic, self._index, msg.offset(), msg.key(), msg.value()))
-        if batch:
-            self._offset = batch[-1].offset + 1
-            note_offsets(self._flow, {(self._topic, self._index): self._offset})
-            _low, high = self._consumer.get_watermark_offsets(self._where, cached=True)
-            if high >= 0:
-                self._lag.set(max(0, high - self._offset))
+            messages = good
+        return messages
+
+    def next_batch(self) -> list[RawMessage] | list[RawBatch]:
+        messages = self._fetch()
+        if not messages:
+            return []
+        topic, index = self._topic, self._index
+        batch: list[RawMessage] | list[RawBatch]
+        if self._columnar:
+            keys = [msg.key() for msg in messages]
+            values = [msg.value() for msg in messages]
+            batch = [RawBatch(topic, index, messages[0].offset(), keys, values)]
+        else:
+            batch = [
+                RawMessage(topic, index, msg.offset(), msg.key(), msg.value()) for msg in messages
+            ]
+        self._offset = messages[-1].offset() + 1
+        note_offsets(self._flow, {(topic, index): self._offset})
+        _low, high = self._consumer.get_watermark_offsets(self._where, cached=True)
+        if high >= 0:
+            self._lag.set(max(0, high - self._offset))
         return batch
 
     def snapshot(self) -> int:
@@ -78,14 +134,25 @@ class _Partition(StatefulSourcePartition[RawMessage, int]):
 class LeanKafkaSource(FixedPartitionedSource[RawMessage, int]):
     """Every partition of the given topics; resumes from the snapshot offset."""
 
-    def __init__(self, flow: str, settings: Settings, topics: list[str], batch_size: int) -> None:
+    def __init__(
+        self,
+        flow: str,
+        settings: Settings,
+        topics: list[str],
+        batch_size: int,
+        columnar: bool = False,
+    ) -> None:
         self._flow, self._topics, self._batch = flow, topics, batch_size
+        self._columnar = columnar
         self._config: dict[str, Any] = {
             **settings.kafka.client_config(),
             "group.id": f"kibamail-{flow}-unused",  # offsets live in Bytewax snapshots
             "enable.auto.commit": False,
             "fetch.wait.max.ms": 50,
-            "queued.min.messages": 20000,
+            # Big fetches: the flows work per batch, so fewer, fuller batches are cheaper.
+            "queued.min.messages": max(20000, 4 * batch_size),
+            "max.partition.fetch.bytes": 8 * 1024 * 1024,
+            "fetch.max.bytes": 64 * 1024 * 1024,
         }
 
     def list_parts(self) -> list[str]:
@@ -103,29 +170,48 @@ class LeanKafkaSource(FixedPartitionedSource[RawMessage, int]):
     def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> _Partition:
         index, topic = for_part.split("-", 1)
         offset = OFFSET_BEGINNING if resume_state is None else resume_state
-        return _Partition(self._flow, self._config, topic, int(index), offset, self._batch)
+        return _Partition(
+            self._flow, self._config, topic, int(index), offset, self._batch, self._columnar
+        )
 
 
 def kafka_source(
-    settings: Settings, topics: list[str], tuning: PipelineTuning, flow: str = ""
+    settings: Settings,
+    topics: list[str],
+    tuning: PipelineTuning,
+    flow: str = "",
+    columnar: bool = False,
 ) -> LeanKafkaSource:
-    return LeanKafkaSource(flow or "+".join(topics), settings, topics, tuning.kafka_batch_size)
+    """``columnar``: items are RawBatch (one per fetch) instead of one RawMessage each."""
+    name = flow or "+".join(topics)
+    return LeanKafkaSource(name, settings, topics, tuning.kafka_batch_size, columnar)
 
 
-class _ChunkPartition(StatelessSinkPartition[list[KafkaSinkMessage[bytes | None, bytes]]]):
+class _ChunkPartition(StatelessSinkPartition[Chunk]):
     def __init__(self, producer: Producer) -> None:
         self._producer = producer
 
-    def write_batch(self, items: list[list[KafkaSinkMessage[bytes | None, bytes]]]) -> None:
+    def _produce(self, topic: str, value: bytes, key: bytes | None) -> None:
+        while True:
+            try:
+                self._producer.produce(topic, value, key)
+                return
+            except BufferError:
+                self._producer.poll(0.05)
+
+    def write_batch(self, items: list[Chunk]) -> None:
         produce, poll = self._producer.produce, self._producer.poll
         for chunk in items:
-            for msg in chunk:
-                while True:
+            if isinstance(chunk, OutChunk):
+                topic = chunk.topic
+                for key, value in zip(chunk.keys, chunk.values, strict=True):
                     try:
-                        produce(msg.topic, msg.value, msg.key)
-                        break
+                        produce(topic, value, key)
                     except BufferError:
-                        poll(0.05)
+                        self._produce(topic, value, key)
+            else:
+                for msg in chunk:
+                    self._produce(msg.topic or "", msg.value, msg.key)
             poll(0)
         # Delivered before Bytewax may close the epoch: at-least-once across a crash.
         if self._producer.flush(60) > 0:
@@ -135,8 +221,8 @@ class _ChunkPartition(StatelessSinkPartition[list[KafkaSinkMessage[bytes | None,
         self._producer.flush(30)
 
 
-class ChunkedKafkaSink(DynamicSink[list[KafkaSinkMessage[bytes | None, bytes]]]):
-    """Writes lists of messages (each names its topic): one dataflow item per input batch.
+class ChunkedKafkaSink(DynamicSink[Chunk]):
+    """Writes OutChunks or lists of messages (each names its topic): one item per batch.
 
     Passing a batch's thousands of outputs through the dataflow as one item instead of
     one item each saves the per-item cost of every operator on the way.

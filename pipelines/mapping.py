@@ -69,12 +69,19 @@ class MappingLookup:
                 log.warning("redis unavailable for mapping lookups (%s); retrying", exc)
                 time.sleep(backoff)
                 backoff = min(backoff * 2, self._max_backoff)
+        # Mappings repeat (a team's transactional mail, a broadcast's variants): parse each
+        # distinct value once per batch.
+        parsed: dict[bytes, Mapping | ContractError] = {}
         results: list[Mapping | ContractError | None] = []
+        append = results.append
         for message_id, value in zip(message_ids, raw, strict=True):
             if value is None:
-                results.append(None)
+                append(None)
                 continue
-            results.append(parse_mapping(message_id, value))
+            mapping = parsed.get(value)
+            if mapping is None or isinstance(mapping, ContractError):
+                mapping = parsed[value] = parse_mapping(message_id, value)
+            append(mapping)
         return results
 
 

@@ -18,7 +18,7 @@ import orjson
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.jobs.queue import enqueue_many
+from api.jobs.queue import DeadLetterHook, enqueue_many
 from api.models import Broadcast, Contact
 from api.rendering import (
     UNSUBSCRIBE_PURPOSE,
@@ -53,7 +53,7 @@ return 1
 
 
 def progress_key(broadcast_id: str) -> str:
-    """Hash: status (what workers obey), total, sent, skipped."""
+    """Hash: status (what workers obey), total, sent, skipped, failed (dead-lettered)."""
     return f"api:broadcast:{broadcast_id}"
 
 
@@ -251,6 +251,18 @@ class BroadcastJobs:
 
     def handlers(self) -> dict[str, Any]:
         return {SEND_BROADCAST: self.send_broadcast, SEND_TO_CONTACT: self.send_to_contact}
+
+    def dead_letter_hooks(self) -> dict[str, DeadLetterHook]:
+        """A dead-lettered contact counts as failed in progress (so the broadcast finishes);
+        a dead fan-out is flagged on the progress hash for the API to show."""
+
+        def contact_failed(pipe: Any, job: dict[str, Any]) -> None:
+            pipe.hincrby(progress_key(str(job["broadcast_id"])), "failed", 1)
+
+        def fanout_failed(pipe: Any, job: dict[str, Any]) -> None:
+            pipe.hset(progress_key(str(job["broadcast_id"])), "fanout_failed", "1")
+
+        return {SEND_TO_CONTACT: contact_failed, SEND_BROADCAST: fanout_failed}
 
 
 def serialize_job(job: dict[str, Any]) -> bytes:

@@ -4,6 +4,12 @@ Every worker process joins the group; a job is acknowledged only after its handl
 returned, and jobs left pending by a dead worker are reclaimed (XAUTOCLAIM) after
 `claim_idle_ms`. Handlers must therefore be idempotent (the broadcast ones are, via
 the BROADCAST:{broadcastId}:{contactId} guard).
+
+A job that raises is retried with exponential backoff (a sorted set of delayed jobs,
+moved back onto the stream when due) up to `max_attempts`; a job that still fails, one
+that cannot be decoded or routed, or one whose worker died handling it `max_attempts`
+times, goes to the dead-letter stream with the reason (never retried forever, never
+dropped). Each move is one MULTI with the XACK, so a crash cannot lose or duplicate it.
 """
 
 from __future__ import annotations
@@ -11,18 +17,32 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import orjson
 import redis as redis_lib
 
+from pipelines.contracts import dead_letter
+
 log = logging.getLogger(__name__)
 
 JOB_STREAM = "api:jobs"
 JOB_GROUP = "api-workers"
+DELAYED_JOBS = "api:jobs:delayed"  # sorted set: JSON job -> due time (unix seconds)
+DEAD_LETTER_STREAM = "api:jobs:dead"
+DEFAULT_MAX_ATTEMPTS = 5
+DEFAULT_BACKOFF_SECONDS = 2.0  # 2, 4, 8, 16 s between the five attempts
+DEAD_LETTER_MAXLEN = 100_000
 
 Handler = Callable[[dict[str, Any]], None]
+# Adds commands to the dead-lettering MULTI (e.g. count the contact as failed).
+DeadLetterHook = Callable[[Any, dict[str, Any]], None]
+
+
+class PermanentJobError(Exception):
+    """A job that can never succeed: dead-lettered at once instead of retried."""
 
 
 def encode_job(kind: str, payload: dict[str, Any]) -> dict[str, bytes]:
@@ -59,6 +79,18 @@ def enqueue_many(
     return count
 
 
+_PROMOTE_DUE_LUA = """
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
+for _, member in ipairs(due) do
+  local job = cjson.decode(member)
+  redis.call('XADD', KEYS[2], '*', 'kind', job['kind'], 'payload', job['payload'],
+             'attempt', job['attempt'])
+  redis.call('ZREM', KEYS[1], member)
+end
+return #due
+"""
+
+
 def ensure_group(redis: Any) -> None:
     try:
         redis.xgroup_create(JOB_STREAM, JOB_GROUP, id="0", mkstream=True)
@@ -75,47 +107,140 @@ class Worker:
         consumer: str | None = None,
         batch: int = 50,
         claim_idle_ms: int = 15_000,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+        backoff_seconds: float = DEFAULT_BACKOFF_SECONDS,
+        dead_letter_hooks: dict[str, DeadLetterHook] | None = None,
     ) -> None:
         self.redis = redis
         self.handlers = handlers
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
         self.batch = batch
         self.claim_idle_ms = claim_idle_ms
+        self.max_attempts = max_attempts
+        self.backoff_seconds = backoff_seconds
+        self.dead_letter_hooks = dead_letter_hooks or {}
         self.stopping = False
+        self._promote = redis.register_script(_PROMOTE_DUE_LUA)
         ensure_group(redis)
 
-    def _handle(self, entry_id: bytes, fields: dict[bytes, bytes]) -> None:
-        kind = fields.get(b"kind", b"").decode()
+    def _handle(self, fields: dict[bytes, bytes]) -> None:
+        kind = fields.get(b"kind", b"").decode(errors="replace")
         handler = self.handlers.get(kind)
         if handler is None:
-            log.error("dropping job %s of unknown kind %r", entry_id, kind)
-        else:
-            handler(orjson.loads(fields[b"payload"]))
+            raise PermanentJobError(f"no handler for job kind {kind!r}")
+        try:
+            payload = orjson.loads(fields[b"payload"])
+        except (KeyError, orjson.JSONDecodeError) as exc:
+            raise PermanentJobError(f"undecodable payload: {exc}") from exc
+        handler(payload)
+
+    def _finish(self, pipe: Any, entry_id: bytes) -> None:
+        pipe.xack(JOB_STREAM, JOB_GROUP, entry_id)
+        pipe.xdel(JOB_STREAM, entry_id)
+
+    def _dead_letter(
+        self, pipe: Any, entry_id: bytes, fields: dict[bytes, bytes], attempts: int, reason: str
+    ) -> None:
+        kind = fields.get(b"kind", b"").decode(errors="replace")
+        raw_payload = fields.get(b"payload", b"")
+        log.error(
+            "job %s (%s) dead-lettered after %d attempts: %s", entry_id, kind, attempts, reason
+        )
+        pipe.xadd(
+            DEAD_LETTER_STREAM,
+            {
+                "kind": kind,
+                "attempts": str(attempts),
+                "envelope": dead_letter(f"{JOB_STREAM}:{kind}", raw_payload, reason),
+            },
+            maxlen=DEAD_LETTER_MAXLEN,
+            approximate=True,
+        )
+        hook = self.dead_letter_hooks.get(kind)
+        if hook is not None:
+            try:
+                hook(pipe, orjson.loads(raw_payload))
+            except (orjson.JSONDecodeError, KeyError, TypeError):
+                log.error("dead-letter hook for %s could not read job %s", kind, entry_id)
+        self._finish(pipe, entry_id)
+
+    def _failed(
+        self, pipe: Any, entry_id: bytes, fields: dict[bytes, bytes], exc: Exception
+    ) -> None:
+        attempt = int(fields.get(b"attempt", b"0") or 0) + 1
+        reason = f"{type(exc).__name__}: {exc}"[:1000]
+        if isinstance(exc, PermanentJobError) or attempt >= self.max_attempts:
+            self._dead_letter(pipe, entry_id, fields, attempt, reason)
+            return
+        delay = self.backoff_seconds * 2 ** (attempt - 1)
+        log.warning(
+            "job %s failed (attempt %d), retry in %.1f s: %s", entry_id, attempt, delay, reason
+        )
+        job = {
+            "id": entry_id.decode(),
+            "kind": fields.get(b"kind", b"").decode(errors="replace"),
+            "payload": fields.get(b"payload", b"").decode(errors="replace"),
+            "attempt": str(attempt),
+        }
+        pipe.zadd(DELAYED_JOBS, {orjson.dumps(job): time.time() + delay})
+        self._finish(pipe, entry_id)
+
+    def _crash_looping(self, claimed: list[tuple[bytes, dict[bytes, bytes]]]) -> set[bytes]:
+        """Reclaimed jobs whose workers died on them max_attempts times: dead-letter them."""
+        if not claimed:
+            return set()
+        pending = self.redis.xpending_range(
+            JOB_STREAM,
+            JOB_GROUP,
+            min=claimed[0][0],
+            max=claimed[-1][0],
+            count=len(claimed) * 2,
+            consumername=self.consumer,
+        )
+        deliveries = {row["message_id"]: int(row["times_delivered"]) for row in pending}
+        poisoned = set()
+        pipe = self.redis.pipeline(transaction=True)
+        for entry_id, fields in claimed:
+            times = deliveries.get(entry_id, 0)
+            if times > self.max_attempts:
+                reason = f"a worker died while handling it {times - 1} times"
+                self._dead_letter(pipe, entry_id, fields, times - 1, reason)
+                poisoned.add(entry_id)
+        if poisoned:
+            pipe.execute()
+        return poisoned
 
     def run_once(self, block_ms: int = 1000) -> int:
         """Reclaim jobs of dead workers, then process one batch; returns jobs handled."""
+        self._promote(keys=[DELAYED_JOBS, JOB_STREAM], args=[time.time(), self.batch * 10])
         _next, claimed, *_ = self.redis.xautoclaim(
             JOB_STREAM, JOB_GROUP, self.consumer, self.claim_idle_ms, "0-0", count=self.batch
         )
         entries = [(entry_id, fields) for entry_id, fields in claimed if fields]
-        if not entries:
+        poisoned = self._crash_looping(entries)
+        entries = [(entry_id, fields) for entry_id, fields in entries if entry_id not in poisoned]
+        if not entries and not poisoned:
             response = self.redis.xreadgroup(
                 JOB_GROUP, self.consumer, {JOB_STREAM: ">"}, count=self.batch, block=block_ms
             )
             entries = [e for _stream, stream_entries in response or [] for e in stream_entries]
         done = []
+        pipe = self.redis.pipeline(transaction=True)
         for entry_id, fields in entries:
             try:
-                self._handle(entry_id, fields)
+                self._handle(fields)
                 done.append(entry_id)
-            except Exception:
-                log.exception("job %s failed; retried after %d ms", entry_id, self.claim_idle_ms)
+            except Exception as exc:
+                self._failed(pipe, entry_id, fields, exc)
         if done:  # acknowledged only after the work: a crash before this line re-runs them
-            pipe = self.redis.pipeline(transaction=False)
             pipe.xack(JOB_STREAM, JOB_GROUP, *done)
             pipe.xdel(JOB_STREAM, *done)
+        if len(pipe):
             pipe.execute()
-        return len(entries)
+        return len(entries) + len(poisoned)
+
+    def delayed_count(self) -> int:
+        return int(self.redis.zcard(DELAYED_JOBS))
 
     def run(self) -> None:
         while not self.stopping:

@@ -14,6 +14,7 @@ from api.db import utcnow
 from api.deps import DbDep, StateDep, TeamContactsRead, TeamContentWrite
 from api.errors import ApiError
 from api.models import Contact, ContactList, CustomField
+from api.notifications import CONFIRM_PURPOSE, send_confirmation
 from api.pagination import Cursor, Limit, paginate
 from api.schemas import EmailAddress
 from api.security import TokenError
@@ -21,7 +22,6 @@ from pipelines.contracts import RedisKeys
 
 router = APIRouter(prefix="/v1/teams/{team_id}", tags=["contacts"])
 public_router = APIRouter(tags=["contacts"])
-CONFIRM_PURPOSE = "double-opt-in"
 CONFIRM_MAX_AGE = 7 * 24 * 3600
 
 
@@ -177,8 +177,15 @@ def add_contact(
     db.flush()
     out = contact_out(row)
     if contact_list.double_opt_in:
-        token = state.signer.dumps_timed(CONFIRM_PURPOSE, row.id)
-        out["confirmation_url"] = f"{state.settings.api.public_url.rstrip('/')}/confirm/{token}"
+        send_confirmation(
+            state.sync_redis,
+            state.settings,
+            contact_id=row.id,
+            email=email,
+            list_name=contact_list.name,
+            token=state.signer.dumps_timed(CONFIRM_PURPOSE, row.id),
+        )
+        out["confirmation_sent"] = True
     return out
 
 

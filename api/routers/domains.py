@@ -1,4 +1,9 @@
-"""Sending domains: add (DKIM keys generated), DNS records to publish, verify, delete."""
+"""Sending domains: add (DKIM keys generated), DNS records to publish, verify, delete.
+
+Each record shows the API's status (verified/missing/mismatch/error/not_checked) and,
+since the checks moved to dmarc.domain_checks, the check's own pass/fail/unknown with
+what was found and why; ``checks`` has every check (MX too) and ``ready`` the MTA's flag.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +15,19 @@ from pydantic import BaseModel, Field, field_validator
 from sqlalchemy import select
 
 from api.deps import DbDep, StateDep, TeamDomains
-from api.domains import dns_records, generate_keys, publish_dkim_key, set_ready_flag, verify_domain
+from api.domains import (
+    api_status,
+    check_status,
+    dns_records,
+    generate_keys,
+    publish_dkim_key,
+    set_ready_flag,
+    stored_checks,
+    verify_domain,
+)
 from api.errors import ApiError
 from api.models import Domain
-from pipelines.contracts import RedisKeys
+from pipelines.contracts import DomainCheckEvent, RedisKeys, Topic
 
 router = APIRouter(prefix="/v1/teams/{team_id}/domains", tags=["domains"])
 _DOMAIN = re.compile(r"^(?=.{4,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
@@ -32,7 +46,7 @@ class DomainIn(BaseModel):
 
 
 def _out(domain: Domain, state: StateDep) -> dict[str, Any]:
-    statuses = domain.record_status or {}
+    checks = stored_checks(domain)
     return {
         "id": domain.id,
         "name": domain.name,
@@ -46,10 +60,22 @@ def _out(domain: Domain, state: StateDep) -> dict[str, Any]:
                 "name": r.name,
                 "value": r.value,
                 "required": r.required,
-                "status": statuses.get(r.key, {}).get("status", "not_checked"),
+                "status": api_status(checks.get(r.check)),
+                "check": check_status(checks.get(r.check)),
+                "found": checks.get(r.check, {}).get("found", []),
+                "reasons": checks.get(r.check, {}).get("reasons", []),
             }
             for r in dns_records(domain, state.settings)
         ],
+        "ready": domain.status == "verified",
+        "checks": {
+            name: {
+                "status": check_status(entry),
+                "found": entry.get("found", []),
+                "reasons": entry.get("reasons", []),
+            }
+            for name, entry in checks.items()
+        },
     }
 
 
@@ -95,7 +121,12 @@ def get_domain(
 def verify(
     team_id: str, domain_id: str, ctx: TeamDomains, db: DbDep, state: StateDep
 ) -> dict[str, Any]:
-    domain = verify_domain(_get(db, ctx.team_id, domain_id), state.settings, state.sync_redis)
+    domain = _get(db, ctx.team_id, domain_id)
+
+    def publish(event: DomainCheckEvent) -> None:
+        state.producer.produce(Topic.DOMAIN_CHECKS, event, key=event.domain)
+
+    verify_domain(db, domain, state.settings, state.sync_redis, publish)
     state.domain_cache.clear()
     return _out(domain, state)
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 
@@ -21,12 +21,12 @@ from api.deps import (
 )
 from api.errors import ApiError
 from api.models import ApiKey, ApiKeyScope, Invitation, Membership, Role, Team, User
+from api.notifications import INVITE_PURPOSE, send_invitation
 from api.pagination import Cursor, Limit, paginate
 from api.schemas import EmailAddress
 from api.security import TokenError
 
 router = APIRouter(prefix="/v1", tags=["teams"])
-INVITE_PURPOSE = "team-invite"
 INVITE_LIFETIME = timedelta(days=7)
 
 
@@ -132,39 +132,101 @@ def remove_member(team_id: str, user_id: str, ctx: TeamMembers, db: DbDep) -> di
     return {"removed": user_id}
 
 
+def _invitation_out(invitation: Invitation, sent: bool) -> dict[str, Any]:
+    return {
+        "id": invitation.id,
+        "email": invitation.email,
+        "role": invitation.role,
+        "expires_at": invitation.expires_at.isoformat(),
+        "email_sent": sent,
+    }
+
+
 @router.post("/teams/{team_id}/invitations", status_code=201, summary="Invite by email")
 def invite(
     team_id: str, body: InviteIn, ctx: TeamMembers, db: DbDep, state: StateDep
 ) -> dict[str, Any]:
+    """Mails a signed, expiring link; re-inviting a pending address reuses its invitation
+    (a retried request mails once; a changed role mails the new role)."""
     if body.role == Role.ADMIN and ctx.role != Role.ADMIN:
         raise ApiError(403, "only an Administrator may invite Administrators")
-    invitation = Invitation(
-        team_id=ctx.team_id,
-        email=body.email.lower(),
-        role=body.role.value,
-        invited_by=ctx.principal.user_id or "",
-        expires_at=utcnow() + INVITE_LIFETIME,
+    email = body.email.lower()
+    invitation = db.scalar(
+        select(Invitation).where(
+            Invitation.team_id == ctx.team_id,
+            Invitation.email == email,
+            Invitation.accepted_at.is_(None),
+            Invitation.expires_at > utcnow(),
+        )
     )
-    db.add(invitation)
+    if invitation is None:
+        invitation = Invitation(
+            team_id=ctx.team_id,
+            email=email,
+            role=body.role.value,
+            invited_by=ctx.principal.user_id or "",
+            expires_at=utcnow() + INVITE_LIFETIME,
+        )
+        db.add(invitation)
+    invitation.role = body.role.value
     db.flush()
-    token = state.signer.dumps_timed(INVITE_PURPOSE, invitation.id)
-    accept_url = f"{state.settings.api.public_url.rstrip('/')}/invitations/accept?token={token}"
-    return {"id": invitation.id, "token": token, "accept_url": accept_url}
+    team = db.get(Team, ctx.team_id)
+    inviter = db.get(User, ctx.principal.user_id or "")
+    sent = send_invitation(
+        state.sync_redis,
+        state.settings,
+        invitation_id=invitation.id,
+        email=email,
+        team_name=team.name if team else ctx.team_id,
+        role=invitation.role,
+        inviter=inviter.email if inviter else "A team member",
+        token=state.signer.dumps_timed(INVITE_PURPOSE, invitation.id),
+    )
+    return _invitation_out(invitation, sent is not None)
 
 
-@router.post("/invitations/accept", summary="Accept an invitation (signed, expiring token)")
-def accept_invitation(
-    body: AcceptIn, user: CurrentUser, db: DbDep, state: StateDep
-) -> dict[str, Any]:
+def _open_invitation(db: DbDep, state: StateDep, token: str) -> Invitation:
     try:
         invitation_id = state.signer.loads_timed(
-            INVITE_PURPOSE, body.token, int(INVITE_LIFETIME.total_seconds())
+            INVITE_PURPOSE, token, int(INVITE_LIFETIME.total_seconds())
         )
     except TokenError as exc:
         raise ApiError(400, f"invitation token refused: {exc}", "invalid_token") from exc
     invitation = db.get(Invitation, invitation_id)
     if invitation is None or invitation.accepted_at is not None or invitation.expires_at < utcnow():
         raise ApiError(400, "invitation is used, withdrawn or expired", "invalid_token")
+    return invitation
+
+
+TokenQuery = Annotated[str | None, Query(min_length=10, max_length=500)]
+
+
+@router.get("/invitations/accept", summary="What an invitation link offers (changes nothing)")
+def show_invitation(token: TokenQuery, db: DbDep, state: StateDep) -> dict[str, Any]:
+    invitation = _open_invitation(db, state, token or "")
+    team = db.get(Team, invitation.team_id)
+    return {
+        "team_name": team.name if team else "",
+        "email": invitation.email,
+        "role": invitation.role,
+        "expires_at": invitation.expires_at.isoformat(),
+        "accept": "POST this URL with the invitee's session token",
+    }
+
+
+@router.post("/invitations/accept", summary="Accept an invitation (signed, expiring token)")
+def accept_invitation(
+    user: CurrentUser,
+    db: DbDep,
+    state: StateDep,
+    body: AcceptIn | None = None,
+    token: TokenQuery = None,
+) -> dict[str, Any]:
+    """The token comes from the mailed link's query string, or a JSON body."""
+    raw_token = body.token if body is not None else token
+    if not raw_token:
+        raise ApiError(422, "an invitation token is needed (query ?token= or body)")
+    invitation = _open_invitation(db, state, raw_token)
     if invitation.email != user.email:
         raise ApiError(403, "this invitation was sent to another email address")
     existing = db.scalar(

@@ -9,12 +9,13 @@ from pydantic import BaseModel, Field, field_validator
 from sqlalchemy import select
 
 from api.db import utcnow
-from api.deps import DbDep, TeamWebhooks
+from api.deps import DbDep, StateDep, TeamWebhooks
 from api.errors import ApiError
 from api.models import WebhookDelivery, WebhookEndpoint
 from api.pagination import Cursor, Limit, paginate
 from api.webhooks.delivery import EVENT_TYPES
 from api.webhooks.signing import new_secret
+from api.webhooks.ssrf import UnsafeWebhookUrl, guard_from_settings
 
 router = APIRouter(prefix="/v1/teams/{team_id}/webhooks", tags=["webhooks"])
 
@@ -51,6 +52,16 @@ def _delivery_out(d: WebhookDelivery) -> dict[str, Any]:
     }
 
 
+def _check_url(state: StateDep, url: str) -> None:
+    """SSRF filter at registration; delivery checks again (see api.webhooks.ssrf)."""
+    try:
+        guard_from_settings(state.settings).check(url)
+    except UnsafeWebhookUrl as exc:
+        raise ApiError(
+            422, f"webhook URL refused: {exc}", details=[{"path": "url", "message": str(exc)}]
+        ) from exc
+
+
 def _get(db: DbDep, team_id: str, endpoint_id: str) -> WebhookEndpoint:
     row = db.get(WebhookEndpoint, endpoint_id)
     if row is None or row.team_id != team_id:
@@ -70,7 +81,10 @@ def list_endpoints(team_id: str, ctx: TeamWebhooks, db: DbDep) -> dict[str, Any]
 
 
 @router.post("", status_code=201, summary="Add an endpoint (the signing secret is shown once)")
-def create(team_id: str, body: EndpointIn, ctx: TeamWebhooks, db: DbDep) -> dict[str, Any]:
+def create(
+    team_id: str, body: EndpointIn, ctx: TeamWebhooks, db: DbDep, state: StateDep
+) -> dict[str, Any]:
+    _check_url(state, body.url)
     secret = new_secret()
     row = WebhookEndpoint(team_id=ctx.team_id, secrets=[secret], **body.model_dump())
     db.add(row)
@@ -80,9 +94,15 @@ def create(team_id: str, body: EndpointIn, ctx: TeamWebhooks, db: DbDep) -> dict
 
 @router.put("/{endpoint_id}", summary="Change URL, event filter or enabled flag")
 def update(
-    team_id: str, endpoint_id: str, body: EndpointIn, ctx: TeamWebhooks, db: DbDep
+    team_id: str,
+    endpoint_id: str,
+    body: EndpointIn,
+    ctx: TeamWebhooks,
+    db: DbDep,
+    state: StateDep,
 ) -> dict[str, Any]:
     row = _get(db, ctx.team_id, endpoint_id)
+    _check_url(state, body.url)
     for name, value in body.model_dump().items():
         setattr(row, name, value)
     return _out(row)

@@ -35,8 +35,13 @@ class RecordingProducer:
 
 @pytest.fixture(scope="session")
 def api_settings(test_settings: Settings, redis_service: str) -> Settings:
+    """The harness settings, with the webhook SSRF filter opened for loopback receivers
+    (test_webhook_ssrf.py tests the filter with it closed)."""
     migrate(test_settings.database.url)
-    return test_settings
+    api = test_settings.api.model_copy(
+        update={"webhook_allow_http": True, "webhook_allow_private": True}
+    )
+    return test_settings.model_copy(update={"api": api})
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.tests.conftest import signup
+from api.tests.mailbox import link_in, queued_messages
 
 pytestmark = pytest.mark.integration
 
@@ -93,47 +94,80 @@ def test_api_keys_shown_once_scoped_revocable_with_last_used(
     assert resp.status_code == 401
 
 
-def test_invitations_are_signed_expiring_and_bound_to_the_invitee(client: TestClient) -> None:
+def _invitation_link(redis_client: Any, email: str) -> str:
+    mails = queued_messages(redis_client, email)
+    assert len(mails) == 1, f"expected one invitation email to {email}, got {len(mails)}"
+    return link_in(mails[0][1], "/v1/invitations/accept")
+
+
+def test_invitation_is_mailed_once_and_its_link_joins_the_team(
+    client: TestClient, redis_client: Any, api_settings: Any
+) -> None:
     owner = signup(client)
     team = client.post("/v1/teams", json={"name": "Inv"}, headers=owner).json()
     invitee_email = _email()
-    invite = client.post(
-        f"/v1/teams/{team['id']}/invitations",
-        json={"email": invitee_email, "role": "manager"},
-        headers=owner,
-    ).json()
+    body = {"email": invitee_email, "role": "manager"}
+    invite = client.post(f"/v1/teams/{team['id']}/invitations", json=body, headers=owner)
+    assert invite.status_code == 201 and invite.json()["email_sent"] is True
+    assert "token" not in invite.json() and "accept_url" not in invite.json()
+    retried = client.post(f"/v1/teams/{team['id']}/invitations", json=body, headers=owner)
+    assert retried.json()["id"] == invite.json()["id"] and retried.json()["email_sent"] is False
+    message, parsed = queued_messages(redis_client, invitee_email)[0]
+    assert message.team_id == api_settings.notifications.team_id  # platform mail, not billed
+    assert parsed["To"] == invitee_email and "Inv" in parsed["Subject"]
+    link = _invitation_link(redis_client, invitee_email)
+    offer = client.get(link)
+    assert offer.status_code == 200 and offer.json()["role"] == "manager"
     invitee = signup(client, invitee_email)
-    stranger = signup(client)
-    forged = client.post(
-        "/v1/invitations/accept", json={"token": invite["token"] + "x"}, headers=invitee
-    )
-    assert forged.status_code == 400 and forged.json()["error"]["code"] == "invalid_token"
-    wrong_user = client.post(
-        "/v1/invitations/accept", json={"token": invite["token"]}, headers=stranger
-    )
-    assert wrong_user.status_code == 403
     assert client.get(f"/v1/teams/{team['id']}", headers=invitee).status_code == 404
-    ok = client.post("/v1/invitations/accept", json={"token": invite["token"]}, headers=invitee)
+    ok = client.post(link, headers=invitee)
     assert ok.status_code == 200 and ok.json()["role"] == "manager"
     assert client.get(f"/v1/teams/{team['id']}", headers=invitee).json()["your_role"] == "manager"
-    again = client.post("/v1/invitations/accept", json={"token": invite["token"]}, headers=invitee)
-    assert again.status_code == 400
+    assert client.post(link, headers=invitee).status_code == 400
+    assert client.get(link).status_code == 400
 
 
-def test_expired_invitation_is_refused(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_invitations_are_signed_and_bound_to_the_invitee(
+    client: TestClient, redis_client: Any
+) -> None:
+    owner = signup(client)
+    team = client.post("/v1/teams", json={"name": "Inv"}, headers=owner).json()
+    invitee_email = _email()
+    client.post(
+        f"/v1/teams/{team['id']}/invitations",
+        json={"email": invitee_email, "role": "author"},
+        headers=owner,
+    )
+    link = _invitation_link(redis_client, invitee_email)
+    token = link.split("token=", 1)[1]
+    invitee = signup(client, invitee_email)
+    stranger = signup(client)
+    forged = client.post("/v1/invitations/accept", json={"token": token + "x"}, headers=invitee)
+    assert forged.status_code == 400 and forged.json()["error"]["code"] == "invalid_token"
+    assert client.get(link + "x").status_code == 400
+    wrong_user = client.post(link, headers=stranger)
+    assert wrong_user.status_code == 403
+    assert client.get(f"/v1/teams/{team['id']}", headers=invitee).status_code == 404
+    assert client.get(f"/v1/teams/{team['id']}", headers=stranger).status_code == 404
+    ok = client.post("/v1/invitations/accept", json={"token": token}, headers=invitee)
+    assert ok.status_code == 200 and ok.json()["role"] == "author"
+
+
+def test_expired_invitation_is_refused_without_state_change(
+    client: TestClient, redis_client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import api.routers.teams as teams_module
 
     owner = signup(client)
     team = client.post("/v1/teams", json={"name": "Exp"}, headers=owner).json()
     email = _email()
     monkeypatch.setattr(teams_module, "INVITE_LIFETIME", teams_module.timedelta(seconds=-1))
-    token = client.post(
-        f"/v1/teams/{team['id']}/invitations", json={"email": email}, headers=owner
-    ).json()["token"]
-    resp = client.post(
-        "/v1/invitations/accept", json={"token": token}, headers=signup(client, email)
-    )
-    assert resp.status_code == 400
+    client.post(f"/v1/teams/{team['id']}/invitations", json={"email": email}, headers=owner)
+    link = _invitation_link(redis_client, email)
+    invitee = signup(client, email)
+    assert client.get(link).status_code == 400
+    assert client.post(link, headers=invitee).status_code == 400
+    assert client.get(f"/v1/teams/{team['id']}", headers=invitee).status_code == 404
 
 
 def test_last_administrator_cannot_leave(client: TestClient) -> None:

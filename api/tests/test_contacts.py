@@ -9,6 +9,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.tests.conftest import signup
+from api.tests.mailbox import link_in, queued_messages
+from api.tests.test_contacts_csv import MULTILINE_CSV, chunks_of
 
 pytestmark = pytest.mark.integration
 
@@ -64,20 +66,57 @@ def test_cursor_pagination_walks_every_contact_once(client: TestClient) -> None:
     assert sorted(seen) == sorted(f"p{i}@x.com" for i in range(7))
 
 
-def test_double_opt_in_needs_the_signed_confirmation(client: TestClient) -> None:
+def test_double_opt_in_mails_a_link_that_confirms_the_contact(
+    client: TestClient, redis_client: Any
+) -> None:
+    auth, team = _team(client)
+    base = f"/v1/teams/{team}"
+    lst = client.post(
+        f"{base}/lists", json={"name": "Deals", "double_opt_in": True}, headers=auth
+    ).json()["id"]
+    made = client.post(
+        f"{base}/lists/{lst}/contacts", json={"email": "d@x.com"}, headers=auth
+    ).json()
+    assert made["status"] == "pending" and made["confirmation_sent"] is True
+    assert not any("/confirm/" in str(value) for value in made.values())
+    mails = queued_messages(redis_client, "d@x.com")
+    assert len(mails) == 1 and "Deals" in mails[0][1]["Subject"]
+    path = link_in(mails[0][1], "/confirm/")
+    assert client.get(path + "x").status_code == 400
+    assert client.get(f"{base}/contacts/{made['id']}", headers=auth).json()["status"] == "pending"
+    assert client.get(path).json()["status"] == "subscribed"
+    assert client.get(f"{base}/contacts/{made['id']}", headers=auth).json()["status"] == (
+        "subscribed"
+    )
+
+
+def test_expired_confirmation_link_changes_nothing(
+    client: TestClient, redis_client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import api.routers.contacts as contacts_module
+
     auth, team = _team(client)
     base = f"/v1/teams/{team}"
     lst = client.post(
         f"{base}/lists", json={"name": "D", "double_opt_in": True}, headers=auth
     ).json()["id"]
     made = client.post(
-        f"{base}/lists/{lst}/contacts", json={"email": "d@x.com"}, headers=auth
+        f"{base}/lists/{lst}/contacts", json={"email": "e@x.com"}, headers=auth
     ).json()
-    assert made["status"] == "pending"
-    path = "/confirm/" + made["confirmation_url"].rsplit("/confirm/", 1)[1]
-    assert client.get(path + "x").status_code == 400
+    path = link_in(queued_messages(redis_client, "e@x.com")[0][1], "/confirm/")
+    monkeypatch.setattr(contacts_module, "CONFIRM_MAX_AGE", -1)
+    refused = client.get(path)
+    assert refused.status_code == 400 and "expired" in refused.json()["error"]["message"]
     assert client.get(f"{base}/contacts/{made['id']}", headers=auth).json()["status"] == "pending"
-    assert client.get(path).json()["status"] == "subscribed"
+
+
+def test_lists_without_double_opt_in_send_no_email(client: TestClient, redis_client: Any) -> None:
+    auth, team = _team(client)
+    base = f"/v1/teams/{team}"
+    lst = client.post(f"{base}/lists", json={"name": "Plain"}, headers=auth).json()["id"]
+    made = client.post(f"{base}/lists/{lst}/contacts", json={"email": "f@x.com"}, headers=auth)
+    assert made.json()["status"] == "subscribed"
+    assert queued_messages(redis_client, "f@x.com") == []
 
 
 def _csv_chunks(rows: int) -> Iterator[bytes]:
@@ -113,6 +152,38 @@ def test_csv_import_reports_bad_rows_and_imports_good_ones(client: TestClient) -
         f"{base}/lists/{lst}/import", content=b"email,nope\na@b.com,1\n", headers=auth
     )
     assert unknown.json()["imported"] == 0 and "nope" in unknown.json()["errors"][0]["message"]
+
+
+def test_import_of_multiline_records_reports_the_right_rows(client: TestClient) -> None:
+    auth = signup(client)
+    team = client.post("/v1/teams", json={"name": "CSV"}, headers=auth).json()["id"]
+    base = f"/v1/teams/{team}"
+    client.post(f"{base}/fields", json={"name": "notes"}, headers=auth)
+    lst = client.post(f"{base}/lists", json={"name": "M"}, headers=auth).json()["id"]
+    resp = client.post(
+        f"{base}/lists/{lst}/import",
+        content=chunks_of(MULTILINE_CSV, 5),
+        headers={**auth, "Content-Type": "text/csv"},
+    )
+    assert resp.status_code == 200, resp.text
+    report: dict[str, Any] = resp.json()
+    assert report["imported"] == 3 and report["failed"] == 2
+    assert [e["line"] for e in report["errors"]] == [6, 10]
+    contacts = client.get(f"{base}/lists/{lst}/contacts", headers=auth).json()["data"]
+    by_email = {c["email"]: c for c in contacts}
+    assert by_email["a@x.com"]["fields"]["notes"] == 'likes\r\nnewlines, commas\r\nand "quotes"'
+    assert by_email["b@x.com"]["first_name"] == "Bo\nb"
+
+
+def test_import_stops_at_an_unclosed_quote_and_keeps_the_rows_before(client: TestClient) -> None:
+    auth = signup(client)
+    team = client.post("/v1/teams", json={"name": "CSV"}, headers=auth).json()["id"]
+    base = f"/v1/teams/{team}"
+    lst = client.post(f"{base}/lists", json={"name": "U"}, headers=auth).json()["id"]
+    body = b'email,first_name\nok@x.com,Ok\nbad@x.com,"Unclosed\nmore@x.com,More\n'
+    report = client.post(f"{base}/lists/{lst}/import", content=body, headers=auth).json()
+    assert report["imported"] == 1 and report["failed"] == 1
+    assert report["errors"][0]["line"] == 3 and "not closed" in report["errors"][0]["message"]
 
 
 def test_suppression_api(client: TestClient) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import email
+import email.policy
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -19,7 +21,7 @@ from api.tests.conftest import RecordingProducer, signup
 from api.tests.dns_fixture import ZoneResolver, start_dns
 from infra.stack import free_port
 from kibamail.settings import Settings
-from pipelines.contracts import RedisKeys
+from pipelines.contracts import DomainCheckEvent, RedisKeys
 
 pytestmark = pytest.mark.integration
 
@@ -61,6 +63,7 @@ def test_add_domain_publish_records_and_verify(
 
     for key in ("spf", "dkim_rsa", "dmarc"):
         resolver.add(records[key]["name"], records[key]["type"], records[key]["value"])
+    resolver.add(f"_spf.{state_settings(client).mta.hostname}", "TXT", "v=spf1 ip4:127.0.0.1 -all")
     resolver.add(records["return_path"]["name"], "CNAME", "elsewhere.example.")
     verified = client.post(f"{base}/{domain['id']}/verify", headers=auth).json()
     status = {r["record"]: r["status"] for r in verified["records"]}
@@ -73,6 +76,12 @@ def test_add_domain_publish_records_and_verify(
         "return_path": "mismatch",
         "tracking": "missing",
     }
+    assert verified["ready"] is True
+    assert verified["checks"]["mx"]["status"] == "fail"  # shown, but not required
+    assert verified["checks"]["dmarc"]["status"] == "pass"
+    rp = next(r for r in verified["records"] if r["record"] == "return_path")
+    assert rp["check"] == "fail" and rp["found"] == ["elsewhere.example"]
+    assert "not to mta.kibamail.local" in rp["reasons"][0]
     assert redis_client.get(RedisKeys.domain_ready("mail.acme-verify.test")) == b"1"
     key = redis_client.hgetall(RedisKeys.dkim_key("mail.acme-verify.test"))
     assert key[b"algorithm"] == b"rsa-sha256"
@@ -82,12 +91,16 @@ def test_add_domain_publish_records_and_verify(
     assert dkim.verify(signed + message, dnsfunc=lambda name, timeout=5: txt)
 
     # The periodic re-check notices a record that disappeared and clears the ready flag.
-    state = client.app.state.km  # type: ignore[attr-defined]
     resolver.records.pop(("_dmarc.mail.acme-verify.test", "TXT"))
-    with state.sessions.begin() as db:
-        db.get(Domain, domain["id"]).last_checked_at = utcnow() - timedelta(days=1)
-    assert recheck_due_domains(state.sessions, state.settings, redis_client) >= 1
-    assert client.get(f"{base}/{domain['id']}", headers=auth).json()["status"] == "pending"
+    assert _recheck(client, domain["id"], redis_client) == []  # not due yet: not checked
+    _make_due(client, domain["id"])
+    events = _recheck(client, domain["id"], redis_client)
+    assert {(e.record, e.previous_status, e.current_status) for e in events} == {
+        ("dmarc", "pass", "fail"),
+        ("ready", "pass", "fail"),
+    }
+    shown = client.get(f"{base}/{domain['id']}", headers=auth).json()
+    assert shown["status"] == "pending" and shown["ready"] is False
     assert redis_client.get(RedisKeys.domain_ready("mail.acme-verify.test")) is None
 
     again = client.post(base, json={"name": "mail.acme-verify.test"}, headers=auth)
@@ -95,3 +108,143 @@ def test_add_domain_publish_records_and_verify(
     assert client.delete(f"{base}/{domain['id']}", headers=auth).status_code == 200
     assert redis_client.get(RedisKeys.domain_ready("mail.acme-verify.test")) is None
     assert not redis_client.exists(RedisKeys.dkim_key("mail.acme-verify.test"))
+
+
+def state_settings(client: TestClient) -> Settings:
+    return client.app.state.km.settings  # type: ignore[attr-defined,no-any-return]
+
+
+def _make_due(client: TestClient, domain_id: str) -> None:
+    with client.app.state.km.sessions.begin() as db:  # type: ignore[attr-defined]
+        db.get(Domain, domain_id).last_checked_at = utcnow() - timedelta(days=1)
+
+
+def _recheck(
+    client: TestClient, domain_id: str, redis: Any, publish: Any = None
+) -> list[DomainCheckEvent]:
+    """Run the scheduled re-check restricted to this test's domain; returns its events."""
+    state = client.app.state.km  # type: ignore[attr-defined]
+    with state.sessions() as db:
+        name = db.get(Domain, domain_id).name
+    events: list[DomainCheckEvent] = []
+
+    def record(event: DomainCheckEvent) -> None:
+        events.append(event)
+        if publish is not None:
+            publish(event)
+
+    counts = recheck_due_domains(state.sessions, state.settings, redis, record, names=[name])
+    assert counts["errors"] == 0
+    assert counts["events"] == len(events)
+    return events
+
+
+def _domain_events(settings: Settings, domain: str, want: int) -> list[DomainCheckEvent]:
+    """This domain's events on the real broker (read from the start, filtered by domain)."""
+    import time
+
+    from confluent_kafka import Consumer, TopicPartition
+
+    from kibamail.clients import kafka_consumer_config
+    from pipelines.contracts import Topic, deserialize
+
+    consumer = Consumer(kafka_consumer_config(f"test-domain-checks-{domain}", settings))
+    try:
+        topic = Topic.DOMAIN_CHECKS.value
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
+        found: list[DomainCheckEvent] = []
+        deadline = time.monotonic() + 20
+        while len(found) < want and time.monotonic() < deadline:
+            message = consumer.poll(0.5)
+            if message is None or message.error():
+                continue
+            event = deserialize(DomainCheckEvent, message.value())
+            if event.domain == domain:
+                found.append(event)
+        return found
+    finally:
+        consumer.close()
+
+
+def _alerts_to(redis: Any, address: str) -> list[str]:
+    from pipelines.contracts import OutboundMessage
+
+    messages = [
+        OutboundMessage.from_stream_fields(fields)
+        for _id, fields in redis.xrange(RedisKeys.SUBMISSION_STREAM)
+    ]
+    decoded = []
+    for message in messages:
+        if message.recipients == [address]:
+            parsed = email.message_from_bytes(message.data, policy=email.policy.default)
+            decoded.append(f"Subject: {parsed['Subject']}\n{parsed.get_content()}")
+    return decoded
+
+
+def test_a_record_that_breaks_raises_one_event_set_and_one_email(
+    zone: tuple[ZoneResolver, TestClient], redis_client: Any, kafka_service: str
+) -> None:
+    import uuid
+
+    from dmarc.domain_alerts import KafkaEventPublisher
+    from kibamail.clients import ensure_topics
+
+    resolver, client = zone
+    settings = state_settings(client)
+    ensure_topics(settings)
+    admin = f"admin-{uuid.uuid4().hex[:8]}@example.com"
+    auth = signup(client, admin)
+    team = client.post("/v1/teams", json={"name": "Alerts"}, headers=auth).json()["id"]
+    base = f"/v1/teams/{team}/domains"
+    name = f"alerts-{uuid.uuid4().hex[:8]}.test"
+    domain = client.post(base, json={"name": name}, headers=auth).json()
+    records = {r["record"]: r for r in domain["records"]}
+    for record in records.values():
+        resolver.add(record["name"], record["type"], record["value"])
+    resolver.add(f"_spf.{settings.mta.hostname}", "TXT", "v=spf1 ip4:127.0.0.1 -all")
+    assert client.post(f"{base}/{domain['id']}/verify", headers=auth).json()["ready"] is True
+    ready_key = RedisKeys.domain_ready(name)
+    assert redis_client.exists(ready_key)
+
+    # The customer rotates the DKIM record to a key that is not ours.
+    dkim_name = records["dkim_rsa"]["name"]
+    resolver.records[(dkim_name, "TXT")] = ["v=DKIM1; k=rsa; p=MIIBIjANBgkqhkiGnotours"]
+    publisher = KafkaEventPublisher(settings)
+    _make_due(client, domain["id"])
+    events = _recheck(client, domain["id"], redis_client, publisher)
+    assert {(e.record, e.previous_status, e.current_status) for e in events} == {
+        ("dkim", "pass", "fail"),
+        ("ready", "pass", "fail"),
+    }
+    assert not redis_client.exists(ready_key)  # the MTA holds this domain's mail now
+
+    on_broker = _domain_events(settings, name, want=2)
+    assert sorted(e.event_id for e in on_broker) == sorted(e.event_id for e in events)
+    assert {e.team_id for e in on_broker} == {team}
+    assert "does not match ours" in next(e.reason for e in on_broker if e.record == "dkim")
+
+    alerts = _alerts_to(redis_client, admin)
+    assert len(alerts) == 1
+    text = alerts[0]
+    assert f"Subject: {name}: DNS check failing (DKIM (RSA))" in text
+    assert f"expected: TXT record at {dkim_name}: v=DKIM1; k=rsa; p=" in text
+    assert "found:    v=DKIM1; k=rsa; p=MIIBIjANBgkqhkiGnotours" in text
+    assert f"publish:  {dkim_name} TXT {records['dkim_rsa']['value'][:40]}" in text
+    assert "no longer ready to send" in text
+
+    # Still broken an hour later: no new event, no second email.
+    _make_due(client, domain["id"])
+    assert _recheck(client, domain["id"], redis_client, publisher) == []
+    assert len(_alerts_to(redis_client, admin)) == 1
+
+    # Fixed, then broken again: that is a new failure, so it mails again.
+    resolver.records[(dkim_name, "TXT")] = [records["dkim_rsa"]["value"]]
+    _make_due(client, domain["id"])
+    assert _recheck(client, domain["id"], redis_client, publisher) == []
+    assert redis_client.exists(ready_key)
+    resolver.records.pop((dkim_name, "TXT"))
+    _make_due(client, domain["id"])
+    assert len(_recheck(client, domain["id"], redis_client, publisher)) == 2
+    assert len(_alerts_to(redis_client, admin)) == 2
+    assert publisher.produced == 4

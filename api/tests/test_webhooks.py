@@ -18,6 +18,7 @@ from api.tests.conftest import signup
 from api.webhooks.consumer import build_consumer, consume_batch
 from api.webhooks.delivery import RETRY_SCHEDULE, dispatch_due
 from api.webhooks.signing import SignatureError, signature_headers, verify
+from api.webhooks.ssrf import guard_from_settings
 from kibamail.clients import kafka_producer_config
 from kibamail.settings import Settings
 from pipelines.contracts import CorrelatedMessageEvent, MessageStatus, Topic, serialize
@@ -97,8 +98,9 @@ def test_stream_event_becomes_a_signed_delivery_with_retries_and_replay(
     assert created == 1  # filtered to email.delivered, duplicate event ignored
 
     Receiver.status = 500
+    guard = guard_from_settings(api_settings)
     with httpx.Client() as http:
-        assert dispatch_due(sessions, http) == 1
+        assert dispatch_due(sessions, http, guard) == 1
     log = client.get(f"{base}/{endpoint['id']}/deliveries", headers=auth).json()["data"]
     assert (
         log[0]["status"] == "pending"
@@ -107,7 +109,7 @@ def test_stream_event_becomes_a_signed_delivery_with_retries_and_replay(
     )
     assert log[0]["next_attempt_at"] is not None
     with httpx.Client() as http:
-        assert dispatch_due(sessions, http) == 0  # next try is RETRY_SCHEDULE[0] away
+        assert dispatch_due(sessions, http, guard) == 0  # next try is RETRY_SCHEDULE[0] away
     assert RETRY_SCHEDULE[0].total_seconds() == 5
 
     Receiver.status = 200
@@ -117,7 +119,7 @@ def test_stream_event_becomes_a_signed_delivery_with_retries_and_replay(
     )
     assert replayed.status_code == 200
     with httpx.Client() as http:
-        assert dispatch_due(sessions, http) == 1
+        assert dispatch_due(sessions, http, guard) == 1
     headers, body = Receiver.received[-1]
     assert headers["webhook-id"] == delivered.event_id
     verify(secret, headers, body)  # the old secret still verifies during a rotation

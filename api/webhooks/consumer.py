@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api.db import make_engine, make_sessionmaker
 from api.webhooks.delivery import TOPICS, dispatch_due, record_event
+from api.webhooks.ssrf import guard_from_settings
 from kibamail.clients import kafka_consumer_config
 from kibamail.settings import Settings
 
@@ -66,11 +67,14 @@ def run(settings: Settings) -> None:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
 
+    guard = guard_from_settings(settings)
+
     def deliver() -> None:
-        with httpx.Client() as client:
+        # trust_env=False: a proxy from the environment would bypass the pinned address.
+        with httpx.Client(trust_env=False, follow_redirects=False) as client:
             while not stopping.is_set():
                 try:
-                    if dispatch_due(sessions, client) == 0:
+                    if dispatch_due(sessions, client, guard) == 0:
                         time.sleep(0.5)
                 except Exception:
                     log.exception("webhook dispatch failed; retrying")

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from api.db import utcnow
 from api.models import WebhookDelivery, WebhookEndpoint
 from api.webhooks.signing import signature_headers
+from api.webhooks.ssrf import UnsafeWebhookUrl, WebhookUrlGuard
 from pipelines.contracts import Topic
 
 log = logging.getLogger(__name__)
@@ -126,7 +127,25 @@ def _lease(sessions: sessionmaker[Session], limit: int) -> list[str]:
         return leased
 
 
-def attempt(db: Session, delivery: WebhookDelivery, client: httpx.Client) -> None:
+def _post(
+    client: httpx.Client, guard: WebhookUrlGuard, url: str, body: bytes, headers: dict[str, str]
+) -> httpx.Response:
+    """POST to the address the SSRF check just approved (no second DNS lookup, no redirects)."""
+    target = guard.check(url)
+    extensions = {"sni_hostname": target.sni_hostname} if target.sni_hostname else {}
+    return client.post(
+        target.connect_url,
+        content=body,
+        headers={**headers, "Host": target.host_header},
+        timeout=TIMEOUT_SECONDS,
+        follow_redirects=False,
+        extensions=extensions,
+    )
+
+
+def attempt(
+    db: Session, delivery: WebhookDelivery, client: httpx.Client, guard: WebhookUrlGuard
+) -> None:
     endpoint = db.get(WebhookEndpoint, delivery.endpoint_id)
     if endpoint is None:
         delivery.status = "failed"
@@ -136,10 +155,14 @@ def attempt(db: Session, delivery: WebhookDelivery, client: httpx.Client) -> Non
     headers = signature_headers(endpoint.secrets, delivery.event_id, body)
     delivery.attempts += 1
     try:
-        response = client.post(endpoint.url, content=body, headers=headers, timeout=TIMEOUT_SECONDS)
+        response = _post(client, guard, endpoint.url, body, headers)
         delivery.last_status_code = response.status_code
         ok = 200 <= response.status_code < 300
         delivery.last_error = "" if ok else response.text[:500]
+    except UnsafeWebhookUrl as exc:
+        ok = False
+        delivery.last_status_code = 0
+        delivery.last_error = f"refused by the SSRF filter: {exc}"[:500]
     except httpx.HTTPError as exc:
         ok = False
         delivery.last_status_code = 0
@@ -155,12 +178,17 @@ def attempt(db: Session, delivery: WebhookDelivery, client: httpx.Client) -> Non
         delivery.next_attempt_at = utcnow() + RETRY_SCHEDULE[delivery.attempts - 1]
 
 
-def dispatch_due(sessions: sessionmaker[Session], client: httpx.Client, limit: int = 100) -> int:
+def dispatch_due(
+    sessions: sessionmaker[Session],
+    client: httpx.Client,
+    guard: WebhookUrlGuard,
+    limit: int = 100,
+) -> int:
     """Send every due delivery once; returns how many were attempted."""
     leased = _lease(sessions, limit)
     for delivery_id in leased:
         with sessions.begin() as db:
             delivery = db.get(WebhookDelivery, delivery_id)
             if delivery is not None and delivery.status == "pending":
-                attempt(db, delivery, client)
+                attempt(db, delivery, client, guard)
     return len(leased)

@@ -13,7 +13,6 @@ from dmarc.domain_checks import (
     apply_readiness,
     check_domain,
     make_resolver,
-    recheck_domains,
 )
 from dmarc.tests.dnsserver import loopback_dns
 from pipelines.contracts import RedisKeys
@@ -125,20 +124,6 @@ def test_readiness_flag_follows_checks(dns_port: int, redis_client) -> None:  # 
     broken.domain = "good.example"
     assert apply_readiness(redis_client, broken) == "became_unready"
     assert not redis_client.exists(key)
-
-
-def test_scheduled_recheck_reports_each_breakage_once(dns_port: int, redis_client) -> None:  # type: ignore[no-untyped-def]
-    resolver = make_resolver(["127.0.0.1"], port=dns_port, timeout=0.5, lifetime=1.0)
-    good = dataclasses.replace(EXPECTED, return_path_host="bounces.good.example")
-    # bad.example was ready before (e.g. the customer broke their DNS since)
-    redis_client.set(RedisKeys.domain_ready("bad.example"), "1")
-    alerts: list[str] = []
-    domains = [("good.example", good), ("bad.example", good)]
-    first = recheck_domains(domains, resolver, redis_client, lambda r: alerts.append(r.domain))
-    assert first == {"good.example": "became_ready", "bad.example": "became_unready"}
-    second = recheck_domains(domains, resolver, redis_client, lambda r: alerts.append(r.domain))
-    assert second == {"good.example": "unchanged", "bad.example": "unchanged"}
-    assert alerts == ["bad.example"]
 
 
 def test_check_domain_cli(dns_port: int) -> None:

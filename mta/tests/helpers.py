@@ -28,7 +28,7 @@ auth_fail_delay_seconds = 0.05
 auth_fail_delay_max_seconds = 0.2
 auth_lockout_after = 4
 auth_lockout_seconds = 60
-idle_timeout_seconds = 3
+idle_timeout_seconds = {idle_timeout}
 inbound_domains = ["bounces.kibamail.test"]
 
 [[policies]]
@@ -40,7 +40,7 @@ temporary = true
 name = "rate_limit"
 per_second = {per_second}
 burst = {burst}
-per_day = 1000000
+per_day = {per_day}
 [[policies]]
 name = "suppression"
 [[policies]]
@@ -50,6 +50,10 @@ max_score = 0.9
 name = "domain_ready"
 [[policies]]
 name = "pool_choice"
+[[policies]]
+name = "reputation_throttle"
+team_per_second = {team_per_second}
+max_wait_seconds = 0.2
 [[policies]]
 name = "warmup"
 
@@ -84,6 +88,9 @@ def write_policy(path: Path, **overrides: object) -> Path:
         "per_second": 1000,
         "burst": 2000,
         "warmup_cap": 100000,
+        "team_per_second": 100,
+        "per_day": 1000000,
+        "idle_timeout": 3,
         "today": datetime.now(UTC).date().isoformat(),
     }
     values.update(overrides)

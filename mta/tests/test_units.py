@@ -62,6 +62,7 @@ def test_shipped_policy_file_is_valid() -> None:
         "suppression",
         "domain_ready",
         "pool_choice",
+        "reputation_throttle",
         "warmup",
     ]
     assert provider_group(config, "gmail.com") == "google"

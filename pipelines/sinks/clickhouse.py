@@ -34,6 +34,7 @@ from pipelines.contracts import (
     SUPPORTED_VERSIONS,
     ClickHouseTable,
     CorrelatedMessageEvent,
+    DomainCheckEvent,
     EnrichedClickEvent,
     EnrichedOpenEvent,
     ReputationSignal,
@@ -66,6 +67,7 @@ SINK_TABLES: dict[Topic, tuple[ClickHouseTable, type[BaseModel]]] = {
     Topic.UNSUBSCRIBES: (ClickHouseTable.UNSUBSCRIBES, UnsubscribeEvent),
     Topic.REPUTATION_SIGNALS: (ClickHouseTable.REPUTATION_SIGNALS, ReputationSignal),
     Topic.TEAM_PAUSES: (ClickHouseTable.TEAM_PAUSES, TeamPauseEvent),
+    Topic.DOMAIN_CHECKS: (ClickHouseTable.DOMAIN_CHECKS, DomainCheckEvent),
 }
 
 TOPICS_BY_NAME: dict[str, Topic] = {topic.value: topic for topic in SINK_TABLES}

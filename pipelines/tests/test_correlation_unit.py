@@ -18,6 +18,7 @@ from pipelines.contracts import (
     serialize,
 )
 from pipelines.correlation import build_flow
+from pipelines.kafka_io import chunk_messages
 from pipelines.tests.fakes import FakeRedis, source_message, status_event
 
 pytestmark = pytest.mark.unit
@@ -36,8 +37,8 @@ def run(inputs: list[object], redis: FakeRedis, delays: list[float] | None = Non
         tuning=tuning,
     )
     run_main(flow)
-    # The flow emits lists of messages (one per input batch): flatten them.
-    return [message for chunk in out for message in chunk]
+    # The flow emits chunks of messages (a few per input batch): flatten them.
+    return [message for chunk in out for message in chunk_messages(chunk)]
 
 
 def by_topic(out: list, topic: Topic) -> list[dict]:

@@ -1,0 +1,162 @@
+"""The webhook SSRF filter in the API and the dispatcher: registration refuses unsafe URLs
+(422 with the reason), and delivery re-checks and connects to the address it checked."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from typing import Any
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import delete
+
+from api.app import create_app
+from api.models import WebhookDelivery, WebhookEndpoint
+from api.tests.conftest import RecordingProducer, signup
+from api.tests.test_webhook_ssrf import PUBLIC_V4
+from api.webhooks.delivery import dispatch_due, record_event
+from api.webhooks.ssrf import WebhookUrlGuard
+from kibamail.settings import Settings
+from pipelines.contracts import CorrelatedMessageEvent, MessageStatus, Topic, serialize
+
+pytestmark = pytest.mark.integration
+
+
+class HostRecorder(BaseHTTPRequestHandler):
+    hosts: list[str] = []
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"]))
+        HostRecorder.hosts.append(self.headers["Host"])
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def receiver_port() -> Iterator[int]:
+    HostRecorder.hosts = []
+    server = HTTPServer(("127.0.0.1", 0), HostRecorder)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield int(server.server_address[1])
+    server.shutdown()
+    server.server_close()
+
+
+def test_registration_refuses_unsafe_urls_with_the_filter_on(
+    api_settings: Settings, redis_client: Any
+) -> None:
+    strict_api = api_settings.api.model_copy(
+        update={"webhook_allow_http": False, "webhook_allow_private": False}
+    )
+    settings = api_settings.model_copy(update={"api": strict_api})
+    app = create_app(settings, producer=RecordingProducer(), run_scheduler=False)
+    with TestClient(app) as client:
+        auth = signup(client)
+        team = client.post("/v1/teams", json={"name": "S"}, headers=auth).json()["id"]
+        base = f"/v1/teams/{team}/webhooks"
+        for url in (
+            "https://169.254.169.254/latest/meta-data/",
+            "https://localhost/hook",
+            "https://0x7f000001/hook",
+            "http://203.0.113.9/hook",
+        ):
+            resp = client.post(base, json={"url": url}, headers=auth)
+            assert resp.status_code == 422, url
+            error = resp.json()["error"]
+            assert error["message"].startswith("webhook URL refused") and error["details"][0][
+                "path"
+            ] == ("url")
+        assert client.get(base, headers=auth).json()["data"] == []
+
+
+@pytest.fixture
+def own_events(client: TestClient) -> Iterator[list[str]]:
+    """Event ids whose deliveries are removed afterwards: the delivery table is shared by
+    the session, and a pending row left here would be dispatched by other tests."""
+    event_ids: list[str] = []
+    yield event_ids
+    sessions = client.app.state.km.sessions  # type: ignore[attr-defined]
+    with sessions.begin() as db:
+        db.execute(delete(WebhookDelivery).where(WebhookDelivery.event_id.in_(event_ids)))
+
+
+def _endpoint_with_delivery(
+    client: TestClient, url: str, own_events: list[str]
+) -> tuple[str, str, str]:
+    auth = signup(client)
+    team = client.post("/v1/teams", json={"name": "R"}, headers=auth).json()["id"]
+    endpoint = client.post(f"/v1/teams/{team}/webhooks", json={"url": url}, headers=auth)
+    assert endpoint.status_code == 201, endpoint.text
+    event = CorrelatedMessageEvent(
+        team_id=team, message_id=f"{uuid.uuid4()}@x", status=MessageStatus.DELIVERED
+    )
+    sessions = client.app.state.km.sessions  # type: ignore[attr-defined]
+    with sessions.begin() as db:
+        assert record_event(db, Topic.CLICKHOUSE_MESSAGES.value, serialize(event)) == 1
+    own_events.append(event.event_id)
+    return team, endpoint.json()["id"], event.event_id
+
+
+def _delivery(client: TestClient, event_id: str) -> WebhookDelivery:
+    sessions = client.app.state.km.sessions  # type: ignore[attr-defined]
+    with sessions() as db:
+        row = db.query(WebhookDelivery).filter(WebhookDelivery.event_id == event_id).one()
+        db.expunge(row)
+        return row
+
+
+def _repoint(client: TestClient, event_id: str, url: str) -> None:
+    """Give the endpoint a name only the test resolver knows (registration needs real DNS)."""
+    sessions = client.app.state.km.sessions  # type: ignore[attr-defined]
+    with sessions.begin() as db:
+        row = db.query(WebhookDelivery).filter(WebhookDelivery.event_id == event_id).one()
+        endpoint = db.get(WebhookEndpoint, row.endpoint_id)
+        assert endpoint is not None
+        endpoint.url = url
+
+
+def test_delivery_connects_to_the_checked_address_not_a_fresh_lookup(
+    client: TestClient, receiver_port: int, own_events: list[str]
+) -> None:
+    """hooks.test exists only in the guard's resolver: the POST reaching the receiver
+    proves the connection used the pinned address, with the name kept in Host."""
+    _team, _endpoint, event_id = _endpoint_with_delivery(
+        client, f"http://127.0.0.1:{receiver_port}/hook", own_events
+    )
+    _repoint(client, event_id, f"http://hooks.test:{receiver_port}/hook")
+    sessions = client.app.state.km.sessions  # type: ignore[attr-defined]
+    guard = WebhookUrlGuard(
+        allow_http=True, allow_private=True, resolver=lambda host, port: ["127.0.0.1"]
+    )
+    with httpx.Client(trust_env=False) as http:
+        dispatch_due(sessions, http, guard)
+    assert HostRecorder.hosts == [f"hooks.test:{receiver_port}"]
+    assert _delivery(client, event_id).status == "delivered"
+
+
+def test_dns_rebinding_to_a_private_address_is_refused_at_delivery(
+    client: TestClient, receiver_port: int, own_events: list[str]
+) -> None:
+    """Registered while hooks.test was public; at delivery time it answers 127.0.0.1."""
+    _team, _endpoint, event_id = _endpoint_with_delivery(
+        client, f"http://127.0.0.1:{receiver_port}/hook", own_events
+    )
+    _repoint(client, event_id, f"https://hooks.test:{receiver_port}/hook")
+    sessions = client.app.state.km.sessions  # type: ignore[attr-defined]
+    answers = iter([[PUBLIC_V4], ["127.0.0.1"]])
+    guard = WebhookUrlGuard(resolver=lambda host, port: next(answers))
+    guard.check(f"https://hooks.test:{receiver_port}/hook")  # what registration saw
+    with httpx.Client(trust_env=False) as http:
+        dispatch_due(sessions, http, guard)
+    delivery = _delivery(client, event_id)
+    assert HostRecorder.hosts == []
+    assert delivery.status == "pending" and delivery.attempts == 1
+    assert "SSRF" in delivery.last_error and "loopback" in delivery.last_error

@@ -1,0 +1,201 @@
+"""aiosmtpd's SMTP protocol, made to keep the promises the MTA advertises.
+
+- Per-IP connection limits (the real client IP when behind PROXY protocol) and AUTH
+  after implicit TLS (port 465).
+- ENHANCEDSTATUSCODES (RFC 2034): aiosmtpd's own replies ("250 OK", "503 Error: need
+  MAIL command", "500 Error: bad syntax", ...) get an RFC 3463 code, as Postfix sends
+  them. Exempt, as RFC 2034 says: the greeting and the 250 answers to HELO/EHLO (whose
+  lines are extension keywords); 3xx replies are intermediate and have no class.
+- An *idle* timeout during DATA: aiosmtpd arms its timer per command, so a large upload
+  that keeps flowing would be cut at ``timeout``; here the timer only fires after
+  ``timeout`` seconds without a byte. A client that stalls (in DATA or between commands)
+  gets ``421 4.4.2`` before the connection is closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from typing import Any, AnyStr
+
+from aiosmtpd.smtp import SMTP, Session
+
+from . import metrics
+
+_REPLY = re.compile(r"^([245])(\d\d)([ -])(.*)$", re.DOTALL)
+_HAS_ENHANCED = re.compile(r"^[245]\.\d{1,3}\.\d{1,3}(?:\s|$)")
+
+# Basic code -> enhanced code (RFC 3463) for aiosmtpd's built-in replies.
+_BY_CODE = {
+    "221": "2.0.0",
+    "250": "2.0.0",
+    "252": "2.0.0",
+    "421": "4.3.0",
+    "451": "4.3.0",
+    "454": "4.7.0",
+    "500": "5.5.2",
+    "501": "5.5.4",
+    "502": "5.5.1",
+    "503": "5.5.1",
+    "504": "5.5.4",
+    "530": "5.7.0",
+    "552": "5.3.4",
+    "553": "5.1.3",
+    "554": "5.7.0",
+    "555": "5.5.4",
+}
+# Where the text says more than the code (checked first, lower-case substrings).
+_BY_TEXT = [
+    ("not recognized", "5.5.1"),
+    ("strict ascii", "5.6.7"),
+    ("timeout", "4.4.2"),
+    ("error: (", "5.3.0"),
+]
+
+
+def with_enhanced_code(reply: str) -> str:
+    """``reply`` with an RFC 3463 code after the basic code, unless it has one already."""
+    match = _REPLY.match(reply)
+    if match is None:
+        return reply
+    klass, rest, sep, text = match.groups()
+    if _HAS_ENHANCED.match(text):
+        return reply
+    code = klass + rest
+    lowered = text.lower()
+    enhanced = next((e for needle, e in _BY_TEXT if needle in lowered and e[0] == klass), None)
+    enhanced = enhanced or _BY_CODE.get(code) or f"{klass}.0.0"
+    return f"{code}{sep}{enhanced} {text}".rstrip()
+
+
+class ConnectionLimiter:
+    """Open connections per client IP (the real one when behind PROXY protocol)."""
+
+    def __init__(self, per_ip: int) -> None:
+        self.per_ip = per_ip
+        self.open: dict[str, int] = {}
+
+    def acquire(self, ip: str) -> bool:
+        if self.open.get(ip, 0) >= self.per_ip:
+            return False
+        self.open[ip] = self.open.get(ip, 0) + 1
+        return True
+
+    def release(self, ip: str) -> None:
+        left = self.open.get(ip, 0) - 1
+        if left > 0:
+            self.open[ip] = left
+        else:
+            self.open.pop(ip, None)
+
+
+class KibaSMTP(SMTP):
+    """aiosmtpd's SMTP with the additions described in the module docstring."""
+
+    def __init__(
+        self,
+        handler: Any,
+        *,
+        limiter: ConnectionLimiter,
+        implicit_tls: bool,
+        proxy: bool,
+        listener: str = "submission",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(handler, **kwargs)
+        self.limiter = limiter
+        self.implicit_tls = implicit_tls
+        self.proxy = proxy
+        self.counted_ip: str | None = None
+        self.refused = False
+        self.listener = listener
+        self._in_data = False
+        self._last_data_at = 0.0
+        self._answering_hello = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if self._original_transport is None and not self.proxy:
+            ip = (transport.get_extra_info("peername") or ("?",))[0]
+            if not self.limiter.acquire(ip):
+                self.refused = True
+                metrics.SUBMISSION_REJECTED.labels("ip_connection_limit").inc()
+                transport.write(b"421 4.7.0 Too many connections from your IP, try later\r\n")
+                transport.close()
+                return
+            self.counted_ip = ip
+        if self._original_transport is None:
+            metrics.CONNECTIONS.labels(self.listener).inc()
+        super().connection_made(transport)
+        if self.implicit_tls and self._tls_protocol is None:
+            # Implicit TLS: the transport is already encrypted, so AUTH is allowed.
+            self._tls_protocol = transport  # type: ignore[assignment]
+
+    def connection_lost(self, error: Exception | None) -> None:
+        if self.refused:
+            return
+        metrics.CONNECTIONS.labels(self.listener).dec()
+        if self.counted_ip is not None:
+            self.limiter.release(self.counted_ip)
+            self.counted_ip = None
+        super().connection_lost(error)
+
+    # --- enhanced status codes -------------------------------------------------------
+
+    async def push(self, status: AnyStr) -> None:
+        if isinstance(status, str) and not (self._answering_hello and status[:1] == "2"):
+            status = with_enhanced_code(status)  # type: ignore[assignment]
+        await super().push(status)
+
+    async def smtp_HELO(self, hostname: str) -> None:
+        self._answering_hello = True
+        try:
+            await super().smtp_HELO(hostname)
+        finally:
+            self._answering_hello = False
+
+    async def smtp_EHLO(self, hostname: str) -> None:
+        self._answering_hello = True
+        try:
+            await super().smtp_EHLO(hostname)
+        finally:
+            self._answering_hello = False
+
+    # --- idle timeout ----------------------------------------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        self._last_data_at = self.loop.time()
+        super().data_received(data)
+
+    async def smtp_DATA(self, arg: str) -> None:
+        self._in_data = True
+        self._last_data_at = self.loop.time()
+        try:
+            await super().smtp_DATA(arg)
+        finally:
+            self._in_data = False
+
+    def _timeout_cb(self) -> None:
+        if self._in_data:
+            idle = self.loop.time() - self._last_data_at
+            if idle < self._timeout_duration:
+                # Bytes arrived since the timer was armed: wait out the rest of the window.
+                self._reset_timeout(self._timeout_duration - idle)
+                return
+        metrics.SUBMISSION_REJECTED.labels("idle_timeout").inc()
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(b"421 4.4.2 Idle timeout exceeded, closing connection\r\n")
+        super()._timeout_cb()
+
+
+def client_ip(session: Session) -> str:
+    proxy = session.proxy_data
+    if proxy is not None and getattr(proxy, "src_addr", None):
+        src = proxy.src_addr
+        return str(src[0] if isinstance(src, tuple) else src)
+    return str((session.peer or ("?",))[0])
+
+
+def advertise_extensions(session: Session, hostname: str, responses: list[str]) -> list[str]:
+    """aiosmtpd pipelines commands already; say so, and announce enhanced status codes."""
+    session.host_name = hostname
+    return [*responses[:-1], "250-PIPELINING", "250-ENHANCEDSTATUSCODES", responses[-1]]
