@@ -14,6 +14,7 @@ from api.db import make_engine, make_sessionmaker
 from api.errors import install_error_handlers
 from api.events import EventProducer
 from api.middleware import BodyLimitMiddleware, MetricsMiddleware
+from api.ratelimit import ApiKeyLimiter
 from api.routers import ROUTERS
 from api.security import Signer
 from api.sending import scheduler_loop
@@ -21,27 +22,27 @@ from api.state import AppState
 from kibamail.clients import async_redis_client, redis_client
 from kibamail.settings import Settings, get_settings
 
-DEFAULT_RATE_LIMIT_PER_SECOND = 1000
 
-
-def build_state(settings: Settings, rate_limit_per_second: int, producer: Any = None) -> AppState:
+def build_state(settings: Settings, producer: Any = None) -> AppState:
     engine = make_engine(settings.database.url, echo=settings.database.echo)
+    redis = async_redis_client(settings)
     return AppState(
         settings=settings,
         engine=engine,
         sessions=make_sessionmaker(engine),
-        redis=async_redis_client(settings),
+        redis=redis,
         sync_redis=redis_client(settings),
         signer=Signer(settings.api.secret_key),
         producer=producer if producer is not None else EventProducer(settings),
-        rate_limit_per_second=rate_limit_per_second,
+        limiter=ApiKeyLimiter(
+            redis, settings.api.rate_limit_per_second, settings.api.rate_limit_burst
+        ),
     )
 
 
 def create_app(
     settings: Settings | None = None,
     *,
-    rate_limit_per_second: int = DEFAULT_RATE_LIMIT_PER_SECOND,
     producer: Any = None,
     run_scheduler: bool = True,
 ) -> FastAPI:
@@ -50,7 +51,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        state = build_state(settings, rate_limit_per_second, producer)
+        state = build_state(settings, producer)
         app.state.km = state
         scheduler = asyncio.create_task(scheduler_loop(state.redis)) if run_scheduler else None
         try:

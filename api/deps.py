@@ -8,7 +8,6 @@ that the team exists), role lacks the action -> 403.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -28,7 +27,6 @@ from api.state import AppState
 from pipelines.contracts import RedisKeys
 
 API_KEY_CACHE_SECONDS = 300
-LAST_USED_RESOLUTION_SECONDS = 60
 
 
 async def app_state(request: Request) -> AppState:
@@ -90,47 +88,31 @@ def _lookup_session(state: AppState, token_hash: str) -> str | None:
         return row.user_id
 
 
-def _rate_headers(limit: int, used: int) -> dict[str, str]:
-    return {
-        "RateLimit-Limit": str(limit),
-        "RateLimit-Remaining": str(max(0, limit - used)),
-        "RateLimit-Reset": "1",
-        "RateLimit-Policy": f"{limit};w=1",
-    }
-
-
 async def _api_key_principal(state: AppState, token: str, response: Response) -> Principal:
-    """One Redis round trip on the hot path: cached key, rate counter, last-used throttle.
-
-    The rate limit is a fixed one-second window per key, counted in Redis so every
-    worker and host agrees.
-    """
+    """One Redis round trip on the hot path (api.ratelimit): token bucket, cached key,
+    last-used throttle. The database is read only when the key is not cached."""
     key_hash = sha256_hex(token)
-    cache_key = RedisKeys.api_key(key_hash)
-    counter = f"apirate:{key_hash[:24]}:{int(time.time())}"
-    pipe = state.redis.pipeline(transaction=False)
-    pipe.get(cache_key)
-    pipe.incr(counter)
-    pipe.expire(counter, 2)
-    pipe.set(f"apikey-used:{key_hash[:24]}", "1", nx=True, ex=LAST_USED_RESOLUTION_SECONDS)
-    cached, used, _, first_use = await pipe.execute()
-    if cached is not None:
-        info = orjson.loads(cached)
+    decision = await state.limiter.take(key_hash)
+    if decision.cached_key is not None:
+        info = orjson.loads(decision.cached_key)
     else:
         info = await run_in_threadpool(_lookup_api_key, state, key_hash)
         await state.redis.set(
-            cache_key, orjson.dumps(info or {"revoked": True}), ex=API_KEY_CACHE_SECONDS
+            RedisKeys.api_key(key_hash),
+            orjson.dumps(info or {"revoked": True}),
+            ex=API_KEY_CACHE_SECONDS,
         )
     if not info or info.get("revoked"):
         raise ApiError(401, "invalid or revoked API key")
-    limit = state.rate_limit_per_second
-    headers = _rate_headers(limit, int(used))
-    if int(used) > limit:
+    headers = decision.headers()
+    if not decision.allowed:
         raise ApiError(
-            429, "rate limit exceeded for this API key", headers={**headers, "Retry-After": "1"}
+            429,
+            "rate limit exceeded for this API key",
+            headers={**headers, "Retry-After": decision.retry_after()},
         )
     response.headers.update(headers)
-    if first_use:
+    if decision.first_use:
         await run_in_threadpool(_touch_api_key, state, info["id"])
     return Principal(
         api_key_id=info["id"], api_key_team_id=info["team_id"], api_key_scope=info["scope"]

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from api.ratelimit import ApiKeyLimiter
 from api.security import Signer
 from kibamail.settings import Settings
 
@@ -45,7 +46,7 @@ class AppState:
     sync_redis: Any  # redis.Redis, for code running in the threadpool
     signer: Signer
     producer: Any  # api.events.EventProducer
-    rate_limit_per_second: int
+    limiter: ApiKeyLimiter
     domain_cache: TtlCache = field(default_factory=lambda: TtlCache(5.0))
     clickhouse: Any = None  # clickhouse-connect client, created on first read
 

@@ -82,7 +82,7 @@ def serve(kind: str) -> None:
 def real_app() -> Any:
     from api.app import create_app
 
-    return create_app(rate_limit_per_second=10**9)
+    return create_app()  # the bench settings lift the per-key rate limit
 
 
 def bare_app() -> Any:
@@ -214,9 +214,14 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
 
     state_dir = Path(tempfile.mkdtemp(prefix="kibamail-bench-api-"))
     settings = build_test_settings(state_dir)
-    settings = settings.model_copy(
-        update={"api": settings.api.model_copy(update={"workers": args.workers})}
+    api = settings.api.model_copy(
+        update={
+            "workers": args.workers,
+            "rate_limit_per_second": 10**9,
+            "rate_limit_burst": 10**9,
+        }
     )
+    settings = settings.model_copy(update={"api": api})
     stack = Stack(state_dir)
     env = {**os.environ, **settings_to_env(settings)}
     port = settings.api.port

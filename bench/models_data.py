@@ -37,6 +37,17 @@ class SyntheticBatch:
     days: int
     id_offset: int = 0
     teams: int = TEAMS
+    # None: ingested now (the column default). A number: ingested that many seconds after
+    # the event occurred, as a live sink writes it; the benchmark loads history this way so
+    # an incremental run sees what production sees (last hour's ingest, not all history).
+    ingested_lag_seconds: int | None = None
+
+
+def _ingested(batch: SyntheticBatch, occurred_column: str) -> tuple[str, str]:
+    """(column list suffix, select expression suffix) for ingested_at."""
+    if batch.ingested_lag_seconds is None:
+        return "", ""
+    return ", ingested_at", f", {occurred_column} + toIntervalSecond({batch.ingested_lag_seconds})"
 
 
 def _domain_expr(hash_expr: str) -> str:
@@ -48,17 +59,18 @@ def message_events_sql(database: str, batch: SyntheticBatch) -> str:
     span = batch.days * 86400
     messages = max(1, batch.message_events // EVENTS_PER_MESSAGE)
     start = int(batch.start.replace(tzinfo=UTC).timestamp())
+    ingested_column, ingested_value = _ingested(batch, "occurred")
     return f"""
 INSERT INTO {database}.raw_message_events
     (event_id, event_version, team_id, occurred_at, message_id, status, recipient,
      recipient_domain, sender_domain, kind, pool, source_ip, mx_host, attempt, smtp_code,
      enhanced_code, smtp_response, bounce_class, reason, transcript, broadcast_id,
-     contact_id, variant_id, tags)
+     contact_id, variant_id, tags{ingested_column})
 SELECT
     concat('e', toString(n)) AS event_id,
     1,
     concat('team_', toString(msg % {batch.teams})) AS team_id,
-    toDateTime64({start} + intDiv(msg * {span}, {messages}) + step * 7, 3, 'UTC'),
+    toDateTime64({start} + intDiv(msg * {span}, {messages}) + step * 7, 3, 'UTC') AS occurred,
     concat('m', toString(msg)) AS message_id,
     multiIf(step = 0, 'accepted',
             h % 1000 < 40, 'deferred',
@@ -83,7 +95,7 @@ SELECT
     if(kind = 'marketing', concat('b', toString(msg % 40)), ''),
     if(kind = 'marketing', concat('c', toString(msg % 50000)), ''),
     if(kind = 'marketing', if(msg % 2 = 0, 'A', 'B'), ''),
-    []
+    []{ingested_value}
 FROM (
     SELECT
         number + {batch.id_offset} AS n,
@@ -106,17 +118,18 @@ def engagement_sql(database: str, table: str, batch: SyntheticBatch, rows: int) 
     click_vals = click_vals if table == "raw_email_clicks" else ""
     prefix = "k" if table == "raw_email_clicks" else "o"
     countries = ", ".join(f"'{c}'" for c in COUNTRIES)
+    ingested_column, ingested_value = _ingested(batch, "occurred")
     return f"""
 INSERT INTO {database}.{table}
     (event_id, event_version, team_id, occurred_at, message_id, ip, user_agent{click_cols},
      broadcast_id, contact_id, variant_id, country, city, latitude, longitude, ua_client,
-     ua_os, ua_device, is_machine, machine_reason, is_first)
+     ua_os, ua_device, is_machine, machine_reason, is_first{ingested_column})
 SELECT
     concat('{prefix}', toString(n)),
     1,
     concat('team_', toString(msg % {batch.teams})),
     toDateTime64({start} + intDiv((msg - {first_message}) * {span}, {messages}) + 600
-                 + h % 3600, 3, 'UTC'),
+                 + h % 3600, 3, 'UTC') AS occurred,
     concat('m', toString(msg)),
     concat('198.51.100.', toString(h % 250 + 1)),
     'Mozilla/5.0'{click_vals},
@@ -132,7 +145,7 @@ SELECT
     'desktop',
     h % 5 = 0,
     if(h % 5 = 0, 'apple_mpp', ''),
-    h % 3 = 0
+    h % 3 = 0{ingested_value}
 FROM (
     SELECT
         number + {batch.id_offset} AS n,

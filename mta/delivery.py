@@ -27,20 +27,20 @@ from pipelines.contracts import (
     OutboundMessage,
     RedisKeys,
     Topic,
-    TrafficKind,
     dead_letter,
 )
 
 from . import metrics
+from .batching import PipelineBatcher
 from .bounces import classify, enhanced_code
+from .commit import OutcomeRecorder
 from .config import MtaConfig
 from .dkim_signing import DkimSigner
-from .events import add_to_outbox, consumer_name, make_status_event
-from .features import submission_features
+from .events import consumer_name
 from .markers import MarkerWriter
 from .outcomes import IN_DOUBT, Outcome, finished_outcomes
 from .policies import PolicyChain, PolicyContext, provider_group
-from .queue import Entry, SubmissionQueue, backoff_seconds
+from .queue import Entry, SubmissionQueue
 from .resolver import DomainNotFoundError, MxResolver, NullMxError, TemporaryDnsError
 from .smtp_client import ConnectionPool, DataHooks, TransientConnectError
 
@@ -57,6 +57,8 @@ class DeliveryWorker:
         self.config = config
         self.redis = redis
         self.queue = SubmissionQueue(redis, config.queue, consumer_name())
+        self.recorder = OutcomeRecorder(redis, self.queue, config.queue)
+        self.reads = PipelineBatcher(redis, transaction=False)
         self.resolver = MxResolver(settings.mta)
         self.pool = ConnectionPool(
             settings.mta.hostname,
@@ -160,25 +162,23 @@ class DeliveryWorker:
         try:
             msg = OutboundMessage.from_stream_fields(fields)
         except ContractError as exc:
-            pipe = self.redis.pipeline(transaction=True)
-            pipe.xadd(
-                RedisKeys.EVENT_OUTBOX,
-                {
-                    "topic": Topic.DEAD_LETTER.value,
-                    "key": b"",
-                    "value": dead_letter(
-                        RedisKeys.SUBMISSION_STREAM, fields.get(b"meta"), str(exc)
-                    ),
-                },
-            )
-            self.queue.ack(pipe, entry_id)
-            await pipe.execute()
+            value = dead_letter(RedisKeys.SUBMISSION_STREAM, fields.get(b"meta"), str(exc))
+
+            def dead(pipe: Any) -> None:
+                outbox = {"topic": Topic.DEAD_LETTER.value, "key": b"", "value": value}
+                pipe.xadd(RedisKeys.EVENT_OUTBOX, outbox)
+                self.queue.ack(pipe, entry_id)
+
+            await self.recorder.run(dead)
             return
         if msg.send_after is not None and msg.send_after.timestamp() > time.time():
-            pipe = self.redis.pipeline(transaction=True)
-            self.queue.schedule(pipe, msg, msg.send_after.timestamp())
-            self.queue.ack(pipe, entry_id)
-            await pipe.execute()
+            due = msg.send_after.timestamp()
+
+            def later(pipe: Any) -> None:
+                self.queue.schedule(pipe, msg, due)
+                self.queue.ack(pipe, entry_id)
+
+            await self.recorder.run(later)
             return
         done = (
             {}
@@ -198,7 +198,7 @@ class DeliveryWorker:
             )
         )
         outcomes = list(done.values()) + [o for group in groups for o in group]
-        await self._commit(entry_id, msg, outcomes)
+        await self.recorder.record(entry_id, msg, outcomes)
 
     async def _deliver_domain(
         self,
@@ -232,6 +232,7 @@ class DeliveryWorker:
             recipient_domain=domain,
             provider_group=group,
             size=len(msg.data),
+            reads=self.reads,
         )
         verdict = await self.chain.run(ctx)
         outcomes: list[Outcome] = []
@@ -341,72 +342,3 @@ class DeliveryWorker:
             if finals:
                 await self.redis.hset(progress_key, mapping=finals)
         return outcomes
-
-    async def _commit(self, entry_id: bytes, msg: OutboundMessage, outcomes: list[Outcome]) -> None:
-        now = time.time()
-        expired = now - msg.submitted_at.timestamp() > self.config.queue.max_age_seconds
-        base = {
-            "message_id": msg.message_id,
-            "team_id": msg.team_id,
-            "sender_domain": _domain(msg.mail_from),
-            "kind": msg.kind,
-        }
-        pipe = self.redis.pipeline(transaction=True)
-
-        def emit(rcpt: str, status: MessageStatus, **fields: Any) -> None:
-            event = make_status_event(
-                **base,
-                recipient=rcpt,
-                recipient_domain=_domain(rcpt),
-                status=status,
-                attempt=msg.attempt,
-                **fields,
-            )
-            add_to_outbox(pipe, Topic.MESSAGE_STATUSES, msg.message_id, event)
-
-        if msg.attempt == 0:
-            metrics.ACCEPTED.labels(msg.source).inc()
-            for rcpt in msg.recipients:
-                emit(rcpt, MessageStatus.ACCEPTED, occurred_at=msg.submitted_at)
-            if msg.source == "smtp" and msg.kind == TrafficKind.TRANSACTIONAL:
-                # Computed here, not while the SMTP client waits; deterministic event id.
-                features = submission_features(
-                    msg.team_id, msg.message_id, msg.recipients, msg.data
-                )
-                add_to_outbox(pipe, Topic.SUBMISSION_FEATURES, msg.team_id, features)
-        retry: dict[float, list[str]] = {}
-        for o in outcomes:
-            status = o.status
-            if status in (MessageStatus.DEFERRED, MessageStatus.HELD) and expired:
-                status = MessageStatus.EXPIRED
-            emit(
-                o.rcpt,
-                status,
-                pool=o.pool,
-                source_ip=o.source_ip,
-                mx_host=o.mx_host,
-                smtp_code=o.code,
-                enhanced_code=enhanced_code(o.text),
-                smtp_response=o.text[:1000],
-                bounce_class=o.bounce_class,
-                reason=o.text[:500] if status != MessageStatus.DELIVERED else "",
-                transcript="\n".join(o.transcript)[-4000:],
-            )
-            metrics.OUTCOMES.labels(status.value, o.bounce_class.value, o.pool, o.source_ip).inc()
-            if status == MessageStatus.DEFERRED:
-                due = now + backoff_seconds(self.config.queue, msg.attempt + 1)
-                retry.setdefault(due, []).append(o.rcpt)
-            elif status == MessageStatus.HELD:
-                retry.setdefault(now + o.retry_after, []).append(o.rcpt)
-            elif status == MessageStatus.BOUNCED and o.bounce_class == BounceClass.HARD:
-                pipe.sadd(RedisKeys.suppression(msg.team_id), o.rcpt.lower())
-        # One job per due time: deferred recipients share one, held ones another.
-        merged: dict[float, list[str]] = {}
-        for due, rcpts in sorted(retry.items()):
-            key = next((d for d in merged if abs(d - due) < 1.0), due)
-            merged.setdefault(key, []).extend(rcpts)
-        for due, rcpts in merged.items():
-            next_msg = msg.model_copy(update={"recipients": rcpts, "attempt": msg.attempt + 1})
-            self.queue.schedule(pipe, next_msg, due)
-        self.queue.ack(pipe, entry_id)
-        await pipe.execute()

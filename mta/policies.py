@@ -43,6 +43,8 @@ class PolicyContext:
     pool: str = ""
     source_ips: list[str] = field(default_factory=list)
     source_ip: str = ""
+    # A PipelineBatcher for reads (delivery workers): lookups share round trips.
+    reads: Any = None
     # Source IP -> messages per minute for IP x provider pairs slowed by reputation.
     pace_per_minute: dict[str, float] = field(default_factory=dict)
 
@@ -219,9 +221,11 @@ class Suppression(Policy):
     async def check(self, ctx: PolicyContext) -> Verdict:
         if not ctx.recipients:
             return ACCEPT
-        flags = await ctx.redis.smismember(
-            RedisKeys.suppression(ctx.team_id), [r.lower() for r in ctx.recipients]
-        )
+        key, members = RedisKeys.suppression(ctx.team_id), [r.lower() for r in ctx.recipients]
+        if ctx.reads is not None:  # one round trip with the other deliveries' lookups
+            flags = (await ctx.reads.run(lambda pipe: pipe.smismember(key, members)))[0]
+        else:
+            flags = await ctx.redis.smismember(key, members)
         failed = {
             r: "recipient is on the suppression list"
             for r, f in zip(ctx.recipients, flags, strict=True)

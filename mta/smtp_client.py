@@ -91,6 +91,23 @@ class _Pace:
             self.next_at = max(now, self.next_at) + self.interval
 
 
+async def _command(
+    smtp: aiosmtplib.SMTP,
+    verb: bytes,
+    prefix: bytes,
+    address: str,
+    utf8: bool,
+    options: list[bytes] | None = None,
+) -> aiosmtplib.SMTPResponse:
+    """MAIL/RCPT for an address validated at intake: no re-parsing (aiosmtplib's
+    mail()/rcpt() run email.utils.parseaddr each time) and UTF-8 when SMTPUTF8 is used."""
+    path = b"%s<%s>" % (prefix, address.encode("utf-8" if utf8 else "ascii"))
+    reply = await smtp.execute_command(verb, path, *(options or []))
+    if reply.code not in (250, 251):
+        raise aiosmtplib.SMTPResponseException(reply.code, reply.message)
+    return reply
+
+
 class ConnectionPool:
     def __init__(
         self,
@@ -203,12 +220,13 @@ class ConnectionPool:
         hooks: DataHooks | None = None,
     ) -> bool:
         smtp, transcript = conn.smtp, result.transcript
-        options = ["BODY=8BITMIME"] if smtp.supports_extension("8bitmime") else []
-        if any(ord(ch) > 127 for ch in mail_from + "".join(rcpts)):
-            options.append("SMTPUTF8")
+        options = [b"BODY=8BITMIME"] if smtp.supports_extension("8bitmime") else []
+        utf8 = not (mail_from + "".join(rcpts)).isascii()
+        if utf8:
+            options.append(b"SMTPUTF8")
         transcript.append(f"> MAIL FROM:<{mail_from}>")
         try:
-            reply = await smtp.mail(mail_from, options=options)
+            reply = await _command(smtp, b"MAIL", b"FROM:", mail_from, utf8, options)
         except aiosmtplib.SMTPResponseException as exc:
             transcript.append(f"< {exc.code} {exc.message}")
             for rcpt in rcpts:
@@ -220,7 +238,7 @@ class ConnectionPool:
         for rcpt in rcpts:
             transcript.append(f"> RCPT TO:<{rcpt}>")
             try:
-                reply = await smtp.rcpt(rcpt)
+                reply = await _command(smtp, b"RCPT", b"TO:", rcpt, utf8)
                 transcript.append(f"< {reply.code} {reply.message}")
                 accepted.append(rcpt)
             except aiosmtplib.SMTPResponseException as exc:

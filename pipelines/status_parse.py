@@ -28,19 +28,27 @@ from pipelines.contracts import (
     deserialize,
 )
 
-# What orjson (OPT_UTC_Z) writes for a UTC datetime; other forms take the pydantic path.
-CANONICAL_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{6})?Z", re.ASCII)
+# What orjson (OPT_UTC_Z) writes for a valid UTC datetime, with every range checked but
+# the day of the month past the 28th; other forms take the pydantic path.
+CANONICAL_UTC = re.compile(
+    r"(?!0000)\d{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01])"
+    r"T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d(?:\.(?!000000)\d{6})?Z",
+    re.ASCII,
+)
 
 
-def is_canonical_utc(text: str) -> bool:
-    """True when pydantic parses ``text`` and orjson writes the result back unchanged."""
-    if CANONICAL_UTC.fullmatch(text) is None or text.endswith(".000000Z"):
-        return False
+def is_real_date(text: str) -> bool:
+    """Whether the 29th/30th/31st of that month exists."""
     try:
         datetime.fromisoformat(text)
     except ValueError:
         return False
     return True
+
+
+def is_canonical_utc(text: str) -> bool:
+    """True when pydantic parses ``text`` and orjson writes the result back unchanged."""
+    return CANONICAL_UTC.fullmatch(text) is not None and (text[8:10] <= "28" or is_real_date(text))
 
 
 def _length_terms(value: str, metadata: list[Any]) -> list[str]:
@@ -70,7 +78,10 @@ def canonical_check(model: type[BaseModel]) -> Callable[[Any], bool]:
     names: list[str] = []
     types: list[type] = []
     terms: list[str] = []
-    scope: dict[str, Any] = {"is_canonical_utc": is_canonical_utc}
+    scope: dict[str, Any] = {
+        "utc_match": CANONICAL_UTC.fullmatch,
+        "is_real_date": is_real_date,
+    }
     for index, (name, info) in enumerate(model.model_fields.items()):
         names.append(name)
         value = f"data[{name!r}]"
@@ -89,7 +100,10 @@ def canonical_check(model: type[BaseModel]) -> Callable[[Any], bool]:
             terms.append(f"{value} in allowed_{index}")
         elif annotation is datetime and not info.metadata:
             types.append(str)
-            terms.append(f"is_canonical_utc({value})")
+            terms.append(
+                f"utc_match({value}) is not None"
+                f" and ({value}[8:10] <= '28' or is_real_date({value}))"
+            )
         else:
             raise TypeError(f"no fast-path rule for {model.__name__}.{name}: {annotation}")
     scope["names"], scope["types"] = tuple(names), tuple(types)

@@ -53,9 +53,7 @@ def producer() -> RecordingProducer:
 def client(
     api_settings: Settings, redis_client: Any, producer: RecordingProducer
 ) -> Iterator[TestClient]:
-    app = create_app(
-        api_settings, producer=producer, run_scheduler=False, rate_limit_per_second=1000
-    )
+    app = create_app(api_settings, producer=producer, run_scheduler=False)
     with TestClient(app) as test_client:
         yield test_client
 

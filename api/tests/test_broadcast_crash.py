@@ -1,4 +1,5 @@
-"""10,000 contacts, worker processes SIGKILLed mid-run: everyone mailed exactly once."""
+"""10,000 contacts, broadcast workers SIGKILLed mid-run, delivered end to end by the real MTA
+process to the test sink: every contact receives exactly one message."""
 
 from __future__ import annotations
 
@@ -7,19 +8,59 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
+from api.jobs.broadcasts import progress_key
 from api.tests.conftest import SendingTeam
-from infra.stack import settings_to_env
+from infra.services import kibamail_spec
+from infra.stack import Stack, settings_to_env
 from kibamail.settings import Settings
+from mta.testnet import DnsServer, SinkConfig, SinkServer, Zone
+from mta.tests.helpers import with_policy, write_policy
 from pipelines.contracts import MessageMapping, RedisKeys, deserialize
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(900)]
+# ~2 min on an idle 2-core machine (dead workers' jobs wait 15 s to be reclaimed).
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(900)]
 
 CONTACTS = 10_000
+
+
+@pytest.fixture
+def sink(api_settings: Settings) -> Iterator[SinkServer]:
+    server = SinkServer(port=api_settings.mta.delivery_port, config=SinkConfig(seed=11)).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def dns_server(api_settings: Settings) -> Iterator[DnsServer]:
+    server = DnsServer(port=api_settings.mta.dns_port, zone=Zone()).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def mta_process(
+    api_settings: Settings,
+    test_stack: Stack,
+    kafka_service: str,
+    redis_client: Any,
+    sink: SinkServer,
+    dns_server: DnsServer,
+    tmp_path: Path,
+) -> Iterator[Settings]:
+    """`kibamail mta` as a real process, delivering to the sink through the loopback DNS."""
+    settings = with_policy(api_settings, write_policy(tmp_path / "policies.toml"))
+    spec = kibamail_spec(settings, "mta", ["mta"], health_port=settings.mta.metrics_port)
+    test_stack.start(spec)
+    yield settings
+    test_stack.stop("mta")
 
 
 def _worker(settings: Settings) -> subprocess.Popen[bytes]:
@@ -32,9 +73,13 @@ def _worker(settings: Settings) -> subprocess.Popen[bytes]:
     )
 
 
-def test_killed_workers_neither_lose_nor_double_send(
-    client: TestClient, team: SendingTeam, api_settings: Settings, redis_client: Any
-) -> None:
+def _wait(check: Callable[[], bool], deadline: float, what: Callable[[], str]) -> None:
+    while not check():
+        assert time.monotonic() < deadline, what()
+        time.sleep(0.1)
+
+
+def _launch(client: TestClient, team: SendingTeam) -> str:
     base = f"/v1/teams/{team.team_id}"
     lst = client.post(f"{base}/lists", json={"name": "Big"}, headers=team.auth).json()["id"]
     csv = "email\n" + "".join(f"k{i}@example.org\n" for i in range(CONTACTS))
@@ -47,29 +92,42 @@ def test_killed_workers_neither_lose_nor_double_send(
         "variants": [{"subject": "Hi", "text": "Hello {{ email }}"}],
     }
     broadcast = client.post(f"{base}/broadcasts", json=body, headers=team.auth).json()["id"]
+    launched = client.post(f"{base}/broadcasts/{broadcast}/launch", json={}, headers=team.auth)
+    assert launched.status_code == 200, launched.text
+    return str(broadcast)
+
+
+def test_killed_workers_neither_lose_nor_double_send_to_the_sink(
+    client: TestClient,
+    team: SendingTeam,
+    api_settings: Settings,
+    redis_client: Any,
+    mta_process: Settings,
+    sink: SinkServer,
+) -> None:
     workers = [_worker(api_settings), _worker(api_settings)]
+    deadline = time.monotonic() + 600
     try:
-        launched = client.post(f"{base}/broadcasts/{broadcast}/launch", json={}, headers=team.auth)
-        assert launched.status_code == 200, launched.text
-        deadline = time.monotonic() + 600
-        while redis_client.xlen(RedisKeys.SUBMISSION_STREAM) < 2_000:
-            assert time.monotonic() < deadline, "workers made no progress"
-            time.sleep(0.05)
-        os.kill(workers[0].pid, signal.SIGKILL)  # mid-batch, jobs left pending
+        broadcast = _launch(client, team)
+
+        def sent() -> int:
+            return int(redis_client.hget(progress_key(broadcast), "sent") or 0)
+
+        _wait(lambda: sent() >= 2_000, deadline, lambda: "workers made no progress")
+        os.kill(workers[0].pid, signal.SIGKILL)  # mid-batch: its jobs are left pending
         workers[0].wait()
-        while redis_client.xlen(RedisKeys.SUBMISSION_STREAM) < 5_000:
-            assert time.monotonic() < deadline, "workers made no progress"
-            time.sleep(0.05)
+        _wait(lambda: sent() >= 5_000, deadline, lambda: "workers made no progress")
         os.kill(workers[1].pid, signal.SIGKILL)
         workers[1].wait()
+        assert sent() < CONTACTS, "the broadcast finished before the kills; nothing was tested"
         workers = [_worker(api_settings), _worker(api_settings)]
         # Pending jobs of the killed workers are reclaimed after the idle timeout (15 s).
-        while redis_client.xlen(RedisKeys.SUBMISSION_STREAM) < CONTACTS:
-            assert time.monotonic() < deadline, (
-                f"only {redis_client.xlen(RedisKeys.SUBMISSION_STREAM)} of {CONTACTS} queued"
-            )
-            time.sleep(0.2)
-        time.sleep(1.0)  # anything extra would show up now
+        _wait(
+            lambda: len(sink.delivered_counts()) >= CONTACTS,
+            deadline,
+            lambda: f"{len(sink.delivered_counts())} of {CONTACTS} at the sink; {sent()} queued",
+        )
+        time.sleep(2.0)  # anything extra (a double send) would arrive now
     finally:
         for proc in workers:
             if proc.poll() is None:
@@ -79,14 +137,16 @@ def test_killed_workers_neither_lose_nor_double_send(
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     proc.wait()
-    entries = redis_client.xrange(RedisKeys.SUBMISSION_STREAM)
-    assert len(entries) == CONTACTS
+    delivered = [r for r in sink.records if r.answer_code == 250]
+    by_message_id = Counter(r.message_id for r in delivered)
+    by_recipient = Counter(r.rcpt.lower() for r in delivered)
+    assert len(by_message_id) == CONTACTS and set(by_message_id.values()) == {1}
+    assert by_recipient == Counter({f"k{i}@example.org": 1 for i in range(CONTACTS)})
     contacts = set()
-    for _, fields in entries:
-        meta = fields[b"meta"].decode()
-        message_id = meta.split('"message_id":"', 1)[1].split('"', 1)[0]
-        mapping = deserialize(
-            MessageMapping, redis_client.get(RedisKeys.message_mapping(message_id))
-        )
+    for message_id in by_message_id:
+        raw = redis_client.get(RedisKeys.message_mapping(message_id))
+        mapping = deserialize(MessageMapping, raw)
+        assert mapping.broadcast_id == broadcast
         contacts.add(mapping.contact_id)
     assert len(contacts) == CONTACTS
+    assert int(redis_client.hget(progress_key(broadcast), "sent")) == CONTACTS

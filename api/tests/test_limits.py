@@ -20,27 +20,43 @@ from kibamail.settings import Settings
 pytestmark = pytest.mark.integration
 
 
-def test_rate_limit_answers_429_with_headers_and_sends_nothing_more(
+def test_rate_limit_comes_from_settings_answers_429_with_headers_and_refills(
     api_settings: Settings, team: SendingTeam, redis_client: Any
 ) -> None:
+    limits = api_settings.api.model_copy(update={"rate_limit_per_second": 1, "rate_limit_burst": 3})
     app = create_app(
-        api_settings, producer=RecordingProducer(), run_scheduler=False, rate_limit_per_second=3
+        api_settings.model_copy(update={"api": limits}),
+        producer=RecordingProducer(),
+        run_scheduler=False,
     )
     body = {"from": f"a@{team.domain}", "to": "b@example.org", "subject": "s", "text": "t"}
     with TestClient(app) as client:
-        while int(time.time() % 1 * 10) > 5:  # start early in a one-second window
-            time.sleep(0.05)
-        statuses = [client.post("/v1/emails", json=body, headers=team.auth) for _ in range(5)]
+        statuses = []
+        for _ in range(10):
+            statuses.append(client.post("/v1/emails", json=body, headers=team.auth))
+            if statuses[-1].status_code == 429:
+                break
+        time.sleep(1.2)  # one token back at 1/s
+        refilled = client.post("/v1/emails", json=body, headers=team.auth)
     codes = [r.status_code for r in statuses]
-    assert codes.count(429) >= 1 and codes[0] == 200
-    limited = next(r for r in statuses if r.status_code == 429)
-    assert (
-        limited.headers["RateLimit-Limit"] == "3" and limited.headers["RateLimit-Remaining"] == "0"
-    )
+    assert codes[:3] == [200, 200, 200] and codes[-1] == 429, codes
+    assert [r.headers["RateLimit-Remaining"] for r in statuses[:3]] == ["2", "1", "0"]
+    limited = statuses[-1]
+    assert limited.headers["RateLimit-Limit"] == "3"
+    assert limited.headers["RateLimit-Remaining"] == "0"
     assert limited.headers["Retry-After"] == "1"
     assert limited.json()["error"]["code"] == "rate_limited"
-    assert statuses[0].headers["RateLimit-Remaining"] == "2"
-    assert redis_client.xlen("mta:submissions") == codes.count(200)
+    assert refilled.status_code == 200
+    assert redis_client.xlen("mta:submissions") == codes.count(200) + 1
+
+
+def test_default_limits_are_the_settings_defaults(
+    client: TestClient, api_settings: Settings, team: SendingTeam
+) -> None:
+    body = {"from": f"a@{team.domain}", "to": "b@example.org", "subject": "s", "text": "t"}
+    sent = client.post("/v1/emails", json=body, headers=team.auth)
+    assert sent.headers["RateLimit-Limit"] == str(api_settings.api.rate_limit_burst)
+    assert int(sent.headers["RateLimit-Remaining"]) == api_settings.api.rate_limit_burst - 1
 
 
 def test_scheduled_broadcast_is_released_once_when_due(

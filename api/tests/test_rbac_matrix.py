@@ -289,9 +289,11 @@ def backend(request: pytest.FixtureRequest, api_settings: Settings) -> Iterator[
         settings = api_settings.model_copy(
             update={"database": api_settings.database.model_copy(update={"url": url})}
         )
-    app = create_app(
-        settings, producer=RecordingProducer(), run_scheduler=False, rate_limit_per_second=100_000
+    unlimited = settings.api.model_copy(
+        update={"rate_limit_per_second": 100_000, "rate_limit_burst": 100_000}
     )
+    settings = settings.model_copy(update={"api": unlimited})
+    app = create_app(settings, producer=RecordingProducer(), run_scheduler=False)
     with TestClient(app) as client:
         yield client
 

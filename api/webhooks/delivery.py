@@ -49,19 +49,32 @@ STATUS_EVENT_TYPES = {
     "complained": "email.complained",
 }
 EVENT_TYPES = sorted(
-    {*STATUS_EVENT_TYPES.values(), "email.opened", "email.clicked", "contact.unsubscribed"}
+    {
+        *STATUS_EVENT_TYPES.values(),
+        "email.opened",
+        "email.clicked",
+        "contact.unsubscribed",
+        "team.paused",
+        "team.unpaused",
+    }
 )
 TOPICS = [
     Topic.CLICKHOUSE_MESSAGES,
     Topic.CLICKHOUSE_EMAIL_OPENS,
     Topic.CLICKHOUSE_EMAIL_CLICKS,
     Topic.UNSUBSCRIBES,
+    Topic.TEAM_PAUSES,
 ]
 
 
 def event_type(topic: str, event: dict[str, Any]) -> str | None:
     if topic == Topic.CLICKHOUSE_MESSAGES:
         return STATUS_EVENT_TYPES.get(str(event.get("status")))
+    if topic == Topic.TEAM_PAUSES:  # TeamPauseEvent: scoring / reputation pause, API un-pause
+        paused = event.get("paused")
+        if not isinstance(paused, bool):
+            return None
+        return "team.paused" if paused else "team.unpaused"
     return {
         Topic.CLICKHOUSE_EMAIL_OPENS.value: "email.opened",
         Topic.CLICKHOUSE_EMAIL_CLICKS.value: "email.clicked",

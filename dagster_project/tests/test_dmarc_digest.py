@@ -1,4 +1,4 @@
-"""The DMARC digest goes to each team's Administrators through the MTA queue, once a day."""
+"""The DMARC digest goes to each team's Administrators as platform mail, once a day."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from dagster_project.defs.dmarc.digest import DomainDigest, send_digests, team_administrators
-from pipelines.contracts import OutboundMessage, RedisKeys
+from kibamail.settings import Settings
+from pipelines.contracts import MessageMapping, OutboundMessage, RedisKeys, deserialize
 
 pytestmark = pytest.mark.integration
 
@@ -39,27 +40,31 @@ def api_database(tmp_path: Path) -> tuple[str, str]:
 
 
 def test_digest_is_queued_for_administrators_only_and_once(
-    redis_client: Any, api_database: tuple[str, str]
+    redis_client: Any, api_database: tuple[str, str], test_settings: Settings
 ) -> None:
     url, team_id = api_database
     admins = team_administrators(url)
     assert admins == {team_id: ["owner@customer.example"]}
 
     digests = {team_id: [DIGEST], "team_without_admins": [DIGEST]}
-    sender = "dmarc-reports@mta.kibamail.local"
-    first = send_digests(redis_client, digests, admins, DAY, sender)
+    first = send_digests(redis_client, test_settings, digests, admins, DAY)
     assert first == {team_id: "sent", "team_without_admins": "no_admins"}
 
     entries = redis_client.xrange(RedisKeys.SUBMISSION_STREAM)
     assert len(entries) == 1
     message = OutboundMessage.from_stream_fields(entries[0][1])
-    assert message.team_id == team_id and message.recipients == ["owner@customer.example"]
+    # platform mail: sent under the platform team (never billed), not the customer's
+    assert message.team_id == test_settings.notifications.team_id != team_id
+    assert message.recipients == ["owner@customer.example"]
     body = message.data.decode()
     assert "Subject: DMARC digest 2026-11-27" in body
     assert "news.example.com: 120 messages from 3 sources, 91.7% DMARC pass" in body
     assert f"Message-ID: <{message.message_id}>" in body
-    assert redis_client.get(RedisKeys.message_mapping(message.message_id)) is not None
+    mapping = redis_client.get(RedisKeys.message_mapping(message.message_id))
+    assert mapping is not None
+    assert "dmarc-digest" in deserialize(MessageMapping, mapping).tags
+    assert redis_client.get(RedisKeys.dmarc_digest_sent(team_id, DAY.isoformat()))
 
-    again = send_digests(redis_client, digests, admins, DAY, sender)
+    again = send_digests(redis_client, test_settings, digests, admins, DAY)
     assert again[team_id] == "already_sent"
     assert len(redis_client.xrange(RedisKeys.SUBMISSION_STREAM)) == 1

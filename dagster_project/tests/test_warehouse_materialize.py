@@ -25,7 +25,7 @@ def built(isolated_warehouse: Settings) -> Iterator[dict[str, Any]]:
 
     settings = isolated_warehouse
     client = clickhouse_client(settings)
-    data.load_all(client, settings.clickhouse.database)
+    data.load_all(client, settings.clickhouse.database, settings.notifications.team_id)
     first = materialize_warehouse(settings)
     yield {"client": client, "db": settings.clickhouse.database, "first": first}
 
@@ -182,3 +182,46 @@ def test_duplicates_and_late_events_never_double_count(
     opens = f"SELECT human_opens FROM {deliverability} WHERE {example} AND {first_day}"
     assert scalar(built, opens) == 2
     assert scalar(built, f"SELECT count() FROM {{db}}.fct_email_opens WHERE {example}") == 5
+
+
+def test_platform_notifications_are_not_billed(
+    built: dict[str, Any], isolated_warehouse: Settings
+) -> None:
+    platform = isolated_warehouse.notifications.team_id
+    where = f"team_id = '{platform}'"
+    assert scalar(built, f"SELECT count() FROM {{db}}.fct_message_events WHERE {where}") == 12_000
+    assert scalar(built, f"SELECT count() FROM {{db}}.fct_billing_monthly WHERE {where}") == 0
+    assert scalar(built, f"SELECT count() FROM {{db}}.int_billing_usage_monthly WHERE {where}") == 0
+    # ...and the billed-totals check, which leaves the platform team out of the raw side
+    # too, passed in the first build (test_every_model_materialized_and_every_check_passed).
+
+
+def test_a_late_duplicate_after_an_incremental_run_is_not_counted(
+    built: dict[str, Any], isolated_warehouse: Settings
+) -> None:
+    """Redelivered copies of long-loaded events, ingested after an incremental run."""
+    db, client = built["db"], built["client"]
+    small = f"team_id = '{data.TEAM_SMALL}'"
+    example = f"team_id = '{data.TEAM_EXAMPLE}'"
+    marts = {
+        "events": f"SELECT count() FROM {{db}}.fct_message_events WHERE {small}",
+        "billed": f"SELECT sum(accepted_recipients) FROM {{db}}.fct_billing_monthly WHERE {small}",
+        "sent": f"SELECT sum(sent) FROM {{db}}.fct_deliverability_daily WHERE {small}",
+        "opens": f"SELECT sum(human_opens) FROM {{db}}.fct_deliverability_daily WHERE {example}",
+        "timeline": f"SELECT count() FROM {{db}}.fct_contact_activity WHERE {example}",
+        "delivered": f"SELECT sum(delivered) FROM {{db}}.fct_reputation_daily WHERE {example}",
+    }
+    incremental = materialize_warehouse(isolated_warehouse)  # nothing new: a no-op run
+    assert incremental["success"], incremental["failed_steps"]
+    before = {name: scalar(built, sql) for name, sql in marts.items()}
+
+    for table, team in (("raw_message_events", data.TEAM_SMALL),
+                        ("raw_message_events", data.TEAM_EXAMPLE),
+                        ("raw_email_opens", data.TEAM_EXAMPLE)):  # fmt: skip
+        client.command(
+            f"INSERT INTO {db}.{table} SELECT * REPLACE (now64(3) AS ingested_at)"
+            f" FROM {db}.{table} WHERE team_id = '{team}' LIMIT 20"
+        )
+    after_run = materialize_warehouse(isolated_warehouse)
+    assert after_run["success"], after_run["failed_steps"]
+    assert {name: scalar(built, sql) for name, sql in marts.items()} == before

@@ -60,8 +60,10 @@ def insert_opens(client: Any, database: str, team: str, prefix: str, rows: list[
         )
 
 
-def load_all(client: Any, database: str) -> None:
+def load_all(client: Any, database: str, platform_team: str) -> None:
     insert_accepted(client, database, TEAM_SMALL, 10_001, f"{RUN}s")
+    # platform notifications (invitations, digests) are sent under the platform team
+    insert_accepted(client, database, platform_team, 12_000, f"{RUN}p")
     insert_accepted(client, database, TEAM_EXAMPLE, 25_000, f"{RUN}e")
     insert_deliveries(client, database, TEAM_EXAMPLE, 10, f"{RUN}e")
     # message 0: two human opens + one machine open; message 1: machine opens only.

@@ -1,42 +1,71 @@
-{#- Incremental event models: append the events ingested since the last run (minus a
-    lookback for hosts whose clocks disagree), and drop any event_id this model already
-    holds, so redelivered and late duplicate events never count twice. -#}
-{% macro ingested_since_last_run(ingested_column='ingested_at') -%}
-{%- if is_incremental() -%}
-{{ ingested_column }} >= (
-    select max({{ ingested_column }}) from {{ this }}
-) - interval {{ var('incremental_lookback_minutes') }} minute
-{%- else -%}
+{#- Incremental models read only what arrived since their last run. The watermark and the
+    touched days are looked up once, when the model runs, and written into its SQL as
+    literals: ClickHouse then prunes partitions and primary-key ranges with them, where a
+    correlated subquery repeated in every CTE would be evaluated again and again. -#}
+
+{#- max(column) of this model, as a ClickHouse DateTime64 literal (None before a first run). -#}
+{% macro watermark(column='ingested_at') -%}
+{%- if execute and is_incremental() -%}
+{%- set value = run_query("select toString(max(" ~ column ~ ")) from " ~ this).columns[0].values()[0] -%}
+{{ return("toDateTime64('" ~ value ~ "', 3, 'UTC') - interval " ~ var('incremental_lookback_minutes') ~ " minute") }}
+{%- endif -%}
+{{ return(none) }}
+{%- endmacro %}
+
+{#- Rows ingested since this model's last run, minus a lookback for sinks on hosts whose
+    clocks disagree (rows it re-reads are dropped by the callers' event_id anti-join or
+    recomputed idempotently, so the lookback costs time, never correctness). -#}
+{% macro ingested_since_last_run(ingested_column='ingested_at', watermark_column='ingested_at') -%}
+{%- set since = watermark(watermark_column) -%}
+{%- if since is none -%}
 1 = 1
+{%- else -%}
+{{ ingested_column }} >= {{ since }}
 {%- endif -%}
 {%- endmacro %}
 
-{% macro not_loaded_yet(batch_relation) -%}
-{%- if is_incremental() -%}
-event_id not in (
-    select event_id from {{ this }}
-    where event_date in (select distinct event_date from {{ batch_relation }})
-)
-{%- else -%}
-1 = 1
-{%- endif -%}
-{%- endmacro %}
-
-{#- Aggregate marts recompute whole days (or months) touched by newly ingested events;
-    with incremental_strategy='delete_insert' and unique_key on the period, those
-    periods are replaced, everything else is kept. -#}
-{% macro touched_periods(column, relations, period_expression='event_date') -%}
-{%- if is_incremental() -%}
-{{ column }} in (
+{#- The distinct values of period_expression over rows of `relations` ingested since the
+    watermark, as a SQL condition `column in (...)` (or `0 = 1` when nothing arrived). -#}
+{% macro periods_ingested_since(column, relations, since, period_expression='event_date') -%}
+{%- set query -%}
     {%- for relation in relations %}
-    select distinct {{ period_expression }} from {{ relation }}
-    where ingested_at >= (
-        select max(max_ingested_at) from {{ this }}
-    ) - interval {{ var('incremental_lookback_minutes') }} minute
+    select distinct toString({{ period_expression }}) as period from {{ relation }}
+    where ingested_at >= {{ since }}
     {% if not loop.last %}union distinct{% endif %}
     {%- endfor %}
-)
+{%- endset -%}
+{%- set periods = run_query(query).columns[0].values() | list -%}
+{%- if periods | length == 0 -%}
+0 = 1
 {%- else -%}
+{{ column }} in ({% for period in periods | sort %}'{{ period }}'{% if not loop.last %}, {% endif %}{% endfor %})
+{%- endif -%}
+{%- endmacro %}
+
+{#- A duplicate of an event carries the same occurred_at, so it can only collide with rows
+    of the same event_date: the anti-join reads just the days the batch touches, never the
+    whole model. `relations` are the models the batch is read from. -#}
+{% macro not_loaded_yet(relations) -%}
+{%- set since = watermark('ingested_at') -%}
+{%- if since is none -%}
 1 = 1
+{%- else -%}
+(event_date, event_id) not in (
+    select event_date, event_id from {{ this }}
+    where {{ periods_ingested_since('event_date', relations, since) }}
+)
+{%- endif -%}
+{%- endmacro %}
+
+{#- Aggregate marts recompute whole days (or months) touched by rows the upstream models
+    added since this mart's last run; with incremental_strategy='delete_insert' and
+    unique_key on the period, those periods are replaced, everything else is kept. The fct
+    models already dropped duplicates, so a redelivered event touches no period. -#}
+{% macro touched_periods(column, relations, period_expression='event_date') -%}
+{%- set since = watermark('max_ingested_at') -%}
+{%- if since is none -%}
+1 = 1
+{%- else -%}
+{{ periods_ingested_since(column, relations, since, period_expression) }}
 {%- endif -%}
 {%- endmacro %}

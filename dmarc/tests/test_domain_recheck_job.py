@@ -147,7 +147,6 @@ def rows_in_warehouse(settings: Settings, want: int) -> list[tuple[Any, ...]]:
         rows: list[tuple[Any, ...]] = []
         while len(rows) < want and time.monotonic() < deadline:
             sink.poll_once(0.5)
-            sink.flush()
             rows = client.query(query, parameters={"domain": DOMAIN}).result_rows
         return rows
     finally:

@@ -41,8 +41,7 @@ def dmarc_digest_emails(
     day = digest_day(config.day)
     digests = load_digests(warehouse.client(), warehouse.database, day)
     admins = team_administrators(settings.database.url) if digests else {}
-    sender = f"dmarc-reports@{settings.mta.hostname}"
-    outcome = send_digests(sending.redis(), digests, admins, day, sender)
+    outcome = send_digests(sending.redis(), settings, digests, admins, day)
     context.log.info(f"DMARC digests for {day}: {outcome}")
     counts = Counter(outcome.values())
     return dg.MaterializeResult(metadata={"day": day.isoformat(), **counts})

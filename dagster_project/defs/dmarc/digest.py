@@ -1,22 +1,24 @@
 """Daily DMARC digest: one email per team to its Administrators, through our own MTA.
 
-The digest is read from the dbt mart fct_dmarc_daily and queued with mta.intake.submit
-(the same durable hand-over the API uses). A Redis set-if-absent guard per team and day
-means a retried run never mails a team twice.
+The digest is read from the dbt mart fct_dmarc_daily and sent as platform mail with
+kibamail.system_mail.send_system_email (the one way the platform mails people: queued on
+the MTA's durable intake under the platform team, so no customer is billed for it). Its
+guard key per team and day means a retried run never mails a team twice.
 """
 
 from __future__ import annotations
 
-import uuid
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date
-from email.message import EmailMessage
 from typing import Any
 
-from pipelines.contracts import MessageMapping, OutboundMessage, RedisKeys, TrafficKind
+from kibamail.settings import Settings
+from kibamail.system_mail import send_system_email
+from pipelines.contracts import RedisKeys
 
 GUARD_TTL_SECONDS = 7 * 24 * 3600
+DIGEST_TAG = "dmarc-digest"
 
 
 @dataclass(frozen=True)
@@ -51,9 +53,12 @@ def load_digests(client: Any, database: str, day: date) -> dict[str, list[Domain
     return dict(digests)
 
 
-def render_digest(
-    sender: str, recipients: list[str], day: date, digests: list[DomainDigest], message_id: str
-) -> bytes:
+def digest_subject(day: date) -> str:
+    return f"DMARC digest {day.isoformat()}"
+
+
+def render_digest(day: date, digests: list[DomainDigest]) -> str:
+    """The digest's plain-text body: one line per domain."""
     lines = [f"DMARC digest for {day.isoformat()} (UTC)", ""]
     for item in digests:
         lines.append(
@@ -62,13 +67,7 @@ def render_digest(
             f"SPF aligned {item.spf_aligned}, quarantined {item.quarantined}, "
             f"rejected {item.rejected} (policy p={item.policy or 'none'})"
         )
-    message = EmailMessage()
-    message["From"] = sender
-    message["To"] = ", ".join(recipients)
-    message["Subject"] = f"DMARC digest {day.isoformat()}"
-    message["Message-ID"] = f"<{message_id}>"
-    message.set_content("\n".join(lines) + "\n")
-    return message.as_bytes()
+    return "\n".join(lines) + "\n"
 
 
 def team_administrators(database_url: str) -> dict[str, list[str]]:
@@ -96,40 +95,27 @@ def team_administrators(database_url: str) -> dict[str, list[str]]:
 
 def send_digests(
     redis: Any,
+    settings: Settings,
     digests: dict[str, list[DomainDigest]],
     admins: dict[str, list[str]],
     day: date,
-    sender: str,
 ) -> dict[str, str]:
     """Queue one digest per team; returns team -> 'sent' | 'already_sent' | 'no_admins'."""
-    from mta.intake import submit
-
     outcome: dict[str, str] = {}
-    sender_domain = sender.rsplit("@", 1)[-1]
     for team_id, team_digests in sorted(digests.items()):
         recipients = sorted(set(admins.get(team_id, [])))
         if not recipients:
             outcome[team_id] = "no_admins"
             continue
-        guard = RedisKeys.dmarc_digest_sent(team_id, day.isoformat())
-        if not redis.set(guard, "1", nx=True, ex=GUARD_TTL_SECONDS):
-            outcome[team_id] = "already_sent"
-            continue
-        message_id = f"{uuid.uuid4().hex}@{sender_domain}"
-        data = render_digest(sender, recipients, day, team_digests, message_id)
-        message = OutboundMessage(
-            message_id=message_id,
-            team_id=team_id,
-            kind=TrafficKind.TRANSACTIONAL,
-            mail_from=sender,
-            recipients=recipients,
-            data=data,
-            source="api",
+        message_id = send_system_email(
+            redis,
+            settings,
+            to=recipients,
+            subject=digest_subject(day),
+            text=render_digest(day, team_digests),
+            tags=[DIGEST_TAG],
+            guard_key=RedisKeys.dmarc_digest_sent(team_id, day.isoformat()),
+            guard_ttl_seconds=GUARD_TTL_SECONDS,
         )
-        try:
-            submit(redis, message, MessageMapping(team_id=team_id, tags=["dmarc-digest"]))
-        except Exception:
-            redis.delete(guard)  # not queued: let the retry send it
-            raise
-        outcome[team_id] = "sent"
+        outcome[team_id] = "sent" if message_id else "already_sent"
     return outcome

@@ -1,8 +1,9 @@
--- Every (team, month) from a team's first event to the current UTC month, so a team
--- with no traffic in a month still gets a (zero) invoice line.
+-- Every (team, month) from a team's first billed month to the current UTC month, so a
+-- team with no traffic in a month still gets a (zero) invoice line. Read from the small
+-- monthly usage table, not from the events.
 with teams as (
-    select team_id, toStartOfMonth(min(occurred_at), 'UTC') as first_month
-    from {{ ref('fct_message_events') }}
+    select team_id, min(billing_month) as first_month
+    from {{ ref('int_billing_usage_monthly') }}
     group by team_id
 )
 

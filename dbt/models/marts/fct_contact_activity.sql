@@ -10,7 +10,10 @@
 -- Per-contact activity timeline: every message status, open, click and unsubscribe of
 -- a contact, broadcasts and transactional alike. contact_key is the contact id when the
 -- message came from a contact list, else the recipient address. Read newest first with
--- `order by occurred_at desc` (ClickHouse reads the sort key in reverse).
+-- `order by occurred_at desc` (ClickHouse reads the sort key in reverse). Each run adds
+-- only the events the upstream models received since the last one; the fct models and
+-- the unsubscribe view already dropped redelivered copies, and the anti-join on the
+-- batch's days keeps events re-read by the lookback window from being added twice.
 with message_batch as (
     select * from {{ ref('fct_message_events') }}
     where {{ ingested_since_last_run() }}
@@ -98,4 +101,5 @@ select
     detail,
     ingested_at
 from activity
-where {{ not_loaded_yet('activity') }}
+where {{ not_loaded_yet([ref('fct_message_events'), ref('fct_email_opens'), ref('fct_email_clicks'),
+                        ref('stg_kibamail__unsubscribes')]) }}

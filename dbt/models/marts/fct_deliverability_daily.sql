@@ -11,7 +11,7 @@
 -- Deliverability per team, day (UTC) and recipient mailbox provider. Engagement
 -- counts and rates use human opens/clicks only: machine opens (privacy proxies,
 -- security scanners) are counted separately and kept out of the rates.
--- Days touched by newly ingested events are recomputed whole.
+-- Days touched by rows the fct models added since the last run are recomputed whole.
 {% set sources = [ref('fct_message_events'), ref('fct_email_opens'), ref('fct_email_clicks'),
                   ref('stg_kibamail__unsubscribes')] %}
 
@@ -34,6 +34,36 @@ with messages as (
     group by team_id, event_date, provider
 ),
 
+opens_in_scope as (
+    select team_id, event_date, message_id, is_machine, ingested_at
+    from {{ ref('fct_email_opens') }}
+    where {{ touched_periods('event_date', sources) }}
+),
+
+clicks_in_scope as (
+    select team_id, event_date, message_id, is_machine, ingested_at
+    from {{ ref('fct_email_clicks') }}
+    where {{ touched_periods('event_date', sources) }}
+),
+
+unsubscribes_in_scope as (
+    select team_id, event_date, message_id, ingested_at
+    from {{ ref('stg_kibamail__unsubscribes') }}
+    where {{ touched_periods('event_date', sources) }}
+),
+
+-- provider of just the messages engaged with in scope (int_messages is ordered by
+-- message_id, so this reads only their granules; the join's hash side stays small)
+attribution as (
+    select message_id, provider
+    from {{ ref('int_messages') }}
+    where message_id in (
+        select message_id from opens_in_scope
+        union distinct select message_id from clicks_in_scope
+        union distinct select message_id from unsubscribes_in_scope
+    )
+),
+
 opens as (
     select
         o.team_id as team_id,
@@ -43,9 +73,8 @@ opens as (
         countIf(o.is_machine) as machine_opens,
         uniqExactIf(o.message_id, not o.is_machine) as unique_human_opens,
         max(o.ingested_at) as max_ingested_at
-    from {{ ref('fct_email_opens') }} as o
-    left join {{ ref('int_messages') }} as m on o.message_id = m.message_id
-    where {{ touched_periods('o.event_date', sources) }}
+    from opens_in_scope as o
+    left join attribution as m on o.message_id = m.message_id
     group by team_id, event_date, provider
 ),
 
@@ -58,9 +87,8 @@ clicks as (
         countIf(c.is_machine) as machine_clicks,
         uniqExactIf(c.message_id, not c.is_machine) as unique_human_clicks,
         max(c.ingested_at) as max_ingested_at
-    from {{ ref('fct_email_clicks') }} as c
-    left join {{ ref('int_messages') }} as m on c.message_id = m.message_id
-    where {{ touched_periods('c.event_date', sources) }}
+    from clicks_in_scope as c
+    left join attribution as m on c.message_id = m.message_id
     group by team_id, event_date, provider
 ),
 
@@ -71,9 +99,8 @@ unsubscribes as (
         if(m.provider = '', 'other', m.provider) as provider,
         count() as unsubscribes,
         max(u.ingested_at) as max_ingested_at
-    from {{ ref('stg_kibamail__unsubscribes') }} as u
-    left join {{ ref('int_messages') }} as m on u.message_id = m.message_id
-    where {{ touched_periods('u.event_date', sources) }}
+    from unsubscribes_in_scope as u
+    left join attribution as m on u.message_id = m.message_id
     group by team_id, event_date, provider
 ),
 

@@ -7,7 +7,8 @@
         partition_by='toYYYYMM(event_date)',
     )
 }}
--- One row per click event, appended incrementally; duplicates dropped by event_id.
+-- One row per click event, appended incrementally from the rows ingested since the last
+-- run; redelivered copies (already loaded, or twice in one batch) are dropped by event_id.
 with batch as (
     select * from {{ ref('stg_kibamail__email_clicks') }}
     where {{ ingested_since_last_run() }}
@@ -36,4 +37,6 @@ select
     is_first,
     ingested_at
 from batch
-where {{ not_loaded_yet('batch') }}
+where {{ not_loaded_yet([ref('stg_kibamail__email_clicks')]) }}
+-- a copy redelivered inside this batch (same event_id twice) is kept once
+limit 1 by event_id

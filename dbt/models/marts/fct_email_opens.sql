@@ -7,7 +7,8 @@
         partition_by='toYYYYMM(event_date)',
     )
 }}
--- One row per open event, appended incrementally; duplicates dropped by event_id.
+-- One row per open event, appended incrementally from the rows ingested since the last
+-- run; redelivered copies (already loaded, or twice in one batch) are dropped by event_id.
 with batch as (
     select * from {{ ref('stg_kibamail__email_opens') }}
     where {{ ingested_since_last_run() }}
@@ -34,4 +35,6 @@ select
     is_first,
     ingested_at
 from batch
-where {{ not_loaded_yet('batch') }}
+where {{ not_loaded_yet([ref('stg_kibamail__email_opens')]) }}
+-- a copy redelivered inside this batch (same event_id twice) is kept once
+limit 1 by event_id

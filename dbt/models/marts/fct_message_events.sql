@@ -40,4 +40,6 @@ select
     if(contact_id != '', contact_id, recipient) as contact_key,
     ingested_at
 from batch
-where {{ not_loaded_yet('batch') }}
+where {{ not_loaded_yet([ref('stg_kibamail__message_events')]) }}
+-- a copy redelivered inside this batch (same event_id twice) is kept once
+limit 1 by event_id

@@ -13,21 +13,59 @@
 -- without one (complaints) take the IP that delivered the message.
 {% set sources = [ref('fct_message_events'), ref('fct_email_opens')] %}
 
-with attempts as (
+with events_in_scope as (
+    select team_id, event_date, message_id, status, sender_domain, source_ip, ingested_at
+    from {{ ref('fct_message_events') }}
+    where status in ('delivered', 'deferred', 'bounced', 'complained')
+        and {{ touched_periods('event_date', sources) }}
+),
+
+opens_in_scope as (
+    select team_id, event_date, message_id, is_machine, ingested_at
+    from {{ ref('fct_email_opens') }}
+    where {{ touched_periods('event_date', sources) }}
+),
+
+-- domain and IP of just the messages that need a lookup: opens, and events that do not
+-- name them (complaints); int_messages is ordered by message_id, so this is a key lookup
+attribution as (
+    select message_id, sender_domain, source_ip
+    from {{ ref('int_messages') }}
+    where message_id in (
+        select message_id from events_in_scope where sender_domain = '' or source_ip = ''
+        union distinct select message_id from opens_in_scope
+    )
+),
+
+attributed_events as (
+    select team_id, event_date, sender_domain, source_ip, status, ingested_at
+    from events_in_scope
+    where sender_domain != '' and source_ip != ''
+    union all
     select
-        e.team_id as team_id,
-        e.event_date as event_date,
-        if(e.sender_domain != '', e.sender_domain, m.sender_domain) as sender_domain,
-        if(e.source_ip != '', e.source_ip, m.source_ip) as source_ip,
-        countIf(e.status = 'delivered') as delivered,
-        countIf(e.status = 'deferred') as deferred,
-        countIf(e.status = 'bounced') as bounced,
-        countIf(e.status = 'complained') as complaints,
-        max(e.ingested_at) as max_ingested_at
-    from {{ ref('fct_message_events') }} as e
-    left join {{ ref('int_messages') }} as m on e.message_id = m.message_id
-    where e.status in ('delivered', 'deferred', 'bounced', 'complained')
-        and {{ touched_periods('e.event_date', sources) }}
+        e.team_id,
+        e.event_date,
+        if(e.sender_domain != '', e.sender_domain, m.sender_domain),
+        if(e.source_ip != '', e.source_ip, m.source_ip),
+        e.status,
+        e.ingested_at
+    from events_in_scope as e
+    left join attribution as m on e.message_id = m.message_id
+    where e.sender_domain = '' or e.source_ip = ''
+),
+
+attempts as (
+    select
+        team_id,
+        event_date,
+        sender_domain,
+        source_ip,
+        countIf(status = 'delivered') as delivered,
+        countIf(status = 'deferred') as deferred,
+        countIf(status = 'bounced') as bounced,
+        countIf(status = 'complained') as complaints,
+        max(ingested_at) as max_ingested_at
+    from attributed_events
     group by team_id, event_date, sender_domain, source_ip
 ),
 
@@ -39,9 +77,8 @@ engagement as (
         m.source_ip as source_ip,
         uniqExactIf(o.message_id, not o.is_machine) as unique_human_opens,
         max(o.ingested_at) as max_ingested_at
-    from {{ ref('fct_email_opens') }} as o
-    left join {{ ref('int_messages') }} as m on o.message_id = m.message_id
-    where {{ touched_periods('o.event_date', sources) }}
+    from opens_in_scope as o
+    left join attribution as m on o.message_id = m.message_id
     group by team_id, event_date, sender_domain, source_ip
 ),
 

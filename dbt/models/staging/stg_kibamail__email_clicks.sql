@@ -1,4 +1,4 @@
--- One row per click event (FINAL drops redelivered copies).
+-- One row per click event as written (redelivered copies are dropped by fct_email_clicks).
 select
     event_id,
     team_id,
@@ -21,4 +21,4 @@ select
     machine_reason,
     is_first,
     ingested_at
-from {{ source('kibamail', 'raw_email_clicks') }} final
+from {{ source('kibamail', 'raw_email_clicks') }}

@@ -1,5 +1,5 @@
--- One row per open event (FINAL drops redelivered copies). Machine opens (proxy
--- prefetchers, security scanners) stay here but are flagged for the marts.
+-- One row per open event as written (redelivered copies are dropped by fct_email_opens).
+-- Machine opens (proxy prefetchers, security scanners) stay here but are flagged.
 select
     event_id,
     team_id,
@@ -20,4 +20,4 @@ select
     machine_reason,
     is_first,
     ingested_at
-from {{ source('kibamail', 'raw_email_opens') }} final
+from {{ source('kibamail', 'raw_email_opens') }}

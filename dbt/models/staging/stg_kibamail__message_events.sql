@@ -1,5 +1,6 @@
--- One row per message event: FINAL collapses redelivered copies of an event_id
--- (the sinks are at-least-once; the raw table is ReplacingMergeTree by event_id).
+-- One row per message event as the sink wrote it. No FINAL: a redelivered copy of an
+-- event_id may still be here (the sinks are at-least-once); the fct models drop copies
+-- once, on the rows they add, instead of every reader re-merging the whole table.
 select
     event_id,
     team_id,
@@ -23,4 +24,4 @@ select
     variant_id,
     {{ mailbox_provider('recipient_domain') }} as provider,
     ingested_at
-from {{ source('kibamail', 'raw_message_events') }} final
+from {{ source('kibamail', 'raw_message_events') }}

@@ -1,4 +1,5 @@
--- One row per unsubscribe event (FINAL drops redelivered copies).
+-- One row per unsubscribe event. Unsubscribes are rare (a small table with no fct model
+-- of its own), so the view drops redelivered copies itself with LIMIT 1 BY event_id.
 select
     event_id,
     team_id,
@@ -9,4 +10,5 @@ select
     lower(email) as email,
     method,
     ingested_at
-from {{ source('kibamail', 'raw_unsubscribes') }} final
+from {{ source('kibamail', 'raw_unsubscribes') }}
+limit 1 by event_id
