@@ -201,7 +201,17 @@ TeamCampaigns = Annotated[TeamContext, Depends(require(Action.CAMPAIGNS_READ))]
 TeamContactsRead = Annotated[TeamContext, Depends(require(Action.CONTACTS_READ))]
 TeamContentWrite = Annotated[TeamContext, Depends(require(Action.CONTENT_WRITE))]
 TeamLaunch = Annotated[TeamContext, Depends(require(Action.BROADCAST_LAUNCH))]
-TeamSend = Annotated[TeamContext, Depends(require(Action.SEND))]
+
+
+async def sending_context(request: Request, response: Response) -> TeamContext:
+    """require(Action.SEND) for the send endpoints, resolved as ONE dependency: the same
+    get_principal + authorize calls, without the nested resolutions (the hot path)."""
+    state: AppState = request.app.state.km
+    principal = await get_principal(request, response, state)
+    return await authorize(state, principal, request.path_params.get("team_id"), Action.SEND)
+
+
+TeamSend = Annotated[TeamContext, Depends(sending_context)]
 TeamMembers = Annotated[TeamContext, Depends(require(Action.MEMBERS_MANAGE))]
 TeamApiKeys = Annotated[TeamContext, Depends(require(Action.API_KEYS_MANAGE))]
 TeamWebhooks = Annotated[TeamContext, Depends(require(Action.WEBHOOKS_MANAGE))]

@@ -22,7 +22,7 @@ from urllib.parse import urlparse
 import dns.resolver
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
-from sqlalchemy import or_, select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.models import Domain, Membership, Role, User
@@ -315,9 +315,10 @@ def recheck_due_domains(
     run. Returns counts."""
     checked_at = checked_at or datetime.now(UTC)
     cutoff = checked_at.astimezone(UTC).replace(tzinfo=None) - RECHECK_AFTER
-    query = select(Domain.id).where(
-        or_(Domain.last_checked_at.is_(None), Domain.last_checked_at < cutoff)
-    )
+    # Verified yet never checked means marked ready by api.bootstrap (demo, tests): there
+    # is no DNS for those, so a re-check would only hold their mail.
+    never_checked = and_(Domain.last_checked_at.is_(None), Domain.status != "verified")
+    query = select(Domain.id).where(or_(never_checked, Domain.last_checked_at < cutoff))
     if names:
         query = query.where(Domain.name.in_([n.lower() for n in names]))
     with sessions() as db:

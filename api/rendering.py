@@ -19,6 +19,7 @@ from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
 from email.policy import compat32
 from email.utils import format_datetime, formataddr, getaddresses, parseaddr
+from functools import lru_cache
 
 from api.security import Signer
 from pipelines.contracts import utcnow
@@ -37,10 +38,13 @@ def new_message_id(domain: str) -> str:
     return f"{uuid.uuid4()}@{domain.lower()}"
 
 
+@lru_cache(maxsize=4096)
 def address_domain(address: str) -> str:
+    """Cached: a team sends from the same few addresses, and parseaddr is slow."""
     return parseaddr(address)[1].rpartition("@")[2].lower()
 
 
+@lru_cache(maxsize=4096)
 def addr_spec(address: str) -> str:
     return parseaddr(address)[1]
 
@@ -106,10 +110,15 @@ def _header_text(value: str) -> str:
     return value if value.isascii() else Header(value, "utf-8").encode(linesep="\r\n")
 
 
-def _address_header(values: list[str]) -> str:
+@lru_cache(maxsize=4096)
+def _formatted_addresses(value: str) -> str:
     return ", ".join(
-        formataddr((name, addr), charset="utf-8") for name, addr in getaddresses(values)
+        formataddr((name, addr), charset="utf-8") for name, addr in getaddresses([value])
     )
+
+
+def _address_header(values: list[str]) -> str:
+    return ", ".join(_formatted_addresses(value) for value in values)
 
 
 def _text_part(body: str, subtype: str) -> MIMEText:

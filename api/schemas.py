@@ -7,6 +7,7 @@ import binascii
 import re
 from datetime import datetime
 from email.utils import getaddresses
+from functools import lru_cache
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
@@ -42,10 +43,24 @@ def no_line_breaks(value: str) -> str:
     return value
 
 
+@lru_cache(maxsize=4096)
+def _parsed_cached(value: str) -> tuple[tuple[str, str], ...]:
+    return tuple(getaddresses([value]))
+
+
+def parsed_addresses(value: str) -> tuple[tuple[str, str], ...]:
+    """getaddresses() of one header value; a bare addr-spec (the common case) skips the
+    stdlib parser, which costs ~0.1 ms per call on the send path."""
+    stripped = value.strip()
+    if _ADDR_SPEC.match(stripped):
+        return (("", stripped),)
+    return _parsed_cached(value)
+
+
 def email_address(value: str) -> str:
     """'a@b.c' or 'Name <a@b.c>', one address, no header injection."""
     no_line_breaks(value)
-    parsed = getaddresses([value])
+    parsed = parsed_addresses(value)
     if len(parsed) != 1 or not _ADDR_SPEC.match(parsed[0][1]) or "." not in parsed[0][1]:
         raise ValueError(f"not a valid email address: {value!r}")
     return value.strip()
@@ -126,7 +141,9 @@ class EmailIn(BaseModel):
         return value
 
     def recipients(self) -> list[str]:
-        return [addr for _, addr in getaddresses([*self.to, *self.cc, *self.bcc])]
+        return [
+            addr for value in (*self.to, *self.cc, *self.bcc) for _, addr in parsed_addresses(value)
+        ]
 
 
 class BatchIn(BaseModel):

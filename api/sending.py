@@ -12,10 +12,13 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
 from api.errors import ApiError
+from api.idempotency import TTL_SECONDS as IDEMPOTENCY_TTL_SECONDS
+from api.idempotency import IdempotencyClaim, stored_response
 from api.models import Domain, Template
 from api.rendering import (
     Attachment,
@@ -77,18 +80,22 @@ async def require_verified_domain(state: AppState, team_id: str, from_address: s
     return domain
 
 
+def suppressed_error(suppressed: list[str]) -> ApiError:
+    return ApiError(
+        422,
+        f"recipient(s) on the suppression list: {', '.join(suppressed)}",
+        "recipient_suppressed",
+        [{"path": "to", "message": f"{r} is suppressed"} for r in suppressed],
+    )
+
+
 async def refuse_suppressed(state: AppState, team_id: str, recipients: list[str]) -> None:
     flags = await state.redis.smismember(
         RedisKeys.suppression(team_id), [r.lower() for r in recipients]
     )
     suppressed = [r for r, flag in zip(recipients, flags, strict=True) if flag]
     if suppressed:
-        raise ApiError(
-            422,
-            f"recipient(s) on the suppression list: {', '.join(suppressed)}",
-            "recipient_suppressed",
-            [{"path": "to", "message": f"{r} is suppressed"} for r in suppressed],
-        )
+        raise suppressed_error(suppressed)
 
 
 def _load_template(state: AppState, team_id: str, template_id: str) -> Template | None:
@@ -136,12 +143,14 @@ def attachments_of(email: EmailIn, max_bytes: int) -> list[Attachment]:
 
 
 async def prepare(
-    state: AppState, team_id: str, email: EmailIn
+    state: AppState, team_id: str, email: EmailIn, *, check_suppression: bool = True
 ) -> tuple[OutboundMessage, MessageMapping]:
-    """Validate against team state and render; raises ApiError before anything is stored."""
+    """Validate against team state and render; raises ApiError before anything is stored.
+    ``check_suppression=False`` when send_now() checks it in the same script as the XADD."""
     domain = await require_verified_domain(state, team_id, email.from_)
     recipients = email.recipients()
-    await refuse_suppressed(state, team_id, recipients)
+    if check_suppression:
+        await refuse_suppressed(state, team_id, recipients)
     subject, html, text = await apply_template(state, team_id, email)
     message_id = new_message_id(domain)
     if html is not None and (email.track_opens or email.track_clicks):
@@ -179,6 +188,64 @@ async def prepare(
         source="api",
     )
     return message, MessageMapping(team_id=team_id, kind=TrafficKind.TRANSACTIONAL, tags=email.tags)
+
+
+# One round trip for an immediate send: idempotency claim (optional), suppression check,
+# message mapping and XADD to the MTA stream (the fields of mta.intake.queue_on_pipeline).
+_SEND_NOW_LUA = """
+local idem = #KEYS == 4
+if idem then
+  local stored = redis.call('GET', KEYS[4])
+  if stored then return {2, stored} end
+end
+local suppressed = {}
+for i = 7, #ARGV do
+  if redis.call('SISMEMBER', KEYS[1], ARGV[i]) == 1 then suppressed[#suppressed + 1] = ARGV[i] end
+end
+if #suppressed > 0 then return {1, cjson.encode(suppressed)} end
+redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[2])
+redis.call('XADD', KEYS[3], '*', 'meta', ARGV[3], 'data', ARGV[4])
+if idem then redis.call('SET', KEYS[4], ARGV[5], 'EX', ARGV[6]) end
+return {0, ''}
+"""
+
+
+async def send_now(
+    state: AppState,
+    message: OutboundMessage,
+    mapping: MessageMapping,
+    claim: IdempotencyClaim | None = None,
+) -> tuple[dict[str, Any], bool]:
+    """Queue for the MTA now; returns (response, replayed): a replay returns the stored
+    response and queues nothing. A suppressed recipient raises 422 and stores nothing."""
+    response = {"id": message.message_id, "status": "queued"}
+    fields = message.to_stream_fields()
+    keys = [
+        RedisKeys.suppression(message.team_id),
+        RedisKeys.message_mapping(message.message_id),
+        RedisKeys.SUBMISSION_STREAM,
+    ]
+    args: list[Any] = [
+        serialize(mapping),
+        MAPPING_TTL_SECONDS,
+        fields["meta"],
+        fields["data"],
+        claim.record(response) if claim else b"",
+        IDEMPOTENCY_TTL_SECONDS,
+        *(r.lower() for r in message.recipients),
+    ]
+    if claim is not None:
+        keys.append(claim.redis_key)
+    if state.send_now_script is None:
+        state.send_now_script = state.redis.register_script(_SEND_NOW_LUA)
+    outcome, detail = await state.send_now_script(keys=keys, args=args)
+    if outcome == 2:
+        assert claim is not None
+        return stored_response(detail, claim.fingerprint), True
+    if outcome == 1:
+        lowered = set(orjson.loads(detail))
+        raise suppressed_error([r for r in message.recipients if r.lower() in lowered])
+    return response, False
 
 
 async def enqueue(

@@ -49,6 +49,7 @@ class AppState:
     limiter: ApiKeyLimiter
     domain_cache: TtlCache = field(default_factory=lambda: TtlCache(5.0))
     clickhouse: Any = None  # clickhouse-connect client, created on first read
+    send_now_script: Any = None  # api.sending's Lua script, registered on first send
 
     def warehouse(self) -> Any:
         """The shared ClickHouse client, created on first use (no per-client session, so

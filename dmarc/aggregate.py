@@ -16,6 +16,7 @@ from typing import Any
 
 from lxml import etree
 
+from dmarc.extract import to_utf8
 from dmarc.models import (
     AggregateRecord,
     AggregateReport,
@@ -120,6 +121,10 @@ def _load_tree(data: bytes, warnings: _Warnings) -> Any:
         warnings.once(f"invalid XML recovered: {exc}")
     match = _ENCODING.search(data[:200])
     encoding = match.group(1).decode("ascii") if match else "utf-8"
+    if encoding.lower().replace("_", "-").startswith(("utf-16", "utf16", "utf-32", "ucs")):
+        # Wide text was transcoded before; these bytes are 8-bit whatever the label says.
+        warnings.once(f"declared encoding {encoding!r} but the bytes are 8-bit: read as UTF-8")
+        encoding = "utf-8"
     body = _DECLARATION.sub(b"", data, count=1)
     try:
         text = body.decode(encoding)
@@ -303,7 +308,7 @@ def _record(element: Any, warnings: _Warnings) -> AggregateRecord:
 def parse_aggregate(data: bytes, source: str = "") -> AggregateReport:
     """Parse one aggregate report; raises ReportError with a readable reason."""
     warnings = _Warnings()
-    root = _load_tree(data, warnings)
+    root = _load_tree(to_utf8(data), warnings)
     if _local(root.tag) != "feedback":
         raise ReportError(
             f"not a DMARC aggregate report (root element <{_local(root.tag) or '?'}>)"

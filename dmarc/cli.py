@@ -40,19 +40,25 @@ def parse_command(
     out: Callable[[str], None],
     err: Callable[[str], None],
 ) -> int:
-    """Parse every file (a bad one never stops the batch); exit status 1 if any failed."""
+    """Parse every file (a bad one never stops the batch); exit status 1 if any failed.
+
+    Each failing file gets exactly one stderr line naming it, with every reason (an
+    email may carry several bad attachments) joined on that line."""
     status = 0
     for path in paths:
         outcome = parse_file(path)
         for report in outcome.reports:
             out(report_json(report).decode() if as_json else report_text(report))
-        for reason in outcome.errors:
-            err(f"error: {reason}")
         if outcome.errors or not outcome.reports:
             status = 1
-            if not outcome.errors:
-                err(f"error: {path}: no report found")
+            err(error_line(path, outcome.errors or [f"{path}: no report found"]))
     return status
+
+
+def error_line(path: str, reasons: list[str]) -> str:
+    """``error: PATH: reason[; reason...]`` on one line, whatever the reasons contain."""
+    joined = "; ".join(" ".join(reason.split()) for reason in reasons)
+    return f"error: {joined}" if joined.startswith(path) else f"error: {path}: {joined}"
 
 
 def ingest_command(paths: Iterable[str], team_id: str, out: Callable[[str], None]) -> int:

@@ -29,6 +29,14 @@ MAGIC_ZIP = b"PK\x03\x04"
 MAGIC_GZIP = b"\x1f\x8b"
 _HEADER_LINE = re.compile(rb"^[A-Za-z0-9-]{1,76}:")
 _BOM = b"\xef\xbb\xbf"
+# UTF-32 first: its little-endian BOM begins with UTF-16 LE's.
+_WIDE_BOMS = (
+    (b"\xff\xfe\x00\x00", "utf-32-le"),
+    (b"\x00\x00\xfe\xff", "utf-32-be"),
+    (b"\xff\xfe", "utf-16-le"),
+    (b"\xfe\xff", "utf-16-be"),
+)
+_DECLARED_ENCODING = re.compile(r"^(\s*<\?xml\b[^>]*?)\s+encoding\s*=\s*([\"'])[^\"']*\2")
 
 
 @dataclass(slots=True)
@@ -54,6 +62,41 @@ class _Budget:
             )
 
 
+def wide_encoding(data: bytes) -> tuple[str, int] | None:
+    """(codec, BOM length) when ``data`` is UTF-16/32 text: by its BOM, or without one by
+    the zero bytes around the first ASCII characters (XML 1.0 appendix F)."""
+    for bom, codec in _WIDE_BOMS:
+        if data.startswith(bom):
+            return codec, len(bom)
+    head = data[:4]
+    if len(head) < 4:
+        return None
+    if head[0] and head[1:] == b"\0\0\0":
+        return "utf-32-le", 0
+    if head[:3] == b"\0\0\0" and head[3]:
+        return "utf-32-be", 0
+    if head[0] and not head[1] and head[2] and not head[3]:
+        return "utf-16-le", 0
+    if not head[0] and head[1] and not head[2] and head[3]:
+        return "utf-16-be", 0
+    return None
+
+
+def to_utf8(data: bytes) -> bytes:
+    """UTF-16/32 text (with or without BOM) as UTF-8, its XML declaration's encoding
+    dropped so parsers do not re-decode it; a UTF-8 BOM is removed; anything else is
+    returned as it is (declared 8-bit encodings are the XML parser's job)."""
+    found = wide_encoding(data)
+    if found is None:
+        return data.removeprefix(_BOM)
+    codec, bom_length = found
+    body = data[bom_length:]
+    if codec.startswith("utf-16") and len(body) % 2:
+        body = body[:-1]  # a truncated final code unit; the parser reports what is missing
+    text = body.decode(codec, errors="replace")
+    return _DECLARED_ENCODING.sub(r"\1", text, count=1).encode("utf-8")
+
+
 def sniff(data: bytes) -> str:
     """Name the container or format of ``data`` from its first bytes."""
     head = data[:8]
@@ -61,6 +104,8 @@ def sniff(data: bytes) -> str:
         return "zip"
     if head.startswith(MAGIC_GZIP):
         return "gzip"
+    if wide_encoding(data) is not None:
+        data = to_utf8(data[:1024])
     stripped = data[:512].lstrip(b" \t\r\n").removeprefix(_BOM).lstrip()
     if stripped.startswith(b"<"):
         return "xml"
@@ -139,7 +184,7 @@ def unwrap(data: bytes, name: str, budget: _Budget | None = None, depth: int = 0
         raise ReportError(f"{name}: empty file")
     kind = sniff(data)
     if kind in ("xml", "json"):
-        return [Payload(name, kind, data)]
+        return [Payload(name, kind, to_utf8(data))]
     if kind == "gzip":
         inflated = gunzip_bounded(data, name)
         budget.take(len(inflated), name)

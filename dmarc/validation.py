@@ -10,6 +10,8 @@ disposable list is the maintained ``disposable-email-domains`` package.
 from __future__ import annotations
 
 import importlib
+import importlib.util
+import time
 import unicodedata
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
@@ -94,15 +96,26 @@ _PROVIDER_SET = frozenset(COMMON_PROVIDERS)
 
 
 class DisposableDomains:
-    """The package's list plus an optional operator file; ``refresh()`` reloads both."""
+    """The package's list plus an optional operator file. ``refresh()`` reloads both; a
+    long-running process also reloads by itself, at most every ``check_every`` seconds,
+    when the package was upgraded or the operator file edited (their mtimes changed)."""
 
-    def __init__(self, extra_file: str | Path | None = None) -> None:
+    def __init__(self, extra_file: str | Path | None = None, check_every: float = 300.0) -> None:
         self.extra_file = Path(extra_file) if extra_file else None
+        self.check_every = check_every
         self.domains: frozenset[str] = frozenset()
+        self._stamp: tuple[int, ...] = ()
+        self._next_check = time.monotonic() + check_every
         self.refresh()
+
+    def _sources_stamp(self) -> tuple[int, ...]:
+        spec = importlib.util.find_spec("disposable_email_domains")
+        sources = [Path(spec.origin) if spec and spec.origin else None, self.extra_file]
+        return tuple(f.stat().st_mtime_ns if f and f.exists() else 0 for f in sources)
 
     def refresh(self) -> int:
         """Reload (after `uv sync -U disposable-email-domains` or editing the extra file)."""
+        self._stamp = self._sources_stamp()
         module = importlib.reload(importlib.import_module("disposable_email_domains"))
         domains = {d.lower() for d in module.blocklist}
         if self.extra_file and self.extra_file.exists():
@@ -113,7 +126,16 @@ class DisposableDomains:
         self.domains = frozenset(domains)
         return len(self.domains)
 
+    def refresh_if_changed(self) -> bool:
+        if self._sources_stamp() == self._stamp:
+            return False
+        self.refresh()
+        return True
+
     def __contains__(self, domain: str) -> bool:
+        if time.monotonic() >= self._next_check:
+            self._next_check = time.monotonic() + self.check_every
+            self.refresh_if_changed()
         labels = domain.lower().split(".")
         return any(".".join(labels[i:]) in self.domains for i in range(len(labels) - 1))
 

@@ -17,7 +17,9 @@ from .services import kafka_spec, kibamail_spec, redis_spec, warehouse_spec
 from .stack import ServiceSpec, Stack, StackError
 
 # Stop order: consumers and producers before the services they talk to.
-STOP_ORDER = ["dagster", "pipelines", "mta", "api", "testnet", "warehouse", "kafka", "redis"]
+STOP_ORDER = [
+    "dagster", "flink", "pipelines", "mta", "api", "testnet", "warehouse", "kafka", "redis",
+]  # fmt: skip
 
 LOCAL_DNS_PORT = 10053
 LOCAL_SINK_PORT = 10026
@@ -77,6 +79,10 @@ def app_specs(settings: Settings) -> dict[str, ServiceSpec]:
     # The webserver answers only after loading the code location (dbt manifest included),
     # which takes minutes on a busy 2-core machine.
     specs["dagster"].timeout_seconds = 300
+    # Flink SQL reputation jobs (embedded mini-cluster): healthy once the job is RUNNING.
+    from pipelines.flink_jobs import flink_spec
+
+    specs["flink"] = flink_spec(settings)
     return specs
 
 

@@ -214,15 +214,10 @@ def pipelines() -> None:
 @click.option("--end-offsets", default=None, help="partition:offset,... to stop at (bounded run).")
 def flink(jobmanager: str | None, start_offsets: str | None, end_offsets: str | None) -> None:
     """Run the Flink SQL reputation jobs (pipelines/flink, its own uv project)."""
-    from pipelines.flink_jobs import run_jobs
+    from pipelines.flink_jobs import run
 
-    proc = run_jobs(
-        get_settings(),
-        jobmanager=jobmanager,
-        start_offsets=start_offsets,
-        end_offsets=end_offsets,
-    )
-    sys.exit(proc.wait())
+    options = {"start_offsets": start_offsets, "end_offsets": end_offsets}
+    sys.exit(run(get_settings(), jobmanager=jobmanager, **options))
 
 
 @main.command()

@@ -116,6 +116,13 @@ class PipelineSettings(BaseModel):
     metrics_port: int = 19102
     sink_batch_rows: int = 50_000
     sink_flush_seconds: float = 0.5
+    # Bytewax cluster: every process's "host:port" (same list, same order, on every host)
+    # and this one's index in it; empty: a single process. See pipelines/README.md.
+    addresses: list[str] = Field(default_factory=list)
+    process_id: int = 0
+    # `kibamail flink` embedded mini-cluster: bound and advertised address, REST port.
+    flink_host: str = "127.0.0.1"
+    flink_rest_port: int = 18081
 
 
 class NotificationSettings(BaseModel):

@@ -152,6 +152,7 @@ class ConnectionPool:
             if smtp.supports_extension("starttls"):
                 reply = await smtp.starttls(tls_context=_TLS)
                 transcript.append(f"< {reply.code} {reply.message} (STARTTLS)")
+                await smtp.ehlo()  # RFC 3207: forget what was learnt before TLS, ask again
                 tls = True
             elif self.require_tls:
                 smtp.close()

@@ -131,8 +131,20 @@ class _Partition(StatefulSourcePartition[RawMessage, int]):
         self._consumer.close()
 
 
+def partitions_of_process(parts: list[str], process_id: int, processes: int) -> list[str]:
+    """This process's share of the ``"{index}-{topic}"`` partitions: every n-th, in order.
+
+    Every process of a Bytewax cluster sees the same partitions, so listing only a share
+    on each spreads them over the processes deterministically (Bytewax then assigns each
+    listed partition to one of the listing process's workers).
+    """
+    ordered = sorted(parts, key=lambda part: (part.split("-", 1)[1], int(part.split("-", 1)[0])))
+    return ordered[process_id % max(1, processes) :: max(1, processes)]
+
+
 class LeanKafkaSource(FixedPartitionedSource[RawMessage, int]):
-    """Every partition of the given topics; resumes from the snapshot offset."""
+    """Every partition of the given topics (this process's share in a cluster); resumes
+    from the snapshot offset."""
 
     def __init__(
         self,
@@ -144,6 +156,8 @@ class LeanKafkaSource(FixedPartitionedSource[RawMessage, int]):
     ) -> None:
         self._flow, self._topics, self._batch = flow, topics, batch_size
         self._columnar = columnar
+        self._process_id = settings.pipelines.process_id
+        self._processes = max(1, len(settings.pipelines.addresses))
         self._config: dict[str, Any] = {
             **settings.kafka.client_config(),
             "group.id": f"kibamail-{flow}-unused",  # offsets live in Bytewax snapshots
@@ -165,7 +179,7 @@ class LeanKafkaSource(FixedPartitionedSource[RawMessage, int]):
             if topic not in metadata.topics:
                 raise RuntimeError(f"topic {topic!r} does not exist (run `kibamail topics`)")
             parts += [f"{index}-{topic}" for index in metadata.topics[topic].partitions]
-        return parts
+        return partitions_of_process(parts, self._process_id, self._processes)
 
     def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> _Partition:
         index, topic = for_part.split("-", 1)

@@ -58,7 +58,7 @@ class MappingLookup:
             return []
         import redis
 
-        keys = [RedisKeys.message_mapping(mid) for mid in message_ids]
+        keys = list(map(MAPPING_KEY_PREFIX.__add__, message_ids))
         backoff = 0.05
         while True:
             try:
@@ -70,19 +70,19 @@ class MappingLookup:
                 time.sleep(backoff)
                 backoff = min(backoff * 2, self._max_backoff)
         # Mappings repeat (a team's transactional mail, a broadcast's variants): parse each
-        # distinct value once per batch.
-        parsed: dict[bytes, Mapping | ContractError] = {}
-        results: list[Mapping | ContractError | None] = []
-        append = results.append
-        for message_id, value in zip(message_ids, raw, strict=True):
-            if value is None:
-                append(None)
-                continue
-            mapping = parsed.get(value)
-            if mapping is None or isinstance(mapping, ContractError):
-                mapping = parsed[value] = parse_mapping(message_id, value)
-            append(mapping)
+        # distinct value once per batch, then look the results up in one C-level map.
+        parsed = {value: parse_mapping("", value) for value in set(raw) if value is not None}
+        results: list[Mapping | ContractError | None] = list(map(parsed.get, raw))
+        if len(parsed) != sum(type(m) is Mapping for m in parsed.values()):
+            for index, result in enumerate(results):  # errors name their own message id
+                if isinstance(result, ContractError):
+                    results[index] = parse_mapping(message_ids[index], raw[index])
         return results
+
+
+MAPPING_KEY_PREFIX = RedisKeys.message_mapping("")
+if RedisKeys.message_mapping("m@x") != MAPPING_KEY_PREFIX + "m@x":
+    raise TypeError("RedisKeys.message_mapping is no longer a plain prefix")
 
 
 class Mapping(NamedTuple):

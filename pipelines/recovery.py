@@ -89,3 +89,15 @@ def refresh_marker(settings: Settings) -> None:
     token_path = settings.pipelines.recovery_dir / TOKEN_FILE
     if token_path.exists():
         commit_marker(settings, token_path.read_text().strip())
+
+
+def wait_prepared(settings: Settings, flows: list[str], timeout: float = 120.0) -> None:
+    """Block until process 0 of a cluster has prepared the shared recovery dirs."""
+    import time
+
+    root = settings.pipelines.recovery_dir
+    deadline = time.monotonic() + timeout
+    while not all((root / flow).is_dir() for flow in flows):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"recovery dirs under {root} not prepared by process 0")
+        time.sleep(0.5)

@@ -39,19 +39,42 @@ def flow_builders() -> dict[str, Callable[[Settings], Any]]:
     }
 
 
+def cluster_addresses(settings: Settings, name: str) -> list[str]:
+    """This flow's Bytewax cluster: ``pipelines.addresses`` with each port shifted by the
+    flow's index (every flow is its own cluster, so one address list serves them all)."""
+    shift = list(flow_builders()).index(name)
+    addresses = []
+    for address in settings.pipelines.addresses:
+        host, port = address.rsplit(":", 1)
+        addresses.append(f"{host}:{int(port) + shift}")
+    return addresses
+
+
 def run_flow(settings: Settings, name: str) -> None:
-    """One dataflow in this process (blocks); recovery dir prepared by the parent."""
+    """One dataflow in this process (blocks); recovery dir prepared by the parent.
+
+    With ``pipelines.addresses`` set, this process is ``pipelines.process_id`` of a
+    Bytewax cluster (same list on every host); Kafka partitions are spread over the
+    processes (see kafka_io.LeanKafkaSource) and state is exchanged between them.
+    """
     from bytewax.recovery import RecoveryConfig
     from bytewax.run import cli_main
 
     from pipelines.config import get_tuning
 
     flow = flow_builders()[name](settings)
+    cluster: dict[str, Any] = {}
+    if settings.pipelines.addresses:
+        cluster = {
+            "process_id": settings.pipelines.process_id,
+            "addresses": cluster_addresses(settings, name),
+        }
     cli_main(
         flow,
         workers_per_process=max(1, settings.pipelines.workers),
         epoch_interval=timedelta(seconds=get_tuning().epoch_seconds),
         recovery_config=RecoveryConfig(settings.pipelines.recovery_dir / name),
+        **cluster,
     )
 
 
@@ -113,7 +136,11 @@ def run(settings: Settings) -> None:
     from kibamail.clients import ensure_topics
 
     ensure_topics(settings)
-    recovery.prepare(settings, list(flow_builders()), settings.pipelines.workers)
+    processes = max(1, len(settings.pipelines.addresses))
+    if settings.pipelines.process_id == 0:
+        recovery.prepare(settings, list(flow_builders()), settings.pipelines.workers * processes)
+    else:  # a cluster shares one recovery dir (shared volume): process 0 prepares it
+        recovery.wait_prepared(settings, list(flow_builders()))
 
     from prometheus_client import CollectorRegistry, multiprocess
 

@@ -248,3 +248,30 @@ def test_a_record_that_breaks_raises_one_event_set_and_one_email(
     assert len(_recheck(client, domain["id"], redis_client, publisher)) == 2
     assert len(_alerts_to(redis_client, admin)) == 2
     assert publisher.produced == 4
+
+
+def test_status_wording_for_new_and_legacy_rows() -> None:
+    from api.domains import api_status, check_status, stored_checks
+
+    assert api_status({"check": "pass", "found": ["x"]}) == "verified"
+    assert api_status({"check": "fail", "found": []}) == "missing"
+    assert api_status({"check": "fail", "found": ["v=spf1 -all"]}) == "mismatch"
+    assert api_status({"check": "unknown", "reasons": ["TXT x: DNS timeout"]}) == "error"
+    assert api_status(None) == "not_checked"
+    # Rows written before the checks were unified keep their wording, keyed by record.
+    legacy = Domain(name="old.example", record_status={"dkim_rsa": {"status": "verified"}})
+    checks = stored_checks(legacy)
+    assert set(checks) == {"dkim"}
+    assert (api_status(checks["dkim"]), check_status(checks["dkim"])) == ("verified", "pass")
+
+
+def test_bootstrap_domains_without_dns_are_not_rechecked(
+    zone: tuple[ZoneResolver, TestClient], redis_client: Any, team: Any
+) -> None:
+    _resolver, client = zone
+    state = client.app.state.km  # type: ignore[attr-defined]
+    counts = recheck_due_domains(
+        state.sessions, state.settings, redis_client, lambda _event: None, names=[team.domain]
+    )
+    assert counts["due"] == 0
+    assert redis_client.exists(RedisKeys.domain_ready(team.domain))

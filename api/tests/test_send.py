@@ -180,3 +180,33 @@ def test_batch_sends_all_or_nothing(
     too_many = [_payload(team)] * 101
     assert client.post("/v1/emails/batch", json=too_many, headers=team.auth).status_code == 422
     assert len(_stream(redis_client)) == 3
+
+
+def test_a_replay_gets_the_first_answer_even_after_the_recipient_was_suppressed(
+    client: TestClient, team: SendingTeam, redis_client: Any
+) -> None:
+    headers = {**team.auth, "Idempotency-Key": "order-77"}
+    first = client.post("/v1/emails", json=_payload(team), headers=headers)
+    assert first.status_code == 200
+    redis_client.sadd(RedisKeys.suppression(team.team_id), "alice@example.org")
+    again = client.post("/v1/emails", json=_payload(team), headers=headers)
+    assert again.status_code == 200 and again.json() == first.json()
+    assert again.headers["Idempotent-Replayed"] == "true"
+    fresh = client.post("/v1/emails", json=_payload(team), headers=team.auth)
+    assert fresh.status_code == 422 and fresh.json()["error"]["code"] == "recipient_suppressed"
+    assert len(_stream(redis_client)) == 1
+
+
+def test_suppression_is_checked_for_cc_and_bcc_with_any_case(
+    client: TestClient, team: SendingTeam, redis_client: Any
+) -> None:
+    redis_client.sadd(RedisKeys.suppression(team.team_id), "carol@example.org")
+    resp = client.post(
+        "/v1/emails", json=_payload(team, bcc=["Carol@Example.org"]), headers=team.auth
+    )
+    assert resp.status_code == 422
+    assert resp.json()["error"]["details"] == [
+        {"path": "to", "message": "Carol@Example.org is suppressed"}
+    ]
+    assert _stream(redis_client) == []
+    assert redis_client.keys(RedisKeys.message_mapping("*")) == []

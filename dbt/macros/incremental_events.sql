@@ -69,3 +69,4 @@
 {{ periods_ingested_since(column, relations, since, period_expression) }}
 {%- endif -%}
 {%- endmacro %}
+

@@ -71,3 +71,32 @@ def test_text_mode_summarises() -> None:
     result = _run("--text", str(FIXTURES / "report-quarantine.xml"))
     assert result.returncode == 0
     assert "p=quarantine records=1 messages=2 dmarc_pass=0" in result.stdout
+
+
+def test_one_error_line_per_bad_file_even_with_several_bad_attachments(tmp_path: Path) -> None:
+    from email.message import EmailMessage
+
+    message = EmailMessage()
+    message["From"] = "reports@example.net"
+    message["Subject"] = "Report domain: example.com"
+    message.set_content("two broken attachments")
+    message.add_attachment(b"PK\x03\x04broken", maintype="application", subtype="zip",
+                           filename="a.zip")  # fmt: skip
+    message.add_attachment(b"\x1f\x8b\x08\x00truncated", maintype="application",
+                           subtype="gzip", filename="b.xml.gz")  # fmt: skip
+    mail = tmp_path / "two-bad.eml"
+    mail.write_bytes(message.as_bytes())
+    utf16 = tmp_path / "utf16.xml"
+    utf16.write_bytes((FIXTURES / "report-valid.xml").read_text().encode("utf-16"))
+    plain = tmp_path / "notes.txt"
+    plain.write_text("just some notes\nover two lines\n")
+
+    result = _run(str(mail), str(utf16), str(plain), "--json")
+    assert result.returncode == 1
+    assert [json.loads(line)["report_metadata"]["report_id"] for line in
+            result.stdout.splitlines()] == ["9391651994964116463"]  # fmt: skip
+    errors = result.stderr.splitlines()
+    assert len(errors) == 2
+    assert errors[0].startswith(f"error: {mail}") and "a.zip" in errors[0]
+    assert "b.xml.gz" in errors[0]
+    assert errors[1].startswith(f"error: {plain}: ") and "not a report" in errors[1]

@@ -100,3 +100,17 @@ def test_disposable_list_refresh_picks_up_operator_file(tmp_path: Path) -> None:
     assert domains.refresh() > 1000
     assert "fresh-throwaway.example" in domains
     assert "mailinator.com" in domains
+
+
+def test_a_running_process_picks_up_list_changes_by_itself(tmp_path: Path) -> None:
+    import os
+
+    extra = tmp_path / "extra.txt"
+    extra.write_text("old-throwaway.example\n")
+    domains = DisposableDomains(extra, check_every=0.0)
+    assert "old-throwaway.example" in domains
+    assert domains.refresh_if_changed() is False
+    extra.write_text("new-throwaway.example\n")
+    os.utime(extra, ns=(1, 1))  # a different mtime even on coarse-grained filesystems
+    assert "new-throwaway.example" in domains  # no explicit refresh() call
+    assert "old-throwaway.example" not in domains

@@ -47,6 +47,26 @@ def scan_options(start: str | None, end: str | None) -> str:
     return ",\n    ".join(options)
 
 
+def local_cluster_options(host: str, rest_port: int) -> dict[str, str]:
+    """The embedded mini-cluster binds and advertises ``host`` everywhere.
+
+    Without these, Flink names its RPC endpoints and task manager after the machine's
+    hostname, and fails where that name does not resolve; the REST port (health checks,
+    job overview) is otherwise random.
+    """
+    options = {
+        "jobmanager.rpc.address": host,
+        "jobmanager.bind-host": host,
+        "taskmanager.host": host,
+        "taskmanager.bind-host": host,
+        "rest.address": host,
+        "rest.bind-address": host,
+    }
+    if rest_port:
+        options["rest.port"] = options["rest.bind-port"] = str(rest_port)
+    return options
+
+
 def render(name: str, params: dict[str, str]) -> str:
     return Template((SQL_DIR / name).read_text()).substitute(params).strip().rstrip(";")
 
@@ -61,11 +81,20 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--watermark-seconds", type=int, default=5)
     parser.add_argument("--parallelism", type=int, default=1)
     parser.add_argument("--jobmanager", help="host:port of a Flink cluster's REST endpoint")
+    parser.add_argument("--host", default="127.0.0.1", help="embedded cluster's address")
+    parser.add_argument("--rest-port", type=int, default=0, help="embedded cluster's REST port")
     args = parser.parse_args(argv)
 
+    from pyflink.common import Configuration
     from pyflink.table import EnvironmentSettings, TableEnvironment
 
-    env = TableEnvironment.create(EnvironmentSettings.in_streaming_mode())
+    cluster = Configuration()
+    if not args.jobmanager:
+        for key, value in local_cluster_options(args.host, args.rest_port).items():
+            cluster.set_string(key, value)
+    env = TableEnvironment.create(
+        EnvironmentSettings.new_instance().in_streaming_mode().with_configuration(cluster).build()
+    )
     config = env.get_config()
     config.set("table.local-time-zone", "UTC")
     config.set("parallelism.default", str(args.parallelism))

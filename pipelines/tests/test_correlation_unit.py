@@ -146,3 +146,32 @@ def test_unreadable_mapping_is_dead_lettered(stored: bytes) -> None:
     letters = by_topic(out, Topic.DEAD_LETTER)
     assert len(letters) == 1 and letters[0]["reason"].startswith("unreadable mapping for m1")
     assert by_topic(out, Topic.CLICKHOUSE_MESSAGES) == []
+
+
+def test_one_batch_mixing_every_outcome() -> None:
+    redis = FakeRedis()
+    for i in range(6):
+        redis.map(f"ok{i}", MessageMapping(team_id="team-1", contact_id=f"c{i}"))
+    redis.map("other", MessageMapping(team_id="team-2"))
+    good = [serialize(status_event(f"ok{i}", MessageStatus.DELIVERED)) for i in range(6)]
+    inputs = [
+        *good[:3],
+        b"{broken",
+        serialize(status_event("other", MessageStatus.DELIVERED)),
+        serialize(status_event("ghost", MessageStatus.DELIVERED)),
+        *good[3:],
+    ]
+    out = run(
+        [source_message(TOPIC, p, i) for i, p in enumerate(inputs)]
+        + [TestingSource.PAUSE(timedelta(seconds=0.5))],
+        redis,
+    )
+    rows = by_topic(out, Topic.CLICKHOUSE_MESSAGES)
+    assert [r["contact_id"] for r in rows] == [f"c{i}" for i in range(6)]
+    expected = [
+        serialize(CorrelatedMessageEvent(**orjson.loads(p), contact_id=f"c{i}"))
+        for i, p in enumerate(good)
+    ]
+    assert [m.value for m in out if m.topic == Topic.CLICKHOUSE_MESSAGES.value] == expected
+    reasons = sorted(letter["reason"].split(":")[0] for letter in by_topic(out, Topic.DEAD_LETTER))
+    assert reasons == ["malformed JSON", "mapping missing", "team mismatch"]

@@ -19,6 +19,7 @@ from pipelines.status_parse import (
     canonical_check,
     is_canonical_status,
     is_canonical_utc,
+    parse_canonical_batch,
     parse_statuses,
 )
 from pipelines.tests.fakes import status_event
@@ -109,6 +110,21 @@ def test_what_the_mta_writes_takes_the_fast_path() -> None:
 )
 def test_same_verdict_as_the_contract(raw: bytes) -> None:
     assert fast_verdict(raw) == contract_verdict(raw)
+    # The column-wise batch check accepts a batch exactly when each payload passes alone.
+    try:
+        alone = is_canonical_status(orjson.loads(raw))
+    except orjson.JSONDecodeError:
+        alone = False
+    batch = parse_canonical_batch([CANONICAL, raw, CANONICAL])
+    assert (batch is not None) is alone
+    if batch is not None:
+        assert batch[1] == orjson.loads(raw)
+
+
+def test_late_days_of_the_month_are_checked_in_batches() -> None:
+    good = [mutated(occurred_at=f"2024-0{m}-{d}T00:00:00Z") for m, d in ((1, 31), (2, 29))]
+    assert parse_canonical_batch([CANONICAL, *good]) is not None
+    assert parse_canonical_batch([*good, mutated(occurred_at="2026-02-29T00:00:00Z")]) is None
 
 
 @pytest.mark.parametrize(

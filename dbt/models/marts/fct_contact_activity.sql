@@ -34,14 +34,11 @@ unsubscribe_batch as (
     where {{ ingested_since_last_run() }}
 ),
 
-touched_messages as (
-    select team_id, message_id, recipient, contact_key, kind, broadcast_id
+-- unsubscribes are few: look their messages up by key (int_messages is ordered by it)
+unsubscribed_messages as (
+    select message_id, recipient, contact_key, kind, broadcast_id
     from {{ ref('int_messages') }}
-    where message_id in (
-        select message_id from open_batch
-        union distinct select message_id from click_batch
-        union distinct select message_id from unsubscribe_batch
-    )
+    where message_id in (select message_id from unsubscribe_batch)
 ),
 
 activity as (
@@ -55,25 +52,20 @@ activity as (
 
     union all
 
+    -- opens and clicks carry their message's contact, recipient and kind
     select
-        o.event_id, o.team_id, if(o.contact_id != '', o.contact_id, m.contact_key),
-        m.recipient, o.occurred_at, o.event_date,
-        if(o.is_machine, 'opened_by_machine', 'opened'), o.message_id,
-        if(o.broadcast_id != '', o.broadcast_id, m.broadcast_id), m.kind, o.country,
-        o.ingested_at
-    from open_batch as o
-    left join touched_messages as m on o.message_id = m.message_id
+        event_id, team_id, contact_key, recipient, occurred_at, event_date,
+        if(is_machine, 'opened_by_machine', 'opened'), message_id, broadcast_id, kind,
+        country, ingested_at
+    from open_batch
 
     union all
 
     select
-        c.event_id, c.team_id, if(c.contact_id != '', c.contact_id, m.contact_key),
-        m.recipient, c.occurred_at, c.event_date,
-        if(c.is_machine, 'clicked_by_machine', 'clicked'), c.message_id,
-        if(c.broadcast_id != '', c.broadcast_id, m.broadcast_id), m.kind, c.url,
-        c.ingested_at
-    from click_batch as c
-    left join touched_messages as m on c.message_id = m.message_id
+        event_id, team_id, contact_key, recipient, occurred_at, event_date,
+        if(is_machine, 'clicked_by_machine', 'clicked'), message_id, broadcast_id, kind, url,
+        ingested_at
+    from click_batch
 
     union all
 
@@ -84,7 +76,7 @@ activity as (
         'unsubscribed', u.message_id, m.broadcast_id, m.kind, u.method,
         u.ingested_at
     from unsubscribe_batch as u
-    left join touched_messages as m on u.message_id = m.message_id
+    left join unsubscribed_messages as m on u.message_id = m.message_id
 )
 
 select

@@ -34,62 +34,40 @@ with messages as (
     group by team_id, event_date, provider
 ),
 
-opens_in_scope as (
-    select team_id, event_date, message_id, is_machine, ingested_at
-    from {{ ref('fct_email_opens') }}
-    where {{ touched_periods('event_date', sources) }}
-),
-
-clicks_in_scope as (
-    select team_id, event_date, message_id, is_machine, ingested_at
-    from {{ ref('fct_email_clicks') }}
-    where {{ touched_periods('event_date', sources) }}
-),
-
-unsubscribes_in_scope as (
-    select team_id, event_date, message_id, ingested_at
-    from {{ ref('stg_kibamail__unsubscribes') }}
-    where {{ touched_periods('event_date', sources) }}
-),
-
--- provider of just the messages engaged with in scope (int_messages is ordered by
--- message_id, so this reads only their granules; the join's hash side stays small)
-attribution as (
-    select message_id, provider
-    from {{ ref('int_messages') }}
-    where message_id in (
-        select message_id from opens_in_scope
-        union distinct select message_id from clicks_in_scope
-        union distinct select message_id from unsubscribes_in_scope
-    )
-),
-
+-- opens and clicks carry their message's provider (fct_email_opens / fct_email_clicks)
 opens as (
     select
-        o.team_id as team_id,
-        o.event_date as event_date,
-        if(m.provider = '', 'other', m.provider) as provider,
-        countIf(not o.is_machine) as human_opens,
-        countIf(o.is_machine) as machine_opens,
-        uniqExactIf(o.message_id, not o.is_machine) as unique_human_opens,
-        max(o.ingested_at) as max_ingested_at
-    from opens_in_scope as o
-    left join attribution as m on o.message_id = m.message_id
+        team_id,
+        event_date,
+        provider,
+        countIf(not is_machine) as human_opens,
+        countIf(is_machine) as machine_opens,
+        uniqExactIf(message_id, not is_machine) as unique_human_opens,
+        max(ingested_at) as max_ingested_at
+    from {{ ref('fct_email_opens') }}
+    where {{ touched_periods('event_date', sources) }}
     group by team_id, event_date, provider
 ),
 
 clicks as (
     select
-        c.team_id as team_id,
-        c.event_date as event_date,
-        if(m.provider = '', 'other', m.provider) as provider,
-        countIf(not c.is_machine) as human_clicks,
-        countIf(c.is_machine) as machine_clicks,
-        uniqExactIf(c.message_id, not c.is_machine) as unique_human_clicks,
-        max(c.ingested_at) as max_ingested_at
-    from clicks_in_scope as c
-    left join attribution as m on c.message_id = m.message_id
+        team_id,
+        event_date,
+        provider,
+        countIf(not is_machine) as human_clicks,
+        countIf(is_machine) as machine_clicks,
+        uniqExactIf(message_id, not is_machine) as unique_human_clicks,
+        max(ingested_at) as max_ingested_at
+    from {{ ref('fct_email_clicks') }}
+    where {{ touched_periods('event_date', sources) }}
     group by team_id, event_date, provider
+),
+
+-- unsubscribes are few: look their messages up by key (int_messages is ordered by it)
+unsubscribes_in_scope as (
+    select team_id, event_date, message_id, ingested_at
+    from {{ ref('stg_kibamail__unsubscribes') }}
+    where {{ touched_periods('event_date', sources) }}
 ),
 
 unsubscribes as (
@@ -100,7 +78,10 @@ unsubscribes as (
         count() as unsubscribes,
         max(u.ingested_at) as max_ingested_at
     from unsubscribes_in_scope as u
-    left join attribution as m on u.message_id = m.message_id
+    left join (
+        select message_id, provider from {{ ref('int_messages') }}
+        where message_id in (select message_id from unsubscribes_in_scope)
+    ) as m on u.message_id = m.message_id
     group by team_id, event_date, provider
 ),
 

@@ -20,20 +20,13 @@ with events_in_scope as (
         and {{ touched_periods('event_date', sources) }}
 ),
 
-opens_in_scope as (
-    select team_id, event_date, message_id, is_machine, ingested_at
-    from {{ ref('fct_email_opens') }}
-    where {{ touched_periods('event_date', sources) }}
-),
-
--- domain and IP of just the messages that need a lookup: opens, and events that do not
--- name them (complaints); int_messages is ordered by message_id, so this is a key lookup
+-- events that do not name their domain or IP (complaints) take the message's; they are
+-- few, so they are looked up by key (int_messages is ordered by message_id)
 attribution as (
     select message_id, sender_domain, source_ip
     from {{ ref('int_messages') }}
     where message_id in (
         select message_id from events_in_scope where sender_domain = '' or source_ip = ''
-        union distinct select message_id from opens_in_scope
     )
 ),
 
@@ -69,16 +62,17 @@ attempts as (
     group by team_id, event_date, sender_domain, source_ip
 ),
 
+-- opens carry their message's sending domain and IP (fct_email_opens)
 engagement as (
     select
-        o.team_id as team_id,
-        o.event_date as event_date,
-        m.sender_domain as sender_domain,
-        m.source_ip as source_ip,
-        uniqExactIf(o.message_id, not o.is_machine) as unique_human_opens,
-        max(o.ingested_at) as max_ingested_at
-    from opens_in_scope as o
-    left join attribution as m on o.message_id = m.message_id
+        team_id,
+        event_date,
+        sender_domain,
+        source_ip,
+        uniqExactIf(message_id, not is_machine) as unique_human_opens,
+        max(ingested_at) as max_ingested_at
+    from {{ ref('fct_email_opens') }}
+    where {{ touched_periods('event_date', sources) }}
     group by team_id, event_date, sender_domain, source_ip
 ),
 
