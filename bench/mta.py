@@ -123,7 +123,9 @@ def e2e_run(stack: Stack, settings: Settings, args: argparse.Namespace) -> dict[
             health_port=mta.delivery_port,
         )
     )
-    stack.start(kibamail_spec(settings, "mta", ["mta"], health_port=mta.metrics_port))
+    # --split: the listener process does not deliver; the others deliver only.
+    first = ["mta", "--no-delivery"] if args.split and args.workers > 1 else ["mta"]
+    stack.start(kibamail_spec(settings, "mta", first, health_port=mta.metrics_port))
     extra = []
     for i in range(1, args.workers):
         # Extra delivery-only processes share the queue (the scale-out path).
@@ -158,6 +160,7 @@ def e2e_run(stack: Stack, settings: Settings, args: argparse.Namespace) -> dict[
         stack.stop(name)
     return {
         "mta_processes": args.workers,
+        "roles": "split" if args.split and args.workers > 1 else "all",
         "accepted": load.sent,
         "delivered_events": len(seen),
         "msgs_per_s": round(len(seen) / (last - started), 1) if seen else 0.0,
@@ -192,6 +195,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=300)
     parser.add_argument("--skip-haraka", action="store_true")
     parser.add_argument("--e2e-only", action="store_true", help="skip the acceptance rounds")
+    parser.add_argument(
+        "--split", action="store_true", help="end to end: one listener process, the rest deliver"
+    )
     parser.add_argument("--rounds", type=int, default=2, help="interleaved acceptance rounds")
     parser.add_argument(
         "--workers", type=int, default=2, help="MTA processes in the end-to-end run"

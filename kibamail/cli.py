@@ -265,7 +265,7 @@ def dmarc() -> None:
 
 
 @dmarc.command("parse")
-@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.argument("files", nargs=-1, required=True)
 @click.option("--json/--text", "as_json", default=True, help="JSON lines (default) or summaries.")
 def dmarc_parse(files: tuple[str, ...], as_json: bool) -> None:
     """Print one JSON object per report; exit 1 if any file is not a valid report."""

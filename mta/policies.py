@@ -108,6 +108,16 @@ class FlagCache:
         return [found[key] for key in keys]
 
 
+async def redis_call(ctx: PolicyContext, build: Any) -> Any:
+    """One command queued by ``build(pipe)``: through ``ctx.reads`` (sharing a round trip
+    with other sessions' and deliveries' lookups) when there is one."""
+    if ctx.reads is not None:
+        return (await ctx.reads.run(build))[0]
+    pipe = ctx.redis.pipeline(transaction=False)
+    build(pipe)
+    return (await pipe.execute())[0]
+
+
 class Params(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -150,7 +160,9 @@ class TeamPaused(Policy):
         key = RedisKeys.team_paused(ctx.team_id)
         # The SMTP client gets the live answer; the delivery path may lag by the cache TTL.
         raw = await (
-            self.flags.get(ctx.redis, key) if ctx.stage == "delivery" else ctx.redis.get(key)
+            self.flags.get(ctx.redis, key)
+            if ctx.stage == "delivery"
+            else redis_call(ctx, lambda pipe: pipe.get(key))
         )
         if not raw:
             return ACCEPT
@@ -199,14 +211,10 @@ class RateLimit(Policy):
     async def check(self, ctx: PolicyContext) -> Verdict:
         p: Any = self.params
         day = datetime.now(UTC).strftime("%Y%m%d")
-        script = ctx.redis.register_script(_TOKEN_BUCKET)
-        result = await script(
-            keys=[
-                RedisKeys.rate_bucket(ctx.team_id, "sec"),
-                RedisKeys.rate_bucket(ctx.team_id, day),
-            ],
-            args=[p.per_second, p.burst, time.time(), max(1, len(ctx.recipients)), p.per_day],
-        )
+        keys = [RedisKeys.rate_bucket(ctx.team_id, "sec"), RedisKeys.rate_bucket(ctx.team_id, day)]
+        args = [p.per_second, p.burst, time.time(), max(1, len(ctx.recipients)), p.per_day]
+        # EVAL, not EVALSHA: works in a shared pipeline; Redis caches the compiled script.
+        result = await redis_call(ctx, lambda pipe: pipe.eval(_TOKEN_BUCKET, 2, *keys, *args))
         if int(result) == 1:
             return Verdict("reject", 451, "4.7.1", "Rate limit exceeded, slow down and retry")
         if int(result) == 2:
@@ -222,10 +230,7 @@ class Suppression(Policy):
         if not ctx.recipients:
             return ACCEPT
         key, members = RedisKeys.suppression(ctx.team_id), [r.lower() for r in ctx.recipients]
-        if ctx.reads is not None:  # one round trip with the other deliveries' lookups
-            flags = (await ctx.reads.run(lambda pipe: pipe.smismember(key, members)))[0]
-        else:
-            flags = await ctx.redis.smismember(key, members)
+        flags = await redis_call(ctx, lambda pipe: pipe.smismember(key, members))
         failed = {
             r: "recipient is on the suppression list"
             for r, f in zip(ctx.recipients, flags, strict=True)
@@ -249,7 +254,8 @@ class BulkGate(Policy):
     async def check(self, ctx: PolicyContext) -> Verdict:
         if ctx.kind != TrafficKind.TRANSACTIONAL:
             return ACCEPT
-        raw = await ctx.redis.get(RedisKeys.reputation_throttle("bulk_score", ctx.team_id))
+        key = RedisKeys.reputation_throttle("bulk_score", ctx.team_id)
+        raw = await redis_call(ctx, lambda pipe: pipe.get(key))
         try:
             score = float(raw) if raw else 0.0
         except ValueError:

@@ -25,6 +25,7 @@ from kibamail.settings import Settings
 from pipelines.contracts import MessageMapping, OutboundMessage, TrafficKind
 
 from . import metrics
+from .batching import PipelineBatcher
 from .config import MtaConfig
 from .credentials import CredentialVerifier
 from .inbound import InboundProcessor
@@ -52,6 +53,8 @@ class SubmissionHandler:
         self.limiter = limiter
         self.verifier = CredentialVerifier()
         self.chain = PolicyChain(config)
+        self.reads = PipelineBatcher(redis, transaction=False)
+        self.writes = PipelineBatcher(redis, transaction=True)
 
     async def handle_EHLO(
         self,
@@ -146,6 +149,7 @@ class SubmissionHandler:
             size=len(data),
             authenticated=bool(session.authenticated and team_id),
             client_ip=client_ip(session),
+            reads=self.reads,
         )
         verdict = await self.chain.run(ctx)
         if verdict.action != "accept":
@@ -161,10 +165,10 @@ class SubmissionHandler:
             data=data,
             source="smtp",
         )
-        pipe = self.redis.pipeline(transaction=True)
-        queue_on_pipeline(pipe, message, MessageMapping(team_id=team_id))
+        mapping = MessageMapping(team_id=team_id)
         try:
-            await pipe.execute()
+            # One MULTI per message, sharing a round trip with concurrent sessions.
+            await self.writes.run(lambda pipe: queue_on_pipeline(pipe, message, mapping))
         except Exception:
             log.exception("queueing a submission failed")
             return "451 4.3.0 Temporary queue failure, try again"

@@ -78,7 +78,8 @@ class RedisKeys:
 
     @staticmethod
     def domain_ready(domain: str) -> str:
-        """'1' when SPF/DKIM/DMARC verified for a sending domain (written by the API)."""
+        """'1' when SPF/DKIM/DMARC pass for a sending domain (only dmarc.domain_checks.set_ready
+        writes it)."""
         return f"domain:{domain.lower()}:ready"
 
     @staticmethod

@@ -44,5 +44,8 @@ def test_purpose_secret_and_tampering_are_refused() -> None:
         Signer("secret").loads(
             "track-click", token[:-2] + ("A" if token[-2] != "A" else "B") + token[-1]
         )
+    for garbage in ("no-dot-at-all", ".", "abc.", "ünïcode.x", token.replace(".", "!")):
+        with pytest.raises(TokenError):
+            Signer("secret").loads("track-click", garbage)
     with pytest.raises(BadSignature):
         URLSafeSerializer("other", salt="track-click").loads(token)

@@ -6,7 +6,7 @@
 {#- max(column) of this model, as a ClickHouse DateTime64 literal (None before a first run). -#}
 {% macro watermark(column='ingested_at') -%}
 {%- if execute and is_incremental() -%}
-{%- set value = run_query("select toString(max(" ~ column ~ ")) from " ~ this).columns[0].values()[0] -%}
+{%- set value = run_query("select toString(max(" ~ column ~ ")) from " ~ this).rows[0][0] -%}
 {{ return("toDateTime64('" ~ value ~ "', 3, 'UTC') - interval " ~ var('incremental_lookback_minutes') ~ " minute") }}
 {%- endif -%}
 {{ return(none) }}
@@ -34,7 +34,8 @@
     {% if not loop.last %}union distinct{% endif %}
     {%- endfor %}
 {%- endset -%}
-{%- set periods = run_query(query).columns[0].values() | list -%}
+{%- set periods = [] -%}
+{%- for row in run_query(query).rows -%}{%- do periods.append(row[0]) -%}{%- endfor -%}
 {%- if periods | length == 0 -%}
 0 = 1
 {%- else -%}

@@ -91,12 +91,13 @@ def test_one_error_line_per_bad_file_even_with_several_bad_attachments(tmp_path:
     plain = tmp_path / "notes.txt"
     plain.write_text("just some notes\nover two lines\n")
 
-    result = _run(str(mail), str(utf16), str(plain), "--json")
+    result = _run(str(mail), str(tmp_path), str(utf16), str(plain), "--json")
     assert result.returncode == 1
     assert [json.loads(line)["report_metadata"]["report_id"] for line in
             result.stdout.splitlines()] == ["9391651994964116463"]  # fmt: skip
     errors = result.stderr.splitlines()
-    assert len(errors) == 2
+    assert len(errors) == 3
+    assert errors.pop(1) == f"error: {tmp_path}: cannot read (Is a directory)"
     assert errors[0].startswith(f"error: {mail}") and "a.zip" in errors[0]
     assert "b.xml.gz" in errors[0]
     assert errors[1].startswith(f"error: {plain}: ") and "not a report" in errors[1]

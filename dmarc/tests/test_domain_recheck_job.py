@@ -7,7 +7,7 @@ from __future__ import annotations
 import email
 import email.policy
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ from api.db import make_engine, make_sessionmaker, migrate, utcnow
 from api.domains import dns_records, generate_keys
 from api.models import Domain
 from api.tests.dns_fixture import ZoneResolver, start_dns
+from dagster_project.defs.domains import SCHEDULED_TIME_TAG
 from infra.stack import free_port
 from kibamail.settings import Settings
 from pipelines.contracts import (
@@ -72,7 +73,7 @@ def world(
     server.stop()
 
 
-def run_recheck(settings: Settings) -> dict[str, Any]:
+def run_recheck(settings: Settings, tags: dict[str, str] | None = None) -> dict[str, Any]:
     from dagster_project.jobs import settings_in_environment
 
     with settings_in_environment(settings):
@@ -82,6 +83,7 @@ def run_recheck(settings: Settings) -> dict[str, Any]:
         with dg.DagsterInstance.ephemeral() as instance:
             result = job.execute_in_process(
                 instance=instance,
+                tags=tags,
                 run_config={"ops": {"recheck_sending_domains": {"config": {"domains": [DOMAIN]}}}},
             )
     assert result.success
@@ -178,7 +180,8 @@ def test_hourly_recheck_job_alerts_once_when_dkim_breaks(
     dkim = next(name for name, rtype in zone.records if name.endswith("r._domainkey." + DOMAIN))
     zone.records[(dkim, "TXT")] = ["v=DKIM1; k=rsa; p=MIIBIjANBgkqhkiGnotourkey"]
     make_due(settings)
-    second = run_recheck(settings)
+    tick = datetime(2026, 11, 28, 7, 20, tzinfo=UTC)
+    second = run_recheck(settings, {SCHEDULED_TIME_TAG: tick.isoformat()})
     assert second == {"due": 1, "ready": 0, "not_ready": 1, "unknown": 0, "events": 2,
                       "emails": 1, "errors": 0}  # fmt: skip
     assert not redis_client.exists(RedisKeys.domain_ready(DOMAIN))
@@ -188,6 +191,7 @@ def test_hourly_recheck_job_alerts_once_when_dkim_breaks(
         ("ready", "pass", "fail"),
     ]
     assert {e.team_id for e in events} == {team_id}
+    assert {e.checked_at for e in events} == {tick}  # a re-executed run derives the same ids
     assert rows_in_warehouse(settings, want=2) == [
         ("dkim", "pass", "fail", team_id),
         ("ready", "pass", "fail", team_id),
@@ -200,3 +204,11 @@ def test_hourly_recheck_job_alerts_once_when_dkim_breaks(
     third = run_recheck(settings)
     assert (third["not_ready"], third["events"], third["emails"]) == (1, 0, 0)
     assert len(alerts(redis_client)) == 1
+
+
+def test_the_recheck_runs_hourly() -> None:
+    from dagster_project.definitions import defs
+
+    schedule = defs.get_schedule_def("domain_recheck_schedule")
+    assert schedule.cron_schedule == "20 * * * *"
+    assert schedule.job_name == "domain_recheck"

@@ -65,6 +65,16 @@ def test_multipart_upload_of_gzip(api: TestClient, clickhouse: Any) -> None:
     assert _records(clickhouse) == 1
 
 
+def test_upload_of_utf16_report_stores_the_same_rows(api: TestClient, clickhouse: Any) -> None:
+    xml = (FIXTURES / "report-spf-fail.xml").read_text().replace("UTF-8", "UTF-16")
+    response = api.post("/v1/dmarc/reports", content=b"\xfe\xff" + xml.encode("utf-16-be"))
+    assert response.status_code == 201, response.text
+    row = clickhouse.query(
+        "SELECT source_ip, message_count, spf_result FROM raw_dmarc_records FINAL"
+    ).result_rows
+    assert row == [("203.0.113.209", 2, "fail")]
+
+
 def test_validate_one_and_batch(api: TestClient) -> None:
     one = api.post("/v1/validate", json={"email": "jane@gmial.com"})
     assert one.status_code == 200

@@ -22,25 +22,13 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
-
-import orjson
-from pydantic import BaseModel
 
 from kibamail.settings import Settings
 from pipelines.config import PipelineTuning, get_tuning
 from pipelines.contracts import (
-    SUPPORTED_VERSIONS,
     ClickHouseTable,
-    CorrelatedMessageEvent,
-    DomainCheckEvent,
-    EnrichedClickEvent,
-    EnrichedOpenEvent,
-    ReputationSignal,
-    TeamPauseEvent,
     Topic,
-    UnsubscribeEvent,
     dead_letter,
 )
 from pipelines.metrics import (
@@ -54,106 +42,20 @@ from pipelines.metrics import (
     SINK_ROWS,
     note_offsets,
 )
+from pipelines.sinks.rows import (
+    INSERT_SETTINGS,
+    SINK_TABLES,
+    TOPICS_BY_NAME,
+    Batch,
+    envelope_error,
+    envelopes_valid,
+    is_data_error,
+)
 
 log = logging.getLogger(__name__)
 
 FLOW = "clickhouse_sink"
 GROUP_ID = "kibamail-clickhouse-sink"
-
-SINK_TABLES: dict[Topic, tuple[ClickHouseTable, type[BaseModel]]] = {
-    Topic.CLICKHOUSE_MESSAGES: (ClickHouseTable.MESSAGE_EVENTS, CorrelatedMessageEvent),
-    Topic.CLICKHOUSE_EMAIL_OPENS: (ClickHouseTable.EMAIL_OPENS, EnrichedOpenEvent),
-    Topic.CLICKHOUSE_EMAIL_CLICKS: (ClickHouseTable.EMAIL_CLICKS, EnrichedClickEvent),
-    Topic.UNSUBSCRIBES: (ClickHouseTable.UNSUBSCRIBES, UnsubscribeEvent),
-    Topic.REPUTATION_SIGNALS: (ClickHouseTable.REPUTATION_SIGNALS, ReputationSignal),
-    Topic.TEAM_PAUSES: (ClickHouseTable.TEAM_PAUSES, TeamPauseEvent),
-    Topic.DOMAIN_CHECKS: (ClickHouseTable.DOMAIN_CHECKS, DomainCheckEvent),
-}
-
-TOPICS_BY_NAME: dict[str, Topic] = {topic.value: topic for topic in SINK_TABLES}
-
-INSERT_SETTINGS: dict[str, Any] = {
-    "input_format_skip_unknown_fields": 1,
-    "date_time_input_format": "best_effort",
-}
-
-# ClickHouse error codes meaning "these rows are bad", not "the server is unwell".
-DATA_ERROR_CODES = (
-    "Code: 6.",
-    "Code: 26.",
-    "Code: 27.",
-    "Code: 38.",
-    "Code: 41.",
-    "Code: 53.",
-    "Code: 69.",
-    "Code: 70.",
-    "Code: 72.",
-    "Code: 117.",
-    "Code: 321.",
-)
-
-
-def is_data_error(exc: Exception) -> bool:
-    text = str(exc)
-    return any(code in text for code in DATA_ERROR_CODES)
-
-
-def _required(model: type[BaseModel]) -> tuple[str, ...]:
-    # event_id and occurred_at have defaults in the models, but a row without them would
-    # get a different id / time on every replay: the sink requires them.
-    names = [name for name, field in model.model_fields.items() if field.is_required()]
-    return tuple(dict.fromkeys(["event_id", "occurred_at", *names]))
-
-
-REQUIRED_FIELDS: dict[type[BaseModel], tuple[str, ...]] = {
-    model: _required(model) for _table, model in SINK_TABLES.values()
-}
-
-
-def envelope_error(model: type[BaseModel], value: bytes) -> str | None:
-    """Why this payload cannot be a row (in the contract's wording), or None."""
-    try:
-        data = orjson.loads(value)
-    except orjson.JSONDecodeError as exc:
-        return f"malformed JSON: {exc}"
-    if not isinstance(data, dict):
-        return "event must be a JSON object"
-    version = data.get("event_version", 1)
-    if version not in SUPPORTED_VERSIONS:
-        return f"unsupported event_version {version!r}"
-    missing = [name for name in REQUIRED_FIELDS[model] if data.get(name) in (None, "")]
-    if missing:
-        return f"invalid {model.__name__}: " + "; ".join(f"{m}: Field required" for m in missing)
-    return None
-
-
-@dataclass
-class Batch:
-    """Rows read but not yet acknowledged, and the offsets to commit once they are."""
-
-    rows: dict[Topic, list[bytes]] = field(default_factory=dict)
-    offsets: dict[tuple[str, int], int] = field(default_factory=dict)
-    first_offsets: dict[tuple[str, int], int] = field(default_factory=dict)
-    count: int = 0
-    started: float = 0.0
-
-    def add(self, topic: Topic, partition: int, offset: int, row: bytes | None) -> None:
-        if not self.offsets:
-            self.started = time.monotonic()
-        if row is not None:
-            self.rows.setdefault(topic, []).append(row)
-            self.count += 1
-        self.first_offsets.setdefault((topic.value, partition), offset)
-        self.offsets[(topic.value, partition)] = offset + 1
-
-    def dedup_token(self, topic: Topic) -> str:
-        spans = sorted(
-            f"{p}:{self.first_offsets[(t, p)]}-{o}"
-            for (t, p), o in self.offsets.items()
-            if t == topic
-        )
-        return f"{topic.value}/{','.join(spans)}"
-
 
 ClientFactory = Callable[[], Any]
 
@@ -213,6 +115,8 @@ class ClickHouseSink:
         room = max(1, min(10_000, self.batch_rows - self._batch.count))
         messages = self._consumer.consume(room, timeout)
         read = 0
+        if self._add_clean_run(messages):
+            read, messages = len(messages), []
         for msg in messages:
             err = msg.error()
             if err is not None:
@@ -229,6 +133,28 @@ class ClickHouseSink:
         if self._due():
             self.flush()
         return read
+
+    def _add_clean_run(self, messages: list[Any]) -> bool:
+        """The usual fetch (one partition, in order, every envelope valid) as one run,
+        checked column-wise in C-level loops; False: take the per-message path."""
+        from confluent_kafka import Message
+
+        if not messages or any(map(Message.error, messages)):
+            return False
+        topics, partitions = map(Message.topic, messages), map(Message.partition, messages)
+        where = set(zip(topics, partitions, strict=True))
+        if len(where) != 1:
+            return False
+        [(name, partition)] = where
+        topic = TOPICS_BY_NAME[name]
+        values = list(map(Message.value, messages))
+        offsets = list(map(Message.offset, messages))
+        if offsets != list(range(offsets[0], offsets[0] + len(offsets))):
+            return False
+        if not envelopes_valid(SINK_TABLES[topic][1], values):
+            return False
+        self._batch.add_run(topic, partition, offsets[0], offsets[-1], values)
+        return True
 
     def _row(self, topic: Topic, msg: Any) -> bytes | None:
         """The message's own JSON as the row, or None if dead-lettered.
