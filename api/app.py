@@ -9,7 +9,6 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
-from fastapi.responses import ORJSONResponse
 
 from api.db import make_engine, make_sessionmaker
 from api.errors import install_error_handlers
@@ -72,7 +71,6 @@ def create_app(
         version="1.0",
         description="Transactional and marketing email: send, track, manage teams and contacts.",
         lifespan=lifespan,
-        default_response_class=ORJSONResponse,
     )
     install_error_handlers(app)
     for router in ROUTERS:

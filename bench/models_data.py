@@ -168,3 +168,55 @@ def load(client: Any, database: str, batch: SyntheticBatch) -> dict[str, int]:
         "raw_email_opens": batch.opens,
         "raw_email_clicks": batch.clicks,
     }
+
+
+DMARC_SOURCES = (
+    # source ip, reverse dns, asn, network, country, sending service
+    ("192.0.2.1", "mta1.kibamail.example", 64500, "Kibamail", "US", "kibamail"),
+    ("192.0.2.2", "mta2.kibamail.example", 64500, "Kibamail", "US", "kibamail"),
+    ("198.51.100.7", "mail.crm.example", 64501, "CRM Cloud", "DE", "crm"),
+    ("203.0.113.9", "", 64502, "Bulletproof Hosting", "RU", ""),
+    ("203.0.113.77", "host77.isp.example", 64503, "Home ISP", "BR", ""),
+)
+
+
+def _dmarc_source_column(index: int) -> str:
+    """One attribute of every DMARC_SOURCES entry as a ClickHouse array literal."""
+    return "[" + ", ".join(repr(source[index]) for source in DMARC_SOURCES) + "]"
+
+
+def dmarc_records_sql(database: str, start: datetime, days: int, rows: int, teams: int = 3) -> str:
+    """DMARC aggregate-report records: our IPs pass and align, a CRM passes on DKIM only,
+    spoofers fail and get quarantined or rejected."""
+    start_day = start.date().isoformat()
+    column = _dmarc_source_column
+    return f"""
+INSERT INTO {database}.raw_dmarc_records
+    (report_key, record_index, team_id, domain, org_name, report_id, day, begin_at, end_at,
+     source_ip, reverse_dns, asn, as_org, country, sending_service, message_count,
+     disposition, dkim_aligned, spf_aligned, dmarc_pass, header_from, policy_p)
+SELECT
+    concat('synthetic-', toString(intDiv(number, 5))) AS report_key,
+    toUInt32(number % 5) AS record_index,
+    concat('team_', toString(number % {teams})),
+    concat('mail', toString(number % {teams}), '.team', toString(number % {teams}), '.example'),
+    ['google.com', 'yahoo.com', 'outlook.com'][intDiv(number, 5) % 3 + 1],
+    toString(intDiv(number, 5)),
+    toDate('{start_day}') + toIntervalDay(intDiv(number, 5) % {days}) AS report_day,
+    toDateTime(report_day),
+    toDateTime(report_day) + toIntervalSecond(86399),
+    {column(0)}[number % 5 + 1],
+    {column(1)}[number % 5 + 1],
+    toUInt32({column(2)}[number % 5 + 1]),
+    {column(3)}[number % 5 + 1],
+    {column(4)}[number % 5 + 1],
+    {column(5)}[number % 5 + 1],
+    toUInt64(cityHash64(number) % 200 + 1),
+    multiIf(number % 5 = 3, 'reject', number % 5 = 4, 'quarantine', 'none'),
+    toUInt8(number % 5 < 3),
+    toUInt8(number % 5 < 2),
+    toUInt8(number % 5 < 3),
+    concat('mail', toString(number % {teams}), '.team', toString(number % {teams}), '.example'),
+    'quarantine'
+FROM numbers({rows})
+"""

@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 from grafana_foundation_sdk.builders import dashboard
 
+from dashboards.dmarc import dmarc
 from dashboards.panels import (
     country_map,
     new_dashboard,
@@ -264,4 +265,5 @@ DASHBOARDS: dict[str, Callable[[], dashboard.Dashboard]] = {
     "reputation": reputation,
     "billing": billing,
     "pipeline-and-mta-health": pipeline_and_mta_health,
+    "dmarc": dmarc,
 }

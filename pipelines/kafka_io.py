@@ -15,7 +15,14 @@ from typing import Any, NamedTuple
 from bytewax.connectors.kafka import KafkaSink, KafkaSinkMessage
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    Message,
+    Producer,
+    TopicPartition,
+)
 from confluent_kafka.admin import AdminClient
 
 from kibamail.clients import kafka_producer_config
@@ -91,7 +98,7 @@ class _Partition(StatefulSourcePartition[RawMessage, int]):
 
     def _fetch(self) -> list[Any]:
         messages = self._consumer.consume(self._batch, 0.05)
-        if any(msg.error() is not None for msg in messages):
+        if any(map(Message.error, messages)):
             good = []
             for msg in messages:
                 err = msg.error()
@@ -110,8 +117,8 @@ class _Partition(StatefulSourcePartition[RawMessage, int]):
         topic, index = self._topic, self._index
         batch: list[RawMessage] | list[RawBatch]
         if self._columnar:
-            keys = [msg.key() for msg in messages]
-            values = [msg.value() for msg in messages]
+            keys = list(map(Message.key, messages))
+            values = list(map(Message.value, messages))
             batch = [RawBatch(topic, index, messages[0].offset(), keys, values)]
         else:
             batch = [

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from dagster_project.defs.billing.invoices import BillingCloseError, close_month
 from dagster_project.jobs import close_billing, materialize_warehouse
+from dagster_project.project import DBT_PROJECT_DIR, dbt_executable
 from dagster_project.tests import warehouse_data as data
+from infra.stack import settings_to_env
 from kibamail.settings import Settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1500)]
@@ -225,3 +230,16 @@ def test_a_late_duplicate_after_an_incremental_run_is_not_counted(
     after_run = materialize_warehouse(isolated_warehouse)
     assert after_run["success"], after_run["failed_steps"]
     assert {name: scalar(built, sql) for name, sql in marts.items()} == before
+
+
+def test_dbt_unit_tests_pass(isolated_warehouse: Settings, tmp_path: Path) -> None:
+    """The scheduled builds leave unit tests out (fixed inputs); they run here, in CI."""
+    result = subprocess.run(
+        [dbt_executable(), "test", "--select", "test_type:unit",
+         "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR),
+         "--target-path", str(tmp_path / "target"), "--log-path", str(tmp_path / "logs")],
+        env={**os.environ, **settings_to_env(isolated_warehouse)},
+        capture_output=True, text=True, check=False, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert "PASS=3" in result.stdout, result.stdout[-3000:]  # the three unit tests in dbt/models

@@ -1,4 +1,5 @@
-"""Dashboards validate against Grafana's schema, and every panel's SQL runs on real marts."""
+"""Dashboards validate against Grafana's schema, and every panel's SQL runs on real marts
+(message events, opens and clicks, and DMARC aggregate-report records)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from bench.models_data import SyntheticBatch, load
+from bench.models_data import SyntheticBatch, dmarc_records_sql, load
 from dagster_project.defs.billing.invoices import close_month, previous_month
 from dagster_project.project import DBT_PROJECT_DIR, dbt_executable
 from dashboards.boards import DASHBOARDS
@@ -41,6 +42,7 @@ def demo_marts(
     client = clickhouse_client(settings)
     start = (NOW - timedelta(days=40)).replace(tzinfo=None)
     load(client, database, SyntheticBatch(30_000, 4_000, 2_000, start=start, days=40))
+    client.command(dmarc_records_sql(database, start, days=40, rows=2_000))
     work = tmp_path_factory.mktemp("dbt")
     result = subprocess.run(
         [

@@ -52,3 +52,19 @@ def test_geomap_looks_up_countries() -> None:
     geomap = next(panel for panel in board.panels if panel.type_val == "geomap")
     layer = geomap.options.layers[0]
     assert layer.location.mode == "lookup" and layer.location.lookup == "country"
+
+
+def test_dmarc_dashboard_covers_pass_rate_sources_alignment_and_disposition() -> None:
+    board = DASHBOARDS["dmarc"]().build()
+    queries = dict(panel_queries(board))
+    assert {
+        "DMARC pass rate per domain",
+        "Volume by sending source",
+        "Volume by source network (ASN)",
+        "Reported volume by source country",
+        "SPF and DKIM alignment",
+        "Disposition applied by receivers",
+        "Top failing sources",
+    } <= set(queries)
+    assert all("fct_dmarc_daily" in sql for sql in queries.values())
+    assert "ORDER BY dmarc_fail DESC" in queries["Top failing sources"]

@@ -71,3 +71,20 @@
 {%- endif -%}
 {%- endmacro %}
 
+
+{#- The batch's rows not loaded yet, one per event_id. Copies are rare, so they are found
+    first with a narrow parallel GROUP BY on event_id alone; only those few go through
+    LIMIT 1 BY (which runs in one stream), everything else streams through untouched. -#}
+{% macro new_events_once(batch, relations) -%}
+{%- set not_loaded = not_loaded_yet(relations) -%}
+select * from {{ batch }}
+where event_id not in (select event_id from {{ batch }} group by event_id having count() > 1)
+    and {{ not_loaded }}
+union all
+select * from (
+    select * from {{ batch }}
+    where event_id in (select event_id from {{ batch }} group by event_id having count() > 1)
+        and {{ not_loaded }}
+    limit 1 by event_id
+)
+{%- endmacro %}

@@ -15,9 +15,8 @@ pytestmark = pytest.mark.integration
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
-def test_poll_ingests_reports_marks_seen_and_skips_bad_mail(clickhouse: Any) -> None:
-    clickhouse.command("TRUNCATE TABLE IF EXISTS raw_dmarc_reports")
-    clickhouse.command("TRUNCATE TABLE IF EXISTS raw_dmarc_records")
+def test_poll_ingests_reports_marks_seen_and_skips_bad_mail(dmarc_tables: Any) -> None:
+    clickhouse = dmarc_tables
     box = Mailbox(
         "rua@kibamail.test",
         "secret",

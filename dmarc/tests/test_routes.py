@@ -14,7 +14,6 @@ from fastapi.testclient import TestClient
 from dmarc.domain_checks import make_resolver
 from dmarc.routes import MAX_BATCH, build_dmarc_router, build_validation_router
 from dmarc.tests.dnsserver import loopback_dns
-from pipelines.contracts import ClickHouseTable
 
 pytestmark = pytest.mark.integration
 
@@ -23,9 +22,8 @@ ZONE = "good.example. 60 IN MX 10 mx.good.example.\nnullmx.example. 60 IN MX 0 .
 
 
 @pytest.fixture
-def api(clickhouse: Any) -> Iterator[TestClient]:
-    for table in (ClickHouseTable.DMARC_REPORTS, ClickHouseTable.DMARC_RECORDS):
-        clickhouse.command(f"TRUNCATE TABLE IF EXISTS {table.value}")
+def api(dmarc_tables: Any) -> Iterator[TestClient]:
+    clickhouse = dmarc_tables
     with loopback_dns(ZONE) as port:
         resolver = make_resolver(["127.0.0.1"], port=port, timeout=0.5, lifetime=1.0)
         app = FastAPI()

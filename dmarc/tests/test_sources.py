@@ -34,9 +34,8 @@ def _write_mmdbs(tmp_path: Path) -> tuple[str, str]:
     return str(tmp_path / "asn.mmdb"), str(tmp_path / "city.mmdb")
 
 
-def test_enriched_sources_land_in_the_records_table(tmp_path: Path, clickhouse: Any) -> None:
-    clickhouse.command("TRUNCATE TABLE IF EXISTS raw_dmarc_reports")
-    clickhouse.command("TRUNCATE TABLE IF EXISTS raw_dmarc_records")
+def test_enriched_sources_land_in_the_records_table(tmp_path: Path, dmarc_tables: Any) -> None:
+    clickhouse = dmarc_tables
     asn_db, city_db = _write_mmdbs(tmp_path)
     with loopback_dns(ZONE) as port:
         resolver = make_resolver(["127.0.0.1"], port=port, timeout=0.5, lifetime=1.0)

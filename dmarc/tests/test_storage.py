@@ -26,10 +26,8 @@ TABLES = [
 
 
 @pytest.fixture
-def ch(clickhouse: Any) -> Any:
-    for table in TABLES:
-        clickhouse.command(f"TRUNCATE TABLE IF EXISTS {table.value}")
-    return clickhouse
+def ch(dmarc_tables: Any) -> Any:
+    return dmarc_tables
 
 
 def _count(ch: Any, table: ClickHouseTable, where: str = "1") -> int:

@@ -4,15 +4,18 @@
         order_by='(team_id, domain, day, source_ip)',
     )
 }}
--- DMARC digest per team, domain and day: for each sending source (IP, reporter,
--- identified service) how many messages passed DMARC, how many were aligned on DKIM
--- and SPF, and which policy the receivers applied. Feeds the daily digest email.
+-- DMARC digest per team, domain and day: for each sending source (IP, its network
+-- (ASN), reporter, identified service) how many messages passed DMARC, how many were
+-- aligned on DKIM and SPF, and which policy the receivers applied. Feeds the daily
+-- digest email and the DMARC dashboard.
 select
     team_id,
     domain,
     day,
     source_ip,
     any(reverse_dns) as reverse_dns,
+    any(asn) as asn,
+    any(as_org) as as_org,
     any(sending_service) as sending_service,
     any(country) as country,
     groupUniqArray(org_name) as reporters,

@@ -18,10 +18,7 @@ with batch as (
 ),
 
 fresh as (
-    select * from batch
-    where {{ not_loaded_yet([ref('stg_kibamail__email_opens')]) }}
-    -- a copy redelivered inside this batch (same event_id twice) is kept once
-    limit 1 by event_id
+    {{ new_events_once('batch', [ref('stg_kibamail__email_opens')]) }}
 ),
 
 messages as (

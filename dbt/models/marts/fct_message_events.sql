@@ -13,6 +13,10 @@
 with batch as (
     select * from {{ ref('stg_kibamail__message_events') }}
     where {{ ingested_since_last_run() }}
+),
+
+fresh as (
+    {{ new_events_once('batch', [ref('stg_kibamail__message_events')]) }}
 )
 
 select
@@ -39,7 +43,4 @@ select
     variant_id,
     if(contact_id != '', contact_id, recipient) as contact_key,
     ingested_at
-from batch
-where {{ not_loaded_yet([ref('stg_kibamail__message_events')]) }}
--- a copy redelivered inside this batch (same event_id twice) is kept once
-limit 1 by event_id
+from fresh

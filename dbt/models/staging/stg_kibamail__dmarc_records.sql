@@ -8,6 +8,8 @@ select
     day,
     source_ip,
     reverse_dns,
+    asn,
+    as_org,
     country,
     sending_service,
     message_count,
