@@ -72,18 +72,18 @@ def dmarc() -> dashboard.Dashboard:
         .with_panel(
             country_map(
                 "Reported volume by source country",
-                f"SELECT country, sum(messages) AS messages FROM {MART}"
-                f" WHERE {DAYS} AND country != '' GROUP BY country ORDER BY messages DESC",
-                "messages",
+                f"SELECT country, sum(messages) AS reported FROM {MART}"
+                f" WHERE {DAYS} AND country != '' GROUP BY country ORDER BY reported DESC",
+                "reported",
             )
         )
         .with_panel(
             rows(
                 "Volume by source network (ASN)",
-                "SELECT asn, as_org, sum(messages) AS messages, sum(dmarc_pass) AS dmarc_pass,"
-                " if(sum(messages) = 0, 0, sum(dmarc_pass) / sum(messages)) AS pass_rate,"
+                "SELECT asn, as_org, sum(messages) AS reported, sum(dmarc_pass) AS passed,"
+                " if(reported = 0, 0, passed / reported) AS pass_rate,"
                 " uniqExact(source_ip) AS source_ips"
-                f" FROM {MART} WHERE {DAYS} GROUP BY asn, as_org ORDER BY messages DESC LIMIT 50",
+                f" FROM {MART} WHERE {DAYS} GROUP BY asn, as_org ORDER BY reported DESC LIMIT 50",
                 width=12,
             )
         )
@@ -92,9 +92,9 @@ def dmarc() -> dashboard.Dashboard:
                 "Volume by sending source",
                 "SELECT source_ip, any(reverse_dns) AS reverse_dns,"
                 " any(sending_service) AS sending_service, any(country) AS country,"
-                " sum(messages) AS messages,"
-                " if(sum(messages) = 0, 0, sum(dmarc_pass) / sum(messages)) AS pass_rate"
-                f" FROM {MART} WHERE {DAYS} GROUP BY source_ip ORDER BY messages DESC LIMIT 50",
+                " sum(messages) AS reported,"
+                " if(reported = 0, 0, sum(dmarc_pass) / reported) AS pass_rate"
+                f" FROM {MART} WHERE {DAYS} GROUP BY source_ip ORDER BY reported DESC LIMIT 50",
                 width=12,
             )
         )
@@ -102,11 +102,11 @@ def dmarc() -> dashboard.Dashboard:
             rows(
                 "Top failing sources",
                 "SELECT domain, source_ip, any(reverse_dns) AS reverse_dns, any(asn) AS asn,"
-                " any(as_org) AS as_org, any(country) AS country, sum(dmarc_fail) AS dmarc_fail,"
-                " sum(messages) AS messages, sum(disposition_quarantine) AS quarantined,"
+                " any(as_org) AS as_org, any(country) AS country, sum(dmarc_fail) AS failed,"
+                " sum(messages) AS reported, sum(disposition_quarantine) AS quarantined,"
                 " sum(disposition_reject) AS rejected"
                 f" FROM {MART} WHERE {DAYS} AND dmarc_fail > 0"
-                " GROUP BY domain, source_ip ORDER BY dmarc_fail DESC LIMIT 25",
+                " GROUP BY domain, source_ip ORDER BY failed DESC LIMIT 25",
             )
         )
     )

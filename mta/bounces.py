@@ -1,8 +1,9 @@
 """Bounce classification: enhanced status code first, then the providers' own texts.
 
 Classes: hard (address does not exist), soft (try later), block (IP/reputation
-blocking), policy (authentication/content policy), quota (mailbox full). Only ``hard``
-(and complaints) put the address on the suppression list.
+blocking), policy (authentication/content policy, and protocol errors such as "503 send
+HELO first", which are about our commands, not the address), quota (mailbox full).
+Only ``hard`` (and complaints) put the address on the suppression list.
 """
 
 from __future__ import annotations
@@ -75,6 +76,10 @@ def classify(code: int, enhanced: str, text: str) -> BounceClass:
             return BounceClass.SOFT if cls == BounceClass.HARD and code < 500 else cls
         if parts[1] == "7":
             return BounceClass.POLICY
+        if parts[1] == "5":  # protocol trouble (our commands), not the address
+            return BounceClass.POLICY if code >= 500 else BounceClass.SOFT
+    if 500 <= code <= 504:  # syntax / sequence errors: never suppress the recipient
+        return BounceClass.POLICY
     if code >= 500:
         return BounceClass.HARD
     return BounceClass.SOFT

@@ -4,8 +4,9 @@ Per entry (one OutboundMessage, possibly several recipients): recipients are gro
 domain, each group is resolved, policy-checked (held / failed / pool + source IP), and
 sent over a pooled connection to its MX. All outcomes of the entry — status events into
 the outbox, retry jobs, suppressions — are written in ONE Redis MULTI together with the
-XACK, so a crash at any point either redoes the whole entry (same deterministic event
-ids) or nothing. Recipients already finished in a multi-domain entry are remembered in
+XACK (``mta.commit``; concurrent entries share the round trip), so a crash at any point
+either redoes the whole entry (same deterministic event ids) or nothing. Recipients
+already finished in a multi-domain entry are remembered in
 ``RedisKeys.delivery_progress`` and skipped on redelivery.
 """
 

@@ -8,8 +8,9 @@
   lines are extension keywords); 3xx replies are intermediate and have no class.
 - An *idle* timeout during DATA: aiosmtpd arms its timer per command, so a large upload
   that keeps flowing would be cut at ``timeout``; here the timer only fires after
-  ``timeout`` seconds without a byte. A client that stalls (in DATA or between commands)
-  gets ``421 4.4.2`` before the connection is closed.
+  ``timeout`` seconds without a byte, and time spent in our own handlers (policies,
+  queueing, the AUTH failure delay) never counts. A client that stalls (in DATA or
+  between commands) gets ``421 4.4.2`` before the connection is closed.
 """
 
 from __future__ import annotations
@@ -111,6 +112,8 @@ class KibaSMTP(SMTP):
         self.listener = listener
         self._in_data = False
         self._last_data_at = 0.0
+        self._busy = 0  # handler hooks running: the client is waiting for us, not idle
+        self._handler_done_at = 0.0
         self._answering_hello = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -174,13 +177,24 @@ class KibaSMTP(SMTP):
         finally:
             self._in_data = False
 
+    async def _call_handler_hook(self, command: str, *args: Any) -> Any:
+        self._busy += 1
+        try:
+            return await super()._call_handler_hook(command, *args)
+        finally:
+            self._busy -= 1
+            self._handler_done_at = self.loop.time()
+
     def _timeout_cb(self) -> None:
-        if self._in_data:
-            idle = self.loop.time() - self._last_data_at
-            if idle < self._timeout_duration:
-                # Bytes arrived since the timer was armed: wait out the rest of the window.
-                self._reset_timeout(self._timeout_duration - idle)
-                return
+        if self._busy:  # our own work (policies, queueing, AUTH delay) is not client idling
+            self._reset_timeout()
+            return
+        last = max(self._handler_done_at, self._last_data_at if self._in_data else 0.0)
+        idle = self.loop.time() - last
+        if idle < self._timeout_duration:
+            # Activity since the timer was armed: wait out the rest of the window.
+            self._reset_timeout(self._timeout_duration - idle)
+            return
         metrics.SUBMISSION_REJECTED.labels("idle_timeout").inc()
         if self.transport is not None and not self.transport.is_closing():
             self.transport.write(b"421 4.4.2 Idle timeout exceeded, closing connection\r\n")

@@ -67,4 +67,4 @@ def test_dmarc_dashboard_covers_pass_rate_sources_alignment_and_disposition() ->
         "Top failing sources",
     } <= set(queries)
     assert all("fct_dmarc_daily" in sql for sql in queries.values())
-    assert "ORDER BY dmarc_fail DESC" in queries["Top failing sources"]
+    assert "ORDER BY failed DESC" in queries["Top failing sources"]

@@ -185,3 +185,16 @@ def test_opportunistic_tls_is_used_when_offered(
         e for e in events if e.message_id == msg.message_id and e.status == "delivered"
     )
     assert "(STARTTLS)" in delivered.transcript
+
+
+def test_internationalized_recipient_is_delivered_with_smtputf8(
+    running_mta: Settings, redis_client: Any, sink: SinkServer
+) -> None:
+    """RFC 6531: a UTF-8 local part goes out as UTF-8 with MAIL ... SMTPUTF8."""
+    redis_client.set(RedisKeys.domain_ready("sender.example"), "1")
+    msg = make_message(["jörg.müller@example.org"])
+    submit(redis_client, msg)
+    assert wait_until(lambda: sink.delivered_counts().get(msg.message_id, 0) == 1, timeout=20)
+    assert [r.rcpt for r in sink.records if r.message_id == msg.message_id] == [
+        "jörg.müller@example.org"
+    ]

@@ -47,6 +47,8 @@ def test_bounce_classification_of_real_provider_answers(answer: object) -> None:
         ),
         (421, "4.7.0 Try again later, closing connection.", BounceClass.SOFT),
         (550, "something nobody wrote down", BounceClass.HARD),
+        (503, "Error: send HELO first", BounceClass.POLICY),  # our protocol error
+        (555, "5.5.4 MAIL FROM parameters not recognized", BounceClass.POLICY),
     ],
 )
 def test_bounce_classification_rules(code: int, text: str, expected: BounceClass) -> None:

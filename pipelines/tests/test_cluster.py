@@ -41,6 +41,17 @@ def test_partitions_are_spread_over_processes() -> None:
     assert partitions_of_process(parts, 0, 1) == parts
 
 
+def test_each_flow_is_its_own_cluster_on_shifted_ports(test_settings: Settings) -> None:
+    from pipelines.run import cluster_addresses
+
+    pipelines = test_settings.pipelines.model_copy(
+        update={"addresses": ["10.0.0.1:2101", "10.0.0.2:2101"]}
+    )
+    settings = test_settings.model_copy(update={"pipelines": pipelines})
+    assert cluster_addresses(settings, "correlation") == ["10.0.0.1:2101", "10.0.0.2:2101"]
+    assert cluster_addresses(settings, "scoring") == ["10.0.0.1:2103", "10.0.0.2:2103"]
+
+
 @pytest.fixture
 def cluster_settings(
     test_settings: Settings, test_stack: Stack, tmp_path: Path
