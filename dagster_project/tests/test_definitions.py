@@ -31,6 +31,7 @@ def test_definitions_have_the_jobs_schedules_and_sensor() -> None:
         "hourly_deliverability_reputation_schedule": "5 * * * *",
         "monthly_billing_close_schedule": "0 2 1 * *",
         "daily_dmarc_digest_schedule": "0 6 * * *",
+        "domain_recheck_schedule": "20 * * * *",
     }
     keys = {key.to_user_string() for key in defs.resolve_asset_graph().get_all_asset_keys()}
     assert {"fct_billing_monthly", "fct_reputation_daily", "billing_invoices",
