@@ -76,13 +76,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=300)
     parser.add_argument("--profile", type=Path, help="write cProfile stats here")
     parser.add_argument("--uvloop", action="store_true", help="run on uvloop like `kibamail mta`")
+    parser.add_argument("--concurrency", type=int, help="delivery_concurrency (default: settings)")
     args = parser.parse_args(argv)
     state_dir = Path(tempfile.mkdtemp(prefix="kibamail-bench-mta-delivery-"))
     settings = build_test_settings(state_dir)
     policy = bench_policy(state_dir / "policies.toml")
-    settings = settings.model_copy(
-        update={"mta": settings.mta.model_copy(update={"policy_file": policy})}
-    )
+    mta_update: dict[str, Any] = {"policy_file": policy}
+    if args.concurrency:
+        mta_update["delivery_concurrency"] = args.concurrency
+    settings = settings.model_copy(update={"mta": settings.mta.model_copy(update=mta_update)})
     stack = Stack(state_dir)
     result: dict[str, Any] = {"benchmark": "mta_delivery", "messages": args.messages}
     try:
