@@ -106,7 +106,7 @@ class MtaSettings(BaseModel):
     policy_file: Path = REPO_ROOT / "mta" / "config" / "policies.toml"
     max_message_bytes: int = 25 * 1024 * 1024
     metrics_port: int = 19101
-    delivery_concurrency: int = 50
+    delivery_concurrency: int = 100  # measured: 100 beats 50 (bigger group commits)
 
 
 class PipelineSettings(BaseModel):
