@@ -18,8 +18,8 @@ from starlette.concurrency import run_in_threadpool
 
 from api.db import new_id, utcnow
 from api.models import Contact
-from api.schemas import email_address
 from api.state import AppState
+from dmarc.validation import check_syntax_and_lists
 
 BATCH_ROWS = 2000
 MAX_RECORD_CHARS = 64 * 1024  # one contact; an unclosed quote must not swallow the file
@@ -136,6 +136,15 @@ async def import_csv(
     batch_lines: dict[str, int] = {}
     header: list[str] | None = None
 
+    warnings: list[dict[str, Any]] = []
+    warning_count = 0
+
+    def warn(line: int, email: str, reasons: list[str]) -> None:
+        nonlocal warning_count
+        warning_count += 1
+        if len(warnings) < MAX_REPORTED_ERRORS:
+            warnings.append({"line": line, "email": email, "message": "; ".join(reasons)})
+
     def report(line: int, message: str) -> None:
         nonlocal error_count
         error_count += 1
@@ -178,11 +187,13 @@ async def import_csv(
             report(line_no, f"expected {len(header)} columns, found {len(values)}")
             continue
         record = dict(zip(header, values, strict=True))
-        try:
-            email = email_address(record["email"].strip()).lower()
-        except ValueError as exc:
-            report(line_no, str(exc))
+        verdict = check_syntax_and_lists(record["email"].strip())
+        if verdict.result == "invalid" or verdict.checks.get("disposable"):
+            report(line_no, "; ".join(verdict.reasons))
             continue
+        email = (verdict.normalized or record["email"].strip()).lower()
+        if verdict.reasons:  # role account or likely typo: imported, but say so
+            warn(line_no, email, verdict.reasons)
         if email in batch_lines:
             report(line_no, f"{email} appears twice in the file")
             continue
@@ -199,4 +210,10 @@ async def import_csv(
             await flush()
     if batch:
         await flush()
-    return {"imported": imported, "failed": error_count, "errors": errors}
+    return {
+        "imported": imported,
+        "failed": error_count,
+        "errors": errors,
+        "warned": warning_count,
+        "warnings": warnings,
+    }

@@ -9,7 +9,8 @@ internet, ``kibamail mta``), then:
    queue) and against Haraka 3.3.4 (installed with npm by ``bench.mta_haraka``; AUTH
    via auth/flat_file, accepted mail written to its outbound disk queue, delivery
    disabled), in the same run;
-2. end to end: the MTA with delivery on, the sink and loopback DNS; throughput from the
+2. end to end: ``--workers`` MTA processes (default 2; with ``--split``, the default, the
+   first only accepts and the others only deliver), the sink and loopback DNS; throughput from the
    first submission until the last ``delivered`` event is read back from Kafka.
 
 Prints ONE JSON line (per-round figures, medians, ratio). Targets: acceptance ratio >= 1.0;
@@ -196,7 +197,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-haraka", action="store_true")
     parser.add_argument("--e2e-only", action="store_true", help="skip the acceptance rounds")
     parser.add_argument(
-        "--split", action="store_true", help="end to end: one listener process, the rest deliver"
+        "--split",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="end to end: one listener process, the rest deliver (--no-split: all do both)",
     )
     parser.add_argument("--rounds", type=int, default=2, help="interleaved acceptance rounds")
     parser.add_argument(

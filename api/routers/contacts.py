@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import html
 from typing import Any
 
 from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
@@ -261,8 +263,7 @@ async def unsuppress(
     return {"email": email.lower(), "suppressed": False}
 
 
-@public_router.get("/confirm/{token}", summary="Double opt-in confirmation link")
-def confirm(token: str, db: DbDep, state: StateDep) -> dict[str, Any]:
+def _confirm_target(token: str, db: DbDep, state: StateDep) -> Contact:
     try:
         contact_id = state.signer.loads_timed(CONFIRM_PURPOSE, token, CONFIRM_MAX_AGE)
     except TokenError as exc:
@@ -270,6 +271,33 @@ def confirm(token: str, db: DbDep, state: StateDep) -> dict[str, Any]:
     row = db.get(Contact, contact_id)
     if row is None:
         raise ApiError(404, "contact no longer exists")
+    return row
+
+
+_CONFIRM_PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>{title}</title>
+</head><body><main><h1>{title}</h1><p>{text}</p>{form}</main></body></html>"""
+
+
+@public_router.get(
+    "/confirm/{token}", summary="Double opt-in confirmation page", response_class=HTMLResponse
+)
+def confirm_page(token: str, db: DbDep, state: StateDep) -> HTMLResponse:
+    """Shows a button and changes nothing: mail scanners prefetch links in emails."""
+    row = _confirm_target(token, db, state)
+    if row.status != "pending":
+        text = f"{html.escape(row.email)} is already {html.escape(row.status)}."
+        return HTMLResponse(_CONFIRM_PAGE.format(title="Subscription", text=text, form=""))
+    form = (
+        f'<form method="post" action="/confirm/{html.escape(token)}">'
+        '<button type="submit">Confirm my subscription</button></form>'
+    )
+    text = f"Confirm that {html.escape(row.email)} wants these emails."
+    return HTMLResponse(_CONFIRM_PAGE.format(title="Confirm subscription", text=text, form=form))
+
+
+@public_router.post("/confirm/{token}", summary="Confirm a double opt-in subscription")
+def confirm(token: str, db: DbDep, state: StateDep) -> dict[str, Any]:
+    row = _confirm_target(token, db, state)
     if row.status == "pending":
         row.status = "subscribed"
         row.confirmed_at = utcnow()

@@ -82,9 +82,12 @@ def test_double_opt_in_mails_a_link_that_confirms_the_contact(
     mails = queued_messages(redis_client, "d@x.com")
     assert len(mails) == 1 and "Deals" in mails[0][1]["Subject"]
     path = link_in(mails[0][1], "/confirm/")
-    assert client.get(path + "x").status_code == 400
+    assert client.post(path + "x").status_code == 400
+    page = client.get(path)  # a scanner prefetching the link confirms nothing
+    assert page.status_code == 200 and 'method="post"' in page.text
     assert client.get(f"{base}/contacts/{made['id']}", headers=auth).json()["status"] == "pending"
-    assert client.get(path).json()["status"] == "subscribed"
+    assert client.post(path).json()["status"] == "subscribed"
+    assert "already subscribed" in client.get(path).text
     assert client.get(f"{base}/contacts/{made['id']}", headers=auth).json()["status"] == (
         "subscribed"
     )
@@ -105,7 +108,7 @@ def test_expired_confirmation_link_changes_nothing(
     ).json()
     path = link_in(queued_messages(redis_client, "e@x.com")[0][1], "/confirm/")
     monkeypatch.setattr(contacts_module, "CONFIRM_MAX_AGE", -1)
-    refused = client.get(path)
+    refused = client.post(path)
     assert refused.status_code == 400 and "expired" in refused.json()["error"]["message"]
     assert client.get(f"{base}/contacts/{made['id']}", headers=auth).json()["status"] == "pending"
 
@@ -184,6 +187,29 @@ def test_import_stops_at_an_unclosed_quote_and_keeps_the_rows_before(client: Tes
     report = client.post(f"{base}/lists/{lst}/import", content=body, headers=auth).json()
     assert report["imported"] == 1 and report["failed"] == 1
     assert report["errors"][0]["line"] == 3 and "not closed" in report["errors"][0]["message"]
+
+
+def test_import_validates_addresses_like_the_validation_api(client: TestClient) -> None:
+    """Invalid and disposable addresses are refused; role accounts and typos are imported
+    with a warning (the sender may mean them)."""
+    auth = signup(client)
+    team = client.post("/v1/teams", json={"name": "CSV"}, headers=auth).json()["id"]
+    base = f"/v1/teams/{team}"
+    lst = client.post(f"{base}/lists", json={"name": "V"}, headers=auth).json()["id"]
+    body = (
+        b"email\nok@example.com\nx@mailinator.com\ninfo@example.com\nbob@outlok.com\nno-at-sign\n"
+    )
+    report = client.post(f"{base}/lists/{lst}/import", content=body, headers=auth).json()
+    assert report["imported"] == 3 and report["failed"] == 2
+    assert {e["line"]: e["message"] for e in report["errors"]}.keys() == {3, 6}
+    assert "disposable" in report["errors"][0]["message"]
+    warned = {w["line"]: w["message"] for w in report["warnings"]}
+    assert report["warned"] == 2 and "role account" in warned[4]
+    assert "did you mean bob@outlook.com" in warned[5]
+    emails = {
+        c["email"] for c in client.get(f"{base}/lists/{lst}/contacts", headers=auth).json()["data"]
+    }
+    assert emails == {"ok@example.com", "info@example.com", "bob@outlok.com"}
 
 
 def test_suppression_api(client: TestClient) -> None:
