@@ -95,3 +95,28 @@ def test_sensor_requests_a_refresh_only_for_new_raw_events() -> None:
     newer = FakeWarehouse(newest="2026-11-01 00:05:00.000")
     later = new_raw_events_sensor(dg.build_sensor_context(cursor=first.cursor), warehouse=newer)
     assert [r.run_key for r in later.run_requests] == ["2026-11-01 00:05:00.000"]
+
+
+@pytest.mark.parametrize(
+    ("schedule_name", "tick", "job_name"),
+    [
+        ("hourly_deliverability_reputation_schedule", datetime(2026, 3, 9, 14, 5, tzinfo=UTC),
+         "hourly_deliverability_reputation"),
+        ("daily_dmarc_digest_schedule", datetime(2026, 3, 9, 6, tzinfo=UTC),
+         "daily_dmarc_digest"),
+        ("domain_recheck_schedule", datetime(2026, 3, 9, 14, 20, tzinfo=UTC), "domain_recheck"),
+        ("monthly_billing_close_schedule", datetime(2026, 3, 1, 2, tzinfo=UTC),
+         "monthly_billing_close"),
+    ],
+)  # fmt: skip
+def test_every_schedule_asks_for_a_run_of_its_job_and_is_on_by_default(
+    schedule_name: str, tick: datetime, job_name: str
+) -> None:
+    schedule = defs.get_schedule_def(schedule_name)
+    assert schedule.job_name == job_name
+    assert schedule.execution_timezone == "UTC"
+    assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
+    result = schedule.evaluate_tick(dg.build_schedule_context(scheduled_execution_time=tick))
+    assert result.skip_message is None
+    assert len(result.run_requests or []) == 1
+    assert defs.resolve_job_def(job_name) is not None

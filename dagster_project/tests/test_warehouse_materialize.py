@@ -243,3 +243,28 @@ def test_dbt_unit_tests_pass(isolated_warehouse: Settings, tmp_path: Path) -> No
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-3000:]
     assert "PASS=3" in result.stdout, result.stdout[-3000:]  # the three unit tests in dbt/models
+
+
+def test_source_freshness_reads_the_raw_tables(
+    built: dict[str, Any], isolated_warehouse: Settings, tmp_path: Path
+) -> None:
+    """`dbt source freshness` runs against the warehouse: fresh data passes, stale data
+    is reported as such (not an error of the command)."""
+    result = subprocess.run(
+        [dbt_executable(), "source", "freshness", "--select", "source:kibamail.raw_message_events",
+         "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR),
+         "--output", str(tmp_path / "sources.json"), "--target-path", str(tmp_path / "target"),
+         "--log-path", str(tmp_path / "logs")],
+        env={**os.environ, **settings_to_env(isolated_warehouse)},
+        capture_output=True, text=True, check=False, timeout=300,
+    )  # fmt: skip
+    import json
+
+    report = json.loads((tmp_path / "sources.json").read_text())
+    [source] = report["results"]
+    assert source["unique_id"].endswith("raw_message_events"), source
+    newest = scalar(built, "SELECT max(ingested_at) FROM {db}.raw_message_events")
+    age_hours = (datetime.now(UTC).replace(tzinfo=None) - newest).total_seconds() / 3600
+    expected = "pass" if age_hours < 2 else ("warn" if age_hours < 24 else "error")
+    assert source["status"] == expected, (source, result.stdout[-2000:])
+    assert result.returncode == (1 if expected == "error" else 0), result.stdout[-2000:]
