@@ -25,7 +25,7 @@ from mta.testnet import DnsServer, SinkConfig, SinkServer, Zone
 from mta.tests.helpers import with_policy, write_policy
 from pipelines.contracts import MessageMapping, RedisKeys, deserialize
 
-# Took 392 s and 518 s at load averages 7-14 on 2 shared cores (dead workers' jobs wait
+# Took 173 s in a clean-clone CI run, 392-518 s at load averages 7-14 (dead workers' jobs wait
 # 15 s to be reclaimed); the timeout leaves room for that.
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(900)]
 
