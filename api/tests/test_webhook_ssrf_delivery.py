@@ -3,10 +3,8 @@
 
 from __future__ import annotations
 
-import threading
 import uuid
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 
 import httpx
@@ -20,34 +18,22 @@ from api.tests.conftest import RecordingProducer, signup
 from api.tests.test_webhook_ssrf import PUBLIC_V4
 from api.webhooks.delivery import dispatch_due, record_event
 from api.webhooks.ssrf import WebhookUrlGuard
+from infra.testing.webhook_receiver import WebhookReceiver
 from kibamail.settings import Settings
 from pipelines.contracts import CorrelatedMessageEvent, MessageStatus, Topic, serialize
 
 pytestmark = pytest.mark.integration
 
 
-class HostRecorder(BaseHTTPRequestHandler):
-    hosts: list[str] = []
-
-    def do_POST(self) -> None:
-        self.rfile.read(int(self.headers["Content-Length"]))
-        HostRecorder.hosts.append(self.headers["Host"])
-        self.send_response(204)
-        self.end_headers()
-
-    def log_message(self, *args: Any) -> None:
-        pass
+@pytest.fixture
+def webhook_receiver() -> Iterator[WebhookReceiver]:
+    with WebhookReceiver(status=204) as receiver:
+        yield receiver
 
 
 @pytest.fixture
-def receiver_port() -> Iterator[int]:
-    HostRecorder.hosts = []
-    server = HTTPServer(("127.0.0.1", 0), HostRecorder)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield int(server.server_address[1])
-    server.shutdown()
-    server.server_close()
+def receiver_port(webhook_receiver: WebhookReceiver) -> int:
+    return webhook_receiver.port
 
 
 def test_registration_refuses_unsafe_urls_with_the_filter_on(
@@ -124,7 +110,10 @@ def _repoint(client: TestClient, event_id: str, url: str) -> None:
 
 
 def test_delivery_connects_to_the_checked_address_not_a_fresh_lookup(
-    client: TestClient, receiver_port: int, own_events: list[str]
+    client: TestClient,
+    webhook_receiver: WebhookReceiver,
+    receiver_port: int,
+    own_events: list[str],
 ) -> None:
     """hooks.test exists only in the guard's resolver: the POST reaching the receiver
     proves the connection used the pinned address, with the name kept in Host."""
@@ -138,12 +127,15 @@ def test_delivery_connects_to_the_checked_address_not_a_fresh_lookup(
     )
     with httpx.Client(trust_env=False) as http:
         dispatch_due(sessions, http, guard)
-    assert HostRecorder.hosts == [f"hooks.test:{receiver_port}"]
+    assert [h["Host"] for h, _ in webhook_receiver.received] == [f"hooks.test:{receiver_port}"]
     assert _delivery(client, event_id).status == "delivered"
 
 
 def test_dns_rebinding_to_a_private_address_is_refused_at_delivery(
-    client: TestClient, receiver_port: int, own_events: list[str]
+    client: TestClient,
+    webhook_receiver: WebhookReceiver,
+    receiver_port: int,
+    own_events: list[str],
 ) -> None:
     """Registered while hooks.test was public; at delivery time it answers 127.0.0.1."""
     _team, _endpoint, event_id = _endpoint_with_delivery(
@@ -157,6 +149,6 @@ def test_dns_rebinding_to_a_private_address_is_refused_at_delivery(
     with httpx.Client(trust_env=False) as http:
         dispatch_due(sessions, http, guard)
     delivery = _delivery(client, event_id)
-    assert HostRecorder.hosts == []
+    assert webhook_receiver.received == []
     assert delivery.status == "pending" and delivery.attempts == 1
     assert "SSRF" in delivery.last_error and "loopback" in delivery.last_error

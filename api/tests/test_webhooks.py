@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import threading
 import time
 import uuid
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, HTTPServer
-from typing import Any
 
 import httpx
 import pytest
@@ -19,6 +16,7 @@ from api.webhooks.consumer import build_consumer, consume_batch
 from api.webhooks.delivery import RETRY_SCHEDULE, dispatch_due
 from api.webhooks.signing import SignatureError, signature_headers, verify
 from api.webhooks.ssrf import guard_from_settings
+from infra.testing.webhook_receiver import WebhookReceiver
 from kibamail.clients import kafka_producer_config
 from kibamail.settings import Settings
 from pipelines.contracts import CorrelatedMessageEvent, MessageStatus, Topic, serialize
@@ -26,31 +24,15 @@ from pipelines.contracts import CorrelatedMessageEvent, MessageStatus, Topic, se
 pytestmark = pytest.mark.integration
 
 
-class Receiver(BaseHTTPRequestHandler):
-    received: list[tuple[dict[str, str], bytes]] = []
-    status = 200
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        Receiver.received.append(({k: v for k, v in self.headers.items()}, body))
-        self.send_response(Receiver.status)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def log_message(self, *args: Any) -> None:
-        pass
+@pytest.fixture
+def webhook_receiver() -> Iterator[WebhookReceiver]:
+    with WebhookReceiver() as receiver:
+        yield receiver
 
 
 @pytest.fixture
-def receiver() -> Iterator[str]:
-    Receiver.received = []
-    Receiver.status = 200
-    server = HTTPServer(("127.0.0.1", 0), Receiver)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/hook"
-    server.shutdown()
-    server.server_close()
+def receiver(webhook_receiver: WebhookReceiver) -> str:
+    return webhook_receiver.url("/hook")
 
 
 def test_signature_recipe() -> None:
@@ -65,7 +47,11 @@ def test_signature_recipe() -> None:
 
 
 def test_stream_event_becomes_a_signed_delivery_with_retries_and_replay(
-    client: TestClient, api_settings: Settings, kafka_service: str, receiver: str
+    client: TestClient,
+    api_settings: Settings,
+    kafka_service: str,
+    webhook_receiver: WebhookReceiver,
+    receiver: str,
 ) -> None:
     auth = signup(client)
     team = client.post("/v1/teams", json={"name": "W"}, headers=auth).json()["id"]
@@ -97,7 +83,7 @@ def test_stream_event_becomes_a_signed_delivery_with_retries_and_replay(
         consumer.close()
     assert created == 1  # filtered to email.delivered, duplicate event ignored
 
-    Receiver.status = 500
+    webhook_receiver.status = 500
     guard = guard_from_settings(api_settings)
     with httpx.Client() as http:
         assert dispatch_due(sessions, http, guard) == 1
@@ -112,7 +98,7 @@ def test_stream_event_becomes_a_signed_delivery_with_retries_and_replay(
         assert dispatch_due(sessions, http, guard) == 0  # next try is RETRY_SCHEDULE[0] away
     assert RETRY_SCHEDULE[0].total_seconds() == 5
 
-    Receiver.status = 200
+    webhook_receiver.status = 200
     rotated = client.post(f"{base}/{endpoint['id']}/rotate-secret", headers=auth).json()["secret"]
     replayed = client.post(
         f"{base}/{endpoint['id']}/deliveries/{log[0]['id']}/replay", headers=auth
@@ -120,7 +106,7 @@ def test_stream_event_becomes_a_signed_delivery_with_retries_and_replay(
     assert replayed.status_code == 200
     with httpx.Client() as http:
         assert dispatch_due(sessions, http, guard) == 1
-    headers, body = Receiver.received[-1]
+    headers, body = webhook_receiver.received[-1]
     assert headers["webhook-id"] == delivered.event_id
     verify(secret, headers, body)  # the old secret still verifies during a rotation
     verify(rotated, headers, body)

@@ -10,11 +10,9 @@ An un-pause event becomes ``team.unpaused``.
 from __future__ import annotations
 
 import random
-import threading
 import time
 import uuid
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 
 import httpx
@@ -29,6 +27,7 @@ from api.webhooks.consumer import consume_batch
 from api.webhooks.delivery import EVENT_TYPES, TOPICS, dispatch_due
 from api.webhooks.signing import new_secret, verify
 from api.webhooks.ssrf import guard_from_settings
+from infra.testing.webhook_receiver import WebhookReceiver
 from kibamail.settings import Settings
 from mta.features import submission_features
 from pipelines.config import PipelineTuning
@@ -40,28 +39,15 @@ from pipelines.tests.traffic import newsletter
 pytestmark = pytest.mark.integration
 
 
-class Receiver(BaseHTTPRequestHandler):
-    received: list[tuple[dict[str, str], bytes]] = []
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        Receiver.received.append((dict(self.headers.items()), body))
-        self.send_response(204)
-        self.end_headers()
-
-    def log_message(self, *args: Any) -> None:
-        pass
+@pytest.fixture
+def webhook_receiver() -> Iterator[WebhookReceiver]:
+    with WebhookReceiver(status=204) as receiver:
+        yield receiver
 
 
 @pytest.fixture
-def receiver() -> Iterator[str]:
-    Receiver.received = []
-    server = HTTPServer(("127.0.0.1", 0), Receiver)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/hooks/kibamail"
-    server.shutdown()
-    server.server_close()
+def receiver(webhook_receiver: WebhookReceiver) -> str:
+    return webhook_receiver.url("/hooks/kibamail")
 
 
 @pytest.fixture
@@ -92,17 +78,22 @@ def consume_until(consumer: Any, sessions: Any, wanted: int, timeout: float = 60
     return created
 
 
-def dispatch_until(sessions: Any, settings: Settings, wanted: int, timeout: float = 30) -> None:
+def dispatch_until(
+    sessions: Any, settings: Settings, received: list[Any], wanted: int, timeout: float = 30
+) -> None:
     guard = guard_from_settings(settings)
     deadline = time.monotonic() + timeout
     with httpx.Client(trust_env=False) as http:
-        while len(Receiver.received) < wanted and time.monotonic() < deadline:
+        while len(received) < wanted and time.monotonic() < deadline:
             if dispatch_due(sessions, http, guard) == 0:
                 time.sleep(0.2)
 
 
 def test_scoring_pause_and_unpause_reach_the_teams_webhook(
-    webhook_settings: Settings, redis_client: Any, receiver: str
+    webhook_settings: Settings,
+    redis_client: Any,
+    webhook_receiver: WebhookReceiver,
+    receiver: str,
 ) -> None:
     from pipelines.kafka_io import kafka_sink
 
@@ -146,8 +137,8 @@ def test_scoring_pause_and_unpause_reach_the_teams_webhook(
         assert flag["paused"] and flag["source"] == "scoring"
 
         assert consume_until(consumer, sessions, 1) == 1
-        dispatch_until(sessions, settings, 1)
-        [(headers, body)] = Receiver.received
+        dispatch_until(sessions, settings, webhook_receiver.received, 1)
+        [(headers, body)] = webhook_receiver.received
         verify(secret, headers, body)
         delivery = orjson.loads(body)
         assert delivery["type"] == "team.paused"
@@ -166,8 +157,8 @@ def test_scoring_pause_and_unpause_reach_the_teams_webhook(
         producer.produce(Topic.TEAM_PAUSES.value, serialize(unpause), key=team.encode())
         assert producer.flush(10) == 0
         assert consume_until(consumer, sessions, 1) == 1
-        dispatch_until(sessions, settings, 2)
-        headers, body = Receiver.received[1]
+        dispatch_until(sessions, settings, webhook_receiver.received, 2)
+        headers, body = webhook_receiver.received[1]
         verify(secret, headers, body)
         assert orjson.loads(body)["type"] == "team.unpaused"
         assert headers["webhook-id"] == unpause.event_id
