@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from dmarc.domain_checks import set_ready
 from infra.services import kafka_spec, kibamail_spec, redis_spec
 from infra.stack import Stack, free_port, tcp_open
 from infra.testing.fixtures import build_test_settings
@@ -57,7 +58,7 @@ def bench_policy(path: Path) -> Path:
 def prepare_redis(settings: Settings) -> tuple[str, str]:
     client = redis_client(settings)
     client.flushdb()
-    client.set(RedisKeys.domain_ready("sender.example"), "1")
+    set_ready(client, "sender.example", True)
     credential = create_smtp_credential(client, "bench-team")
     client.close()
     return credential

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from dmarc.domain_checks import set_ready
 from infra.services import kafka_spec, kibamail_spec, redis_spec
 from infra.stack import Stack
 from infra.testing.fixtures import build_test_settings
@@ -37,7 +38,7 @@ from .mta import TARGET_E2E_RATE, bench_policy, wait_port
 def fill_queue(settings: Settings, messages: int) -> None:
     client = redis_client(settings)
     client.flushdb()
-    client.set(RedisKeys.domain_ready("sender.example"), "1")
+    set_ready(client, "sender.example", True)
     pipe = client.pipeline(transaction=False)
     for i in range(messages):
         msg = make_message([f"user{i}@example.org"], team="bench-team")

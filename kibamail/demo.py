@@ -75,13 +75,13 @@ def mark_platform_sender_ready(settings: Settings) -> None:
     """The local stack has no public DNS for the notification sender's domain: treat it as
     verified so platform mail (digests, alerts, invitations) is delivered to the test sink.
     Production verifies it like any customer domain."""
+    from dmarc.domain_checks import set_ready
     from kibamail.clients import redis_client
     from kibamail.system_mail import sender_address
-    from pipelines.contracts import RedisKeys
 
     redis = redis_client(settings)
     try:
-        redis.set(RedisKeys.domain_ready(sender_address(settings).rsplit("@", 1)[1]), "1")
+        set_ready(redis, sender_address(settings).rsplit("@", 1)[1], True)
     finally:
         redis.close()
 
