@@ -55,3 +55,19 @@ def revoke_api_key(db: Session, redis: Any, key: ApiKey) -> None:
     key.revoked_at = utcnow()
     db.flush()
     redis.delete(RedisKeys.api_key(key.key_hash))
+
+
+def administrator_emails(db: Session, team_ids: list[str] | None = None) -> dict[str, list[str]]:
+    """team id -> its Administrators' addresses (sorted); every team when team_ids is None.
+    Platform mail about a team (domain alerts, DMARC digests) goes to these people."""
+    query = (
+        select(Membership.team_id, User.email)
+        .join(User, User.id == Membership.user_id)
+        .where(Membership.role == Role.ADMIN.value)
+    )
+    if team_ids is not None:
+        query = query.where(Membership.team_id.in_(team_ids))
+    admins: dict[str, set[str]] = {}
+    for team_id, email in db.execute(query):
+        admins.setdefault(team_id, set()).add(email)
+    return {team_id: sorted(emails) for team_id, emails in admins.items()}

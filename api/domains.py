@@ -25,7 +25,8 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.models import Domain, Membership, Role, User
+from api.accounts import administrator_emails
+from api.models import Domain
 from dmarc import domain_checks
 from dmarc.domain_alerts import (
     AlertOutcome,
@@ -204,15 +205,6 @@ def publish_hints(domain: Domain, settings: Settings) -> dict[str, PublishHint]:
     return {r.check: PublishHint(r.type, r.name, r.value) for r in dns_records(domain, settings)}
 
 
-def team_administrators(db: Session, team_id: str) -> list[str]:
-    rows = db.scalars(
-        select(User.email)
-        .join(Membership, Membership.user_id == User.id)
-        .where(Membership.team_id == team_id, Membership.role == Role.ADMIN.value)
-    )
-    return sorted(set(rows))
-
-
 @dataclass(frozen=True)
 class DomainVerification:
     report: DomainCheckReport
@@ -252,7 +244,7 @@ def verify_domain(
         redis,
         settings,
         team_id=domain.team_id,
-        administrators=team_administrators(db, domain.team_id),
+        administrators=administrator_emails(db, [domain.team_id]).get(domain.team_id, []),
         report=report,
         transitions=transitions,
         hints=publish_hints(domain, settings),

@@ -72,25 +72,15 @@ def render_digest(day: date, digests: list[DomainDigest]) -> str:
 
 def team_administrators(database_url: str) -> dict[str, list[str]]:
     """team id -> Administrator addresses, from the API's database."""
-    from sqlalchemy import select
-
+    from api.accounts import administrator_emails
     from api.db import make_engine, make_sessionmaker
-    from api.models.accounts import Membership, Role, User
 
     engine = make_engine(database_url)
     try:
         with make_sessionmaker(engine)() as session:
-            rows = session.execute(
-                select(Membership.team_id, User.email)
-                .join(User, User.id == Membership.user_id)
-                .where(Membership.role == Role.ADMIN.value)
-            ).all()
+            return administrator_emails(session)
     finally:
         engine.dispose()
-    admins: dict[str, list[str]] = defaultdict(list)
-    for team_id, email in rows:
-        admins[team_id].append(email)
-    return dict(admins)
 
 
 def send_digests(
