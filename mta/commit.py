@@ -31,7 +31,8 @@ from .outcomes import Outcome
 from .queue import SubmissionQueue, backoff_seconds
 
 
-def _domain(address: str) -> str:
+def address_domain(address: str) -> str:
+    """Lower-cased domain of an envelope address (shared with the delivery worker)."""
     return address.rsplit("@", 1)[-1].lower()
 
 
@@ -74,7 +75,7 @@ class OutcomeRecorder:
         base = {
             "message_id": msg.message_id,
             "team_id": msg.team_id,
-            "sender_domain": _domain(msg.mail_from),
+            "sender_domain": address_domain(msg.mail_from),
             "kind": msg.kind,
         }
 
@@ -82,7 +83,7 @@ class OutcomeRecorder:
             event = make_status_event(
                 **base,
                 recipient=rcpt,
-                recipient_domain=_domain(rcpt),
+                recipient_domain=address_domain(rcpt),
                 status=status,
                 attempt=msg.attempt,
                 **fields,

@@ -34,7 +34,7 @@ from pipelines.contracts import (
 from . import metrics
 from .batching import PipelineBatcher
 from .bounces import classify, enhanced_code
-from .commit import OutcomeRecorder
+from .commit import OutcomeRecorder, address_domain
 from .config import MtaConfig
 from .dkim_signing import DkimSigner
 from .events import consumer_name
@@ -46,10 +46,6 @@ from .resolver import DomainNotFoundError, MxResolver, NullMxError, TemporaryDns
 from .smtp_client import ConnectionPool, DataHooks, TransientConnectError
 
 log = logging.getLogger(__name__)
-
-
-def _domain(address: str) -> str:
-    return address.rsplit("@", 1)[-1].lower()
 
 
 class DeliveryWorker:
@@ -189,8 +185,8 @@ class DeliveryWorker:
         pending = [r for r in msg.recipients if r not in done]
         by_domain: dict[str, list[str]] = {}
         for rcpt in pending:
-            by_domain.setdefault(_domain(rcpt), []).append(rcpt)
-        sender_domain = _domain(msg.mail_from)
+            by_domain.setdefault(address_domain(rcpt), []).append(rcpt)
+        sender_domain = address_domain(msg.mail_from)
         signed = await self.signer.sign(msg.data, sender_domain) if by_domain else msg.data
         groups = await asyncio.gather(
             *(
@@ -228,7 +224,7 @@ class DeliveryWorker:
             team_id=msg.team_id,
             kind=msg.kind,
             mail_from=msg.mail_from,
-            sender_domain=_domain(msg.mail_from),
+            sender_domain=address_domain(msg.mail_from),
             recipients=list(rcpts),
             recipient_domain=domain,
             provider_group=group,
