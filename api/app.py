@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from api.db import make_engine, make_sessionmaker
 from api.errors import install_error_handlers
 from api.events import EventProducer
+from api.hotpath import HotPaths
 from api.middleware import BodyLimitMiddleware, MetricsMiddleware
 from api.ratelimit import ApiKeyLimiter
 from api.routers import ROUTERS
@@ -75,6 +76,7 @@ def create_app(
     install_error_handlers(app)
     for router in ROUTERS:
         app.include_router(router)
+    app.add_middleware(HotPaths)  # innermost: body limit and metrics apply to it too
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.api.max_request_bytes)
     app.add_middleware(MetricsMiddleware)
     return app

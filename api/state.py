@@ -50,6 +50,9 @@ class AppState:
     domain_cache: TtlCache = field(default_factory=lambda: TtlCache(5.0))
     clickhouse: Any = None  # clickhouse-connect client, created on first read
     send_now_script: Any = None  # api.sending's Lua script, registered on first send
+    hot_send_script: Any = None  # api.hotsend's one-trip script, registered on first send
+    # API-key hash -> api.hotsend.KeyRecord; checked against Redis on every send.
+    api_key_records: dict[str, Any] = field(default_factory=dict)
 
     def warehouse(self) -> Any:
         """The shared ClickHouse client, created on first use (no per-client session, so

@@ -1,15 +1,26 @@
-"""A lean HTTP/1.1 keep-alive load generator (asyncio streams + uvloop).
+"""A lean HTTP/1.1 keep-alive load generator (asyncio protocols + uvloop).
 
 Python HTTP clients (httpx, aiohttp) cost more CPU per request than the server under
-test; on a 2-core box that would measure the client. This one sends pre-built
-request bytes and parses only the status line and Content-Length.
+test; on a 2-core box that would measure the client. This one writes pre-built request
+bytes from an `asyncio.Protocol` and parses only the status line and Content-Length
+(no streams, no per-request tasks).
+
+Two modes: closed loop (C connections, each sends its next request when the previous
+answer arrived: throughput) and open loop (`rate`: request i is due at start + i/rate
+whatever the server does; its latency counts from that due time, so a slow server
+cannot hide queueing delay by slowing the generator down — no coordinated omission).
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
 import time
+from collections import deque
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import cast
 
 
 @dataclass
@@ -19,6 +30,7 @@ class LoadResult:
     statuses: dict[int, int] = field(default_factory=dict)
     latencies: list[float] = field(default_factory=list)
     seconds: float = 0.0
+    client_cpu_seconds: float = 0.0
 
     @property
     def rate(self) -> float:
@@ -29,6 +41,13 @@ class LoadResult:
             return 0.0
         ordered = sorted(self.latencies)
         return ordered[min(len(ordered) - 1, int(len(ordered) * p))]
+
+    def record(self, status: int, latency: float) -> None:
+        self.latencies.append(latency)
+        self.statuses[status] = self.statuses.get(status, 0) + 1
+        self.requests += 1
+        if status >= 400:
+            self.errors += 1
 
 
 def build_request(
@@ -42,60 +61,155 @@ def build_request(
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
 
-async def _read_response(reader: asyncio.StreamReader) -> int:
-    head = await reader.readuntil(b"\r\n\r\n")
-    status = int(head[9:12])
-    length = 0
-    for line in head.split(b"\r\n")[1:]:
-        if line[:15].lower() == b"content-length:":
-            length = int(line[15:])
-            break
-    if length:
-        await reader.readexactly(length)
-    return status
+class _Connection(asyncio.Protocol):
+    """One keep-alive connection with at most one request in flight."""
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+        self._waiter: asyncio.Future[int] | None = None
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is no subclass
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def data_received(self, data: bytes) -> None:
+        self._buffer += data
+        end = self._buffer.find(b"\r\n\r\n")
+        if end < 0 or self._waiter is None:
+            return
+        length = 0
+        start = self._buffer.find(b"\r\ncontent-length:", 0, end)
+        if start < 0:
+            start = self._buffer.lower().find(b"\r\ncontent-length:", 0, end)
+        if start >= 0:
+            stop = self._buffer.find(b"\r\n", start + 2)
+            length = int(self._buffer[start + 17 : stop])
+        total = end + 4 + length
+        if len(self._buffer) < total:
+            return
+        status = int(self._buffer[9:12])
+        del self._buffer[:total]
+        waiter, self._waiter = self._waiter, None
+        waiter.set_result(status)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_exception(ConnectionError("server closed the connection"))
+
+    def request(self, data: bytes) -> asyncio.Future[int]:
+        assert self.transport is not None
+        self._waiter = asyncio.get_running_loop().create_future()
+        self.transport.write(data)
+        return self._waiter
 
 
-async def _connection(
-    port: int,
-    requests: list[bytes],
-    result: LoadResult,
-    counter: list[int],
-    pace: float | None,
-    start: float,
+async def _connect(port: int) -> _Connection:
+    loop = asyncio.get_running_loop()
+    _transport, protocol = await loop.create_connection(_Connection, "127.0.0.1", port)
+    return protocol
+
+
+async def _closed_loop(
+    connection: _Connection, requests: list[bytes], counter: list[int], result: LoadResult
 ) -> None:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    try:
-        while True:
-            index = counter[0]
-            if index >= len(requests):
-                return
-            counter[0] += 1
-            if pace:
-                delay = start + index * pace - time.perf_counter()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-            sent = time.perf_counter()
-            writer.write(requests[index])
-            status = await _read_response(reader)
-            result.latencies.append(time.perf_counter() - sent)
-            result.statuses[status] = result.statuses.get(status, 0) + 1
-            result.requests += 1
-            if status >= 400:
-                result.errors += 1
-    finally:
-        writer.close()
+    while counter[0] < len(requests):
+        index = counter[0]
+        counter[0] += 1
+        sent = time.perf_counter()
+        status = await connection.request(requests[index])
+        result.record(status, time.perf_counter() - sent)
+
+
+class _OpenLoop:
+    """Hands each due request to an idle connection, or queues it until one is free;
+    callbacks only (no task or wake-up per request: the generator must stay cheap)."""
+
+    def __init__(self, pool: list[_Connection], total: int, result: LoadResult) -> None:
+        self._idle = deque(pool)
+        self._backlog: deque[tuple[float, bytes]] = deque()
+        self._remaining = total
+        self._result = result
+        self.finished: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def submit(self, scheduled: float, data: bytes) -> None:
+        if self._idle:
+            self._start(self._idle.popleft(), scheduled, data)
+        else:
+            self._backlog.append((scheduled, data))
+
+    def _start(self, connection: _Connection, scheduled: float, data: bytes) -> None:
+        future = connection.request(data)
+        future.add_done_callback(lambda done: self._done(connection, scheduled, done))
+
+    def _done(self, connection: _Connection, scheduled: float, future: asyncio.Future[int]) -> None:
+        if future.exception() is not None:
+            self._result.record(599, time.perf_counter() - scheduled)
+        else:
+            self._result.record(future.result(), time.perf_counter() - scheduled)
+        self._remaining -= 1
+        if self._backlog:
+            self._start(connection, *self._backlog.popleft())
+        else:
+            self._idle.append(connection)
+        if self._remaining == 0 and not self.finished.done():
+            self.finished.set_result(None)
+
+
+async def _pace(requests: list[bytes], rate: float, open_loop: _OpenLoop) -> None:
+    start = time.perf_counter()
+    interval = 1.0 / rate
+    for index, data in enumerate(requests):
+        when = start + index * interval
+        delay = when - time.perf_counter()
+        if delay > 0.0005:
+            await asyncio.sleep(delay)
+        open_loop.submit(when, data)
+    await open_loop.finished
 
 
 async def run_load(
     port: int, requests: list[bytes], connections: int, rate: float | None = None
 ) -> LoadResult:
-    """Send every request over `connections` keep-alive connections; paced if `rate`."""
+    """Send every request over `connections` keep-alive connections; open loop if `rate`
+    (then `connections` bounds the requests in flight)."""
     result = LoadResult()
-    counter = [0]
+    pool = [await _connect(port) for _ in range(connections)]
+    cpu = time.process_time()
     start = time.perf_counter()
-    pace = 1.0 / rate if rate else None
-    await asyncio.gather(
-        *(_connection(port, requests, result, counter, pace, start) for _ in range(connections))
-    )
+    if rate:
+        await _pace(requests, rate, _OpenLoop(pool, len(requests), result))
+    else:
+        counter = [0]
+        await asyncio.gather(*(_closed_loop(c, requests, counter, result) for c in pool))
     result.seconds = time.perf_counter() - start
+    result.client_cpu_seconds = time.process_time() - cpu
+    for connection in pool:
+        if connection.transport is not None:
+            connection.transport.close()
     return result
+
+
+def process_tree_cpu_seconds(pid: int) -> float:
+    """user+system CPU seconds of a live process and its live descendants (/proc)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    pending = [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            stat = Path(f"/proc/{current}/stat").read_text()
+            fields = stat[stat.rindex(")") + 2 :].split()
+            total += (int(fields[11]) + int(fields[12])) / ticks
+            for task in Path(f"/proc/{current}/task").iterdir():
+                children = (task / "children").read_text().split()
+                pending.extend(int(child) for child in children)
+        except (FileNotFoundError, ProcessLookupError, ValueError):
+            continue
+    return total
+
+
+def load_average() -> list[float]:
+    return [round(value, 2) for value in os.getloadavg()]

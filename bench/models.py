@@ -43,6 +43,7 @@ FULL_TARGET_SECONDS = 120.0
 INCREMENTAL_TARGET_RATIO = 0.10
 START = datetime(2026, 6, 1)
 DAYS = 150
+NODES_REPORTED = 10
 
 
 def cpu_seconds(gateway_pid: int | None) -> float:
@@ -60,7 +61,7 @@ def cpu_seconds(gateway_pid: int | None) -> float:
 
 def dbt_build(
     work: Path, project_dir: Path, gateway_pid: int | None, *extra: str
-) -> tuple[float, float, bool, str]:
+) -> tuple[float, float, bool, str, dict[str, float]]:
     from dbt.cli.main import dbtRunner
 
     args = ["build", *extra, "--project-dir", str(project_dir), "--profiles-dir",
@@ -76,7 +77,12 @@ def dbt_build(
         for r in (result.result or [])
         if getattr(r, "status", "") not in ("success", "pass")
     ]
-    return elapsed, cpu, bool(result.success), "; ".join(failures)[:500]
+    node_seconds = {
+        r.node.name: round(float(getattr(r, "execution_time", 0.0)), 2)
+        for r in (result.result or [])
+    }
+    slowest = dict(sorted(node_seconds.items(), key=lambda item: -item[1])[:NODES_REPORTED])
+    return elapsed, cpu, bool(result.success), "; ".join(failures)[:500], slowest
 
 
 def redeliver_duplicates(client: Any, database: str, rows: int) -> None:
@@ -106,7 +112,9 @@ def run(events: int, keep: bool, project_dir: Path = DBT_PROJECT_DIR) -> dict[st
         load_seconds = time.perf_counter() - began
         work = state / "dbt"
         gateway_pid = gateway.stack.running_pid(gateway.name)
-        full_seconds, full_cpu, full_ok, full_errors = dbt_build(work, project_dir, gateway_pid)
+        full_seconds, full_cpu, full_ok, full_errors, full_nodes = dbt_build(
+            work, project_dir, gateway_pid
+        )
 
         extra = events // 100
         more = SyntheticBatch(
@@ -116,7 +124,7 @@ def run(events: int, keep: bool, project_dir: Path = DBT_PROJECT_DIR) -> dict[st
         load(client, gateway.database, more)
         redeliver_duplicates(client, gateway.database, extra // 10)
         # the hourly production run: what Dagster runs (BUILD_ARGS: data tests, no unit tests)
-        incremental_seconds, incremental_cpu, inc_ok, inc_errors = dbt_build(
+        incremental_seconds, incremental_cpu, inc_ok, inc_errors, inc_nodes = dbt_build(
             work, project_dir, gateway_pid, *BUILD_ARGS[1:]
         )
 
@@ -146,6 +154,8 @@ def run(events: int, keep: bool, project_dir: Path = DBT_PROJECT_DIR) -> dict[st
             "errors": (full_errors + " " + inc_errors).strip(),
             "fct_message_events_rows": counted,
             "duplicates_ignored": counted == events + extra,
+            "full_build_slowest_nodes_seconds": full_nodes,
+            "incremental_build_slowest_nodes_seconds": inc_nodes,
             "load_average_1_5_15_before": [round(x, 2) for x in load_average_before],
             "load_average_1_5_15_after": [round(x, 2) for x in os.getloadavg()],
         }

@@ -20,8 +20,8 @@ end to end >= 300 msgs/s.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
+import os
 import re
 import statistics
 import sys
@@ -40,7 +40,8 @@ from kibamail.settings import REPO_ROOT, Settings
 from mta.credentials import create_smtp_credential
 from pipelines.contracts import MessageStatusEvent, RedisKeys, Topic, deserialize
 
-from .mta_load import LoadResult, run_load
+from .mta_cpu import CpuMeter, ThreadCpu
+from .mta_load import LoadResult, generate
 
 TARGET_ACCEPT_RATIO = 1.0
 TARGET_E2E_RATE = 300.0
@@ -74,10 +75,8 @@ def wait_port(port: int, timeout: float = 30) -> None:
 
 def accept_run(port: int, credential: tuple[str, str], args: argparse.Namespace) -> LoadResult:
     # Warm-up: TLS session setup, argon2 verification, imports on the server side.
-    asyncio.run(run_load(port, *credential, messages=50, connections=5))
-    return asyncio.run(
-        run_load(port, *credential, messages=args.messages, connections=args.connections)
-    )
+    generate(port, *credential, messages=50, connections=5)
+    return generate(port, *credential, messages=args.messages, connections=args.connections)
 
 
 class DeliveredWatcher(threading.Thread):
@@ -93,14 +92,17 @@ class DeliveredWatcher(threading.Thread):
         self.consumer.subscribe([Topic.MESSAGE_STATUSES.value])
         self.delivered: dict[str, float] = {}
         self.stop = threading.Event()
+        self.cpu_seconds = 0.0
 
     def run(self) -> None:
+        cpu = ThreadCpu()
         while not self.stop.is_set():
             for msg in self.consumer.consume(1000, timeout=0.2):
                 if msg.error() is None:
                     event = deserialize(MessageStatusEvent, msg.value())
                     if event.status == "delivered":
                         self.delivered.setdefault(event.message_id, time.perf_counter())
+        self.cpu_seconds = cpu.seconds()
         self.consumer.close()
 
 
@@ -142,18 +144,24 @@ def e2e_run(stack: Stack, settings: Settings, args: argparse.Namespace) -> dict[
         )
         extra.append(name)
     wait_port(mta.submission_port)
+    meter = CpuMeter()
+    for name in ["mta", *extra, "testnet", "redis", "kafka"]:
+        meter.add(name, stack.running_pid(name))
+    meter.add("bench_process", os.getpid())
     watcher = DeliveredWatcher(settings)
     watcher.start()
+    meter.start()
     started = time.perf_counter()
-    load = asyncio.run(
-        run_load(
-            mta.submission_port, *credential, messages=args.messages, connections=args.connections
-        )
+    generator = ThreadCpu()
+    load = generate(
+        mta.submission_port, *credential, messages=args.messages, connections=args.connections
     )
+    generator_seconds = generator.seconds()
     wanted = set(load.message_ids)
     deadline = time.monotonic() + args.timeout
     while time.monotonic() < deadline and not wanted <= set(watcher.delivered):
         time.sleep(0.2)
+    cpu = meter.stop()
     watcher.stop.set()
     watcher.join(10)
     seen = [watcher.delivered[m] for m in wanted if m in watcher.delivered]
@@ -168,6 +176,18 @@ def e2e_run(stack: Stack, settings: Settings, args: argparse.Namespace) -> dict[
         "msgs_per_s": round(len(seen) / (last - started), 1) if seen else 0.0,
         "accept_p50_ms": load.percentile(0.5),
         "accept_p99_ms": load.percentile(0.99),
+        # CPU seconds from the first submission to the last delivered event; the bench
+        # process (load generator thread + Kafka watcher) is split out so the MTA's own
+        # cost per message is visible.
+        "cpu_seconds": cpu,
+        "cpu_ms_per_delivered": meter.per_message_ms(
+            len(seen),
+            {
+                "load_generator_thread": generator_seconds,
+                "kafka_watcher_thread": watcher.cpu_seconds,
+            },
+        ),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
     }
 
 

@@ -91,7 +91,7 @@ class _Pace:
             self.next_at = max(now, self.next_at) + self.interval
 
 
-async def _command(
+async def smtp_path_command(
     smtp: aiosmtplib.SMTP,
     verb: bytes,
     prefix: bytes,
@@ -227,7 +227,7 @@ class ConnectionPool:
             options.append(b"SMTPUTF8")
         transcript.append(f"> MAIL FROM:<{mail_from}>")
         try:
-            reply = await _command(smtp, b"MAIL", b"FROM:", mail_from, utf8, options)
+            reply = await smtp_path_command(smtp, b"MAIL", b"FROM:", mail_from, utf8, options)
         except aiosmtplib.SMTPResponseException as exc:
             transcript.append(f"< {exc.code} {exc.message}")
             for rcpt in rcpts:
@@ -239,7 +239,7 @@ class ConnectionPool:
         for rcpt in rcpts:
             transcript.append(f"> RCPT TO:<{rcpt}>")
             try:
-                reply = await _command(smtp, b"RCPT", b"TO:", rcpt, utf8)
+                reply = await smtp_path_command(smtp, b"RCPT", b"TO:", rcpt, utf8)
                 transcript.append(f"< {reply.code} {reply.message}")
                 accepted.append(rcpt)
             except aiosmtplib.SMTPResponseException as exc:

@@ -57,6 +57,9 @@ class PipelineTuning(BaseSettings):
     metrics_host: str = "127.0.0.1"
     # ClickHouse sink: wait between insert retries while ClickHouse is down (backpressure).
     sink_retry_max_seconds: float = 5.0
+    # ClickHouse sink: plain fetches of the hot topic inserted as ArrowStream (False:
+    # JSONEachRow only; the bench compares both).
+    sink_arrow: bool = True
 
 
 @lru_cache(maxsize=1)

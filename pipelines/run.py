@@ -27,6 +27,19 @@ from kibamail.settings import Settings, get_settings
 log = logging.getLogger("pipelines.run")
 
 MARKER_REFRESH_SECONDS = 600.0
+# The hot loops allocate a dict or a message per event, nearly none of them in cycles:
+# with CPython's default (a young collection every 700 allocations, scanning long-lived
+# objects regularly) the collector cost the sink ~15% and the dataflow ~4% of their CPU.
+GC_THRESHOLDS = (100_000, 50, 100)
+
+
+def tune_gc() -> None:
+    """Freeze what start-up built (never collected again) and collect young objects rarely."""
+    import gc
+
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def flow_builders() -> dict[str, Callable[[Settings], Any]]:
@@ -63,6 +76,7 @@ def run_flow(settings: Settings, name: str) -> None:
     from pipelines.config import get_tuning
 
     flow = flow_builders()[name](settings)
+    tune_gc()
     cluster: dict[str, Any] = {}
     if settings.pipelines.addresses:
         cluster = {
@@ -93,7 +107,9 @@ def run_sink(settings: Settings) -> None:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    ClickHouseSink(settings).run(stop)
+    sink = ClickHouseSink(settings)
+    tune_gc()
+    sink.run(stop)
 
 
 class Child:

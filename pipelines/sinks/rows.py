@@ -120,6 +120,10 @@ class Batch:
     first_offsets: dict[tuple[str, int], int] = field(default_factory=dict)
     count: int = 0
     started: float = 0.0
+    # The same rows as Arrow tables (arrow_rows.py), one per plain fetch; a topic in
+    # ``mixed`` has rows that are not, so its rows go as JSONEachRow.
+    arrow: dict[Topic, list[Any]] = field(default_factory=dict)
+    mixed: set[Topic] = field(default_factory=set)
 
     def add(self, topic: Topic, partition: int, offset: int, row: bytes | None) -> None:
         if not self.offsets:
@@ -127,15 +131,27 @@ class Batch:
         if row is not None:
             self.rows.setdefault(topic, []).append(row)
             self.count += 1
+            self.mixed.add(topic)
         self.first_offsets.setdefault((topic.value, partition), offset)
         self.offsets[(topic.value, partition)] = offset + 1
 
     def add_run(
-        self, topic: Topic, partition: int, first: int, last: int, rows: list[bytes]
+        self,
+        topic: Topic,
+        partition: int,
+        first: int,
+        last: int,
+        rows: list[bytes],
+        table: Any = None,
     ) -> None:
-        """Offsets ``first..last`` of one partition, all of them valid ``rows``."""
+        """Offsets ``first..last`` of one partition, all of them valid ``rows`` (and, if
+        given, the same rows as one Arrow ``table``)."""
         if not self.offsets:
             self.started = time.monotonic()
+        if table is None:
+            self.mixed.add(topic)
+        else:
+            self.arrow.setdefault(topic, []).append(table)
         self.rows.setdefault(topic, []).extend(rows)
         self.count += len(rows)
         self.first_offsets.setdefault((topic.value, partition), first)
@@ -148,3 +164,7 @@ class Batch:
             if t == topic
         )
         return f"{topic.value}/{','.join(spans)}"
+
+    def arrow_tables(self, topic: Topic) -> list[Any] | None:
+        """Every row of the topic as Arrow tables, or None (some row is JSON only)."""
+        return None if topic in self.mixed else self.arrow.get(topic)
