@@ -9,6 +9,8 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from redis.asyncio import BlockingConnectionPool
+from redis.asyncio import Redis as AsyncRedis
 
 from api.db import make_engine, make_sessionmaker
 from api.errors import install_error_handlers
@@ -20,13 +22,22 @@ from api.routers import ROUTERS
 from api.security import Signer
 from api.sending import scheduler_loop
 from api.state import AppState
-from kibamail.clients import async_redis_client, redis_client
+from kibamail.clients import redis_client
 from kibamail.settings import Settings, get_settings
+
+# Redis connections per API process. A blocking pool makes a burst of concurrent requests
+# wait for a connection; redis-py's default pool (100) raises MaxConnectionsError -> 500.
+REDIS_POOL_SIZE = 64
+REDIS_POOL_WAIT_SECONDS = 10
 
 
 def build_state(settings: Settings, producer: Any = None) -> AppState:
     engine = make_engine(settings.database.url, echo=settings.database.echo)
-    redis = async_redis_client(settings)
+    redis = AsyncRedis(
+        connection_pool=BlockingConnectionPool.from_url(
+            settings.redis.url, max_connections=REDIS_POOL_SIZE, timeout=REDIS_POOL_WAIT_SECONDS
+        )
+    )
     return AppState(
         settings=settings,
         engine=engine,
@@ -63,7 +74,7 @@ def create_app(
                 with contextlib.suppress(asyncio.CancelledError):
                     await scheduler
             state.producer.close(timeout=5)
-            await state.redis.aclose()
+            await state.redis.aclose(close_connection_pool=True)
             state.sync_redis.close()
             state.engine.dispose()
 

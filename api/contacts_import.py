@@ -1,7 +1,10 @@
 """Streamed CSV import: rows are parsed as the body arrives and inserted in batches.
 
 Bad rows (invalid email, unknown column, duplicate) are reported with the line number
-where the record starts; good rows are imported. Quoted fields may span lines (RFC 4180):
+where the record starts; good rows are imported. Into a double opt-in list, contacts are
+imported `pending` and each gets the confirmation email (api.notifications, guarded per
+contact, so a re-import of the same file mails nobody twice but does mail a contact whose
+email a crashed first import never sent). Quoted fields may span lines (RFC 4180):
 physical lines are joined until the quotes balance, so memory stays bounded by the batch
 size and MAX_RECORD_CHARS, never by the file.
 """
@@ -17,7 +20,9 @@ from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
 from api.db import new_id, utcnow
+from api.errors import ApiError
 from api.models import Contact
+from api.notifications import CONFIRM_PURPOSE, send_confirmation
 from api.state import AppState
 from dmarc.validation import check_syntax_and_lists
 
@@ -96,15 +101,21 @@ async def _records(chunks: AsyncIterator[bytes]) -> AsyncIterator[tuple[int, lis
         raise UnterminatedRecord(start)
 
 
-def _insert(state: AppState, team_id: str, list_id: str, rows: list[dict[str, Any]]) -> set[str]:
-    """Insert rows whose email is not on the list yet; returns the emails skipped as duplicates."""
+def _insert(
+    state: AppState, team_id: str, list_id: str, rows: list[dict[str, Any]], status: str
+) -> tuple[set[str], list[tuple[str, str]]]:
+    """Insert rows whose email is not on the list yet. Returns the emails skipped as
+    duplicates, and (id, email) of every row of the batch now `pending` (new or not)."""
     with state.sessions() as db, db.begin():
         emails = [r["email"] for r in rows]
-        existing = set(
-            db.scalars(
-                select(Contact.email).where(Contact.list_id == list_id, Contact.email.in_(emails))
+        existing = {
+            email: (contact_id, current)
+            for email, contact_id, current in db.execute(
+                select(Contact.email, Contact.id, Contact.status).where(
+                    Contact.list_id == list_id, Contact.email.in_(emails)
+                )
             )
-        )
+        }
         now = utcnow()
         fresh = [
             {
@@ -112,7 +123,7 @@ def _insert(state: AppState, team_id: str, list_id: str, rows: list[dict[str, An
                 "id": new_id(),
                 "team_id": team_id,
                 "list_id": list_id,
-                "status": "subscribed",
+                "status": status,
                 "created_at": now,
             }
             for r in rows
@@ -120,7 +131,36 @@ def _insert(state: AppState, team_id: str, list_id: str, rows: list[dict[str, An
         ]
         if fresh:
             db.execute(Contact.__table__.insert(), fresh)
-        return existing
+        pending = [(row["id"], row["email"]) for row in fresh if status == "pending"]
+        pending += [
+            (contact_id, email)
+            for email, (contact_id, current) in existing.items()
+            if current == "pending"
+        ]
+        return set(existing), pending
+
+
+def _mail_confirmations(
+    state: AppState, list_name: str, contacts: list[tuple[str, str]]
+) -> tuple[int, list[tuple[str, str]]]:
+    """Confirmation emails for pending contacts; (number mailed now, refused (email,
+    reason)). The guard per contact makes a repeat a no-op."""
+    mailed, refused = 0, []
+    for contact_id, email in contacts:
+        try:
+            sent = send_confirmation(
+                state.sync_redis,
+                state.settings,
+                contact_id=contact_id,
+                email=email,
+                list_name=list_name,
+                token=state.signer.dumps_timed(CONFIRM_PURPOSE, contact_id),
+            )
+        except ApiError as exc:
+            refused.append((email, exc.message))
+            continue
+        mailed += sent is not None
+    return mailed, refused
 
 
 async def import_csv(
@@ -129,7 +169,11 @@ async def import_csv(
     list_id: str,
     known_fields: set[str],
     chunks: AsyncIterator[bytes],
+    *,
+    confirm_list_name: str | None = None,
 ) -> dict[str, Any]:
+    """``confirm_list_name``: the list is double opt-in: import as `pending` and mail each
+    contact the confirmation link (None: import as `subscribed`)."""
     errors: list[dict[str, Any]] = []
     error_count = imported = 0
     batch: list[dict[str, Any]] = []
@@ -151,12 +195,24 @@ async def import_csv(
         if len(errors) < MAX_REPORTED_ERRORS:
             errors.append({"line": line, "message": message})
 
+    confirmations = 0
+    status = "pending" if confirm_list_name is not None else "subscribed"
+
     async def flush() -> None:
-        nonlocal imported
-        duplicates = await run_in_threadpool(_insert, state, team_id, list_id, batch)
+        nonlocal imported, confirmations
+        duplicates, pending = await run_in_threadpool(
+            _insert, state, team_id, list_id, batch, status
+        )
         imported += len(batch) - len(duplicates)
         for email in sorted(duplicates, key=lambda e: batch_lines[e]):
             report(batch_lines[email], f"{email} is already on this list")
+        if confirm_list_name is not None and pending:
+            mailed, refused = await run_in_threadpool(
+                _mail_confirmations, state, confirm_list_name, pending
+            )
+            confirmations += mailed
+            for email, reason in refused:
+                report(batch_lines[email], f"confirmation email for {email} refused: {reason}")
         batch.clear()
         batch_lines.clear()
 
@@ -210,10 +266,14 @@ async def import_csv(
             await flush()
     if batch:
         await flush()
-    return {
+    result: dict[str, Any] = {
         "imported": imported,
         "failed": error_count,
         "errors": errors,
         "warned": warning_count,
         "warnings": warnings,
+        "status": status,
     }
+    if confirm_list_name is not None:
+        result["confirmation_emails"] = confirmations
+    return result

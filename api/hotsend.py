@@ -6,7 +6,8 @@ the mapping and the suppression key), so each process keeps the key's cached rec
 (`RedisKeys.api_key`, JSON written by `api.deps`) in memory and the script compares it
 with Redis's copy byte for byte: a revocation (which deletes that copy) or an expiry is
 seen on the very next request in every process, and the request then takes the full
-FastAPI path, which reloads the record from the database.
+FastAPI path, which reloads the record from the database. Concurrent sends share one
+pipeline (api.autopipeline).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 
 import orjson
 
+from api.autopipeline import ScriptBatcher
 from api.idempotency import TTL_SECONDS as IDEMPOTENCY_TTL_SECONDS
 from api.idempotency import IdempotencyClaim
 from api.ratelimit import LAST_USED_RESOLUTION_SECONDS, bucket_key, last_used_key
@@ -143,6 +145,6 @@ async def send_in_one_trip(
     if claim is not None:
         keys.append(claim.redis_key)
     if state.hot_send_script is None:
-        state.hot_send_script = state.redis.register_script(_SEND_LUA)
-    outcome, tokens, first_use, detail = await state.hot_send_script(keys=keys, args=args)
+        state.hot_send_script = ScriptBatcher(state.redis, _SEND_LUA)
+    outcome, tokens, first_use, detail = await state.hot_send_script(keys, args)
     return SendOutcome(int(outcome), float(tokens), bool(first_use), detail or b"")

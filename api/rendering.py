@@ -20,6 +20,7 @@ from email.mime.text import MIMEText
 from email.policy import compat32
 from email.utils import format_datetime, formataddr, getaddresses, parseaddr
 from functools import lru_cache
+from typing import Any
 
 from api.security import Signer
 from pipelines.contracts import utcnow
@@ -110,8 +111,19 @@ def _header_text(value: str) -> str:
     return value if value.isascii() else Header(value, "utf-8").encode(linesep="\r\n")
 
 
-@lru_cache(maxsize=4096)
+_BARE_ADDRESS = re.compile(r"^[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+$")
+
+
 def _formatted_addresses(value: str) -> str:
+    """A bare ASCII addr-spec (most recipients) is its own header form; the stdlib
+    parser is for names and odd syntax."""
+    if _BARE_ADDRESS.match(value):
+        return value
+    return _parsed_formatted_addresses(value)
+
+
+@lru_cache(maxsize=4096)
+def _parsed_formatted_addresses(value: str) -> str:
     return ", ".join(
         formataddr((name, addr), charset="utf-8") for name, addr in getaddresses([value])
     )
@@ -208,6 +220,18 @@ def render(draft: Draft) -> bytes:
     return _head(draft) + msg.as_bytes(policy=_SMTP_COMPAT)
 
 
+_date_cache: list[Any] = [0, ""]
+
+
+def _date_header() -> str:
+    """RFC 5322 Date of this second (formatted once per second, not per message)."""
+    now = utcnow()
+    second = int(now.timestamp())
+    if _date_cache[0] != second:
+        _date_cache[:] = [second, format_datetime(now.replace(microsecond=0))]
+    return str(_date_cache[1])
+
+
 def _head(draft: Draft) -> bytes:
     """The message's own headers, CRLF-terminated, MIME-Version last (content headers
     follow from the body writer)."""
@@ -217,7 +241,7 @@ def _head(draft: Draft) -> bytes:
         ("Cc", _address_header(draft.cc) if draft.cc else ""),
         ("Reply-To", _address_header(draft.reply_to) if draft.reply_to else ""),
         ("Subject", _header_text(draft.subject)),
-        ("Date", format_datetime(utcnow())),
+        ("Date", _date_header()),
         ("Message-ID", f"<{draft.message_id}>"),
         *((name, _header_text(value)) for name, value in draft.headers.items()),
     ]

@@ -102,7 +102,10 @@ class _Connection(asyncio.Protocol):
     def request(self, data: bytes) -> asyncio.Future[int]:
         assert self.transport is not None
         self._waiter = asyncio.get_running_loop().create_future()
-        self.transport.write(data)
+        if self.transport.is_closing():
+            self._waiter.set_exception(ConnectionError("connection closed"))
+        else:
+            self.transport.write(data)
         return self._waiter
 
 
@@ -113,13 +116,21 @@ async def _connect(port: int) -> _Connection:
 
 
 async def _closed_loop(
-    connection: _Connection, requests: list[bytes], counter: list[int], result: LoadResult
+    port: int,
+    connection: _Connection,
+    requests: list[bytes],
+    counter: list[int],
+    result: LoadResult,
 ) -> None:
     while counter[0] < len(requests):
         index = counter[0]
         counter[0] += 1
         sent = time.perf_counter()
-        status = await connection.request(requests[index])
+        try:
+            status = await connection.request(requests[index])
+        except ConnectionError:  # the server dropped us: count it, carry on on a new one
+            status = 599
+            connection = await _connect(port)
         result.record(status, time.perf_counter() - sent)
 
 
@@ -127,7 +138,9 @@ class _OpenLoop:
     """Hands each due request to an idle connection, or queues it until one is free;
     callbacks only (no task or wake-up per request: the generator must stay cheap)."""
 
-    def __init__(self, pool: list[_Connection], total: int, result: LoadResult) -> None:
+    def __init__(self, port: int, pool: list[_Connection], total: int, result: LoadResult) -> None:
+        self._port = port
+        self._replacing: set[asyncio.Future[None]] = set()
         self._idle = deque(pool)
         self._backlog: deque[tuple[float, bytes]] = deque()
         self._remaining = total
@@ -145,17 +158,24 @@ class _OpenLoop:
         future.add_done_callback(lambda done: self._done(connection, scheduled, done))
 
     def _done(self, connection: _Connection, scheduled: float, future: asyncio.Future[int]) -> None:
-        if future.exception() is not None:
-            self._result.record(599, time.perf_counter() - scheduled)
-        else:
-            self._result.record(future.result(), time.perf_counter() - scheduled)
+        failed = future.exception() is not None
+        self._result.record(599 if failed else future.result(), time.perf_counter() - scheduled)
         self._remaining -= 1
-        if self._backlog:
+        if failed:  # the server dropped this connection: replace it
+            self._replacing.add(asyncio.ensure_future(self._replace()))
+        elif self._backlog:
             self._start(connection, *self._backlog.popleft())
         else:
             self._idle.append(connection)
         if self._remaining == 0 and not self.finished.done():
             self.finished.set_result(None)
+
+    async def _replace(self) -> None:
+        connection = await _connect(self._port)
+        if self._backlog:
+            self._start(connection, *self._backlog.popleft())
+        else:
+            self._idle.append(connection)
 
 
 async def _pace(requests: list[bytes], rate: float, open_loop: _OpenLoop) -> None:
@@ -180,10 +200,10 @@ async def run_load(
     cpu = time.process_time()
     start = time.perf_counter()
     if rate:
-        await _pace(requests, rate, _OpenLoop(pool, len(requests), result))
+        await _pace(requests, rate, _OpenLoop(port, pool, len(requests), result))
     else:
         counter = [0]
-        await asyncio.gather(*(_closed_loop(c, requests, counter, result) for c in pool))
+        await asyncio.gather(*(_closed_loop(port, c, requests, counter, result) for c in pool))
     result.seconds = time.perf_counter() - start
     result.client_cpu_seconds = time.process_time() - cpu
     for connection in pool:

@@ -38,6 +38,7 @@ from infra.testing.fixtures import build_test_settings
 from kibamail.clients import ensure_topics, redis_client
 from kibamail.settings import REPO_ROOT, Settings
 from mta.credentials import create_smtp_credential
+from mta.dkim_signing import generate_ed25519_key, generate_rsa_key, store_dkim_key
 from pipelines.contracts import MessageStatusEvent, RedisKeys, Topic, deserialize
 
 from .mta_cpu import CpuMeter, ThreadCpu
@@ -56,13 +57,24 @@ def bench_policy(path: Path) -> Path:
     return path
 
 
-def prepare_redis(settings: Settings) -> tuple[str, str]:
+def prepare_redis(settings: Settings, dkim: str = "none") -> tuple[str, str]:
     client = redis_client(settings)
     client.flushdb()
     set_ready(client, "sender.example", True)
+    store_bench_dkim_key(client, dkim)
     credential = create_smtp_credential(client, "bench-team")
     client.close()
     return credential
+
+
+def store_bench_dkim_key(client: Any, dkim: str) -> None:
+    """``--dkim rsa`` signs like production (the API publishes an RSA-2048 key for every
+    verified domain); ``ed25519``; ``none`` (the default, as the earlier figures)."""
+    if dkim == "rsa":
+        store_dkim_key(client, "sender.example", "bench", "rsa-sha256", generate_rsa_key()[0])
+    elif dkim == "ed25519":
+        seed = generate_ed25519_key()[0]
+        store_dkim_key(client, "sender.example", "bench", "ed25519-sha256", seed)
 
 
 def wait_port(port: int, timeout: float = 30) -> None:
@@ -107,7 +119,7 @@ class DeliveredWatcher(threading.Thread):
 
 
 def e2e_run(stack: Stack, settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
-    credential = prepare_redis(settings)
+    credential = prepare_redis(settings, args.dkim)
     mta = settings.mta
     stack.start(
         kibamail_spec(
@@ -170,6 +182,7 @@ def e2e_run(stack: Stack, settings: Settings, args: argparse.Namespace) -> dict[
         stack.stop(name)
     return {
         "mta_processes": args.workers,
+        "dkim": args.dkim,
         "roles": "split" if args.split and args.workers > 1 else "all",
         "accepted": load.sent,
         "delivered_events": len(seen),
@@ -222,6 +235,12 @@ def main(argv: list[str] | None = None) -> int:
         action=argparse.BooleanOptionalAction,
         default=True,
         help="end to end: one listener process, the rest deliver (--no-split: all do both)",
+    )
+    parser.add_argument(
+        "--dkim",
+        choices=["none", "rsa", "ed25519"],
+        default="none",
+        help="end to end: sign every message with this key type (production: rsa)",
     )
     parser.add_argument("--rounds", type=int, default=2, help="interleaved acceptance rounds")
     parser.add_argument(

@@ -29,19 +29,32 @@ from kibamail.clients import ensure_topics, redis_client
 from kibamail.settings import Settings
 from mta.intake import queue_on_pipeline
 from mta.testnet import read_records
-from mta.tests.helpers import make_message
-from pipelines.contracts import MessageMapping, RedisKeys
+from pipelines.contracts import MessageMapping, OutboundMessage, RedisKeys
 
-from .mta import TARGET_E2E_RATE, bench_policy, wait_port
+from .mta import TARGET_E2E_RATE, bench_policy, store_bench_dkim_key, wait_port
+from .mta_load import make_message
 
 
-def fill_queue(settings: Settings, messages: int) -> None:
+def fill_queue(settings: Settings, messages: int, dkim: str) -> None:
+    """What ``bench.mta``'s SMTP submissions queue: 2 KB transactional mail, source smtp
+    (so the worker also computes the scoring features), 20 recipient domains."""
     client = redis_client(settings)
     client.flushdb()
     set_ready(client, "sender.example", True)
+    store_bench_dkim_key(client, dkim)
     pipe = client.pipeline(transaction=False)
+    sender = "receipts@sender.example"
     for i in range(messages):
-        msg = make_message([f"user{i}@example.org"], team="bench-team")
+        rcpt = f"user{i}@example{i % 20}.org"
+        message_id, data = make_message(sender, rcpt)
+        msg = OutboundMessage(
+            message_id=message_id,
+            team_id="bench-team",
+            mail_from=sender,
+            recipients=[rcpt],
+            data=data,
+            source="smtp",
+        )
         queue_on_pipeline(pipe, msg, MessageMapping(team_id="bench-team"))
         if i % 500 == 499:
             pipe.execute()
@@ -77,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=300)
     parser.add_argument("--profile", type=Path, help="write cProfile stats here")
     parser.add_argument("--uvloop", action="store_true", help="run on uvloop like `kibamail mta`")
+    parser.add_argument("--dkim", choices=["none", "rsa", "ed25519"], default="none")
     parser.add_argument("--concurrency", type=int, help="delivery_concurrency (default: settings)")
     args = parser.parse_args(argv)
     state_dir = Path(tempfile.mkdtemp(prefix="kibamail-bench-mta-delivery-"))
@@ -99,8 +113,9 @@ def main(argv: list[str] | None = None) -> int:
         testnet += ["--record-file", str(records)]
         stack.start(kibamail_spec(settings, "testnet", testnet, health_port=mta.delivery_port))
         wait_port(mta.delivery_port)
-        fill_queue(settings, args.messages)
+        fill_queue(settings, args.messages, args.dkim)
         profiler = cProfile.Profile() if args.profile else None
+        cpu_started = time.process_time()
         if profiler:
             profiler.enable()
         if args.uvloop:
@@ -109,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
             seconds = uvloop.run(drain(settings, args.messages, args.timeout))
         else:
             seconds = asyncio.run(drain(settings, args.messages, args.timeout))
+        cpu_seconds = time.process_time() - cpu_started
         if profiler:
             profiler.disable()
             profiler.dump_stats(str(args.profile))
@@ -120,6 +136,8 @@ def main(argv: list[str] | None = None) -> int:
             msgs_per_s=round(rate, 1),
             ratio_to_e2e_target=round(rate / TARGET_E2E_RATE, 3),
             delivery_concurrency=mta.delivery_concurrency,
+            dkim=args.dkim,
+            cpu_ms_per_message=round(1000 * cpu_seconds / max(delivered, 1), 3),
         )
     finally:
         stack.stop_all(order=["testnet", "kafka", "redis"])

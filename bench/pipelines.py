@@ -10,6 +10,11 @@ Starts its own broker (Tansu), Redis and chDB gateway on free loopback ports, th
    ``occurred_at``) to the row's insert time in ClickHouse (``ingested_at``); p50/p99.
 
 Prints one JSON line. Targets: >= 50,000 events/s, p99 < 2 s.
+
+Where the time goes: CPU-seconds per 1,000 events of every process on the path (the
+dataflow, the sink, the chDB gateway, the broker, Redis) while the pipeline ran, and of
+the producer (this process) while it produced. The machine may be shared: wall-clock
+rates depend on the neighbours, CPU per event much less (see the load averages).
 """
 
 from __future__ import annotations
@@ -39,12 +44,14 @@ from pipelines.contracts import (
 )
 
 
-def _produce(settings: Settings, payloads: list[tuple[bytes, bytes]]) -> None:
+def _produce(settings: Settings, payloads: list[tuple[bytes, bytes]]) -> float:
+    """Produces every payload; returns this process's CPU-seconds spent doing it."""
     from confluent_kafka import Producer
 
     from kibamail.clients import kafka_producer_config
 
     producer = Producer(kafka_producer_config(settings, **{"linger.ms": 20}))
+    started = time.process_time()
     for key, value in payloads:
         while True:
             try:
@@ -53,6 +60,7 @@ def _produce(settings: Settings, payloads: list[tuple[bytes, bytes]]) -> None:
             except BufferError:
                 producer.poll(0.01)
     assert producer.flush(60) == 0
+    return time.process_time() - started
 
 
 def _events(team: str, count: int, start: int = 0) -> list[tuple[bytes, bytes]]:
@@ -151,11 +159,18 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def throughput(settings: Settings, ch: Any, count: int, log_dir: Path) -> dict[str, float]:
+def per_thousand(seconds: dict[str, float], events: int) -> dict[str, float]:
+    return {name: round(1000 * value / max(1, events), 4) for name, value in seconds.items()}
+
+
+def throughput(
+    settings: Settings, ch: Any, count: int, log_dir: Path, services: dict[str, int]
+) -> dict[str, Any]:
     team = "bench-throughput"
     _map(settings, team, count)
-    _produce(settings, _events(team, count))
+    producer_cpu = _produce(settings, _events(team, count))
     bare = bare_consume(settings, count)
+    services_cpu = {name: cpu_seconds(pid) for name, pid in services.items()}
     started = time.perf_counter()
     procs = _start_pipeline(settings, log_dir)
     # Wall time includes both processes' start-up and the first group join.
@@ -166,8 +181,13 @@ def throughput(settings: Settings, ch: Any, count: int, log_dir: Path) -> dict[s
         time.sleep(0.05)
     first_count = _rows(ch, team)
     flow_cpu_first, sink_cpu_first = (cpu_seconds(proc.pid) for proc in procs)
+    services_first = {name: cpu_seconds(pid) for name, pid in services.items()}
     done = _wait_rows(ch, team, count, 600)
     flow_cpu, sink_cpu = (cpu_seconds(proc.pid) for proc in procs)
+    services_done = {name: cpu_seconds(pid) - services_cpu[name] for name, pid in services.items()}
+    services_steady = {
+        name: cpu_seconds(pid) - services_first[name] for name, pid in services.items()
+    }
     steady = (count - first_count) / max(1e-9, done - first_row)
     steady_events = count - first_count
     return {
@@ -185,6 +205,16 @@ def throughput(settings: Settings, ch: Any, count: int, log_dir: Path) -> dict[s
         # The same after the first row: start-up (imports, connecting) left out.
         "flow_events_per_cpu_s_steady": round(steady_events / max(1e-9, flow_cpu - flow_cpu_first)),
         "sink_events_per_cpu_s_steady": round(steady_events / max(1e-9, sink_cpu - sink_cpu_first)),
+        # CPU-seconds per 1,000 events: whole run (start-up included) and after the first row.
+        "cpu_s_per_1000_events": per_thousand(
+            {"flow": flow_cpu, "sink": sink_cpu, **services_done, "producer": producer_cpu},
+            count,
+        ),
+        "cpu_s_per_1000_events_steady": per_thousand(
+            {"flow": flow_cpu - flow_cpu_first, "sink": sink_cpu - sink_cpu_first}
+            | services_steady,
+            steady_events,
+        ),
         "_procs": procs,  # type: ignore[dict-item]
     }
 
@@ -246,9 +276,11 @@ def main() -> None:
         stack = Stack(settings.stack.state_dir)
         procs: list[subprocess.Popen[bytes]] = []
         try:
-            stack.start(kafka_spec(settings))
-            stack.start(redis_spec(settings, durable=False))
-            stack.start(warehouse_spec(settings))
+            services = {
+                "broker": stack.start(kafka_spec(settings)),
+                "redis": stack.start(redis_spec(settings, durable=False)),
+                "gateway": stack.start(warehouse_spec(settings)),
+            }
             ensure_topics(settings)
             migrate_warehouse(settings)
             ch = clickhouse_client(settings)
@@ -258,7 +290,7 @@ def main() -> None:
                 "cpus": os.cpu_count(),
                 "load_average_1m_at_start": round(os.getloadavg()[0], 2),
             }
-            measured = throughput(settings, ch, args.events, Path(tmp))
+            measured = throughput(settings, ch, args.events, Path(tmp), services)
             procs = measured.pop("_procs")  # type: ignore[assignment]
             result.update(measured)
             result.update(latency(settings, ch, args.rate, args.seconds))

@@ -79,6 +79,8 @@ class OutcomeRecorder:
             "kind": msg.kind,
         }
 
+        groups = {o.rcpt: o.provider_group for o in outcomes}
+
         def emit(rcpt: str, status: MessageStatus, **fields: Any) -> None:
             event = make_status_event(
                 **base,
@@ -86,6 +88,7 @@ class OutcomeRecorder:
                 recipient_domain=address_domain(rcpt),
                 status=status,
                 attempt=msg.attempt,
+                provider_group=groups.get(rcpt, ""),
                 **fields,
             )
             add_to_outbox(recorder, Topic.MESSAGE_STATUSES, msg.message_id, event)

@@ -206,7 +206,10 @@ class DeliveryWorker:
         entry_id: bytes,
         record_progress: bool,
     ) -> list[Outcome]:
+        group = provider_group(self.config, domain)  # by domain until the MX is known
+
         def all_(status: MessageStatus, code: int, text: str, **kw: Any) -> list[Outcome]:
+            kw.setdefault("provider_group", group)
             return [Outcome(r, status, code, text, **kw) for r in rcpts]
 
         try:
@@ -239,13 +242,24 @@ class DeliveryWorker:
         if verdict.action in ("fail", "reject"):
             failed = verdict.failed_recipients or {r: verdict.text for r in rcpts}
             outcomes = [
-                Outcome(r, MessageStatus.FAILED, verdict.code, f"{verdict.enhanced} {why}")
+                Outcome(
+                    r,
+                    MessageStatus.FAILED,
+                    verdict.code,
+                    f"{verdict.enhanced} {why}",
+                    provider_group=group,
+                )
                 for r, why in failed.items()
             ]
             rcpts = [r for r in rcpts if r not in failed]
             if not rcpts:
                 return outcomes
-        common = {"pool": ctx.pool, "source_ip": ctx.source_ip, "mx_host": ""}
+        common = {
+            "pool": ctx.pool,
+            "source_ip": ctx.source_ip,
+            "mx_host": "",
+            "provider_group": group,
+        }
         progress_key = RedisKeys.delivery_progress(entry_id.decode())
 
         marked: set[str] = set()
@@ -331,6 +345,7 @@ class DeliveryWorker:
                         "pool": o.pool,
                         "source_ip": o.source_ip,
                         "bounce_class": o.bounce_class.value,
+                        "provider_group": o.provider_group,
                     }
                 )
                 for o in outcomes

@@ -28,21 +28,34 @@ _MARKERS: dict[str, re.Pattern[bytes]] = {
 }
 
 
+def _first_words(data: bytes, count: int, prefix: int = 8192) -> list[bytes]:
+    """The first ``count`` lower-cased words; a big body is only scanned past ``prefix``
+    bytes when the prefix holds fewer (the last word found there may be cut short)."""
+    if len(data) > prefix:
+        words = _WORD.findall(data[:prefix].lower())
+        if len(words) > count:
+            return words[:count]
+    return _WORD.findall(data.lower())[:count]  # type: ignore[no-any-return]
+
+
 def simhash(data: bytes, max_words: int = 400) -> int:
     """64-bit simhash over 3-word shingles: near-identical bodies give close hashes.
 
     Vectorised with numpy (bit counting per position) because it runs for every SMTP
     transactional submission.
     """
-    words = _WORD.findall(data.lower())[:max_words]
+    words = _first_words(data, max_words)
     if len(words) < 3:
         shingles = [b" ".join(words)]
     else:
         shingles = list(map(b" ".join, zip(words, words[1:], words[2:], strict=False)))
     digests = b"".join([_blake2b(s, digest_size=8).digest() for s in shingles])
-    bits = np.unpackbits(np.frombuffer(digests, dtype=np.uint8)).reshape(-1, 64)
-    majority = np.count_nonzero(bits, axis=0) * 2 > len(shingles)
-    value = int.from_bytes(np.packbits(majority).tobytes(), "big")
+    if len(shingles) == 1:  # the majority of one hash is that hash (short subjects)
+        value = int.from_bytes(digests, "big")
+    else:
+        bits = np.unpackbits(np.frombuffer(digests, dtype=np.uint8)).reshape(-1, 64)
+        majority = np.count_nonzero(bits, axis=0) * 2 > len(shingles)
+        value = int.from_bytes(np.packbits(majority).tobytes(), "big")
     # Signed 64-bit so it fits ClickHouse Int64 and JSON readers.
     return value - (1 << 64) if value >= 1 << 63 else value
 

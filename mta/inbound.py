@@ -34,6 +34,7 @@ from pipelines.contracts import (
 from .bounces import classify
 from .config import MtaConfig
 from .events import add_to_outbox, make_status_event
+from .policies import provider_group
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +137,7 @@ class InboundProcessor:
     def __init__(self, settings: Settings, config: MtaConfig, redis: Any) -> None:
         self.redis = redis
         self.settings = settings
+        self.config = config
         self.report_mailboxes = {m.lower() for m in config.submission.report_mailboxes}
         self._clickhouse: Any = None
         # Warm the report parser off the event loop: its first import takes seconds, which
@@ -238,6 +240,7 @@ class InboundProcessor:
                 status=item.status,
                 recipient=item.recipient,
                 recipient_domain=item.recipient.rpartition("@")[2],
+                provider_group=provider_group(self.config, item.recipient.rpartition("@")[2]),
                 kind=mapping.kind,
                 attempt=REPORT_ATTEMPT,
                 smtp_code=item.code,

@@ -20,6 +20,7 @@ class Outcome:
     source_ip: str = ""
     mx_host: str = ""
     transcript: list[str] = field(default_factory=list)
+    provider_group: str = ""
     retry_after: float = 0.0
 
 
@@ -51,5 +52,6 @@ def finished_outcomes(progress: dict[str, str], in_doubt: str) -> dict[str, Outc
             source_ip=fields.get("source_ip", ""),
             mx_host=fields.get("mx_host", ""),
             transcript=["(recorded before a worker restart)"],
+            provider_group=fields.get("provider_group", ""),
         )
     return done

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pipelines.contracts import RedisKeys, TrafficKind
 
 from . import metrics
+from .coalesce import SingleFlight
 from .config import ConfigError, MtaConfig, PolicyStage
 
 Action = Literal["accept", "reject", "hold", "fail"]
@@ -76,16 +77,19 @@ class FlagCache:
     def __init__(self, ttl: float = 1.0) -> None:
         self.ttl = ttl
         self._values: dict[str, tuple[float, Any]] = {}
+        self._lookups = SingleFlight()  # an expired key: one GET, not one per delivery
 
     async def get(self, redis: Any, key: str) -> Any:
-        now = time.monotonic()
         hit = self._values.get(key)
-        if hit is not None and hit[0] > now:
+        if hit is not None and hit[0] > time.monotonic():
             return hit[1]
+        return await self._lookups.run(key, lambda: self._load(redis, key))
+
+    async def _load(self, redis: Any, key: str) -> Any:
         value = await redis.get(key)
         if len(self._values) > 50_000:
             self._values.clear()
-        self._values[key] = (now + self.ttl, value)
+        self._values[key] = (time.monotonic() + self.ttl, value)
         return value
 
     async def get_many(self, redis: Any, keys: list[str]) -> list[Any]:
@@ -100,12 +104,18 @@ class FlagCache:
             else:
                 missing.append(key)
         if missing:
-            if len(self._values) > 50_000:
-                self._values.clear()
-            for key, value in zip(missing, await redis.mget(missing), strict=True):
-                self._values[key] = (now + self.ttl, value)
-                found[key] = value
+            wanted = tuple(missing)
+            found.update(await self._lookups.run(wanted, lambda: self._load_many(redis, wanted)))
         return [found[key] for key in keys]
+
+    async def _load_many(self, redis: Any, keys: tuple[str, ...]) -> dict[str, Any]:
+        values = dict(zip(keys, await redis.mget(keys), strict=True))
+        if len(self._values) > 50_000:
+            self._values.clear()
+        expires = time.monotonic() + self.ttl
+        for key, value in values.items():
+            self._values[key] = (expires, value)
+        return values
 
 
 async def redis_call(ctx: PolicyContext, build: Any) -> Any:

@@ -11,6 +11,8 @@ import dns.resolver
 
 from kibamail.settings import MtaSettings
 
+from .coalesce import SingleFlight
+
 
 class NullMxError(Exception):
     """The domain publishes a null MX (RFC 7505): it accepts no mail. Permanent."""
@@ -32,7 +34,8 @@ class MxRoute:
 
 
 class MxResolver:
-    """Resolves recipient domains to MX hosts and hosts to addresses, with a TTL cache."""
+    """Resolves recipient domains to MX hosts and hosts to addresses, with a TTL cache;
+    concurrent misses of one name share one query (``SingleFlight``)."""
 
     def __init__(self, settings: MtaSettings, cache_seconds: float = 300.0) -> None:
         resolver = dns.asyncresolver.Resolver(configure=not settings.dns_servers)
@@ -44,6 +47,7 @@ class MxResolver:
         self._cache_seconds = cache_seconds
         self._mx: dict[str, tuple[float, MxRoute | Exception]] = {}
         self._addr: dict[str, tuple[float, list[str]]] = {}
+        self._lookups = SingleFlight()
 
     async def mx(self, domain: str) -> MxRoute:
         domain = domain.lower().rstrip(".")
@@ -52,6 +56,9 @@ class MxResolver:
             if isinstance(cached[1], Exception):
                 raise cached[1]
             return cached[1]
+        return await self._lookups.run(("mx", domain), lambda: self._resolve_mx(domain))
+
+    async def _resolve_mx(self, domain: str) -> MxRoute:
         try:
             route: MxRoute | Exception = await self._lookup_mx(domain)
         except (NullMxError, DomainNotFoundError) as exc:
@@ -85,6 +92,9 @@ class MxResolver:
         cached = self._addr.get(host)
         if cached and cached[0] > time.monotonic():
             return cached[1]
+        return await self._lookups.run(("addresses", host), lambda: self._resolve_addresses(host))
+
+    async def _resolve_addresses(self, host: str) -> list[str]:
         found: list[str] = []
         for rtype in ("A", "AAAA"):
             try:

@@ -36,7 +36,6 @@ from .tls import ensure_self_signed, server_context
 
 log = logging.getLogger(__name__)
 
-_BARE_LF = re.compile(rb"(?<!\r)\n|\r(?!\n)")
 _HEADER_LINE = re.compile(rb"^([!-9;-~]+):|^[ \t]")
 _MESSAGE_ID = re.compile(rb"^message-id:[ \t]*<?([^>\r\n]+)>?", re.IGNORECASE | re.MULTILINE)
 
@@ -194,7 +193,8 @@ async def _parse_login(server: SMTP, method: Any, args: list[str]) -> LoginPassw
 
 def check_message(data: bytes) -> str:
     """'' when acceptable, else the SMTP reply refusing it."""
-    if _BARE_LF.search(data):
+    crlf = data.count(b"\r\n")  # three C scans: a regex over the body cost ~0.1 ms
+    if data.count(b"\n") != crlf or data.count(b"\r") != crlf:
         return "550 5.6.0 Bare LF or CR in message; lines must end with CRLF"
     head, sep, _ = data.partition(b"\r\n\r\n")
     if not sep:

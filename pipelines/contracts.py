@@ -227,6 +227,10 @@ class MessageStatusEvent(Event):
     bounce_class: BounceClass = BounceClass.NONE
     reason: str = ""
     transcript: str = ""
+    # The MTA's provider group for the recipient (by domain, then by MX host: a custom
+    # domain hosted at Google is "google"; "default" when none matches). "" (older
+    # producers) or "default": the Flink reputation job names the provider itself.
+    provider_group: str = ""
 
 
 class MessageMapping(BaseModel):

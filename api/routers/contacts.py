@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import html
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import select
@@ -15,7 +15,7 @@ from api.contacts_import import import_csv
 from api.db import utcnow
 from api.deps import DbDep, StateDep, TeamContactsRead, TeamContentWrite
 from api.errors import ApiError
-from api.models import Contact, ContactList, CustomField
+from api.models import Contact, ContactList, CustomField, Role
 from api.notifications import CONFIRM_PURPOSE, send_confirmation
 from api.pagination import Cursor, Limit, paginate
 from api.schemas import EmailAddress
@@ -221,15 +221,36 @@ def delete_contact(
 
 @router.post("/lists/{list_id}/import", summary="Import CSV (streamed; per-row error report)")
 async def import_contacts(
-    team_id: str, list_id: str, request: Request, ctx: TeamContentWrite, state: StateDep
+    team_id: str,
+    list_id: str,
+    request: Request,
+    ctx: TeamContentWrite,
+    state: StateDep,
+    already_confirmed: Annotated[
+        bool,
+        Query(
+            description="Double opt-in list only, Administrators only: the contacts already "
+            "confirmed elsewhere; import them `subscribed` and send no confirmation email."
+        ),
+    ] = False,
 ) -> dict[str, Any]:
-    def check_list() -> set[str]:
+    def check_list() -> tuple[set[str], bool, str]:
         with state.sessions() as db:
-            _list(db, ctx.team_id, list_id)
-            return _known_fields(db, ctx.team_id)
+            row = _list(db, ctx.team_id, list_id)
+            return _known_fields(db, ctx.team_id), row.double_opt_in, row.name
 
-    known = await run_in_threadpool(check_list)
-    return await import_csv(state, ctx.team_id, list_id, known, request.stream())
+    known, double_opt_in, list_name = await run_in_threadpool(check_list)
+    if already_confirmed and ctx.role != Role.ADMIN:
+        raise ApiError(403, "only an Administrator may import contacts as already confirmed")
+    needs_confirmation = double_opt_in and not already_confirmed
+    return await import_csv(
+        state,
+        ctx.team_id,
+        list_id,
+        known,
+        request.stream(),
+        confirm_list_name=list_name if needs_confirmation else None,
+    )
 
 
 @router.get("/suppressions", summary="Suppressed addresses (hard bounces, complaints, manual)")

@@ -45,14 +45,16 @@
 
 {#- A duplicate of an event carries the same occurred_at, so it can only collide with rows
     of the same event_date: the anti-join reads just the days the batch touches, never the
-    whole model. `relations` are the models the batch is read from. -#}
-{% macro not_loaded_yet(relations) -%}
+    whole model. `relations` are the models the batch is read from. `key` is what the
+    set holds: (event_date, event_id) suits models ordered by date; a model ordered
+    otherwise (the timeline, by contact) builds and probes a one-column set much faster. -#}
+{% macro not_loaded_yet(relations, key='(event_date, event_id)') -%}
 {%- set since = watermark('ingested_at') -%}
 {%- if since is none -%}
 1 = 1
 {%- else -%}
-(event_date, event_id) not in (
-    select event_date, event_id from {{ this }}
+{{ key }} not in (
+    select {{ key | replace('(', '') | replace(')', '') }} from {{ this }}
     where {{ periods_ingested_since('event_date', relations, since) }}
 )
 {%- endif -%}

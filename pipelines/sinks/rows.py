@@ -6,6 +6,7 @@ message (with the reason for the dead letter) and one column-wise for a whole fe
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, field
 from operator import methodcaller
@@ -124,6 +125,8 @@ class Batch:
     # ``mixed`` has rows that are not, so its rows go as JSONEachRow.
     arrow: dict[Topic, list[Any]] = field(default_factory=dict)
     mixed: set[Topic] = field(default_factory=set)
+    # Set when a revoke drops the batch while its insert runs: stop retrying, never commit.
+    abandoned: threading.Event = field(default_factory=threading.Event)
 
     def add(self, topic: Topic, partition: int, offset: int, row: bytes | None) -> None:
         if not self.offsets:

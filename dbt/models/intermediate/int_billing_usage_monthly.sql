@@ -3,6 +3,8 @@
         materialized='incremental',
         incremental_strategy='delete_insert',
         unique_key='billing_month',
+        settings=patch_part_delete_table_settings(),
+        query_settings=patch_part_delete_query_settings(),
         engine=table_engine('MergeTree()'),
         order_by='(billing_month, team_id)',
     )
@@ -18,7 +20,8 @@ select
     team_id,
     toStartOfMonth(event_date) as billing_month,
     toUInt64(uniqExact(message_id, recipient)) as accepted_recipients,
-    max(ingested_at) as max_ingested_at
+    max(ingested_at) as max_ingested_at,
+    {{ load_marker() }}
 from {{ ref('fct_message_events') }}
 where status = 'accepted'
     and {{ customer_teams_only('team_id') }}

@@ -3,6 +3,8 @@
         materialized='incremental',
         incremental_strategy='delete_insert',
         unique_key='message_id',
+        settings=patch_part_delete_table_settings(),
+        query_settings=patch_part_delete_query_settings(),
         engine=table_engine('MergeTree()'),
         order_by='(message_id)',
     )
@@ -58,6 +60,7 @@ select
     argMax(e_source_ip, e_source_ip_at) as source_ip,
     max(e_source_ip_at) as source_ip_at,
     min(e_first_event_at) as first_event_at,
-    max(e_max_ingested_at) as max_ingested_at
+    max(e_max_ingested_at) as max_ingested_at,
+    {{ load_marker() }}
 from folded
 group by message_id

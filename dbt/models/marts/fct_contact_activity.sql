@@ -91,7 +91,8 @@ select
     broadcast_id,
     kind,
     detail,
-    ingested_at
+    ingested_at,
+    {{ load_marker() }}
 from activity
 where {{ not_loaded_yet([ref('fct_message_events'), ref('fct_email_opens'), ref('fct_email_clicks'),
-                        ref('stg_kibamail__unsubscribes')]) }}
+                        ref('stg_kibamail__unsubscribes')], key='event_id') }}

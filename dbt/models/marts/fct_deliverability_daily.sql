@@ -3,6 +3,8 @@
         materialized='incremental',
         incremental_strategy='delete_insert',
         unique_key='event_date',
+        settings=patch_part_delete_table_settings(),
+        query_settings=patch_part_delete_query_settings(),
         engine=table_engine('MergeTree()'),
         order_by='(team_id, event_date, provider)',
         partition_by='toYYYYMM(event_date)',
@@ -14,6 +16,8 @@
 -- Days touched by rows the fct models added since the last run are recomputed whole.
 {% set sources = [ref('fct_message_events'), ref('fct_email_opens'), ref('fct_email_clicks'),
                   ref('stg_kibamail__unsubscribes')] %}
+{#- looked up once: every CTE below recomputes the same days -#}
+{% set touched_days = touched_periods('event_date', sources) %}
 
 with messages as (
     select
@@ -30,7 +34,7 @@ with messages as (
         countIf(status = 'complained') as complaints,
         max(ingested_at) as max_ingested_at
     from {{ ref('fct_message_events') }}
-    where {{ touched_periods('event_date', sources) }}
+    where {{ touched_days }}
     group by team_id, event_date, provider
 ),
 
@@ -45,7 +49,7 @@ opens as (
         uniqExactIf(message_id, not is_machine) as unique_human_opens,
         max(ingested_at) as max_ingested_at
     from {{ ref('fct_email_opens') }}
-    where {{ touched_periods('event_date', sources) }}
+    where {{ touched_days }}
     group by team_id, event_date, provider
 ),
 
@@ -59,7 +63,7 @@ clicks as (
         uniqExactIf(message_id, not is_machine) as unique_human_clicks,
         max(ingested_at) as max_ingested_at
     from {{ ref('fct_email_clicks') }}
-    where {{ touched_periods('event_date', sources) }}
+    where {{ touched_days }}
     group by team_id, event_date, provider
 ),
 
@@ -67,7 +71,7 @@ clicks as (
 unsubscribes_in_scope as (
     select team_id, event_date, message_id, ingested_at
     from {{ ref('stg_kibamail__unsubscribes') }}
-    where {{ touched_periods('event_date', sources) }}
+    where {{ touched_days }}
 ),
 
 unsubscribes as (
@@ -129,6 +133,7 @@ select
     if(delivered = 0, 0, complaints / delivered) as complaint_rate,
     if(delivered = 0, 0, unique_human_opens / delivered) as open_rate,
     if(delivered = 0, 0, unique_human_clicks / delivered) as click_rate,
-    max(max_ingested_at) as max_ingested_at
+    max(max_ingested_at) as max_ingested_at,
+    {{ load_marker() }}
 from unioned
 group by team_id, event_date, provider

@@ -55,6 +55,7 @@ select
     e.is_machine as is_machine,
     e.machine_reason as machine_reason,
     e.is_first as is_first,
-    e.ingested_at as ingested_at
+    e.ingested_at as ingested_at,
+    {{ load_marker() }}
 from fresh as e
 left join messages as m on e.message_id = m.message_id

@@ -42,5 +42,6 @@ select
     contact_id,
     variant_id,
     if(contact_id != '', contact_id, recipient) as contact_key,
-    ingested_at
+    ingested_at,
+    {{ load_marker() }}
 from fresh

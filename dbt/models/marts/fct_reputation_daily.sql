@@ -3,6 +3,8 @@
         materialized='incremental',
         incremental_strategy='delete_insert',
         unique_key='event_date',
+        settings=patch_part_delete_table_settings(),
+        query_settings=patch_part_delete_query_settings(),
         engine=table_engine('MergeTree()'),
         order_by='(team_id, event_date, sender_domain, source_ip)',
         partition_by='toYYYYMM(event_date)',
@@ -12,12 +14,14 @@
 -- documented in _marts.yml. An attempt's IP is the one the MTA used for it; events
 -- without one (complaints) take the IP that delivered the message.
 {% set sources = [ref('fct_message_events'), ref('fct_email_opens')] %}
+{#- looked up once: every CTE below recomputes the same days -#}
+{% set touched_days = touched_periods('event_date', sources) %}
 
 with events_in_scope as (
     select team_id, event_date, message_id, status, sender_domain, source_ip, ingested_at
     from {{ ref('fct_message_events') }}
     where status in ('delivered', 'deferred', 'bounced', 'complained')
-        and {{ touched_periods('event_date', sources) }}
+        and {{ touched_days }}
 ),
 
 -- events that do not name their domain or IP (complaints) take the message's; they are
@@ -72,7 +76,7 @@ engagement as (
         uniqExactIf(message_id, not is_machine) as unique_human_opens,
         max(ingested_at) as max_ingested_at
     from {{ ref('fct_email_opens') }}
-    where {{ touched_periods('event_date', sources) }}
+    where {{ touched_days }}
     group by team_id, event_date, sender_domain, source_ip
 ),
 
@@ -118,5 +122,6 @@ select
     if(delivered = 0, 0, least(1, unique_human_opens / delivered)) as engagement_rate,
     {{ reputation_score('bounce_rate', 'complaint_rate', 'defer_rate', 'engagement_rate') }}
         as reputation_score,
-    max_ingested_at
+    max_ingested_at,
+    {{ load_marker() }}
 from combined

@@ -5,6 +5,7 @@ CREATE TABLE statuses (
     `status`           STRING,
     source_ip        STRING,
     recipient_domain STRING,
+    provider_group   STRING,
     occurred_at      STRING,
     ts AS CAST(REPLACE(REPLACE(occurred_at, 'T', ' '), 'Z', '') AS TIMESTAMP(3)),
     WATERMARK FOR ts AS ts - INTERVAL '${watermark_seconds}' SECOND

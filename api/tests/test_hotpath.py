@@ -1,0 +1,126 @@
+"""The lean handlers of api.hotpath: they answer the happy path themselves, see a
+revocation made by another process at once, and hand everything else to FastAPI."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from api import routers
+from api.accounts import revoke_api_key
+from api.app import create_app
+from api.models import ApiKey
+from api.security import sha256_hex
+from api.tests.conftest import RecordingProducer, SendingTeam
+from kibamail.settings import Settings
+from pipelines.contracts import RedisKeys
+
+pytestmark = pytest.mark.integration
+
+
+def _payload(team: SendingTeam) -> dict[str, Any]:
+    return {
+        "from": f"Acme <hello@{team.domain}>",
+        "to": ["bob@example.org"],
+        "subject": "Hot",
+        "html": '<html><body><a href="https://acme.test/x">x</a></body></html>',
+        "text": "Hot",
+    }
+
+
+@pytest.fixture
+def fastapi_sends(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Records every send the FastAPI route itself performs (the fallback)."""
+    calls: list[str] = []
+    original = routers.emails.send_now
+
+    async def recording_send_now(*args: Any, **kwargs: Any) -> Any:
+        calls.append("fastapi")
+        return await original(*args, **kwargs)
+
+    monkeypatch.setattr(routers.emails, "send_now", recording_send_now)
+    return calls
+
+
+@pytest.fixture
+def second_process(api_settings: Settings, redis_client: Any) -> Iterator[TestClient]:
+    """Another API process: its own app state and API-key cache."""
+    app = create_app(api_settings, producer=RecordingProducer(), run_scheduler=False)
+    with TestClient(app) as test_client:
+        yield test_client
+
+
+def test_the_hot_path_sends_without_the_fastapi_route(
+    client: TestClient, team: SendingTeam, redis_client: Any, fastapi_sends: list[str]
+) -> None:
+    first = client.post("/v1/emails", json=_payload(team), headers=team.auth)  # loads the key
+    second = client.post("/v1/emails", json=_payload(team), headers=team.auth)
+    assert first.status_code == second.status_code == 200, second.text
+    assert second.json()["status"] == "queued"
+    assert fastapi_sends == ["fastapi"]  # only the first request, to populate Redis
+    assert redis_client.xlen(RedisKeys.SUBMISSION_STREAM) == 2
+    assert second.headers["RateLimit-Limit"] == first.headers["RateLimit-Limit"]
+    assert int(second.headers["RateLimit-Remaining"]) <= int(second.headers["RateLimit-Limit"]) - 1
+    metrics = client.get("/metrics").text
+    assert 'route="/v1/emails",status="200"' in metrics
+
+
+def test_a_revocation_in_another_process_refuses_the_next_send(
+    client: TestClient,
+    second_process: TestClient,
+    team: SendingTeam,
+    redis_client: Any,
+) -> None:
+    for _ in range(2):  # both processes now hold the key in memory
+        assert client.post("/v1/emails", json=_payload(team), headers=team.auth).status_code == 200
+        assert (
+            second_process.post("/v1/emails", json=_payload(team), headers=team.auth).status_code
+            == 200
+        )
+    queued = redis_client.xlen(RedisKeys.SUBMISSION_STREAM)
+    state = second_process.app.state.km  # type: ignore[attr-defined]
+    with state.sessions.begin() as db:
+        key = db.scalar(select(ApiKey).where(ApiKey.key_hash == sha256_hex(team.api_key)))
+        revoke_api_key(db, state.sync_redis, key)
+    refused = client.post("/v1/emails", json=_payload(team), headers=team.auth)
+    assert refused.status_code == 401 and refused.json()["error"]["code"] == "unauthorized"
+    assert redis_client.xlen(RedisKeys.SUBMISSION_STREAM) == queued
+
+
+def test_an_expired_key_record_is_reloaded_and_the_hot_path_resumes(
+    client: TestClient, team: SendingTeam, redis_client: Any, fastapi_sends: list[str]
+) -> None:
+    assert client.post("/v1/emails", json=_payload(team), headers=team.auth).status_code == 200
+    redis_client.delete(RedisKeys.api_key(sha256_hex(team.api_key)))  # the 300 s TTL ran out
+    for _ in range(3):
+        assert client.post("/v1/emails", json=_payload(team), headers=team.auth).status_code == 200
+    assert fastapi_sends == ["fastapi", "fastapi"]  # the first load, then the reload only
+    assert redis_client.xlen(RedisKeys.SUBMISSION_STREAM) == 4
+
+
+def test_non_json_and_unknown_keys_get_the_fastapi_answers(
+    client: TestClient, team: SendingTeam, redis_client: Any
+) -> None:
+    as_text = client.post(
+        "/v1/emails",
+        content=b'{"from": "x"}',
+        headers={**team.auth, "Content-Type": "text/plain"},
+    )
+    assert as_text.status_code == 422 and as_text.json()["error"]["code"] == "validation_error"
+    unknown = client.post(
+        "/v1/emails", json=_payload(team), headers={"Authorization": "Bearer km_not-a-key"}
+    )
+    assert unknown.status_code == 401
+    assert redis_client.xlen(RedisKeys.SUBMISSION_STREAM) == 0
+
+
+def test_forged_tracking_tokens_fall_through_to_404_and_produce_nothing(
+    client: TestClient, producer: RecordingProducer
+) -> None:
+    assert client.get("/t/o/eyJmb28iOjF9.forged").status_code == 404
+    assert client.get("/t/c/eyJmb28iOjF9.forged").status_code == 404
+    assert producer.events == []
