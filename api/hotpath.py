@@ -38,6 +38,7 @@ from api.idempotency import IdempotencyClaim, stored_response
 from api.ratelimit import RateDecision
 from api.rendering import CLICK_PURPOSE, OPEN_PURPOSE
 from api.routers.emails import _in_future
+from api.routers.tracking import NO_CACHE_HEADERS, PIXEL_GIF
 from api.schemas import EmailIn
 from api.security import TokenError, sha256_hex
 from api.sending import prepare, suppressed_error
@@ -52,20 +53,17 @@ _SEND_ROUTE = SimpleNamespace(path="/v1/emails")
 _OPEN_ROUTE = SimpleNamespace(path="/t/o/{token}")
 _CLICK_ROUTE = SimpleNamespace(path="/t/c/{token}")
 
-_PIXEL_GIF = bytes.fromhex(
-    "47494638396101000100800000ffffff00000021f90401000000002c00000000010001000002024401003b"
-)
-_NO_CACHE = "no-store, no-cache, must-revalidate, max-age=0"
+_NO_CACHE = NO_CACHE_HEADERS["Cache-Control"]
 _PIXEL_START: Message = {
     "type": "http.response.start",
     "status": 200,
     "headers": [
         (b"content-type", b"image/gif"),
-        (b"content-length", str(len(_PIXEL_GIF)).encode()),
+        (b"content-length", str(len(PIXEL_GIF)).encode()),
         (b"cache-control", _NO_CACHE.encode()),
     ],
 }
-_PIXEL_BODY: Message = {"type": "http.response.body", "body": _PIXEL_GIF}
+_PIXEL_BODY: Message = {"type": "http.response.body", "body": PIXEL_GIF}
 
 
 class HotPaths:
@@ -183,9 +181,10 @@ def _client(scope: Scope) -> tuple[str, str]:
 
 
 def _is_json(content_type: bytes | None) -> bool:
-    """The content types FastAPI parses as JSON for a body model (absent = JSON)."""
+    """The content types FastAPI parses as JSON for a body model (strict_content_type, its
+    default: a request without Content-Type is not JSON)."""
     if content_type is None:
-        return True
+        return False
     main = content_type.partition(b";")[0].strip().lower()
     return main == b"application/json" or (
         main.startswith(b"application/") and main.endswith(b"+json")
@@ -195,13 +194,13 @@ def _is_json(content_type: bytes | None) -> bool:
 async def _fast_send(scope: Scope, body: bytes, send: Any) -> bool:
     """Answer POST /v1/emails, or return False (nothing stored) to let FastAPI answer."""
     authorization = content_type = idempotency_key = None
-    for name, value in scope["headers"]:
+    for name, value in scope["headers"]:  # the first of repeated headers, as Starlette reads
         if name == b"authorization":
-            authorization = value
+            authorization = authorization if authorization is not None else value
         elif name == b"content-type":
-            content_type = value
+            content_type = content_type if content_type is not None else value
         elif name == b"idempotency-key":
-            idempotency_key = value
+            idempotency_key = idempotency_key if idempotency_key is not None else value
     if authorization is None or not _is_json(content_type):
         return False
     scheme, _, raw_token = authorization.partition(b" ")

@@ -23,6 +23,9 @@ def run(settings: Settings) -> None:
         host=settings.api.host,
         port=settings.api.port,
         workers=settings.api.workers,
+        loop="uvloop",  # uvicorn[standard]; explicit so a missing wheel fails loudly
+        http="httptools",
+        backlog=4096,
         log_level="info",
         access_log=False,
         proxy_headers=True,

@@ -192,6 +192,7 @@ def _fanout(settings: Any, team_id: str, domain: str, contacts: int) -> dict[str
 class Measured:
     load: LoadResult
     server_cpu: float
+    redis_cpu: float
     load_average: list[float]
 
     def cost(self) -> dict[str, Any]:
@@ -199,6 +200,7 @@ class Measured:
         requests = max(1, self.load.requests)
         return {
             "server_cpu_ms_per_req": round(self.server_cpu / requests * 1000, 3),
+            "redis_cpu_ms_per_req": round(self.redis_cpu / requests * 1000, 3),
             "client_cpu_ms_per_req": round(self.load.client_cpu_seconds / requests * 1000, 3),
             "client_cpu_share": round(
                 self.load.client_cpu_seconds / (self.load.client_cpu_seconds + self.server_cpu), 3
@@ -210,11 +212,22 @@ class Measured:
 
 
 def _measured(
-    pid: int, port: int, requests: list[bytes], connections: int, rate: float | None = None
+    pids: tuple[int, int],
+    port: int,
+    requests: list[bytes],
+    connections: int,
+    rate: float | None = None,
 ) -> Measured:
-    before = process_tree_cpu_seconds(pid)
+    """One load run; `pids` = (server, redis) for their CPU-seconds."""
+    server, redis = pids
+    before = process_tree_cpu_seconds(server), process_tree_cpu_seconds(redis, False)
     load = asyncio.run(run_load(port, requests, connections, rate))
-    return Measured(load, process_tree_cpu_seconds(pid) - before, load_average())
+    return Measured(
+        load,
+        process_tree_cpu_seconds(server) - before[0],
+        process_tree_cpu_seconds(redis, False) - before[1],
+        load_average(),
+    )
 
 
 def main() -> None:
@@ -260,7 +273,7 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
     env = {**os.environ, **settings_to_env(settings)}
     port = settings.api.port
     try:
-        stack.start(redis_spec(settings, durable=True))
+        redis_pid = stack.start(redis_spec(settings, durable=True))
         stack.start(kafka_spec(settings))
         ensure_topics(settings)
         domain = "bench.example.com"
@@ -284,16 +297,18 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
         real = _start_server("real", env, port)
         try:
             asyncio.run(run_load(port, warmup, args.connections))
-            emails = _measured(real.pid, port, posts, args.connections)
-            paced = _measured(real.pid, port, posts[: min(len(posts), 10_000)], 256, rate=1000)
+            emails = _measured((real.pid, redis_pid), port, posts, args.connections)
+            paced = _measured(
+                (real.pid, redis_pid), port, posts[: min(len(posts), 10_000)], 256, rate=1000
+            )
             asyncio.run(run_load(port, pixels[:500], args.connections))
-            pixel = _measured(real.pid, port, pixels, args.connections)
+            pixel = _measured((real.pid, redis_pid), port, pixels, args.connections)
         finally:
             _stop(real)
         bare = _start_server("bare", env, port)
         try:
             asyncio.run(run_load(port, warmup, args.connections))
-            baseline = _measured(bare.pid, port, posts, args.connections)
+            baseline = _measured((bare.pid, redis_pid), port, posts, args.connections)
         finally:
             _stop(bare)
         fanout = _fanout(settings, team_id, domain, args.contacts)

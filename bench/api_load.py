@@ -212,8 +212,9 @@ async def run_load(
     return result
 
 
-def process_tree_cpu_seconds(pid: int) -> float:
-    """user+system CPU seconds of a live process and its live descendants (/proc)."""
+def process_tree_cpu_seconds(pid: int, children: bool = True) -> float:
+    """user+system CPU seconds of a live process and (``children``) its live descendants
+    (/proc). Redis is read without children: its AOF-rewrite fork comes and goes."""
     ticks = os.sysconf("SC_CLK_TCK")
     total = 0.0
     pending = [pid]
@@ -223,6 +224,8 @@ def process_tree_cpu_seconds(pid: int) -> float:
             stat = Path(f"/proc/{current}/stat").read_text()
             fields = stat[stat.rindex(")") + 2 :].split()
             total += (int(fields[11]) + int(fields[12])) / ticks
+            if not children:
+                continue
             for task in Path(f"/proc/{current}/task").iterdir():
                 children = (task / "children").read_text().split()
                 pending.extend(int(child) for child in children)

@@ -22,6 +22,8 @@ from argon2.exceptions import InvalidHashError, VerificationError
 
 from pipelines.contracts import RedisKeys
 
+from .coalesce import SingleFlight
+
 _HASHER = PasswordHasher()
 USERNAME_PREFIX = "kbsmtp_"
 
@@ -77,6 +79,7 @@ class CredentialVerifier:
         self._key = secrets.token_bytes(32)
         self._cache: dict[str, tuple[bytes, str]] = {}
         self._max_entries = max_entries
+        self._argon2 = SingleFlight()
 
     def _mac(self, password: str) -> bytes:
         return hmac.new(
@@ -118,7 +121,12 @@ class CredentialVerifier:
         cached = self._cache.get(username)
         if cached and cached[1] == stored_hash and revoked != "1" and team_id:
             return self._check(username, password, fields)
-        return await asyncio.to_thread(self._check, username, password, fields)
+        # Concurrent logins with the same password (a client opening its pool of sessions)
+        # share one argon2 run; a different password is a different key.
+        key = (username, stored_hash, self._mac(password))
+        return await self._argon2.run(
+            key, lambda: asyncio.to_thread(self._check, username, password, fields)
+        )
 
 
 _DEFAULT_VERIFIER = CredentialVerifier()

@@ -20,11 +20,13 @@ from pipelines.contracts import SubmissionFeatures
 _WORD = re.compile(rb"\w+")
 _FIELD = re.compile(rb"([!-9;-~]+):[ \t]*")
 _blake2b = hashlib.blake2b
+# Case-insensitive markers, matched against the lower-cased body (lower-case patterns;
+# bytes.lower() and re.IGNORECASE both fold ASCII only): ~4x cheaper than IGNORECASE.
 _MARKERS: dict[str, re.Pattern[bytes]] = {
-    "unsubscribe_link": re.compile(rb"unsubscribe", re.IGNORECASE),
-    "view_in_browser": re.compile(rb"view (this email )?in (your )?browser", re.IGNORECASE),
-    "tracking_pixel": re.compile(rb"<img[^>]+(width|height)=[\"']?1[\"' ]", re.IGNORECASE),
-    "promo_words": re.compile(rb"\b(sale|discount|% off|limited time|newsletter)\b", re.I),
+    "unsubscribe_link": re.compile(rb"unsubscribe"),
+    "view_in_browser": re.compile(rb"view (this email )?in (your )?browser"),
+    "tracking_pixel": re.compile(rb"<img[^>]+(width|height)=[\"']?1[\"' ]"),
+    "promo_words": re.compile(rb"\b(sale|discount|% off|limited time|newsletter)\b"),
 }
 
 
@@ -99,6 +101,7 @@ def submission_features(
     head, _, body = data.partition(b"\r\n\r\n")
     subject_text, has_list_unsubscribe = plain_header_facts(head) or _parsed_header_facts(head)
     subject = subject_text.encode()
+    lowered = body.lower()
     return SubmissionFeatures(
         event_id=hashlib.sha256(f"features|{message_id}".encode()).hexdigest()[:32],
         team_id=team_id,
@@ -108,6 +111,6 @@ def submission_features(
         body_simhash=simhash(body),
         subject_simhash=simhash(subject),
         has_list_unsubscribe=has_list_unsubscribe,
-        marketing_markers=[name for name, rx in _MARKERS.items() if rx.search(body)],
+        marketing_markers=[name for name, rx in _MARKERS.items() if rx.search(lowered)],
         size_bytes=len(data),
     )

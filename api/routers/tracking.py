@@ -16,7 +16,7 @@ from pipelines.contracts import EmailClickEvent, EmailOpenEvent, Topic
 router = APIRouter(prefix="/t", tags=["tracking"], include_in_schema=True)
 
 PIXEL_GIF = base64.b64decode("R0lGODlhAQABAIAAAP///wAAACH5BAEAAAAALAAAAAABAAEAAAICRAEAOw==")
-_NO_CACHE = {"Cache-Control": "no-store, no-cache, must-revalidate, max-age=0"}
+NO_CACHE_HEADERS = {"Cache-Control": "no-store, no-cache, must-revalidate, max-age=0"}
 
 
 def _client(request: Request) -> tuple[str, str]:
@@ -33,7 +33,7 @@ async def open_pixel(token: str, request: Request, state: StateDep) -> Response:
     ip, user_agent = _client(request)
     event = EmailOpenEvent(team_id=team_id, message_id=message_id, ip=ip, user_agent=user_agent)
     state.producer.produce(Topic.EMAIL_OPENS, event, key=message_id)
-    return Response(PIXEL_GIF, media_type="image/gif", headers=_NO_CACHE)
+    return Response(PIXEL_GIF, media_type="image/gif", headers=NO_CACHE_HEADERS)
 
 
 @router.get("/c/{token}", summary="Click redirect", response_class=RedirectResponse)
@@ -54,4 +54,4 @@ async def click(token: str, request: Request, state: StateDep) -> RedirectRespon
         link_id=str(link_index),
     )
     state.producer.produce(Topic.EMAIL_CLICKS, event, key=message_id)
-    return RedirectResponse(url, status_code=302, headers=_NO_CACHE)
+    return RedirectResponse(url, status_code=302, headers=NO_CACHE_HEADERS)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -54,6 +55,24 @@ def client(
     api_settings: Settings, redis_client: Any, producer: RecordingProducer
 ) -> Iterator[TestClient]:
     app = create_app(api_settings, producer=producer, run_scheduler=False)
+    with TestClient(app) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def isolated_client(
+    api_settings: Settings,
+    redis_client: Any,
+    producer: RecordingProducer,
+    tmp_path: Path,
+) -> Iterator[TestClient]:
+    """The app on its own, freshly migrated SQLite database: for tests that act on every
+    row of a table (the webhook dispatcher sends every due delivery), so other tests'
+    rows can neither be picked up nor be disturbed."""
+    database = api_settings.database.model_copy(update={"url": f"sqlite:///{tmp_path}/api.db"})
+    settings = api_settings.model_copy(update={"database": database})
+    migrate(settings.database.url)
+    app = create_app(settings, producer=producer, run_scheduler=False)
     with TestClient(app) as test_client:
         yield test_client
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import orjson
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
@@ -13,6 +14,7 @@ from sqlalchemy import select
 from api import routers
 from api.accounts import revoke_api_key
 from api.app import create_app
+from api.hotpath import _is_json
 from api.models import ApiKey
 from api.security import sha256_hex
 from api.tests.conftest import RecordingProducer, SendingTeam
@@ -111,6 +113,8 @@ def test_non_json_and_unknown_keys_get_the_fastapi_answers(
         headers={**team.auth, "Content-Type": "text/plain"},
     )
     assert as_text.status_code == 422 and as_text.json()["error"]["code"] == "validation_error"
+    untyped = client.post("/v1/emails", content=orjson.dumps(_payload(team)), headers=team.auth)
+    assert untyped.status_code == 422  # FastAPI's strict content type, on both paths
     unknown = client.post(
         "/v1/emails", json=_payload(team), headers={"Authorization": "Bearer km_not-a-key"}
     )
@@ -124,3 +128,20 @@ def test_forged_tracking_tokens_fall_through_to_404_and_produce_nothing(
     assert client.get("/t/o/eyJmb28iOjF9.forged").status_code == 404
     assert client.get("/t/c/eyJmb28iOjF9.forged").status_code == 404
     assert producer.events == []
+
+
+@pytest.mark.parametrize(
+    ("content_type", "is_json"),
+    [
+        (None, False),
+        (b"application/json", True),
+        (b"Application/JSON; charset=utf-8", True),
+        (b"application/vnd.api+json", True),
+        (b"text/plain", False),
+        (b"application/x-www-form-urlencoded", False),
+    ],
+)
+def test_the_hot_path_parses_the_bodies_fastapi_parses_as_json(
+    content_type: bytes | None, is_json: bool
+) -> None:
+    assert _is_json(content_type) is is_json

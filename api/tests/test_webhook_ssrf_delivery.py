@@ -10,7 +10,6 @@ from typing import Any
 import httpx
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import delete
 
 from api.app import create_app
 from api.models import WebhookDelivery, WebhookEndpoint
@@ -63,20 +62,7 @@ def test_registration_refuses_unsafe_urls_with_the_filter_on(
         assert client.get(base, headers=auth).json()["data"] == []
 
 
-@pytest.fixture
-def own_events(client: TestClient) -> Iterator[list[str]]:
-    """Event ids whose deliveries are removed afterwards: the delivery table is shared by
-    the session, and a pending row left here would be dispatched by other tests."""
-    event_ids: list[str] = []
-    yield event_ids
-    sessions = client.app.state.km.sessions  # type: ignore[attr-defined]
-    with sessions.begin() as db:
-        db.execute(delete(WebhookDelivery).where(WebhookDelivery.event_id.in_(event_ids)))
-
-
-def _endpoint_with_delivery(
-    client: TestClient, url: str, own_events: list[str]
-) -> tuple[str, str, str]:
+def _endpoint_with_delivery(client: TestClient, url: str) -> tuple[str, str, str]:
     auth = signup(client)
     team = client.post("/v1/teams", json={"name": "R"}, headers=auth).json()["id"]
     endpoint = client.post(f"/v1/teams/{team}/webhooks", json={"url": url}, headers=auth)
@@ -87,7 +73,6 @@ def _endpoint_with_delivery(
     sessions = client.app.state.km.sessions  # type: ignore[attr-defined]
     with sessions.begin() as db:
         assert record_event(db, Topic.CLICKHOUSE_MESSAGES.value, serialize(event)) == 1
-    own_events.append(event.event_id)
     return team, endpoint.json()["id"], event.event_id
 
 
@@ -110,15 +95,15 @@ def _repoint(client: TestClient, event_id: str, url: str) -> None:
 
 
 def test_delivery_connects_to_the_checked_address_not_a_fresh_lookup(
-    client: TestClient,
+    isolated_client: TestClient,
     webhook_receiver: WebhookReceiver,
     receiver_port: int,
-    own_events: list[str],
 ) -> None:
     """hooks.test exists only in the guard's resolver: the POST reaching the receiver
     proves the connection used the pinned address, with the name kept in Host."""
+    client = isolated_client
     _team, _endpoint, event_id = _endpoint_with_delivery(
-        client, f"http://127.0.0.1:{receiver_port}/hook", own_events
+        client, f"http://127.0.0.1:{receiver_port}/hook"
     )
     _repoint(client, event_id, f"http://hooks.test:{receiver_port}/hook")
     sessions = client.app.state.km.sessions  # type: ignore[attr-defined]
@@ -126,20 +111,20 @@ def test_delivery_connects_to_the_checked_address_not_a_fresh_lookup(
         allow_http=True, allow_private=True, resolver=lambda host, port: ["127.0.0.1"]
     )
     with httpx.Client(trust_env=False) as http:
-        dispatch_due(sessions, http, guard)
+        assert dispatch_due(sessions, http, guard) == 1  # its own table: only this delivery
     assert [h["Host"] for h, _ in webhook_receiver.received] == [f"hooks.test:{receiver_port}"]
     assert _delivery(client, event_id).status == "delivered"
 
 
 def test_dns_rebinding_to_a_private_address_is_refused_at_delivery(
-    client: TestClient,
+    isolated_client: TestClient,
     webhook_receiver: WebhookReceiver,
     receiver_port: int,
-    own_events: list[str],
 ) -> None:
     """Registered while hooks.test was public; at delivery time it answers 127.0.0.1."""
+    client = isolated_client
     _team, _endpoint, event_id = _endpoint_with_delivery(
-        client, f"http://127.0.0.1:{receiver_port}/hook", own_events
+        client, f"http://127.0.0.1:{receiver_port}/hook"
     )
     _repoint(client, event_id, f"https://hooks.test:{receiver_port}/hook")
     sessions = client.app.state.km.sessions  # type: ignore[attr-defined]
@@ -147,7 +132,7 @@ def test_dns_rebinding_to_a_private_address_is_refused_at_delivery(
     guard = WebhookUrlGuard(resolver=lambda host, port: next(answers))
     guard.check(f"https://hooks.test:{receiver_port}/hook")  # what registration saw
     with httpx.Client(trust_env=False) as http:
-        dispatch_due(sessions, http, guard)
+        assert dispatch_due(sessions, http, guard) == 1  # its own table: only this delivery
     delivery = _delivery(client, event_id)
     assert webhook_receiver.received == []
     assert delivery.status == "pending" and delivery.attempts == 1

@@ -47,12 +47,13 @@ def test_signature_recipe() -> None:
 
 
 def test_stream_event_becomes_a_signed_delivery_with_retries_and_replay(
-    client: TestClient,
+    isolated_client: TestClient,
     api_settings: Settings,
     kafka_service: str,
     webhook_receiver: WebhookReceiver,
     receiver: str,
 ) -> None:
+    client = isolated_client  # its own delivery table: dispatch_due counts only ours
     auth = signup(client)
     team = client.post("/v1/teams", json={"name": "W"}, headers=auth).json()["id"]
     base = f"/v1/teams/{team}/webhooks"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
@@ -242,7 +243,10 @@ def test_dbt_unit_tests_pass(isolated_warehouse: Settings, tmp_path: Path) -> No
         capture_output=True, text=True, check=False, timeout=600,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-3000:]
-    assert "PASS=3" in result.stdout, result.stdout[-3000:]  # the three unit tests in dbt/models
+    for unit_test in ("billing_prices_the_documented_examples",
+                      "deliverability_keeps_machine_opens_out_of_rates",
+                      "billing_usage_splits_on_utc_month_boundaries"):  # fmt: skip
+        assert re.search(rf"PASS \w+::{unit_test}\b", result.stdout), result.stdout[-3000:]
 
 
 def test_source_freshness_reads_the_raw_tables(
@@ -268,3 +272,51 @@ def test_source_freshness_reads_the_raw_tables(
     expected = "pass" if age_hours < 2 else ("warn" if age_hours < 24 else "error")
     assert source["status"] == expected, (source, result.stdout[-2000:])
     assert result.returncode == (1 if expected == "error" else 0), result.stdout[-2000:]
+
+
+def dbt_cli(settings: Settings, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [dbt_executable(), *args, "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir",
+         str(DBT_PROJECT_DIR), "--target-path", str(tmp_path / "target"), "--log-path",
+         str(tmp_path / "logs")],
+        env={**os.environ, **settings_to_env(settings)},
+        capture_output=True, text=True, check=False, timeout=600,
+    )  # fmt: skip
+
+
+def test_a_bad_row_fails_every_run_until_fixed(
+    built: dict[str, Any], isolated_warehouse: Settings, tmp_path: Path
+) -> None:
+    """Incremental runs test only rows no passing run has checked (dbt/macros/
+    data_tests_on_unchecked_rows.sql): a bad row fails the run that loads it and every
+    later run until it is fixed; a full refresh tests the whole table."""
+    db, client = built["db"], built["client"]
+    team = f"wh_{data.RUN}_bad"
+    client.command(
+        f"INSERT INTO {db}.raw_message_events (event_id, event_version, team_id, occurred_at,"
+        f" message_id, status, recipient, recipient_domain, kind, tags) VALUES ('{team}e1', 1,"
+        f" '{team}', '2026-10-05 10:00:00', '{team}m1', 'bogus', 'r@gmail.com', 'gmail.com',"
+        f" 'marketing', [])"
+    )
+    build = ("build", "--select", "fct_message_events", "--exclude-resource-type", "unit_test")
+    status_test = "accepted_values_fct_message_events_status"
+    for _ in range(2):  # loaded by the first run, still unchecked in the second
+        result = dbt_cli(isolated_warehouse, tmp_path, *build)
+        assert result.returncode == 1, result.stdout[-3000:]
+        assert f"FAIL 1 {status_test}" in result.stdout, result.stdout[-3000:]
+
+    # uniqueness on an incremental run: every row sharing a key with an unchecked row
+    unique_test = "unique_fct_message_events_event_id"
+    [compiled] = (tmp_path / "target" / "compiled").rglob(f"{unique_test}.sql")
+    restricted = "event_id in (select event_id from"
+    assert restricted in compiled.read_text() and "loaded_by_run not in" in compiled.read_text()
+    whole = dbt_cli(
+        isolated_warehouse, tmp_path, "compile", "--full-refresh", "--select", unique_test
+    )
+    assert whole.returncode == 0 and "loaded_by_run" not in whole.stdout, whole.stdout[-3000:]
+
+    for table in ("raw_message_events", "fct_message_events"):
+        client.command(f"DELETE FROM {db}.{table} WHERE team_id = '{team}'")
+    fixed = dbt_cli(isolated_warehouse, tmp_path, *build)
+    assert fixed.returncode == 0, fixed.stdout[-3000:]
+    assert f"PASS {status_test}" in fixed.stdout, fixed.stdout[-3000:]

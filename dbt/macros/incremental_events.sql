@@ -1,9 +1,14 @@
 {#- Incremental models read only what arrived since their last run. The watermark and the
     touched days are looked up once, when the model runs, and written into its SQL as
     literals: ClickHouse then prunes partitions and primary-key ranges with them, where a
-    correlated subquery repeated in every CTE would be evaluated again and again. -#}
+    correlated subquery repeated in every CTE would be evaluated again and again. A model
+    looks its watermark up once (`{% set since = watermark() %}`) and hands it to the
+    macros below: each lookup is a scan of the model's ingested_at column. -#}
 
-{#- max(column) of this model, as a ClickHouse DateTime64 literal (None before a first run). -#}
+{#- max(column) of this model, as a ClickHouse DateTime64 literal minus the lookback for
+    sinks on hosts whose clocks disagree (rows re-read by the lookback are dropped by the
+    callers' event_id anti-join or recomputed idempotently: it costs time, never
+    correctness). None before a first run and on a full refresh. -#}
 {% macro watermark(column='ingested_at') -%}
 {%- if execute and is_incremental() -%}
 {%- set value = run_query("select toString(max(" ~ column ~ ")) from " ~ this).rows[0][0] -%}
@@ -12,11 +17,8 @@
 {{ return(none) }}
 {%- endmacro %}
 
-{#- Rows ingested since this model's last run, minus a lookback for sinks on hosts whose
-    clocks disagree (rows it re-reads are dropped by the callers' event_id anti-join or
-    recomputed idempotently, so the lookback costs time, never correctness). -#}
-{% macro ingested_since_last_run(ingested_column='ingested_at', watermark_column='ingested_at') -%}
-{%- set since = watermark(watermark_column) -%}
+{#- Rows ingested since `since` (a watermark(); none: every row). -#}
+{% macro ingested_since(since, ingested_column='ingested_at') -%}
 {%- if since is none -%}
 1 = 1
 {%- else -%}
@@ -48,8 +50,7 @@
     whole model. `relations` are the models the batch is read from. `key` is what the
     set holds: (event_date, event_id) suits models ordered by date; a model ordered
     otherwise (the timeline, by contact) builds and probes a one-column set much faster. -#}
-{% macro not_loaded_yet(relations, key='(event_date, event_id)') -%}
-{%- set since = watermark('ingested_at') -%}
+{% macro not_loaded_yet(relations, since, key='(event_date, event_id)') -%}
 {%- if since is none -%}
 1 = 1
 {%- else -%}
@@ -63,7 +64,8 @@
 {#- Aggregate marts recompute whole days (or months) touched by rows the upstream models
     added since this mart's last run; with incremental_strategy='delete_insert' and
     unique_key on the period, those periods are replaced, everything else is kept. The fct
-    models already dropped duplicates, so a redelivered event touches no period. -#}
+    models already dropped duplicates, so a redelivered event touches no period. Call it
+    once per model and reuse the condition. -#}
 {% macro touched_periods(column, relations, period_expression='event_date') -%}
 {%- set since = watermark('max_ingested_at') -%}
 {%- if since is none -%}
@@ -74,19 +76,32 @@
 {%- endmacro %}
 
 
-{#- The batch's rows not loaded yet, one per event_id. Copies are rare, so they are found
-    first with a narrow parallel GROUP BY on event_id alone; only those few go through
-    LIMIT 1 BY (which runs in one stream), everything else streams through untouched. -#}
-{% macro new_events_once(batch, relations) -%}
-{%- set not_loaded = not_loaded_yet(relations) -%}
+{#- The batch's rows not loaded yet, one per event_id. An incremental batch is small: one
+    pass drops the loaded ones and keeps one row per event_id. A first build or full
+    refresh reads every row, where LIMIT 1 BY (one stream) would be slow: copies are rare,
+    so they are found first with a narrow parallel GROUP BY on event_id alone; only those
+    few go through LIMIT 1 BY, everything else streams through untouched. -#}
+{% macro new_events_once(batch, relations, since) -%}
+{%- if since is not none -%}
+select * from {{ batch }}
+where {{ not_loaded_yet(relations, since) }}
+limit 1 by event_id
+{%- else -%}
 select * from {{ batch }}
 where event_id not in (select event_id from {{ batch }} group by event_id having count() > 1)
-    and {{ not_loaded }}
 union all
 select * from (
     select * from {{ batch }}
     where event_id in (select event_id from {{ batch }} group by event_id having count() > 1)
-        and {{ not_loaded }}
     limit 1 by event_id
 )
+{%- endif -%}
+{%- endmacro %}
+
+{#- Downstream models read these fct tables by `ingested_at >= watermark`; ingested_at is not
+    in their sort key, so a minmax index lets those reads skip all but the new granules
+    (rows arrive seconds after they occur, and the tables are sorted by team and day).
+    The raw tables have the same index (migration 0005_ingested_at_indexes.sql). -#}
+{% macro ingested_at_index() -%}
+{{ return([{'name': 'ingested_at_minmax', 'definition': 'ingested_at TYPE minmax GRANULARITY 1'}]) }}
 {%- endmacro %}

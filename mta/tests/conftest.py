@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,11 +43,16 @@ class RunningMta:
     stop: threading.Event
 
 
-def start_mta(settings: Settings, listeners: bool = True) -> tuple[threading.Thread, object]:
-    """Run mta.main.serve on its own event loop thread; returns (thread, stopper)."""
+def start_mta(
+    settings: Settings,
+    listeners: bool = True,
+    loop_factory: Callable[[], asyncio.AbstractEventLoop] = asyncio.new_event_loop,
+) -> tuple[threading.Thread, object]:
+    """Run mta.main.serve on its own event loop thread (``kibamail mta`` itself runs on
+    uvloop: pass ``uvloop.new_event_loop``); returns (thread, stopper)."""
     from mta.main import serve
 
-    loop = asyncio.new_event_loop()
+    loop = loop_factory()
     ready = threading.Event()
     holder: dict[str, asyncio.Event] = {}
 

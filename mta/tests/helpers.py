@@ -7,6 +7,8 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+import orjson
+
 from kibamail.settings import Settings
 from pipelines.contracts import MessageStatusEvent, OutboundMessage, Topic, TrafficKind, deserialize
 
@@ -128,6 +130,27 @@ def make_message(
     )
 
 
+def status_offsets(settings: Settings) -> dict[int, int]:
+    """Per partition, an offset at or before the status topic's current end: a reader
+    started there sees every event produced from now on, and little of the session's
+    earlier traffic. (The local broker's ListOffsets answer can lag the true end, never
+    pass it, DESIGN.md; starting early is safe.)"""
+    from confluent_kafka import Consumer, TopicPartition
+
+    from kibamail.clients import kafka_consumer_config
+
+    consumer = Consumer(kafka_consumer_config(f"mta-offsets-{uuid.uuid4().hex}", settings))
+    try:
+        topic = Topic.MESSAGE_STATUSES.value
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        return {
+            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+            for p in partitions
+        }
+    finally:
+        consumer.close()
+
+
 def wait_until(check: Callable[[], bool], timeout: float = 30.0, interval: float = 0.1) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -138,25 +161,44 @@ def wait_until(check: Callable[[], bool], timeout: float = 30.0, interval: float
 
 
 class StatusReader:
-    """Reads MessageStatusEvents from Kafka from the beginning (own consumer group)."""
+    """Reads MessageStatusEvents from Kafka (own consumer group): from the beginning, or
+    from ``start_offsets`` (partition -> offset, see ``status_offsets``); only the events
+    of ``message_ids`` when given (the topic is shared by the whole test session)."""
 
-    def __init__(self, settings: Settings) -> None:
-        from confluent_kafka import Consumer
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        start_offsets: dict[int, int] | None = None,
+        message_ids: set[str] | None = None,
+    ) -> None:
+        from confluent_kafka import Consumer, TopicPartition
 
         from kibamail.clients import kafka_consumer_config
 
         self.consumer = Consumer(kafka_consumer_config(f"mta-test-{uuid.uuid4().hex}", settings))
-        self.consumer.subscribe([Topic.MESSAGE_STATUSES.value])
+        topic = Topic.MESSAGE_STATUSES.value
+        if start_offsets is None:
+            self.consumer.subscribe([topic])
+        else:
+            self.consumer.assign(
+                [TopicPartition(topic, p, offset) for p, offset in start_offsets.items()]
+            )
+        self.message_ids = message_ids
         self.events: list[MessageStatusEvent] = []
 
     def poll_until(
         self, check: Callable[[list[MessageStatusEvent]], bool], timeout: float = 30.0
     ) -> list[MessageStatusEvent]:
         deadline = time.monotonic() + timeout
+        wanted = self.message_ids
         while time.monotonic() < deadline and not check(self.events):
             for msg in self.consumer.consume(500, timeout=0.5):
-                if msg.error() is None:
-                    self.events.append(deserialize(MessageStatusEvent, msg.value()))
+                if msg.error() is not None:
+                    continue
+                if wanted is not None and orjson.loads(msg.value())["message_id"] not in wanted:
+                    continue
+                self.events.append(deserialize(MessageStatusEvent, msg.value()))
         return self.events
 
     def close(self) -> None:

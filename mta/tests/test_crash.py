@@ -14,7 +14,14 @@ from mta.intake import queue_on_pipeline
 from mta.testnet import SinkServer
 from pipelines.contracts import RedisKeys
 
-from .helpers import StatusReader, make_message, wait_until, with_policy, write_policy
+from .helpers import (
+    StatusReader,
+    make_message,
+    status_offsets,
+    wait_until,
+    with_policy,
+    write_policy,
+)
 
 # ~70 s on an idle 2-core machine; the limit leaves room for a loaded one.
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(900)]
@@ -34,6 +41,8 @@ def test_kill_9_mid_run_loses_and_duplicates_nothing(
 ) -> None:
     settings = with_policy(test_settings, write_policy(tmp_path / "policies.toml"))
     redis_client.set(RedisKeys.domain_ready("sender.example"), "1")
+    # Where this run's status events will start (the topic is shared by the session).
+    start_offsets = status_offsets(settings)
     spec = kibamail_spec(settings, "mta", ["mta"], health_port=settings.mta.metrics_port)
     test_stack.start(spec)
     ids: list[str] = []
@@ -46,13 +55,13 @@ def test_kill_9_mid_run_loses_and_duplicates_nothing(
             pipe.execute()
     pipe.execute()
 
-    assert wait_until(lambda: len(sink.delivered_counts()) >= TOTAL // 4, timeout=120)
+    assert wait_until(lambda: sink.delivered_messages() >= TOTAL // 4, timeout=120)
     test_stack.kill("mta")  # SIGKILL to the process group, mid-delivery
-    at_kill = len(sink.delivered_counts())
+    at_kill = sink.delivered_messages()
     assert at_kill < TOTAL, "the run finished before the kill; nothing was tested"
     test_stack.start(spec)
     try:
-        assert wait_until(lambda: len(sink.delivered_counts()) >= TOTAL, timeout=700, interval=1)
+        assert wait_until(lambda: sink.delivered_messages() >= TOTAL, timeout=700, interval=0.5)
         counts = sink.delivered_counts()
         assert set(counts) == set(ids)
         duplicates = {mid: n for mid, n in counts.items() if n != 1}
@@ -60,7 +69,7 @@ def test_kill_9_mid_run_loses_and_duplicates_nothing(
 
         # The topic is shared with the session's other tests: judge only this run's messages.
         mine = set(ids)
-        reader = StatusReader(settings)
+        reader = StatusReader(settings, start_offsets=start_offsets, message_ids=mine)
         try:
 
             def all_final(events: list[Any]) -> bool:

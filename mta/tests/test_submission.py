@@ -7,6 +7,7 @@ import smtplib
 import socket
 import ssl
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from mta.credentials import create_smtp_credential, revoke_smtp_credential
 from mta.testnet import SinkServer
 from pipelines.contracts import RedisKeys
 
+from .conftest import start_mta
 from .helpers import wait_until, with_policy, write_policy
 
 pytestmark = pytest.mark.integration
@@ -211,3 +213,50 @@ def test_inbound_refuses_relay(running_mta: Settings) -> None:
         client.mail("someone@elsewhere.example")
         code, text = client.rcpt("victim@example.org")
         assert code == 550 and b"Relaying denied" in text
+
+
+@pytest.fixture
+def uvloop_mta(
+    mta_settings: Settings,
+    redis_client: Any,
+    kafka_service: str,
+    sink: SinkServer,
+    dns_server: Any,
+) -> Iterator[Settings]:
+    import uvloop
+
+    from infra.stack import tcp_open
+
+    _thread, stopper = start_mta(mta_settings, loop_factory=uvloop.new_event_loop)
+    assert wait_until(lambda: tcp_open(mta_settings.mta.submission_port), 10, 0.05)
+    yield mta_settings
+    stopper()  # type: ignore[operator]
+
+
+def test_starttls_and_auth_on_uvloop(
+    uvloop_mta: Settings, redis_client: Any, sink: SinkServer
+) -> None:
+    redis_client.set(RedisKeys.domain_ready("sender.example"), "1")
+    username, password = create_smtp_credential(redis_client, "team-uvloop")
+    tls = ssl.create_default_context()
+    tls.check_hostname = False
+    tls.verify_mode = ssl.CERT_NONE
+    port = uvloop_mta.mta.submission_port
+    with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
+        client.ehlo()
+        assert client.docmd("AUTH", "PLAIN AGZvbwBiYXI=")[0] in (530, 538)  # TLS first
+        client.starttls(context=tls)
+        client.ehlo()  # RFC 3207: a fresh session after the handshake
+        assert client.has_extn("auth")
+        with pytest.raises(smtplib.SMTPAuthenticationError):
+            client.login(username, "wrong")
+        client.login(username, password)
+        for i in range(3):
+            body = (
+                f"From: a@sender.example\r\nSubject: s\r\nMessage-ID: <uv-{i}@sender.example>"
+                "\r\n\r\nbody\r\n"
+            )
+            assert client.sendmail("a@sender.example", [f"u{i}@example.org"], body) == {}
+    assert wait_until(
+        lambda: all(sink.delivered_counts()[f"uv-{i}@sender.example"] == 1 for i in range(3)), 30
+    )

@@ -29,7 +29,7 @@ with new_events as (
         occurred_at as first_event_at,
         ingested_at as max_ingested_at
     from {{ ref('fct_message_events') }}
-    where {{ ingested_since_last_run(watermark_column='max_ingested_at') }}
+    where {{ ingested_since(watermark('max_ingested_at')) }}
 ),
 
 folded as (

@@ -14,24 +14,25 @@
 -- only the events the upstream models received since the last one; the fct models and
 -- the unsubscribe view already dropped redelivered copies, and the anti-join on the
 -- batch's days keeps events re-read by the lookback window from being added twice.
+{% set since = watermark() %}
 with message_batch as (
     select * from {{ ref('fct_message_events') }}
-    where {{ ingested_since_last_run() }}
+    where {{ ingested_since(since) }}
 ),
 
 open_batch as (
     select * from {{ ref('fct_email_opens') }}
-    where {{ ingested_since_last_run() }}
+    where {{ ingested_since(since) }}
 ),
 
 click_batch as (
     select * from {{ ref('fct_email_clicks') }}
-    where {{ ingested_since_last_run() }}
+    where {{ ingested_since(since) }}
 ),
 
 unsubscribe_batch as (
     select * from {{ ref('stg_kibamail__unsubscribes') }}
-    where {{ ingested_since_last_run() }}
+    where {{ ingested_since(since) }}
 ),
 
 -- unsubscribes are few: look their messages up by key (int_messages is ordered by it)
@@ -95,4 +96,4 @@ select
     {{ load_marker() }}
 from activity
 where {{ not_loaded_yet([ref('fct_message_events'), ref('fct_email_opens'), ref('fct_email_clicks'),
-                        ref('stg_kibamail__unsubscribes')], key='event_id') }}
+                        ref('stg_kibamail__unsubscribes')], since, key='event_id') }}

@@ -5,18 +5,20 @@
         engine=table_engine('ReplacingMergeTree(ingested_at)'),
         order_by='(team_id, event_date, message_id, event_id)',
         partition_by='toYYYYMM(event_date)',
+        indexes=ingested_at_index(),
     )
 }}
 -- One row per message event with its correlation fields (team, broadcast, contact,
 -- variant) and the recipient's mailbox provider. Appended incrementally; the
 -- ReplacingMergeTree key is a second guard against a duplicate event_id.
+{% set since = watermark() %}
 with batch as (
     select * from {{ ref('stg_kibamail__message_events') }}
-    where {{ ingested_since_last_run() }}
+    where {{ ingested_since(since) }}
 ),
 
 fresh as (
-    {{ new_events_once('batch', [ref('stg_kibamail__message_events')]) }}
+    {{ new_events_once('batch', [ref('stg_kibamail__message_events')], since) }}
 )
 
 select
