@@ -50,6 +50,16 @@ order by (subject, run_id)
 loaded_by_run not in (select run_id from {{ checked_runs_relation() }} where subject = '{{ test_id }}')
 {%- endmacro %}
 
+{#- A test that never passed has every row to check: it reads the whole table plainly (on a
+    first build, restricting a uniqueness test to "keys of unchecked rows" would build a
+    set of every key first). -#}
+{% macro has_passed_before(test_id) -%}
+{%- set log = adapter.get_relation(database=none, schema=target.schema, identifier='data_test_runs') -%}
+{%- if log is none -%}{{ return(false) }}{%- endif -%}
+{%- set query = "select count() from " ~ checked_runs_relation() ~ " where subject = '" ~ test_id ~ "'" -%}
+{{ return(run_query(query).rows[0][0] > 0) }}
+{%- endmacro %}
+
 {#- The rows this test still has to look at, as a condition on `relation` ('' = all rows).
     For uniqueness that is every row sharing a key with an unchecked row. -#}
 {% macro unchecked_rows_condition(relation) -%}
@@ -57,6 +67,7 @@ loaded_by_run not in (select run_id from {{ checked_runs_relation() }} where sub
 {{ return('') }}
 {%- endif -%}
 {%- if incremental_model_under_test(model) is none -%}{{ return('') }}{%- endif -%}
+{%- if not has_passed_before(model.unique_id) -%}{{ return('') }}{%- endif -%}
 {%- set unchecked = not_yet_checked_by(model.unique_id) -%}
 {%- set test = model.get('test_metadata') or {} -%}
 {%- set arguments = test.get('kwargs') or {} -%}

@@ -129,6 +129,8 @@ class ClickHouseSink:
     def poll_once(self, timeout: float = 0.1) -> int:
         """Read what is there (up to the batch bound), flush when due; returns rows read."""
         self._reap()
+        if self._inflight is None and self._due():
+            self._submit()
         if self._inflight is not None and self._batch.count >= self.batch_rows:
             self._hold(timeout)  # both batches full: wait for ClickHouse (backpressure)
             self._reap()
