@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
-from api.tests.conftest import SendingTeam
-from kibamail.settings import ClickHouseSettings
+from api.app import create_app
+from api.tests.conftest import RecordingProducer, SendingTeam
+from kibamail.settings import Settings
 from pipelines.contracts import ClickHouseTable
 
 pytestmark = pytest.mark.integration
@@ -78,10 +80,30 @@ def _insert(
     )
 
 
+@pytest.fixture
+def warehouse_client(
+    api_settings: Settings,
+    isolated_warehouse: Settings,
+    redis_client: Any,
+    producer: RecordingProducer,
+) -> Iterator[TestClient]:
+    """The app reading this module's own ClickHouse database: the hand-written rows
+    below (no `kind`, no provider) must not reach the session database that other
+    tests build dbt marts from (its accepted_values tests would fail on them)."""
+    settings = api_settings.model_copy(update={"clickhouse": isolated_warehouse.clickhouse})
+    app = create_app(settings, producer=producer, run_scheduler=False)
+    with TestClient(app) as test_client:
+        yield test_client
+
+
 def test_reads_are_team_scoped(
-    client: TestClient, team: SendingTeam, clickhouse: Any, warehouse_service: ClickHouseSettings
+    warehouse_client: TestClient,
+    team: SendingTeam,
+    clickhouse: Any,
+    isolated_warehouse: Settings,
 ) -> None:
-    db = warehouse_service.database
+    client = warehouse_client
+    db = isolated_warehouse.clickhouse.database
     mine, theirs = f"{uuid.uuid4()}@x", f"{uuid.uuid4()}@x"
     contact, broadcast = uuid.uuid4().hex, uuid.uuid4().hex
     _insert(clickhouse, db, team.team_id, mine, contact, broadcast)

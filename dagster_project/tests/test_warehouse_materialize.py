@@ -36,6 +36,13 @@ def built(isolated_warehouse: Settings) -> Iterator[dict[str, Any]]:
     yield {"client": client, "db": settings.clickhouse.database, "first": first}
 
 
+@pytest.fixture(scope="module")
+def dbt_work(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One dbt target/log dir for the module's dbt CLI calls: after the first, dbt parses
+    the project partially (seconds) instead of from scratch."""
+    return tmp_path_factory.mktemp("dbt")
+
+
 def scalar(built: dict[str, Any], sql: str) -> Any:
     return built["client"].query(sql.replace("{db}", built["db"])).result_rows[0][0]
 
@@ -233,12 +240,12 @@ def test_a_late_duplicate_after_an_incremental_run_is_not_counted(
     assert {name: scalar(built, sql) for name, sql in marts.items()} == before
 
 
-def test_dbt_unit_tests_pass(isolated_warehouse: Settings, tmp_path: Path) -> None:
+def test_dbt_unit_tests_pass(isolated_warehouse: Settings, dbt_work: Path) -> None:
     """The scheduled builds leave unit tests out (fixed inputs); they run here, in CI."""
     result = subprocess.run(
         [dbt_executable(), "test", "--select", "test_type:unit",
          "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR),
-         "--target-path", str(tmp_path / "target"), "--log-path", str(tmp_path / "logs")],
+         "--target-path", str(dbt_work / "target"), "--log-path", str(dbt_work / "logs")],
         env={**os.environ, **settings_to_env(isolated_warehouse)},
         capture_output=True, text=True, check=False, timeout=600,
     )  # fmt: skip
@@ -250,15 +257,15 @@ def test_dbt_unit_tests_pass(isolated_warehouse: Settings, tmp_path: Path) -> No
 
 
 def test_source_freshness_reads_the_raw_tables(
-    built: dict[str, Any], isolated_warehouse: Settings, tmp_path: Path
+    built: dict[str, Any], isolated_warehouse: Settings, tmp_path: Path, dbt_work: Path
 ) -> None:
     """`dbt source freshness` runs against the warehouse: fresh data passes, stale data
     is reported as such (not an error of the command)."""
     result = subprocess.run(
         [dbt_executable(), "source", "freshness", "--select", "source:kibamail.raw_message_events",
          "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR),
-         "--output", str(tmp_path / "sources.json"), "--target-path", str(tmp_path / "target"),
-         "--log-path", str(tmp_path / "logs")],
+         "--output", str(tmp_path / "sources.json"), "--target-path", str(dbt_work / "target"),
+         "--log-path", str(dbt_work / "logs")],
         env={**os.environ, **settings_to_env(isolated_warehouse)},
         capture_output=True, text=True, check=False, timeout=300,
     )  # fmt: skip
@@ -274,18 +281,18 @@ def test_source_freshness_reads_the_raw_tables(
     assert result.returncode == (1 if expected == "error" else 0), result.stdout[-2000:]
 
 
-def dbt_cli(settings: Settings, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def dbt_cli(settings: Settings, dbt_work: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [dbt_executable(), *args, "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir",
-         str(DBT_PROJECT_DIR), "--target-path", str(tmp_path / "target"), "--log-path",
-         str(tmp_path / "logs")],
+         str(DBT_PROJECT_DIR), "--target-path", str(dbt_work / "target"), "--log-path",
+         str(dbt_work / "logs")],
         env={**os.environ, **settings_to_env(settings)},
         capture_output=True, text=True, check=False, timeout=600,
     )  # fmt: skip
 
 
 def test_a_bad_row_fails_every_run_until_fixed(
-    built: dict[str, Any], isolated_warehouse: Settings, tmp_path: Path
+    built: dict[str, Any], isolated_warehouse: Settings, dbt_work: Path
 ) -> None:
     """Incremental runs test only rows no passing run has checked (dbt/macros/
     data_tests_on_unchecked_rows.sql): a bad row fails the run that loads it and every
@@ -301,22 +308,22 @@ def test_a_bad_row_fails_every_run_until_fixed(
     build = ("build", "--select", "fct_message_events", "--exclude-resource-type", "unit_test")
     status_test = "accepted_values_fct_message_events_status"
     for _ in range(2):  # loaded by the first run, still unchecked in the second
-        result = dbt_cli(isolated_warehouse, tmp_path, *build)
+        result = dbt_cli(isolated_warehouse, dbt_work, *build)
         assert result.returncode == 1, result.stdout[-3000:]
         assert f"FAIL 1 {status_test}" in result.stdout, result.stdout[-3000:]
 
     # uniqueness on an incremental run: every row sharing a key with an unchecked row
     unique_test = "unique_fct_message_events_event_id"
-    [compiled] = (tmp_path / "target" / "compiled").rglob(f"{unique_test}.sql")
+    [compiled] = (dbt_work / "target" / "compiled").rglob(f"{unique_test}.sql")
     restricted = "event_id in (select event_id from"
     assert restricted in compiled.read_text() and "loaded_by_run not in" in compiled.read_text()
     whole = dbt_cli(
-        isolated_warehouse, tmp_path, "compile", "--full-refresh", "--select", unique_test
+        isolated_warehouse, dbt_work, "compile", "--full-refresh", "--select", unique_test
     )
     assert whole.returncode == 0 and "loaded_by_run" not in whole.stdout, whole.stdout[-3000:]
 
     for table in ("raw_message_events", "fct_message_events"):
         client.command(f"DELETE FROM {db}.{table} WHERE team_id = '{team}'")
-    fixed = dbt_cli(isolated_warehouse, tmp_path, *build)
+    fixed = dbt_cli(isolated_warehouse, dbt_work, *build)
     assert fixed.returncode == 0, fixed.stdout[-3000:]
     assert f"PASS {status_test}" in fixed.stdout, fixed.stdout[-3000:]
