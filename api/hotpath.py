@@ -36,14 +36,13 @@ from api.hotsend import (
 )
 from api.idempotency import IdempotencyClaim, stored_response
 from api.ratelimit import RateDecision
-from api.rendering import CLICK_PURPOSE, OPEN_PURPOSE
 from api.routers.emails import _in_future
-from api.routers.tracking import NO_CACHE_HEADERS, PIXEL_GIF
+from api.routers.tracking import NO_CACHE_HEADERS, PIXEL_GIF, click_event, open_event
 from api.schemas import EmailIn
-from api.security import TokenError, sha256_hex
+from api.security import sha256_hex
 from api.sending import prepare, suppressed_error
 from api.state import AppState
-from pipelines.contracts import EmailClickEvent, EmailOpenEvent, Topic
+from pipelines.contracts import Topic
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -112,36 +111,21 @@ class HotPaths:
     def _open(scope: Scope, token: str) -> bool:
         state: AppState = scope["app"].state.km
         try:
-            message_id, team_id = state.signer.loads(OPEN_PURPOSE, token.removesuffix(".gif"))
-            ip, user_agent = _client(scope)
-            event = EmailOpenEvent(
-                team_id=team_id, message_id=message_id, ip=ip, user_agent=user_agent
-            )
-        except (TokenError, ValueError):  # forged or odd: the FastAPI route answers 404
+            event = open_event(state.signer, token, *_client(scope))
+        except ApiError:  # forged or odd: the FastAPI route answers it
             return False
-        state.producer.produce(Topic.EMAIL_OPENS, event, key=message_id)
+        state.producer.produce(Topic.EMAIL_OPENS, event, key=event.message_id)
         return True
 
     @staticmethod
     def _click(scope: Scope, token: str) -> str | None:
         state: AppState = scope["app"].state.km
         try:
-            message_id, team_id, url, link_index = state.signer.loads(CLICK_PURPOSE, token)
-            if not isinstance(url, str) or not url.lower().startswith(("http://", "https://")):
-                return None
-            ip, user_agent = _client(scope)
-            event = EmailClickEvent(
-                team_id=team_id,
-                message_id=message_id,
-                ip=ip,
-                user_agent=user_agent,
-                url=url,
-                link_id=str(link_index),
-            )
-        except (TokenError, ValueError):
+            event = click_event(state.signer, token, *_client(scope))
+        except ApiError:
             return None
-        state.producer.produce(Topic.EMAIL_CLICKS, event, key=message_id)
-        return url
+        state.producer.produce(Topic.EMAIL_CLICKS, event, key=event.message_id)
+        return event.url
 
 
 async def _read_body(receive: Any) -> bytes:

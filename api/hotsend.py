@@ -20,7 +20,12 @@ import orjson
 from api.autopipeline import ScriptBatcher
 from api.idempotency import TTL_SECONDS as IDEMPOTENCY_TTL_SECONDS
 from api.idempotency import IdempotencyClaim
-from api.ratelimit import LAST_USED_RESOLUTION_SECONDS, bucket_key, last_used_key
+from api.ratelimit import (
+    LAST_USED_RESOLUTION_SECONDS,
+    TOKEN_BUCKET_LUA,
+    bucket_key,
+    last_used_key,
+)
 from api.state import AppState
 from mta.intake import MAPPING_TTL_SECONDS
 from pipelines.contracts import MessageMapping, OutboundMessage, RedisKeys, serialize
@@ -33,21 +38,11 @@ MAX_CACHED_KEYS = 10_000
 #       mapping TTL, meta, data, idempotency record, idempotency TTL, recipients...
 # Returns {outcome, tokens, first_use, detail}. The order of refusals is the FastAPI
 # path's: unknown/revoked key (no token taken), rate limit, replay, suppression.
-_SEND_LUA = """
+_SEND_LUA = (
+    TOKEN_BUCKET_LUA
+    + """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return {3, '0', 0, ''} end
-local now = redis.call('TIME')
-local t = tonumber(now[1]) + tonumber(now[2]) / 1000000
-local rate = tonumber(ARGV[2])
-local burst = tonumber(ARGV[3])
-local bucket = redis.call('HMGET', KEYS[2], 'tokens', 'ts')
-local tokens = tonumber(bucket[1])
-local ts = tonumber(bucket[2])
-if tokens == nil or ts == nil then tokens = burst; ts = t end
-tokens = math.min(burst, tokens + math.max(0, t - ts) * rate)
-local allowed = 0
-if tokens >= 1 then tokens = tokens - 1; allowed = 1 end
-redis.call('HSET', KEYS[2], 'tokens', tostring(tokens), 'ts', tostring(t))
-redis.call('EXPIRE', KEYS[2], math.ceil(burst / rate) + 1)
+local allowed, tokens = take_token(KEYS[2], tonumber(ARGV[2]), tonumber(ARGV[3]))
 if allowed == 0 then return {4, tostring(tokens), 0, ''} end
 local first_use = 0
 if redis.call('SET', KEYS[3], '1', 'NX', 'EX', ARGV[4]) then first_use = 1 end
@@ -66,6 +61,7 @@ redis.call('XADD', KEYS[6], '*', 'meta', ARGV[7], 'data', ARGV[8])
 if idem then redis.call('SET', KEYS[7], ARGV[9], 'EX', ARGV[10]) end
 return {0, tostring(tokens), first_use, ''}
 """
+)
 
 
 @dataclass(frozen=True)

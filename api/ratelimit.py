@@ -17,26 +17,36 @@ from pipelines.contracts import RedisKeys
 
 LAST_USED_RESOLUTION_SECONDS = 60
 
-_TAKE_TOKEN_LUA = """
-local now = redis.call('TIME')
-local t = tonumber(now[1]) + tonumber(now[2]) / 1000000
-local rate = tonumber(ARGV[1])
-local burst = tonumber(ARGV[2])
-local bucket = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
-local tokens = tonumber(bucket[1])
-local ts = tonumber(bucket[2])
-if tokens == nil or ts == nil then tokens = burst; ts = t end
-tokens = math.min(burst, tokens + math.max(0, t - ts) * rate)
-local allowed = 0
-if tokens >= 1 then tokens = tokens - 1; allowed = 1 end
-redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', tostring(t))
-redis.call('EXPIRE', KEYS[1], math.ceil(burst / rate) + 1)
+# One token bucket per key, refilled from Redis's clock; shared by every script that
+# rate-limits (this module's and api.hotsend's single-round-trip send).
+TOKEN_BUCKET_LUA = """
+local function take_token(bucket_key, rate, burst)
+  local now = redis.call('TIME')
+  local t = tonumber(now[1]) + tonumber(now[2]) / 1000000
+  local bucket = redis.call('HMGET', bucket_key, 'tokens', 'ts')
+  local tokens = tonumber(bucket[1])
+  local ts = tonumber(bucket[2])
+  if tokens == nil or ts == nil then tokens = burst; ts = t end
+  tokens = math.min(burst, tokens + math.max(0, t - ts) * rate)
+  local allowed = 0
+  if tokens >= 1 then tokens = tokens - 1; allowed = 1 end
+  redis.call('HSET', bucket_key, 'tokens', tostring(tokens), 'ts', tostring(t))
+  redis.call('EXPIRE', bucket_key, math.ceil(burst / rate) + 1)
+  return allowed, tokens
+end
+"""
+
+_TAKE_TOKEN_LUA = (
+    TOKEN_BUCKET_LUA
+    + """
+local allowed, tokens = take_token(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]))
 local first_use = 0
 if allowed == 1 and redis.call('SET', KEYS[3], '1', 'NX', 'EX', ARGV[3]) then first_use = 1 end
 local cached = redis.call('GET', KEYS[2])
 if not cached then cached = '' end
 return {allowed, tostring(tokens), first_use, cached}
 """
+)
 
 
 def bucket_key(key_hash: str) -> str:

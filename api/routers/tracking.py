@@ -10,7 +10,7 @@ from fastapi.responses import RedirectResponse, Response
 from api.deps import StateDep
 from api.errors import ApiError
 from api.rendering import CLICK_PURPOSE, OPEN_PURPOSE
-from api.security import TokenError
+from api.security import Signer, TokenError
 from pipelines.contracts import EmailClickEvent, EmailOpenEvent, Topic
 
 router = APIRouter(prefix="/t", tags=["tracking"], include_in_schema=True)
@@ -24,34 +24,45 @@ def _client(request: Request) -> tuple[str, str]:
     return ip, request.headers.get("user-agent", "")[:1000]
 
 
-@router.get("/o/{token}", summary="Open pixel", response_class=Response)
-async def open_pixel(token: str, request: Request, state: StateDep) -> Response:
+def open_event(signer: Signer, token: str, ip: str, user_agent: str) -> EmailOpenEvent:
+    """The open a pixel token stands for (shared with api.hotpath); forged → 404."""
     try:
-        message_id, team_id = state.signer.loads(OPEN_PURPOSE, token.removesuffix(".gif"))
+        message_id, team_id = signer.loads(OPEN_PURPOSE, token.removesuffix(".gif"))
+        return EmailOpenEvent(team_id=team_id, message_id=message_id, ip=ip, user_agent=user_agent)
     except (TokenError, ValueError) as exc:
         raise ApiError(404, "unknown tracking token") from exc
-    ip, user_agent = _client(request)
-    event = EmailOpenEvent(team_id=team_id, message_id=message_id, ip=ip, user_agent=user_agent)
-    state.producer.produce(Topic.EMAIL_OPENS, event, key=message_id)
+
+
+def click_event(signer: Signer, token: str, ip: str, user_agent: str) -> EmailClickEvent:
+    """The click a link token stands for (shared with api.hotpath); only http(s) targets."""
+    try:
+        message_id, team_id, url, link_index = signer.loads(CLICK_PURPOSE, token)
+    except (TokenError, ValueError) as exc:
+        raise ApiError(404, "unknown tracking link") from exc
+    if not isinstance(url, str) or not url.lower().startswith(("http://", "https://")):
+        raise ApiError(400, "link target is not an http(s) URL")
+    try:
+        return EmailClickEvent(
+            team_id=team_id,
+            message_id=message_id,
+            ip=ip,
+            user_agent=user_agent,
+            url=url,
+            link_id=str(link_index),
+        )
+    except ValueError as exc:
+        raise ApiError(404, "unknown tracking link") from exc
+
+
+@router.get("/o/{token}", summary="Open pixel", response_class=Response)
+async def open_pixel(token: str, request: Request, state: StateDep) -> Response:
+    event = open_event(state.signer, token, *_client(request))
+    state.producer.produce(Topic.EMAIL_OPENS, event, key=event.message_id)
     return Response(PIXEL_GIF, media_type="image/gif", headers=NO_CACHE_HEADERS)
 
 
 @router.get("/c/{token}", summary="Click redirect", response_class=RedirectResponse)
 async def click(token: str, request: Request, state: StateDep) -> RedirectResponse:
-    try:
-        message_id, team_id, url, link_index = state.signer.loads(CLICK_PURPOSE, token)
-    except (TokenError, ValueError) as exc:
-        raise ApiError(404, "unknown tracking link") from exc
-    if not isinstance(url, str) or not url.lower().startswith(("http://", "https://")):
-        raise ApiError(400, "link target is not an http(s) URL")
-    ip, user_agent = _client(request)
-    event = EmailClickEvent(
-        team_id=team_id,
-        message_id=message_id,
-        ip=ip,
-        user_agent=user_agent,
-        url=url,
-        link_id=str(link_index),
-    )
-    state.producer.produce(Topic.EMAIL_CLICKS, event, key=message_id)
-    return RedirectResponse(url, status_code=302, headers=NO_CACHE_HEADERS)
+    event = click_event(state.signer, token, *_client(request))
+    state.producer.produce(Topic.EMAIL_CLICKS, event, key=event.message_id)
+    return RedirectResponse(event.url, status_code=302, headers=NO_CACHE_HEADERS)
