@@ -338,6 +338,7 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
             "achieved_per_s": round(paced.load.rate, 1),
             "p50_ms": round(paced.load.percentile(0.50) * 1000, 2),
             "p99_ms": round(paced.load.percentile(0.99) * 1000, 2),
+            "p99_ms_after_first_2_s": round(paced.load.percentile_due_after(0.99, 2.0) * 1000, 2),
             "errors": paced.load.errors,
             **paced.cost(),
         },

@@ -29,6 +29,8 @@ class LoadResult:
     errors: int = 0
     statuses: dict[int, int] = field(default_factory=dict)
     latencies: list[float] = field(default_factory=list)
+    # Open loop only: each request's due time (seconds from the start), beside its latency.
+    due: list[float] = field(default_factory=list)
     seconds: float = 0.0
     client_cpu_seconds: float = 0.0
 
@@ -41,6 +43,14 @@ class LoadResult:
             return 0.0
         ordered = sorted(self.latencies)
         return ordered[min(len(ordered) - 1, int(len(ordered) * p))]
+
+    def percentile_due_after(self, p: float, seconds: float) -> float:
+        """The percentile over requests due after `seconds` (steady state, past the ramp-up
+        of freshly opened connections); 0.0 when not an open-loop run."""
+        steady = sorted(
+            lat for lat, due in zip(self.latencies, self.due, strict=True) if due >= seconds
+        )
+        return steady[min(len(steady) - 1, int(len(steady) * p))] if steady else 0.0
 
     def record(self, status: int, latency: float) -> None:
         self.latencies.append(latency)
@@ -140,6 +150,7 @@ class _OpenLoop:
 
     def __init__(self, port: int, pool: list[_Connection], total: int, result: LoadResult) -> None:
         self._port = port
+        self.started = time.perf_counter()
         self._replacing: set[asyncio.Future[None]] = set()
         self._idle = deque(pool)
         self._backlog: deque[tuple[float, bytes]] = deque()
@@ -160,6 +171,7 @@ class _OpenLoop:
     def _done(self, connection: _Connection, scheduled: float, future: asyncio.Future[int]) -> None:
         failed = future.exception() is not None
         self._result.record(599 if failed else future.result(), time.perf_counter() - scheduled)
+        self._result.due.append(scheduled - self.started)
         self._remaining -= 1
         if failed:  # the server dropped this connection: replace it
             self._replacing.add(asyncio.ensure_future(self._replace()))
@@ -179,7 +191,7 @@ class _OpenLoop:
 
 
 async def _pace(requests: list[bytes], rate: float, open_loop: _OpenLoop) -> None:
-    start = time.perf_counter()
+    start = open_loop.started = time.perf_counter()
     interval = 1.0 / rate
     for index, data in enumerate(requests):
         when = start + index * interval
