@@ -19,7 +19,6 @@ import socket
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import cast
 
 
@@ -222,28 +221,6 @@ async def run_load(
         if connection.transport is not None:
             connection.transport.close()
     return result
-
-
-def process_tree_cpu_seconds(pid: int, children: bool = True) -> float:
-    """user+system CPU seconds of a live process and (``children``) its live descendants
-    (/proc). Redis is read without children: its AOF-rewrite fork comes and goes."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0.0
-    pending = [pid]
-    while pending:
-        current = pending.pop()
-        try:
-            stat = Path(f"/proc/{current}/stat").read_text()
-            fields = stat[stat.rindex(")") + 2 :].split()
-            total += (int(fields[11]) + int(fields[12])) / ticks
-            if not children:
-                continue
-            for task in Path(f"/proc/{current}/task").iterdir():
-                children = (task / "children").read_text().split()
-                pending.extend(int(child) for child in children)
-        except (FileNotFoundError, ProcessLookupError, ValueError):
-            continue
-    return total
 
 
 def load_average() -> list[float]:

@@ -32,6 +32,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from bench.cpu import process_cpu_seconds
 from bench.models_data import SyntheticBatch, load
 from dagster_project.defs.warehouse.assets import BUILD_ARGS
 from dagster_project.project import DBT_PROJECT_DIR
@@ -54,8 +55,7 @@ def cpu_seconds(gateway_pid: int | None) -> float:
     own = resource.getrusage(resource.RUSAGE_SELF)
     total = own.ru_utime + own.ru_stime
     if gateway_pid is not None:
-        fields = Path(f"/proc/{gateway_pid}/stat").read_text().rsplit(")", 1)[1].split()
-        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        total += process_cpu_seconds(gateway_pid)
     return total
 
 

@@ -7,22 +7,18 @@ process spent per delivered message does not, so ``bench.mta`` reports both. Rea
 
 from __future__ import annotations
 
-import os
 import threading
 import time
-from pathlib import Path
 
-_TICKS = os.sysconf("SC_CLK_TCK")
+from . import cpu
 
 
 def process_cpu_seconds(pid: int) -> float:
     """User + system CPU seconds of one process (0.0 once it is gone)."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        return cpu.process_cpu_seconds(pid)
     except OSError:
         return 0.0
-    fields = stat.rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / _TICKS
 
 
 class CpuMeter:

@@ -33,6 +33,7 @@ from typing import Any
 
 import orjson
 
+from bench.cpu import process_cpu_seconds
 from infra.services import kafka_spec, redis_spec, warehouse_spec
 from infra.stack import Stack, settings_to_env
 from infra.testing.fixtures import build_test_settings
@@ -156,12 +157,6 @@ def _wait_rows(ch: Any, team: str, count: int, timeout: float) -> float:
     raise RuntimeError(f"only {_rows(ch, team)} of {count} rows after {timeout}s")
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process (its threads included) so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def per_thousand(seconds: dict[str, float], events: int) -> dict[str, float]:
     return {name: round(1000 * value / max(1, events), 4) for name, value in seconds.items()}
 
@@ -173,7 +168,7 @@ def throughput(
     _map(settings, team, count)
     producer_cpu = _produce(settings, _events(team, count))
     bare = bare_consume(settings, count)
-    services_cpu = {name: cpu_seconds(pid) for name, pid in services.items()}
+    services_cpu = {name: process_cpu_seconds(pid) for name, pid in services.items()}
     started = time.perf_counter()
     procs = _start_pipeline(settings, log_dir)
     # Wall time includes both processes' start-up and the first group join.
@@ -183,13 +178,15 @@ def throughput(
             first_row = time.perf_counter()
         time.sleep(0.05)
     first_count = _rows(ch, team)
-    flow_cpu_first, sink_cpu_first = (cpu_seconds(proc.pid) for proc in procs)
-    services_first = {name: cpu_seconds(pid) for name, pid in services.items()}
+    flow_cpu_first, sink_cpu_first = (process_cpu_seconds(proc.pid) for proc in procs)
+    services_first = {name: process_cpu_seconds(pid) for name, pid in services.items()}
     done = _wait_rows(ch, team, count, 600)
-    flow_cpu, sink_cpu = (cpu_seconds(proc.pid) for proc in procs)
-    services_done = {name: cpu_seconds(pid) - services_cpu[name] for name, pid in services.items()}
+    flow_cpu, sink_cpu = (process_cpu_seconds(proc.pid) for proc in procs)
+    services_done = {
+        name: process_cpu_seconds(pid) - services_cpu[name] for name, pid in services.items()
+    }
     services_steady = {
-        name: cpu_seconds(pid) - services_first[name] for name, pid in services.items()
+        name: process_cpu_seconds(pid) - services_first[name] for name, pid in services.items()
     }
     steady = (count - first_count) / max(1e-9, done - first_row)
     steady_events = count - first_count
@@ -234,11 +231,11 @@ def warm_throughput(
     _map(settings, team, count)
     events = _events(team, count)
     pids = {"flow": procs[0].pid, "sink": procs[1].pid, **services}
-    before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    before = {name: process_cpu_seconds(pid) for name, pid in pids.items()}
     started = time.perf_counter()
     producer_cpu = _produce(settings, events)
     done = _wait_rows(ch, team, count, 600)
-    spent = {name: cpu_seconds(pid) - before[name] for name, pid in pids.items()}
+    spent = {name: process_cpu_seconds(pid) - before[name] for name, pid in pids.items()}
     return {
         "warm_events": count,
         "warm_events_per_s": round(count / (done - started)),
