@@ -1,3 +1,3 @@
 """Root conftest: the shared real-service fixtures for every package's tests."""
 
-pytest_plugins = ["infra.testing.fixtures"]
+pytest_plugins = ["testing.fixtures"]

@@ -14,13 +14,13 @@ from redis.asyncio import Redis as AsyncRedis
 
 from api.db import make_engine, make_sessionmaker
 from api.errors import install_error_handlers
-from api.events import EventProducer
-from api.hotpath import HotPaths
+from api.fastpath.asgi import HotPaths
 from api.middleware import BodyLimitMiddleware, MetricsMiddleware
-from api.ratelimit import ApiKeyLimiter
 from api.routers import ROUTERS
-from api.security import Signer
-from api.sending import scheduler_loop
+from api.services.event_producer import EventProducer
+from api.services.ratelimit import ApiKeyLimiter
+from api.services.security import Signer
+from api.services.sending import scheduler_loop
 from api.state import AppState
 from kibamail.clients import redis_client
 from kibamail.settings import Settings, get_settings

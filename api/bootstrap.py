@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from api.accounts import create_api_key, create_team, create_user
 from api.db import make_engine, make_sessionmaker, migrate, session_scope, utcnow
-from api.domains import generate_keys, publish_dkim_key, set_ready_flag
 from api.models import ApiKeyScope
+from api.services.accounts import create_api_key, create_team, create_user
+from api.services.domains import generate_keys, publish_dkim_key, set_ready_flag
 from kibamail.clients import redis_client
 from kibamail.settings import Settings
 

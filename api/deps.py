@@ -21,10 +21,10 @@ from starlette.concurrency import run_in_threadpool
 from api.db import utcnow
 from api.errors import ApiError
 from api.models import ApiKey, ApiKeyScope, Membership, Role, User, UserSession
-from api.rbac import SENDING_KEY_ACTIONS, Action, role_allows
-from api.security import API_KEY_PREFIX, SESSION_PREFIX, sha256_hex
+from api.services.rbac import SENDING_KEY_ACTIONS, Action, role_allows
+from api.services.security import API_KEY_PREFIX, SESSION_PREFIX, sha256_hex
 from api.state import AppState
-from pipelines.contracts import RedisKeys
+from kibamail.redis_keys import RedisKeys
 
 API_KEY_CACHE_SECONDS = 300
 
@@ -89,7 +89,7 @@ def _lookup_session(state: AppState, token_hash: str) -> str | None:
 
 
 async def _api_key_principal(state: AppState, token: str, response: Response) -> Principal:
-    """One Redis round trip on the hot path (api.ratelimit): token bucket, cached key,
+    """One Redis round trip on the hot path (api.services.ratelimit): token bucket, cached key,
     last-used throttle. The database is read only when the key is not cached."""
     key_hash = sha256_hex(token)
     decision = await state.limiter.take(key_hash)

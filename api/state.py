@@ -9,8 +9,8 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.ratelimit import ApiKeyLimiter
-from api.security import Signer
+from api.services.ratelimit import ApiKeyLimiter
+from api.services.security import Signer
 from kibamail.settings import Settings
 
 
@@ -45,13 +45,15 @@ class AppState:
     redis: Any  # redis.asyncio.Redis
     sync_redis: Any  # redis.Redis, for code running in the threadpool
     signer: Signer
-    producer: Any  # api.events.EventProducer
+    producer: Any  # api.services.event_producer.EventProducer
     limiter: ApiKeyLimiter
     domain_cache: TtlCache = field(default_factory=lambda: TtlCache(5.0))
     clickhouse: Any = None  # clickhouse-connect client, created on first read
-    send_now_script: Any = None  # api.sending's Lua script, registered on first send
-    hot_send_script: Any = None  # api.hotsend's one-trip script, registered on first send
-    # API-key hash -> api.hotsend.KeyRecord; checked against Redis on every send.
+    send_now_script: Any = None  # api.services.sending's Lua script, registered on first send
+    hot_send_script: Any = (
+        None  # api.fastpath.send_script's one-trip script, registered on first send
+    )
+    # API-key hash -> api.fastpath.send_script.KeyRecord; checked against Redis on every send.
     api_key_records: dict[str, Any] = field(default_factory=dict)
 
     def warehouse(self) -> Any:

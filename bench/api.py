@@ -137,10 +137,10 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 def _fanout(settings: Any, team_id: str, domain: str, contacts: int) -> dict[str, Any]:
     from api.db import make_engine, make_sessionmaker, new_id, utcnow
-    from api.jobs.broadcasts import BroadcastJobs, progress_key
+    from api.jobs.broadcast_fanout import BroadcastJobs, progress_key
     from api.jobs.queue import JOB_STREAM
     from api.models import Broadcast, Contact, ContactList
-    from api.security import Signer
+    from api.services.security import Signer
     from kibamail.clients import redis_client
 
     engine = make_engine(settings.database.url)
@@ -253,12 +253,12 @@ def main() -> None:
 
 def run_bench(args: argparse.Namespace) -> dict[str, Any]:
     from api.bootstrap import create_team_with_key
-    from api.rendering import OPEN_PURPOSE
-    from api.security import Signer
-    from infra.services import kafka_spec, redis_spec
-    from infra.stack import Stack, settings_to_env
-    from infra.testing.fixtures import build_test_settings
+    from api.services.rendering import OPEN_PURPOSE
+    from api.services.security import Signer
     from kibamail.clients import ensure_topics
+    from local_stack.services import kafka_spec, redis_spec
+    from local_stack.stack import Stack, settings_to_env
+    from testing.fixtures import build_test_settings
 
     state_dir = Path(tempfile.mkdtemp(prefix="kibamail-bench-api-"))
     settings = build_test_settings(state_dir)

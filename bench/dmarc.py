@@ -1,4 +1,4 @@
-"""Benchmark: `kibamail dmarc parse` (dmarc.parser) vs parsedmarc over generated reports.
+"""Benchmark: `kibamail dmarc parse` (deliverability.parser) vs parsedmarc over generated reports.
 
 Both parse the same files from disk (mixed sizes; plain XML, .xml.gz and .zip; a
 fifth in the RFC 9990 schema). Prints one JSON line: both rates, the ratio
@@ -16,8 +16,8 @@ from pathlib import Path
 
 import orjson
 
-from dmarc.parser import parse_file
-from dmarc.samples import generate
+from deliverability.parser import parse_file
+from deliverability.samples import generate
 
 CHUNK = 200
 

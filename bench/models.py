@@ -36,9 +36,9 @@ from bench.cpu import process_cpu_seconds
 from bench.models_data import SyntheticBatch, load
 from dagster_project.defs.warehouse.assets import BUILD_ARGS
 from dagster_project.project import DBT_PROJECT_DIR
-from infra.clickhouse_gateway.testing import start_gateway
-from infra.stack import settings_to_env
 from kibamail.clients import migrate_warehouse
+from local_stack.stack import settings_to_env
+from testing.clickhouse_gateway import start_gateway
 
 FULL_TARGET_SECONDS = 120.0
 INCREMENTAL_TARGET_RATIO = 0.10

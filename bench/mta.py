@@ -33,15 +33,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from dmarc.domain_checks import set_ready
-from infra.services import kafka_spec, kibamail_spec, redis_spec
-from infra.stack import Stack, free_port, tcp_open
-from infra.testing.fixtures import build_test_settings
+from deliverability.domain_checks import set_ready
 from kibamail.clients import ensure_topics, redis_client
+from kibamail.contracts import MessageStatusEvent, Topic, deserialize
+from kibamail.redis_keys import RedisKeys
 from kibamail.settings import REPO_ROOT, Settings
+from local_stack.services import kafka_spec, kibamail_spec, redis_spec
+from local_stack.stack import Stack, free_port, tcp_open
 from mta.credentials import create_smtp_credential
 from mta.dkim_signing import generate_ed25519_key, generate_rsa_key, store_dkim_key
-from pipelines.contracts import MessageStatusEvent, RedisKeys, Topic, deserialize
+from testing.fixtures import build_test_settings
 
 from .mta_cpu import CpuMeter, ThreadCpu
 from .mta_load import LoadResult, generate

@@ -2,7 +2,7 @@
 
 ``python -m bench.mta_delivery [--messages N] [--profile FILE]`` starts durable Redis,
 Tansu and the test internet (a separate process), queues N single-recipient messages
-through ``mta.intake``, then runs ONE delivery process (``mta.main.serve`` without
+through ``kibamail.intake``, then runs ONE delivery process (``mta.main.serve`` without
 listeners, in this process so ``--profile`` can cProfile it) until every message's
 outcome is recorded and the outbox is drained to Kafka. Prints one JSON line: drain
 rate in msgs/s, and the ratio to the end-to-end target of ``bench.mta`` (300 msgs/s),
@@ -21,15 +21,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from dmarc.domain_checks import set_ready
-from infra.services import kafka_spec, kibamail_spec, redis_spec
-from infra.stack import Stack
-from infra.testing.fixtures import build_test_settings
+from deliverability.domain_checks import set_ready
 from kibamail.clients import ensure_topics, redis_client
+from kibamail.contracts import MessageMapping, OutboundMessage
+from kibamail.intake import queue_on_pipeline
+from kibamail.redis_keys import RedisKeys
 from kibamail.settings import Settings
-from mta.intake import queue_on_pipeline
-from mta.testnet import read_records
-from pipelines.contracts import MessageMapping, OutboundMessage, RedisKeys
+from local_stack.services import kafka_spec, kibamail_spec, redis_spec
+from local_stack.stack import Stack
+from testing.fixtures import build_test_settings
+from testing.testnet import read_records
 
 from .mta import TARGET_E2E_RATE, bench_policy, store_bench_dkim_key, wait_port
 from .mta_load import make_message

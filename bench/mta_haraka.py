@@ -14,8 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from infra.stack import ServiceSpec, Stack, free_port, tcp_open
 from kibamail.settings import REPO_ROOT
+from local_stack.stack import ServiceSpec, Stack, free_port, tcp_open
 
 HARAKA_VERSION = "3.3.4"
 INSTALL_DIR = REPO_ROOT / ".stack" / "bench" / "haraka"

@@ -34,18 +34,12 @@ from typing import Any
 import orjson
 
 from bench.cpu import process_cpu_seconds
-from infra.services import kafka_spec, redis_spec, warehouse_spec
-from infra.stack import Stack, settings_to_env
-from infra.testing.fixtures import build_test_settings
+from kibamail.contracts import MessageMapping, MessageStatus, MessageStatusEvent, Topic, serialize
+from kibamail.redis_keys import RedisKeys
 from kibamail.settings import Settings
-from pipelines.contracts import (
-    MessageMapping,
-    MessageStatus,
-    MessageStatusEvent,
-    RedisKeys,
-    Topic,
-    serialize,
-)
+from local_stack.services import kafka_spec, redis_spec, warehouse_spec
+from local_stack.stack import Stack, settings_to_env
+from testing.fixtures import build_test_settings
 
 
 def _produce(settings: Settings, payloads: list[tuple[bytes, bytes]]) -> float:

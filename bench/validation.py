@@ -15,7 +15,7 @@ import time
 import email_validator
 import orjson
 
-from dmarc.validation import check_syntax_and_lists
+from deliverability.validation import check_syntax_and_lists
 
 
 def addresses(count: int, seed: int = 11) -> list[str]:

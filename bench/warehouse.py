@@ -25,9 +25,9 @@ from typing import Any
 
 import clickhouse_connect
 
-from infra.services import warehouse_spec
-from infra.stack import Stack, free_port
 from kibamail.settings import ClickHouseSettings, Settings, StackSettings
+from local_stack.services import warehouse_spec
+from local_stack.stack import Stack, free_port
 
 TARGET_INSERT_RATIO = 0.7
 READS = 3

@@ -12,8 +12,8 @@ from contextlib import contextmanager
 from datetime import date
 from typing import Any
 
-from infra.stack import settings_to_env
 from kibamail.settings import Settings, get_settings
+from local_stack.stack import settings_to_env
 
 
 @contextmanager

@@ -1,7 +1,7 @@
 """The DMARC dashboard: what receivers report about mail claiming our customers' domains.
 
 Reads the dbt mart fct_dmarc_daily (one row per team, domain, day and sending source
-IP, from the aggregate reports dmarc/ ingests). Message counts are the reporters'.
+IP, from the aggregate reports deliverability/ ingests). Message counts are the reporters'.
 """
 
 from __future__ import annotations

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from kibamail.contracts import Topic
 from kibamail.settings import Settings, get_settings
-from pipelines.contracts import Topic
 
 
 def clickhouse_client(settings: Settings | None = None, **kwargs: Any) -> Any:
@@ -97,7 +97,7 @@ def ensure_topics(settings: Settings | None = None, timeout: float = 10.0) -> li
 
 
 def migrate_warehouse(settings: Settings | None = None) -> list[str]:
-    from infra.clickhouse_schema import migrate
+    from kibamail.clickhouse_schema import migrate
 
     settings = settings or get_settings()
     client = clickhouse_client(settings, database="default")

@@ -1,6 +1,6 @@
 """Platform notifications (invitations, opt-in confirmations, domain alerts, digests).
 
-Every one goes through the same durable hand-over as customer mail (``mta.intake.submit``),
+Every one goes through the same durable hand-over as customer mail (``kibamail.intake.submit``),
 so it is queued, signed, retried and reported like any other message. It carries the
 platform team id from ``settings.notifications`` (not the customer's), so billing never
 counts it. An optional ``guard_key`` makes a retried caller send at most once.
@@ -14,8 +14,8 @@ from email.message import EmailMessage
 from email.utils import formatdate, parseaddr
 from typing import Any
 
+from kibamail.contracts import MessageMapping, OutboundMessage, TrafficKind
 from kibamail.settings import Settings
-from pipelines.contracts import MessageMapping, OutboundMessage, TrafficKind
 
 DEFAULT_GUARD_TTL_SECONDS = 7 * 24 * 3600
 
@@ -81,7 +81,7 @@ def send_system_email(
 ) -> str | None:
     """Queue one notification; returns its message id, or None when ``guard_key`` was
     already used (sent before). Raises SystemMailError for unsafe input, leaving no guard."""
-    from mta.intake import submit
+    from kibamail.intake import submit
 
     recipients = sorted({_clean(address, "recipient").strip() for address in to if address})
     if not recipients:

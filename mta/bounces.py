@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from pipelines.contracts import BounceClass
+from kibamail.contracts import BounceClass
 
 _ENHANCED = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from pipelines.contracts import RedisKeys
+from kibamail.redis_keys import RedisKeys
 
 from .config import SubmissionConfig
 

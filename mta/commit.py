@@ -12,14 +12,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from pipelines.contracts import (
-    BounceClass,
-    MessageStatus,
-    OutboundMessage,
-    RedisKeys,
-    Topic,
-    TrafficKind,
-)
+from kibamail.contracts import BounceClass, MessageStatus, OutboundMessage, Topic, TrafficKind
+from kibamail.redis_keys import RedisKeys
 
 from . import metrics
 from .batching import PipelineBatcher

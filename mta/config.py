@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from pipelines.contracts import TrafficKind
+from kibamail.contracts import TrafficKind
 
 
 class Strict(BaseModel):

@@ -20,7 +20,7 @@ from typing import Any
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from pipelines.contracts import RedisKeys
+from kibamail.redis_keys import RedisKeys
 
 from .coalesce import SingleFlight
 

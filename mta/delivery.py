@@ -20,16 +20,16 @@ from typing import Any
 import orjson
 
 from kibamail.clients import redis_client
-from kibamail.settings import Settings
-from pipelines.contracts import (
+from kibamail.contracts import (
     BounceClass,
     ContractError,
     MessageStatus,
     OutboundMessage,
-    RedisKeys,
     Topic,
     dead_letter,
 )
+from kibamail.redis_keys import RedisKeys
+from kibamail.settings import Settings
 
 from . import metrics
 from .batching import PipelineBatcher

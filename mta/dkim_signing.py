@@ -19,7 +19,7 @@ import dkim
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
-from pipelines.contracts import RedisKeys
+from kibamail.redis_keys import RedisKeys
 
 from .coalesce import SingleFlight
 from .dkim_openssl import rsa_signature_header

@@ -23,8 +23,9 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from kibamail.contracts import MessageStatus, MessageStatusEvent, Topic, serialize
+from kibamail.redis_keys import RedisKeys
 from kibamail.settings import Settings
-from pipelines.contracts import MessageStatus, MessageStatusEvent, RedisKeys, Topic, serialize
 
 from . import metrics
 

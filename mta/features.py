@@ -15,7 +15,7 @@ from email.policy import default as default_policy
 
 import numpy as np
 
-from pipelines.contracts import SubmissionFeatures
+from kibamail.contracts import SubmissionFeatures
 
 _WORD = re.compile(rb"\w+")
 _FIELD = re.compile(rb"([!-9;-~]+):[ \t]*")

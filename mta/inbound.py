@@ -20,16 +20,16 @@ from typing import Any
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from kibamail.settings import Settings
-from pipelines.contracts import (
+from kibamail.contracts import (
     BounceClass,
     ContractError,
     MessageMapping,
     MessageStatus,
-    RedisKeys,
     Topic,
     deserialize,
 )
+from kibamail.redis_keys import RedisKeys
+from kibamail.settings import Settings
 
 from .bounces import classify
 from .config import MtaConfig
@@ -128,7 +128,7 @@ def parse_report(data: bytes) -> list[ReportItem]:
 
 
 def _warm_report_parser() -> None:
-    import dmarc.ingest  # noqa: F401
+    import deliverability.ingest  # noqa: F401
 
 
 class InboundProcessor:
@@ -183,7 +183,7 @@ class InboundProcessor:
         """Store DMARC/TLS reports in ClickHouse; 550 with the reasons if there is none."""
         import asyncio
 
-        from dmarc.ingest import ingest_message
+        from deliverability.ingest import ingest_message
         from kibamail.clients import clickhouse_client
 
         if self._clickhouse is None:

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from pipelines.contracts import BounceClass, MessageStatus
+from kibamail.contracts import BounceClass, MessageStatus
 
 
 @dataclass

@@ -17,7 +17,8 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from pipelines.contracts import RedisKeys, TrafficKind
+from kibamail.contracts import TrafficKind
+from kibamail.redis_keys import RedisKeys
 
 from . import metrics
 from .coalesce import SingleFlight

@@ -1,6 +1,6 @@
 """The durable, shared delivery queue: a Redis Stream plus a sorted set of retries.
 
-- New mail is an entry in ``RedisKeys.SUBMISSION_STREAM`` (see ``mta.intake``). Every
+- New mail is an entry in ``RedisKeys.SUBMISSION_STREAM`` (see ``kibamail.intake``). Every
   MTA process reads it through the consumer group ``RedisKeys.SUBMISSION_GROUP``; an
   entry is acknowledged (XACK + XDEL) only in the MULTI that records its outcome.
 - A worker that dies leaves its entries pending; after ``claim_idle_seconds`` another
@@ -19,7 +19,8 @@ import time
 import uuid
 from typing import Any
 
-from pipelines.contracts import OutboundMessage, RedisKeys
+from kibamail.contracts import OutboundMessage
+from kibamail.redis_keys import RedisKeys
 
 from .config import QueueConfig
 

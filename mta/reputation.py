@@ -32,7 +32,7 @@ from typing import Any, Literal
 import orjson
 from pydantic import Field
 
-from pipelines.contracts import RedisKeys
+from kibamail.redis_keys import RedisKeys
 
 from .policies import ACCEPT, REGISTRY, Params, Policy, PolicyContext, Verdict
 

@@ -1,7 +1,7 @@
 """SMTP listeners on aiosmtpd: submission (587 STARTTLS, 465 implicit TLS) and inbound (25).
 
 Submission requires AUTH (PLAIN/LOGIN, only after TLS) against the SMTP credentials in
-Redis; accepted mail is queued durably (``mta.intake``) before the 250 is sent, and
+Redis; accepted mail is queued durably (``kibamail.intake``) before the 250 is sent, and
 never waits on Kafka. Inbound accepts only mail for our own domains: DSNs and ARF
 complaint reports (``mta.inbound``). Every bad input gets its own SMTP code, and one
 client's trouble never stalls the others (each connection is its own task; a stalled
@@ -21,15 +21,15 @@ from typing import Any
 
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
+from kibamail.contracts import MessageMapping, OutboundMessage, TrafficKind
+from kibamail.intake import queue_on_pipeline
 from kibamail.settings import Settings
-from pipelines.contracts import MessageMapping, OutboundMessage, TrafficKind
 
 from . import metrics
 from .batching import PipelineBatcher
 from .config import MtaConfig
 from .credentials import CredentialVerifier
 from .inbound import InboundProcessor
-from .intake import queue_on_pipeline
 from .policies import PolicyChain, PolicyContext
 from .smtp_session import ConnectionLimiter, KibaSMTP, advertise_extensions, client_ip
 from .tls import ensure_self_signed, server_context

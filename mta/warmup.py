@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from pipelines.contracts import RedisKeys
+from kibamail.redis_keys import RedisKeys
 
 from .policies import ACCEPT, REGISTRY, Policy, PolicyContext, Verdict
 

@@ -21,14 +21,14 @@ from bytewax.dataflow import Dataflow
 from bytewax.inputs import Source
 from bytewax.outputs import Sink
 
-from kibamail.settings import Settings
-from pipelines.config import PipelineTuning, get_tuning
-from pipelines.contracts import (
+from kibamail.contracts import (
     ContractError,
     CorrelatedMessageEvent,
     Topic,
     dead_letter,
 )
+from kibamail.settings import Settings
+from pipelines.config import PipelineTuning, get_tuning
 from pipelines.kafka_io import OutChunk, RawBatch, RawMessage
 from pipelines.mapping import (
     Mapping,

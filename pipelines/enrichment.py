@@ -23,9 +23,7 @@ from bytewax.inputs import Source
 from bytewax.operators import StatefulBatchLogic
 from bytewax.outputs import Sink
 
-from kibamail.settings import Settings
-from pipelines.config import PipelineTuning, get_tuning
-from pipelines.contracts import (
+from kibamail.contracts import (
     ContractError,
     EmailClickEvent,
     EmailOpenEvent,
@@ -35,6 +33,8 @@ from pipelines.contracts import (
     deserialize,
     serialize,
 )
+from kibamail.settings import Settings
+from pipelines.config import PipelineTuning, get_tuning
 from pipelines.correlation import SinkItem, to_dead_letter
 from pipelines.kafka_io import RawMessage
 from pipelines.machine import GeoLookup, machine_reason, parse_user_agent

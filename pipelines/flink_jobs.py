@@ -23,8 +23,8 @@ from typing import Any
 
 import orjson
 
+from kibamail.contracts import Topic
 from kibamail.settings import Settings
-from pipelines.contracts import Topic
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +142,7 @@ def run(settings: Settings, **options: Any) -> int:
 
 def flink_spec(settings: Settings) -> Any:
     """The stack's ``flink`` service: healthy once the reputation job is RUNNING."""
-    from infra.services import kibamail_spec
+    from local_stack.services import kibamail_spec
 
     port = settings.pipelines.flink_rest_port
     spec = kibamail_spec(settings, "flink", ["flink"], port)

@@ -17,7 +17,8 @@ from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 import orjson
 from bytewax.operators import StatefulBatchLogic
 
-from pipelines.contracts import ContractError, MessageMapping, RedisKeys
+from kibamail.contracts import ContractError, MessageMapping
+from kibamail.redis_keys import RedisKeys
 
 log = logging.getLogger(__name__)
 

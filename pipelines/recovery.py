@@ -17,8 +17,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from kibamail.contracts import Topic
 from kibamail.settings import Settings
-from pipelines.contracts import Topic
 
 log = logging.getLogger(__name__)
 

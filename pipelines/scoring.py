@@ -32,17 +32,17 @@ from bytewax.inputs import Source
 from bytewax.operators import StatefulBatchLogic
 from bytewax.outputs import Sink
 
-from kibamail.settings import Settings
-from pipelines.config import PipelineTuning, get_tuning
-from pipelines.contracts import (
+from kibamail.contracts import (
     ContractError,
-    RedisKeys,
     SubmissionFeatures,
     TeamPauseEvent,
     Topic,
     deserialize,
     serialize,
 )
+from kibamail.redis_keys import RedisKeys
+from kibamail.settings import Settings
+from pipelines.config import PipelineTuning, get_tuning
 from pipelines.correlation import SinkItem, to_dead_letter
 from pipelines.kafka_io import RawMessage
 from pipelines.metrics import ERRORS, EVENTS_IN, EVENTS_OUT

@@ -24,7 +24,7 @@ import annotated_types
 import orjson
 from pydantic import BaseModel
 
-from pipelines.contracts import (
+from kibamail.contracts import (
     SUPPORTED_VERSIONS,
     ContractError,
     MessageStatusEvent,

@@ -18,8 +18,9 @@ from typing import Any
 import orjson
 from pydantic import BaseModel
 
+from kibamail.contracts import ContractError, ReputationSignal, Topic, deserialize
+from kibamail.redis_keys import RedisKeys
 from kibamail.settings import Settings
-from pipelines.contracts import ContractError, RedisKeys, ReputationSignal, Topic, deserialize
 from pipelines.metrics import DEAD_LETTERS, EVENTS_IN
 
 log = logging.getLogger(__name__)

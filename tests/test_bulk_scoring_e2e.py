@@ -24,15 +24,15 @@ from typing import Any
 import orjson
 import pytest
 
-from infra.services import kibamail_spec
-from infra.stack import Stack
+from kibamail.redis_keys import RedisKeys
 from kibamail.settings import Settings
+from local_stack.services import kibamail_spec
+from local_stack.stack import Stack
 from mta.credentials import create_smtp_credential
-from mta.testnet import DnsServer, SinkConfig, SinkServer, Zone
 from mta.tests.helpers import with_policy, write_policy
 from pipelines.config import get_tuning
-from pipelines.contracts import RedisKeys
 from pipelines.tests.traffic import newsletter, recipient, transactional
+from testing.testnet import DnsServer, SinkConfig, SinkServer, Zone
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from pipelines.contracts import (
+from kibamail.contracts import (
     EVENT_MODELS,
     ContractError,
     MessageStatusEvent,
     OutboundMessage,
-    RedisKeys,
     Topic,
     deserialize,
     serialize,
 )
-from pipelines.schemas import write_schemas
+from kibamail.redis_keys import RedisKeys
+from kibamail.schemas import write_schemas
 
 pytestmark = pytest.mark.unit
 

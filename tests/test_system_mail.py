@@ -6,8 +6,9 @@ import email
 
 import pytest
 
+from kibamail.contracts import MessageMapping, OutboundMessage, deserialize
+from kibamail.redis_keys import RedisKeys
 from kibamail.system_mail import SystemMailError, send_system_email
-from pipelines.contracts import MessageMapping, OutboundMessage, RedisKeys, deserialize
 
 pytestmark = pytest.mark.integration
 

@@ -12,10 +12,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from infra import up
-from infra.stack import Stack
-from kibamail import demo
+from console import demo
 from kibamail.settings import Settings
+from local_stack import up
+from local_stack.stack import Stack
 
 pytestmark = pytest.mark.e2e
 

@@ -24,7 +24,7 @@ from typing import Any
 import orjson
 import redis as redis_lib
 
-from pipelines.contracts import dead_letter
+from kibamail.contracts import dead_letter
 
 log = logging.getLogger(__name__)
 

@@ -10,9 +10,9 @@ import signal
 from typing import Any
 
 from api.db import make_engine, make_sessionmaker
-from api.jobs.broadcasts import BroadcastJobs
+from api.jobs.broadcast_fanout import BroadcastJobs
 from api.jobs.queue import Worker
-from api.security import Signer
+from api.services.security import Signer
 from kibamail.clients import redis_client
 from kibamail.settings import Settings
 

@@ -15,7 +15,7 @@ from starlette.concurrency import run_in_threadpool
 from api.deps import StateDep, TeamContactsRead, TeamReports
 from api.errors import ApiError
 from api.state import AppState
-from pipelines.contracts import ClickHouseTable
+from kibamail.contracts import ClickHouseTable
 
 router = APIRouter(prefix="/v1/teams/{team_id}", tags=["activity"])
 

@@ -9,13 +9,13 @@ from fastapi import APIRouter
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
-from api.accounts import create_user
 from api.db import utcnow
 from api.deps import CurrentUser, DbDep, PrincipalDep
 from api.errors import ApiError
 from api.models import Membership, RecoveryCode, Team, UserSession
 from api.schemas import EmailAddress
-from api.security import (
+from api.services.accounts import create_user
+from api.services.security import (
     new_recovery_codes,
     new_session_token,
     new_totp_secret,

@@ -9,14 +9,14 @@ from fastapi import APIRouter
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
-from api import broadcasts as lifecycle
 from api.deps import DbDep, StateDep, TeamCampaigns, TeamContentWrite, TeamLaunch
 from api.errors import ApiError
 from api.models import Broadcast, ContactList, Domain
-from api.pagination import Cursor, Limit, paginate
-from api.rendering import address_domain
+from api.routers.pagination import Cursor, Limit, paginate
 from api.schemas import EmailAddress, SafeLine
-from api.templating import check_template
+from api.services import broadcast_lifecycle as lifecycle
+from api.services.rendering import address_domain
+from api.services.templating import check_template
 
 router = APIRouter(prefix="/v1/teams/{team_id}/broadcasts", tags=["broadcasts"])
 

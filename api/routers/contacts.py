@@ -11,16 +11,16 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
-from api.contacts_import import import_csv
 from api.db import utcnow
 from api.deps import DbDep, StateDep, TeamContactsRead, TeamContentWrite
 from api.errors import ApiError
 from api.models import Contact, ContactList, CustomField, Role
-from api.notifications import CONFIRM_PURPOSE, send_confirmation
-from api.pagination import Cursor, Limit, paginate
+from api.routers.pagination import Cursor, Limit, paginate
 from api.schemas import EmailAddress
-from api.security import TokenError
-from pipelines.contracts import RedisKeys
+from api.services.contacts_import import import_csv
+from api.services.notifications import CONFIRM_PURPOSE, send_confirmation
+from api.services.security import TokenError
+from kibamail.redis_keys import RedisKeys
 
 router = APIRouter(prefix="/v1/teams/{team_id}", tags=["contacts"])
 public_router = APIRouter(tags=["contacts"])

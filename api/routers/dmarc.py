@@ -1,6 +1,6 @@
 """DMARC report upload and email validation, mounted from the `dmarc` package.
 
-The routers live with their domain logic in `dmarc/`; here they get the API's
+The routers live with their domain logic in `deliverability/`; here they get the API's
 authorization (one dependency, like every other route) and shared clients.
 """
 
@@ -9,8 +9,8 @@ from typing import Any
 from fastapi import APIRouter, Depends
 
 from api.deps import StateDep, require
-from api.rbac import Action
-from dmarc.routes import build_dmarc_router, build_validation_router
+from api.services.rbac import Action
+from deliverability.routes import build_dmarc_router, build_validation_router
 
 _RESOLVERS: dict[tuple[tuple[str, ...], int], Any] = {}
 
@@ -19,7 +19,7 @@ def _resolver(state: StateDep) -> Any:
     """One resolver per nameserver set: the configured ones, else the system's."""
     import dns.resolver
 
-    from dmarc.domain_checks import make_resolver
+    from deliverability.domain_checks import make_resolver
 
     mta = state.settings.mta
     key = (tuple(mta.dns_servers), mta.dns_port)

@@ -1,7 +1,7 @@
 """Sending domains: add (DKIM keys generated), DNS records to publish, verify, delete.
 
 Each record shows the API's status (verified/missing/mismatch/error/not_checked) and,
-since the checks moved to dmarc.domain_checks, the check's own pass/fail/unknown with
+since the checks moved to deliverability.domain_checks, the check's own pass/fail/unknown with
 what was found and why; ``checks`` has every check (MX too) and ``ready`` the MTA's flag.
 """
 
@@ -15,7 +15,9 @@ from pydantic import BaseModel, Field, field_validator
 from sqlalchemy import select
 
 from api.deps import DbDep, StateDep, TeamDomains
-from api.domains import (
+from api.errors import ApiError
+from api.models import Domain
+from api.services.domains import (
     api_status,
     check_status,
     dns_records,
@@ -25,9 +27,8 @@ from api.domains import (
     stored_checks,
     verify_domain,
 )
-from api.errors import ApiError
-from api.models import Domain
-from pipelines.contracts import DomainCheckEvent, RedisKeys, Topic
+from kibamail.contracts import DomainCheckEvent, Topic
+from kibamail.redis_keys import RedisKeys
 
 router = APIRouter(prefix="/v1/teams/{team_id}/domains", tags=["domains"])
 _DOMAIN = re.compile(r"^(?=.{4,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")

@@ -10,9 +10,9 @@ from pydantic import ValidationError
 
 from api.deps import StateDep, TeamSend
 from api.errors import ApiError, field_path
-from api.idempotency import IdempotencyClaim
 from api.schemas import EmailIn
-from api.sending import cancel_scheduled, enqueue, prepare, send_now
+from api.services.idempotency import IdempotencyClaim
+from api.services.sending import cancel_scheduled, enqueue, prepare, send_now
 from api.state import AppState
 
 router = APIRouter(prefix="/v1/emails", tags=["emails"])

@@ -9,7 +9,6 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 
-from api.accounts import create_api_key, create_team, revoke_api_key
 from api.db import utcnow
 from api.deps import (
     CurrentUser,
@@ -21,10 +20,11 @@ from api.deps import (
 )
 from api.errors import ApiError
 from api.models import ApiKey, ApiKeyScope, Invitation, Membership, Role, Team, User
-from api.notifications import INVITE_PURPOSE, send_invitation
-from api.pagination import Cursor, Limit, paginate
+from api.routers.pagination import Cursor, Limit, paginate
 from api.schemas import EmailAddress
-from api.security import TokenError
+from api.services.accounts import create_api_key, create_team, revoke_api_key
+from api.services.notifications import INVITE_PURPOSE, send_invitation
+from api.services.security import TokenError
 
 router = APIRouter(prefix="/v1", tags=["teams"])
 INVITE_LIFETIME = timedelta(days=7)

@@ -11,9 +11,9 @@ from sqlalchemy import select
 from api.deps import DbDep, TeamCampaigns, TeamContentWrite
 from api.errors import ApiError
 from api.models import Template
-from api.pagination import Cursor, Limit, paginate
+from api.routers.pagination import Cursor, Limit, paginate
 from api.schemas import SafeLine
-from api.templating import check_template, render_template
+from api.services.templating import check_template, render_template
 
 router = APIRouter(prefix="/v1/teams/{team_id}/templates", tags=["templates"])
 

@@ -9,9 +9,9 @@ from fastapi.responses import RedirectResponse, Response
 
 from api.deps import StateDep
 from api.errors import ApiError
-from api.rendering import CLICK_PURPOSE, OPEN_PURPOSE
-from api.security import Signer, TokenError
-from pipelines.contracts import EmailClickEvent, EmailOpenEvent, Topic
+from api.services.rendering import CLICK_PURPOSE, OPEN_PURPOSE
+from api.services.security import Signer, TokenError
+from kibamail.contracts import EmailClickEvent, EmailOpenEvent, Topic
 
 router = APIRouter(prefix="/t", tags=["tracking"], include_in_schema=True)
 
@@ -25,7 +25,7 @@ def _client(request: Request) -> tuple[str, str]:
 
 
 def open_event(signer: Signer, token: str, ip: str, user_agent: str) -> EmailOpenEvent:
-    """The open a pixel token stands for (shared with api.hotpath); forged → 404."""
+    """The open a pixel token stands for (shared with api.fastpath.asgi); forged → 404."""
     try:
         message_id, team_id = signer.loads(OPEN_PURPOSE, token.removesuffix(".gif"))
         return EmailOpenEvent(team_id=team_id, message_id=message_id, ip=ip, user_agent=user_agent)
@@ -34,7 +34,7 @@ def open_event(signer: Signer, token: str, ip: str, user_agent: str) -> EmailOpe
 
 
 def click_event(signer: Signer, token: str, ip: str, user_agent: str) -> EmailClickEvent:
-    """The click a link token stands for (shared with api.hotpath); only http(s) targets."""
+    """The click a link token stands for (shared with api.fastpath.asgi); only http(s) targets."""
     try:
         message_id, team_id, url, link_index = signer.loads(CLICK_PURPOSE, token)
     except (TokenError, ValueError) as exc:

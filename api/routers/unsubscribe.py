@@ -17,9 +17,9 @@ from api.db import utcnow
 from api.deps import StateDep
 from api.errors import ApiError
 from api.models import Contact
-from api.rendering import UNSUBSCRIBE_PURPOSE
-from api.security import TokenError
-from pipelines.contracts import Topic, UnsubscribeEvent
+from api.services.rendering import UNSUBSCRIBE_PURPOSE
+from api.services.security import TokenError
+from kibamail.contracts import Topic, UnsubscribeEvent
 
 router = APIRouter(tags=["tracking"])
 

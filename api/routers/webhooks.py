@@ -12,7 +12,7 @@ from api.db import utcnow
 from api.deps import DbDep, StateDep, TeamWebhooks
 from api.errors import ApiError
 from api.models import WebhookDelivery, WebhookEndpoint
-from api.pagination import Cursor, Limit, paginate
+from api.routers.pagination import Cursor, Limit, paginate
 from api.webhooks.delivery import EVENT_TYPES
 from api.webhooks.signing import new_secret
 from api.webhooks.ssrf import UnsafeWebhookUrl, guard_from_settings

@@ -14,13 +14,15 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from api.bootstrap import create_team_with_key
 from api.db import migrate
+from kibamail.contracts import Event, Topic
 from kibamail.settings import Settings
-from pipelines.contracts import Event, Topic
 
 
 @dataclass
 class RecordingProducer:
-    """Unit-test stand-in for api.events.EventProducer (integration tests use Kafka)."""
+    """Unit-test stand-in for api.services.event_producer.EventProducer.
+
+    Integration tests use Kafka."""
 
     events: list[tuple[Topic, Event]] = field(default_factory=list)
 

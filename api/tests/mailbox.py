@@ -9,7 +9,8 @@ from email.policy import default
 from typing import Any
 from urllib.parse import urlsplit
 
-from pipelines.contracts import OutboundMessage, RedisKeys
+from kibamail.contracts import OutboundMessage
+from kibamail.redis_keys import RedisKeys
 
 
 def queued_messages(redis: Any, recipient: str) -> list[tuple[OutboundMessage, EmailMessage]]:

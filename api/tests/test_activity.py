@@ -12,8 +12,8 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from api.tests.conftest import RecordingProducer, SendingTeam
+from kibamail.contracts import ClickHouseTable
 from kibamail.settings import Settings
-from pipelines.contracts import ClickHouseTable
 
 pytestmark = pytest.mark.integration
 

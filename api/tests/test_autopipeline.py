@@ -1,4 +1,4 @@
-"""api.autopipeline on real Redis: concurrent script calls share a pipeline, each caller
+"""api.fastpath.autopipeline on real Redis: concurrent script calls share a pipeline, each caller
 gets its own result, and a flushed script cache is recovered from."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from api.autopipeline import ScriptBatcher
+from api.fastpath.autopipeline import ScriptBatcher
 from kibamail.clients import async_redis_client
 from kibamail.settings import Settings
 

@@ -16,14 +16,15 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from api.jobs.broadcasts import progress_key
+from api.jobs.broadcast_fanout import progress_key
 from api.tests.conftest import SendingTeam
-from infra.services import kibamail_spec
-from infra.stack import Stack, settings_to_env
+from kibamail.contracts import MessageMapping, deserialize
+from kibamail.redis_keys import RedisKeys
 from kibamail.settings import Settings
-from mta.testnet import DnsServer, SinkConfig, SinkServer, Zone
+from local_stack.services import kibamail_spec
+from local_stack.stack import Stack, settings_to_env
 from mta.tests.helpers import with_policy, write_policy
-from pipelines.contracts import MessageMapping, RedisKeys, deserialize
+from testing.testnet import DnsServer, SinkConfig, SinkServer, Zone
 
 # Took 173 s in a clean-clone CI run, 392-518 s at load averages 7-14 (dead workers' jobs wait
 # 15 s to be reclaimed); the timeout leaves room for that.
@@ -67,7 +68,7 @@ def mta_process(
 def _worker(settings: Settings) -> subprocess.Popen[bytes]:
     env = {**os.environ, **settings_to_env(settings)}
     return subprocess.Popen(
-        [sys.executable, "-m", "kibamail", "api", "worker"],
+        [sys.executable, "-m", "console", "api", "worker"],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -10,19 +10,13 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from api.jobs.broadcasts import SEND_BROADCAST
+from api.jobs.broadcast_fanout import SEND_BROADCAST
 from api.jobs.queue import JOB_STREAM, enqueue
 from api.jobs.worker import build_worker
 from api.tests.conftest import RecordingProducer, SendingTeam
+from kibamail.contracts import MessageMapping, OutboundMessage, Topic, TrafficKind, deserialize
+from kibamail.redis_keys import RedisKeys
 from kibamail.settings import Settings
-from pipelines.contracts import (
-    MessageMapping,
-    OutboundMessage,
-    RedisKeys,
-    Topic,
-    TrafficKind,
-    deserialize,
-)
 
 pytestmark = pytest.mark.integration
 

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from api.contacts_import import MAX_RECORD_CHARS, UnterminatedRecord, _records
+from api.services.contacts_import import MAX_RECORD_CHARS, UnterminatedRecord, _records
 
 MULTILINE_CSV = (
     b"email,first_name,notes\r\n"  # line 1

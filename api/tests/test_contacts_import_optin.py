@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-import api.contacts_import as contacts_import
+import api.services.contacts_import as contacts_import
 from api.models import Membership
 from api.tests.conftest import signup
 from api.tests.mailbox import link_in, queued_messages

@@ -15,13 +15,14 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from api.db import utcnow
-from api.domains import recheck_due_domains
 from api.models import Domain
+from api.services.domains import recheck_due_domains
 from api.tests.conftest import RecordingProducer, signup
 from api.tests.dns_fixture import ZoneResolver, start_dns
-from infra.stack import free_port
+from kibamail.contracts import DomainCheckEvent
+from kibamail.redis_keys import RedisKeys
 from kibamail.settings import Settings
-from pipelines.contracts import DomainCheckEvent, RedisKeys
+from local_stack.stack import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -146,7 +147,7 @@ def _domain_events(settings: Settings, domain: str, want: int) -> list[DomainChe
     from confluent_kafka import Consumer, TopicPartition
 
     from kibamail.clients import kafka_consumer_config
-    from pipelines.contracts import Topic, deserialize
+    from kibamail.contracts import Topic, deserialize
 
     consumer = Consumer(kafka_consumer_config(f"test-domain-checks-{domain}", settings))
     try:
@@ -168,7 +169,7 @@ def _domain_events(settings: Settings, domain: str, want: int) -> list[DomainChe
 
 
 def _alerts_to(redis: Any, address: str) -> list[str]:
-    from pipelines.contracts import OutboundMessage
+    from kibamail.contracts import OutboundMessage
 
     messages = [
         OutboundMessage.from_stream_fields(fields)
@@ -187,7 +188,7 @@ def test_a_record_that_breaks_raises_one_event_set_and_one_email(
 ) -> None:
     import uuid
 
-    from dmarc.domain_alerts import KafkaEventPublisher
+    from deliverability.domain_alerts import KafkaEventPublisher
     from kibamail.clients import ensure_topics
 
     resolver, client = zone
@@ -251,7 +252,7 @@ def test_a_record_that_breaks_raises_one_event_set_and_one_email(
 
 
 def test_status_wording_for_new_and_legacy_rows() -> None:
-    from api.domains import api_status, check_status, stored_checks
+    from api.services.domains import api_status, check_status, stored_checks
 
     assert api_status({"check": "pass", "found": ["x"]}) == "verified"
     assert api_status({"check": "fail", "found": []}) == "missing"

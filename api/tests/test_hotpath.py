@@ -1,4 +1,4 @@
-"""The lean handlers of api.hotpath: they answer the happy path themselves, see a
+"""The lean handlers of api.fastpath.asgi: they answer the happy path themselves, see a
 revocation made by another process at once, and hand everything else to FastAPI."""
 
 from __future__ import annotations
@@ -12,14 +12,14 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from api import routers
-from api.accounts import revoke_api_key
 from api.app import create_app
-from api.hotpath import _is_json
+from api.fastpath.asgi import _is_json
 from api.models import ApiKey
-from api.security import sha256_hex
+from api.services.accounts import revoke_api_key
+from api.services.security import sha256_hex
 from api.tests.conftest import RecordingProducer, SendingTeam
+from kibamail.redis_keys import RedisKeys
 from kibamail.settings import Settings
-from pipelines.contracts import RedisKeys
 
 pytestmark = pytest.mark.integration
 

@@ -22,8 +22,9 @@ from api.jobs.queue import (
 )
 from api.jobs.worker import build_worker
 from api.tests.conftest import SendingTeam
+from kibamail.contracts import OutboundMessage
+from kibamail.redis_keys import RedisKeys
 from kibamail.settings import Settings
-from pipelines.contracts import OutboundMessage, RedisKeys
 
 pytestmark = pytest.mark.integration
 

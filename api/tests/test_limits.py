@@ -11,9 +11,9 @@ import redis.asyncio
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from api.broadcasts import release_due_broadcasts
-from api.jobs.broadcasts import SEND_BROADCAST
+from api.jobs.broadcast_fanout import SEND_BROADCAST
 from api.jobs.queue import JOB_STREAM
+from api.services.broadcast_lifecycle import release_due_broadcasts
 from api.tests.conftest import RecordingProducer, SendingTeam
 from kibamail.settings import Settings
 

@@ -13,8 +13,8 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from api.db import migrate
-from api.domains import generate_keys
 from api.models import Membership
+from api.services.domains import generate_keys
 from api.tests.conftest import RecordingProducer, signup
 from kibamail.settings import Settings
 

@@ -10,8 +10,8 @@ from email.mime.multipart import MIMEMultipart
 
 import pytest
 
-from api import rendering
-from api.rendering import Draft, render
+from api.services import rendering
+from api.services.rendering import Draft, render
 
 pytestmark = pytest.mark.unit
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from itsdangerous import BadSignature, URLSafeSerializer
 
-from api.security import Signer, TokenError
+from api.services.security import Signer, TokenError
 
 pytestmark = pytest.mark.unit
 

@@ -11,7 +11,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.tests.conftest import SendingTeam
-from pipelines.contracts import MessageMapping, OutboundMessage, RedisKeys, deserialize
+from kibamail.contracts import MessageMapping, OutboundMessage, deserialize
+from kibamail.redis_keys import RedisKeys
 
 pytestmark = pytest.mark.integration
 

@@ -12,10 +12,10 @@ import httpx
 import pytest
 
 from api.bootstrap import create_team_with_key
-from infra.services import kibamail_spec
-from infra.stack import Stack
+from kibamail.redis_keys import RedisKeys
 from kibamail.settings import Settings
-from pipelines.contracts import RedisKeys
+from local_stack.services import kibamail_spec
+from local_stack.stack import Stack
 
 pytestmark = pytest.mark.integration
 

@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from api.rendering import CLICK_PURPOSE, tracked_html
-from api.security import Signer
+from api.services.rendering import CLICK_PURPOSE, tracked_html
+from api.services.security import Signer
 from api.tests.conftest import RecordingProducer
-from pipelines.contracts import EmailClickEvent, EmailOpenEvent, Topic
+from kibamail.contracts import EmailClickEvent, EmailOpenEvent, Topic
 
 pytestmark = pytest.mark.integration
 

@@ -12,10 +12,10 @@ from confluent_kafka import Consumer
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from api.rendering import tracked_html
+from api.services.rendering import tracked_html
 from kibamail.clients import kafka_consumer_config
+from kibamail.contracts import EmailOpenEvent, Topic, deserialize
 from kibamail.settings import Settings
-from pipelines.contracts import EmailOpenEvent, Topic, deserialize
 
 pytestmark = pytest.mark.integration
 

@@ -17,9 +17,9 @@ from api.tests.conftest import RecordingProducer, signup
 from api.tests.test_webhook_ssrf import PUBLIC_V4
 from api.webhooks.delivery import dispatch_due, record_event
 from api.webhooks.ssrf import WebhookUrlGuard
-from infra.testing.webhook_receiver import WebhookReceiver
+from kibamail.contracts import CorrelatedMessageEvent, MessageStatus, Topic, serialize
 from kibamail.settings import Settings
-from pipelines.contracts import CorrelatedMessageEvent, MessageStatus, Topic, serialize
+from testing.webhook_receiver import WebhookReceiver
 
 pytestmark = pytest.mark.integration
 

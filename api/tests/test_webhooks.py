@@ -16,10 +16,10 @@ from api.webhooks.consumer import build_consumer, consume_batch
 from api.webhooks.delivery import RETRY_SCHEDULE, dispatch_due
 from api.webhooks.signing import SignatureError, signature_headers, verify
 from api.webhooks.ssrf import guard_from_settings
-from infra.testing.webhook_receiver import WebhookReceiver
 from kibamail.clients import kafka_producer_config
+from kibamail.contracts import CorrelatedMessageEvent, MessageStatus, Topic, serialize
 from kibamail.settings import Settings
-from pipelines.contracts import CorrelatedMessageEvent, MessageStatus, Topic, serialize
+from testing.webhook_receiver import WebhookReceiver
 
 pytestmark = pytest.mark.integration
 

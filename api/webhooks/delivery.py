@@ -22,7 +22,7 @@ from api.db import utcnow
 from api.models import WebhookDelivery, WebhookEndpoint
 from api.webhooks.signing import signature_headers
 from api.webhooks.ssrf import UnsafeWebhookUrl, WebhookUrlGuard
-from pipelines.contracts import Topic
+from kibamail.contracts import Topic
 
 log = logging.getLogger(__name__)
 

@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 
 from dagster_project.defs.dmarc.digest import DomainDigest, send_digests, team_administrators
+from kibamail.contracts import MessageMapping, OutboundMessage, deserialize
+from kibamail.redis_keys import RedisKeys
 from kibamail.settings import Settings
-from pipelines.contracts import MessageMapping, OutboundMessage, RedisKeys, deserialize
 
 pytestmark = pytest.mark.integration
 
@@ -21,9 +22,9 @@ DIGEST = DomainDigest("news.example.com", 120, 110, 115, 100, 4, 6, 3, "quaranti
 @pytest.fixture
 def api_database(tmp_path: Path) -> tuple[str, str]:
     """A migrated API database with one team: an Administrator and a Guest."""
-    from api.accounts import create_team, create_user
     from api.db import make_engine, make_sessionmaker, migrate
     from api.models.accounts import Membership, Role
+    from api.services.accounts import create_team, create_user
 
     url = f"sqlite:///{tmp_path / 'api.db'}"
     migrate(url)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from kibamail.settings import Settings
-from mta.testnet import DnsServer, SinkConfig, SinkServer, Zone
+from testing.testnet import DnsServer, SinkConfig, SinkServer, Zone
 
 from .helpers import with_policy, write_policy
 
@@ -89,7 +89,7 @@ def running_mta(
 ) -> Iterator[Settings]:
     import time
 
-    from infra.stack import tcp_open
+    from local_stack.stack import tcp_open
 
     _thread, stopper = start_mta(mta_settings)
     for _ in range(100):

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import orjson
 
+from kibamail.contracts import MessageStatusEvent, OutboundMessage, Topic, TrafficKind, deserialize
 from kibamail.settings import Settings
-from pipelines.contracts import MessageStatusEvent, OutboundMessage, Topic, TrafficKind, deserialize
 
 FAST_POLICY = """
 [queue]

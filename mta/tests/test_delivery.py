@@ -6,10 +6,11 @@ from typing import Any
 
 import pytest
 
+from kibamail.contracts import BounceClass, TrafficKind
+from kibamail.intake import submit
+from kibamail.redis_keys import RedisKeys
 from kibamail.settings import Settings
-from mta.intake import submit
-from mta.testnet import SinkServer
-from pipelines.contracts import BounceClass, RedisKeys, TrafficKind
+from testing.testnet import SinkServer
 
 from .helpers import StatusReader, make_message, wait_until
 
@@ -161,7 +162,7 @@ def test_paused_team_mail_is_held_then_delivered_after_unpause(
 @pytest.fixture
 def sink(test_settings: Settings) -> Any:
     """This module's sink offers STARTTLS, like real MX hosts."""
-    from mta.testnet import SinkConfig
+    from testing.testnet import SinkConfig
 
     server = SinkServer(
         port=test_settings.mta.delivery_port,

@@ -12,6 +12,9 @@ import dkim
 import dns.resolver
 import pytest
 
+from kibamail.contracts import MessageMapping, MessageStatus, Topic, serialize
+from kibamail.intake import submit
+from kibamail.redis_keys import RedisKeys
 from kibamail.settings import KafkaSettings, Settings
 from mta.credentials import (
     CredentialVerifier,
@@ -22,9 +25,7 @@ from mta.credentials import (
 )
 from mta.dkim_signing import generate_ed25519_key, generate_rsa_key, store_dkim_key
 from mta.events import OutboxPublisher, add_to_outbox, make_status_event
-from mta.intake import submit
-from mta.testnet import DnsServer, SinkServer, Zone
-from pipelines.contracts import MessageMapping, MessageStatus, RedisKeys, Topic, serialize
+from testing.testnet import DnsServer, SinkServer, Zone
 
 from .helpers import StatusReader, make_message, wait_until
 from .test_units import ARF, DSN
@@ -83,8 +84,8 @@ def test_dkim_rsa_and_ed25519_signatures_verify_against_loopback_dns(
 async def test_outbox_keeps_events_while_kafka_is_down(
     test_settings: Settings, redis_client: Any, kafka_service: str
 ) -> None:
-    from infra.stack import free_port
     from kibamail.clients import async_redis_client
+    from local_stack.stack import free_port
 
     message_id = f"{uuid.uuid4()}@outage.example"
     pipe = redis_client.pipeline(transaction=True)

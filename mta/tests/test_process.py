@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 
-from infra.services import kibamail_spec
-from infra.stack import Stack
+from kibamail.intake import submit
+from kibamail.redis_keys import RedisKeys
 from kibamail.settings import Settings
-from mta.intake import submit
-from mta.testnet import SinkServer
-from pipelines.contracts import RedisKeys
+from local_stack.services import kibamail_spec
+from local_stack.stack import Stack
+from testing.testnet import SinkServer
 
 from .helpers import make_message, wait_until, with_policy, write_policy
 

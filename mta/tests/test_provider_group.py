@@ -16,21 +16,21 @@ from typing import Any
 
 import pytest
 
-from kibamail.settings import Settings
-from mta.config import load_config
-from mta.intake import submit
-from mta.policies import PolicyContext
-from mta.reputation import ReputationThrottle, ip_provider_keys
-from mta.testnet import DnsServer, SinkServer, Zone
-from pipelines.contracts import (
+from kibamail.contracts import (
     MessageStatus,
     MessageStatusEvent,
-    RedisKeys,
     ReputationSignal,
     Topic,
     deserialize,
     serialize,
 )
+from kibamail.intake import submit
+from kibamail.redis_keys import RedisKeys
+from kibamail.settings import Settings
+from mta.config import load_config
+from mta.policies import PolicyContext
+from mta.reputation import ReputationThrottle, ip_provider_keys
+from testing.testnet import DnsServer, SinkServer, Zone
 
 from .conftest import start_mta
 from .helpers import StatusReader, make_message, with_policy, write_policy

@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 
-from infra.stack import ServiceSpec, Stack, free_port, tcp_open
+from kibamail.redis_keys import RedisKeys
 from kibamail.settings import Settings
+from local_stack.stack import ServiceSpec, Stack, free_port, tcp_open
 from mta.credentials import create_smtp_credential
-from mta.testnet import SinkServer
-from pipelines.contracts import RedisKeys
+from testing.testnet import SinkServer
 
 from .helpers import make_message, wait_until, with_policy, write_policy
 

@@ -8,10 +8,11 @@ from typing import Any
 import orjson
 import pytest
 
+from kibamail.contracts import TrafficKind
+from kibamail.intake import submit
+from kibamail.redis_keys import RedisKeys
 from kibamail.settings import Settings
-from mta.intake import submit
-from mta.testnet import SinkServer
-from pipelines.contracts import RedisKeys, TrafficKind
+from testing.testnet import SinkServer
 
 from .helpers import StatusReader, make_message, wait_until, with_policy, write_policy
 

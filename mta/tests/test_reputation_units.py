@@ -9,6 +9,7 @@ from typing import Any
 import orjson
 import pytest
 
+from kibamail.redis_keys import RedisKeys
 from mta.config import load_config
 from mta.policies import FlagCache, PolicyChain, PolicyContext, provider_group
 from mta.reputation import (
@@ -18,7 +19,6 @@ from mta.reputation import (
     rank_source_ips,
     worst,
 )
-from pipelines.contracts import RedisKeys
 
 from .helpers import write_policy
 

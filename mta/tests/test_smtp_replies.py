@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 
+from kibamail.redis_keys import RedisKeys
 from kibamail.settings import Settings
 from mta.credentials import create_smtp_credential
 from mta.smtp_session import with_enhanced_code
-from mta.testnet import SinkServer
-from pipelines.contracts import RedisKeys
+from testing.testnet import SinkServer
 
 from .helpers import wait_until, with_policy, write_policy
 

@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
+from kibamail.redis_keys import RedisKeys
 from kibamail.settings import Settings
 from mta.credentials import create_smtp_credential, revoke_smtp_credential
-from mta.testnet import SinkServer
-from pipelines.contracts import RedisKeys
+from testing.testnet import SinkServer
 
 from .conftest import start_mta
 from .helpers import wait_until, with_policy, write_policy
@@ -225,7 +225,7 @@ def uvloop_mta(
 ) -> Iterator[Settings]:
     import uvloop
 
-    from infra.stack import tcp_open
+    from local_stack.stack import tcp_open
 
     _thread, stopper = start_mta(mta_settings, loop_factory=uvloop.new_event_loop)
     assert wait_until(lambda: tcp_open(mta_settings.mta.submission_port), 10, 0.05)

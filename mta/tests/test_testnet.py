@@ -10,7 +10,7 @@ import dns.exception
 import dns.resolver
 import pytest
 
-from mta.testnet import DnsServer, SinkConfig, SinkServer, Zone, read_records
+from testing.testnet import DnsServer, SinkConfig, SinkServer, Zone, read_records
 
 pytestmark = pytest.mark.integration
 
@@ -121,7 +121,7 @@ def test_dns_zone_records_null_mx_nxdomain_servfail(dns_server: DnsServer) -> No
 
 
 def test_testnet_process_records_deliveries_for_other_processes(tmp_path: Path) -> None:
-    from infra.stack import ServiceSpec, Stack, free_port, python_cmd, tcp_open
+    from local_stack.stack import ServiceSpec, Stack, free_port, python_cmd, tcp_open
 
     smtp_port, dns_port = free_port(), free_port()
     record = tmp_path / "deliveries.jsonl"

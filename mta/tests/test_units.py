@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from kibamail.contracts import BounceClass, MessageStatus
 from mta.bounces import classify, enhanced_code
 from mta.config import ConfigError, QueueConfig, WarmupConfig, load_config
 from mta.features import simhash, submission_features
@@ -14,8 +15,7 @@ from mta.inbound import parse_report
 from mta.policies import PolicyChain, provider_group
 from mta.queue import backoff_seconds
 from mta.server import check_message, ensure_message_id
-from mta.testnet.provider_texts import ANSWERS
-from pipelines.contracts import BounceClass, MessageStatus
+from testing.testnet.provider_texts import ANSWERS
 
 pytestmark = pytest.mark.unit
 

@@ -24,7 +24,7 @@ import pyarrow.compute as pc
 import pyarrow.json as pa_json
 from pydantic import BaseModel
 
-from pipelines.contracts import SUPPORTED_VERSIONS
+from kibamail.contracts import SUPPORTED_VERSIONS
 from pipelines.sinks.rows import REQUIRED_FIELDS
 
 INTEGERS: dict[str, pa.DataType] = {

@@ -31,9 +31,9 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
+from kibamail.contracts import Topic, dead_letter
 from kibamail.settings import Settings
 from pipelines.config import PipelineTuning, get_tuning
-from pipelines.contracts import Topic, dead_letter
 from pipelines.metrics import (
     CONSUMER_LAG,
     DEAD_LETTERS,

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from pipelines.contracts import ClickHouseTable, Topic
+from kibamail.contracts import ClickHouseTable, Topic
 from pipelines.metrics import ERRORS, SINK_BACKPRESSURE, SINK_INSERT_SECONDS, SINK_ROWS
 from pipelines.sinks.arrow_rows import ArrowShape, arrow_stream, describe
 from pipelines.sinks.rows import INSERT_SETTINGS, SINK_TABLES, Batch, is_data_error

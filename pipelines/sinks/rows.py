@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 from pydantic import BaseModel
 
-from pipelines.contracts import (
+from kibamail.contracts import (
     SUPPORTED_VERSIONS,
     ClickHouseTable,
     CorrelatedMessageEvent,

@@ -6,13 +6,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pipelines.contracts import (
-    MessageMapping,
-    MessageStatus,
-    MessageStatusEvent,
-    RedisKeys,
-    serialize,
-)
+from kibamail.contracts import MessageMapping, MessageStatus, MessageStatusEvent, serialize
+from kibamail.redis_keys import RedisKeys
 from pipelines.kafka_io import RawMessage
 
 

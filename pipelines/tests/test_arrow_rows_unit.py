@@ -9,13 +9,13 @@ import orjson
 import pyarrow as pa
 import pytest
 
-from pipelines.contracts import CorrelatedMessageEvent, MessageStatus, serialize
+from kibamail.contracts import CorrelatedMessageEvent, MessageStatus, serialize
 from pipelines.sinks.arrow_rows import ArrowShape, arrow_stream
 from pipelines.sinks.rows import envelope_error
 
 pytestmark = pytest.mark.unit
 
-# raw_message_events as ClickHouse describes it (infra/clickhouse_schema 0001).
+# raw_message_events as ClickHouse describes it (kibamail/clickhouse_schema 0001).
 COLUMNS = {
     "event_id": "String",
     "event_version": "UInt8",

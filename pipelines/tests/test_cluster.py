@@ -21,10 +21,11 @@ from typing import Any
 import orjson
 import pytest
 
-from infra.services import kafka_spec
-from infra.stack import Stack, free_port, settings_to_env
+from kibamail.contracts import MessageMapping, MessageStatus, Topic, serialize
+from kibamail.redis_keys import RedisKeys
 from kibamail.settings import Settings
-from pipelines.contracts import MessageMapping, MessageStatus, RedisKeys, Topic, serialize
+from local_stack.services import kafka_spec
+from local_stack.stack import Stack, free_port, settings_to_env
 from pipelines.kafka_io import partitions_of_process
 from pipelines.tests.fakes import status_event
 

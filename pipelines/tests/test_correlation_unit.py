@@ -6,17 +6,17 @@ import orjson
 import pytest
 from bytewax.testing import TestingSink, TestingSource, run_main
 
-from kibamail.settings import Settings
-from pipelines.config import PipelineTuning
-from pipelines.contracts import (
+from kibamail.contracts import (
     CorrelatedMessageEvent,
     MessageMapping,
     MessageStatus,
-    RedisKeys,
     Topic,
     deserialize,
     serialize,
 )
+from kibamail.redis_keys import RedisKeys
+from kibamail.settings import Settings
+from pipelines.config import PipelineTuning
 from pipelines.correlation import build_flow
 from pipelines.kafka_io import chunk_messages
 from pipelines.tests.fakes import FakeRedis, source_message, status_event

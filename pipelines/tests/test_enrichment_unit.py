@@ -7,9 +7,7 @@ import orjson
 import pytest
 from bytewax.testing import TestingSink, TestingSource, run_main
 
-from kibamail.settings import PipelineSettings, Settings
-from pipelines.config import PipelineTuning
-from pipelines.contracts import (
+from kibamail.contracts import (
     EmailClickEvent,
     EmailOpenEvent,
     EnrichedClickEvent,
@@ -19,6 +17,8 @@ from pipelines.contracts import (
     deserialize,
     serialize,
 )
+from kibamail.settings import PipelineSettings, Settings
+from pipelines.config import PipelineTuning
 from pipelines.enrichment import build_flow
 from pipelines.machine import machine_reason, parse_user_agent
 from pipelines.tests.fakes import T0, FakeRedis, source_message

@@ -19,17 +19,11 @@ from typing import Any
 
 import pytest
 
-from infra.services import kibamail_spec, warehouse_spec
-from infra.stack import Stack
+from kibamail.contracts import MessageMapping, MessageStatus, MessageStatusEvent, Topic, serialize
+from kibamail.redis_keys import RedisKeys
 from kibamail.settings import Settings
-from pipelines.contracts import (
-    MessageMapping,
-    MessageStatus,
-    MessageStatusEvent,
-    RedisKeys,
-    Topic,
-    serialize,
-)
+from local_stack.services import kibamail_spec, warehouse_spec
+from local_stack.stack import Stack
 from pipelines.tests.conftest import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

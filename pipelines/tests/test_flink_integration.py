@@ -15,16 +15,16 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 from kibamail.clients import kafka_consumer_config
-from kibamail.settings import Settings
-from pipelines.contracts import (
+from kibamail.contracts import (
     MessageStatus,
     MessageStatusEvent,
-    RedisKeys,
     ReputationSignal,
     Topic,
     deserialize,
     serialize,
 )
+from kibamail.redis_keys import RedisKeys
+from kibamail.settings import Settings
 from pipelines.flink_jobs import FLINK_PROJECT, run_jobs
 from pipelines.sinks.clickhouse import ClickHouseSink
 from pipelines.tests.conftest import wait_until

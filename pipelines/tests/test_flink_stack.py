@@ -1,6 +1,6 @@
 """`kibamail flink` as the stack runs it: loopback-bound, health-checked, restarted.
 
-The stack's ``flink`` service (infra/up.py ``app_specs``) starts the unbounded reputation
+The stack's ``flink`` service (local_stack/up.py ``app_specs``) starts the unbounded reputation
 job on an embedded mini-cluster bound and advertised on 127.0.0.1 (so a machine whose
 hostname does not resolve can run it) with its REST API on ``pipelines.flink_rest_port``;
 healthy means the job is RUNNING. If the job's process dies, ``kibamail flink`` starts
@@ -18,9 +18,9 @@ from typing import Any
 import orjson
 import pytest
 
-from infra import up
-from infra.stack import Stack, free_port
 from kibamail.settings import Settings
+from local_stack import up
+from local_stack.stack import Stack, free_port
 from pipelines.flink_jobs import FLINK_PROJECT, flink_spec, running_jobs
 from pipelines.tests.conftest import wait_until
 

@@ -27,14 +27,15 @@ from api.webhooks.consumer import consume_batch
 from api.webhooks.delivery import EVENT_TYPES, TOPICS, dispatch_due
 from api.webhooks.signing import new_secret, verify
 from api.webhooks.ssrf import guard_from_settings
-from infra.testing.webhook_receiver import WebhookReceiver
+from kibamail.contracts import TeamPauseEvent, Topic, serialize
+from kibamail.redis_keys import RedisKeys
 from kibamail.settings import Settings
 from mta.features import submission_features
 from pipelines.config import PipelineTuning
-from pipelines.contracts import RedisKeys, TeamPauseEvent, Topic, serialize
 from pipelines.scoring import build_flow
 from pipelines.tests.fakes import source_message
 from pipelines.tests.traffic import newsletter
+from testing.webhook_receiver import WebhookReceiver
 
 pytestmark = pytest.mark.integration
 

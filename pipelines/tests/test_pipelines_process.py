@@ -16,17 +16,11 @@ from typing import Any
 import orjson
 import pytest
 
-from infra.services import kibamail_spec
-from infra.stack import Stack
+from kibamail.contracts import EmailOpenEvent, MessageMapping, MessageStatus, Topic, serialize
+from kibamail.redis_keys import RedisKeys
 from kibamail.settings import Settings
-from pipelines.contracts import (
-    EmailOpenEvent,
-    MessageMapping,
-    MessageStatus,
-    RedisKeys,
-    Topic,
-    serialize,
-)
+from local_stack.services import kibamail_spec
+from local_stack.stack import Stack
 from pipelines.tests.conftest import wait_until
 from pipelines.tests.fakes import T0, status_event
 from pipelines.tests.test_sink_integration import read_dead_letters

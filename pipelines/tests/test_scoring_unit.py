@@ -7,10 +7,11 @@ import orjson
 import pytest
 from bytewax.testing import TestingSink, TestingSource, run_main
 
+from kibamail.contracts import TeamPauseEvent, Topic, deserialize, serialize
+from kibamail.redis_keys import RedisKeys
 from kibamail.settings import Settings
 from mta.features import simhash, submission_features
 from pipelines.config import PipelineTuning
-from pipelines.contracts import RedisKeys, TeamPauseEvent, Topic, deserialize, serialize
 from pipelines.scoring import bands, build_flow
 from pipelines.tests.fakes import T0, FakeRedis, source_message
 from pipelines.tests.traffic import newsletter, transactional

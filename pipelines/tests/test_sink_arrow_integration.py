@@ -9,8 +9,7 @@ from typing import Any
 
 import pytest
 
-from kibamail.settings import Settings
-from pipelines.contracts import (
+from kibamail.contracts import (
     BounceClass,
     CorrelatedMessageEvent,
     MessageStatus,
@@ -18,6 +17,7 @@ from pipelines.contracts import (
     TrafficKind,
     serialize,
 )
+from kibamail.settings import Settings
 from pipelines.sinks.arrow_rows import describe
 from pipelines.sinks.clickhouse import ClickHouseSink
 from pipelines.sinks.inserts import Inserter

@@ -11,14 +11,14 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 from kibamail.clients import kafka_consumer_config
-from kibamail.settings import Settings
-from pipelines.contracts import (
+from kibamail.contracts import (
     CorrelatedMessageEvent,
     EnrichedOpenEvent,
     MessageStatus,
     Topic,
     serialize,
 )
+from kibamail.settings import Settings
 from pipelines.sinks.clickhouse import ClickHouseSink
 
 pytestmark = pytest.mark.integration

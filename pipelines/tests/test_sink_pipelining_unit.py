@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from confluent_kafka import Message
 
+from kibamail.contracts import CorrelatedMessageEvent, MessageStatus, Topic, serialize
 from kibamail.settings import Settings
-from pipelines.contracts import CorrelatedMessageEvent, MessageStatus, Topic, serialize
 from pipelines.sinks.clickhouse import ClickHouseSink
 
 pytestmark = pytest.mark.unit

@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from pipelines.contracts import CorrelatedMessageEvent, MessageStatus, serialize
+from kibamail.contracts import CorrelatedMessageEvent, MessageStatus, serialize
 from pipelines.sinks.rows import envelope_error, envelopes_valid
 
 pytestmark = pytest.mark.unit

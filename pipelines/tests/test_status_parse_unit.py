@@ -8,7 +8,7 @@ import orjson
 import pytest
 from pydantic import BaseModel, Field
 
-from pipelines.contracts import (
+from kibamail.contracts import (
     ContractError,
     MessageStatus,
     MessageStatusEvent,

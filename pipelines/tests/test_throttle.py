@@ -8,7 +8,8 @@ from typing import Any
 import orjson
 import pytest
 
-from pipelines.contracts import RedisKeys, ReputationSignal
+from kibamail.contracts import ReputationSignal
+from kibamail.redis_keys import RedisKeys
 from pipelines.throttle import ThrottlePolicy, apply, decide
 
 pytestmark = pytest.mark.integration

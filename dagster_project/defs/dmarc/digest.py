@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
+from kibamail.redis_keys import RedisKeys
 from kibamail.settings import Settings
 from kibamail.system_mail import send_system_email
-from pipelines.contracts import RedisKeys
 
 GUARD_TTL_SECONDS = 7 * 24 * 3600
 DIGEST_TAG = "dmarc-digest"
@@ -72,8 +72,8 @@ def render_digest(day: date, digests: list[DomainDigest]) -> str:
 
 def team_administrators(database_url: str) -> dict[str, list[str]]:
     """team id -> Administrator addresses, from the API's database."""
-    from api.accounts import administrator_emails
     from api.db import make_engine, make_sessionmaker
+    from api.services.accounts import administrator_emails
 
     engine = make_engine(database_url)
     try:

@@ -1,6 +1,6 @@
 """Sender domains: the hourly DNS re-check (the only scheduler of it; the API worker's
-own loop is gone). It re-verifies every domain due for a check through api.domains (the
-API's database and dmarc.domain_checks), clears readiness at once when a required record
+own loop is gone). It re-verifies every domain due for a check through api.services.domains (the
+API's database and deliverability.domain_checks), clears readiness at once when a required record
 breaks, and emits the event and the Administrators' email for what started failing."""
 
 from datetime import UTC, datetime
@@ -30,8 +30,8 @@ def recheck_sending_domains(
     context: dg.OpExecutionContext, config: DomainRecheckConfig
 ) -> dg.Output[dict[str, int]]:
     from api.db import make_engine, make_sessionmaker
-    from api.domains import recheck_due_domains
-    from dmarc.domain_alerts import KafkaEventPublisher
+    from api.services.domains import recheck_due_domains
+    from deliverability.domain_alerts import KafkaEventPublisher
     from kibamail.clients import redis_client
     from kibamail.settings import get_settings
 

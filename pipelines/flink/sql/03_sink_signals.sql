@@ -1,4 +1,4 @@
--- ReputationSignal events (pipelines.contracts) on reputation_signals: read by the MTA's
+-- ReputationSignal events (kibamail.contracts) on reputation_signals: read by the MTA's
 -- throttle consumer and sunk to ClickHouse raw_reputation_signals.
 CREATE TABLE signals (
     event_id       STRING,

@@ -1,0 +1,147 @@
+"""The immediate send in ONE Redis round trip: key check, rate limit, idempotency,
+suppression and the hand-over to the MTA in a single EVALSHA.
+
+The team behind an API key is needed before the script (it is in the tracking tokens,
+the mapping and the suppression key), so each process keeps the key's cached record
+(`RedisKeys.api_key`, JSON written by `api.deps`) in memory and the script compares it
+with Redis's copy byte for byte: a revocation (which deletes that copy) or an expiry is
+seen on the very next request in every process, and the request then takes the full
+FastAPI path, which reloads the record from the database. Concurrent sends share one
+pipeline (api.fastpath.autopipeline).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from api.fastpath.autopipeline import ScriptBatcher
+from api.services.idempotency import TTL_SECONDS as IDEMPOTENCY_TTL_SECONDS
+from api.services.idempotency import IdempotencyClaim
+from api.services.ratelimit import (
+    LAST_USED_RESOLUTION_SECONDS,
+    TOKEN_BUCKET_LUA,
+    bucket_key,
+    last_used_key,
+)
+from api.state import AppState
+from kibamail.contracts import MessageMapping, OutboundMessage, serialize
+from kibamail.intake import MAPPING_TTL_SECONDS
+from kibamail.redis_keys import RedisKeys
+
+QUEUED, SUPPRESSED, REPLAY, STALE_KEY, RATE_LIMITED = 0, 1, 2, 3, 4
+MAX_CACHED_KEYS = 10_000
+
+# KEYS: api-key record, bucket, last-used marker, suppression set, mapping, MTA stream,
+#       [idempotency]. ARGV: expected record, rate, burst, last-used resolution, mapping,
+#       mapping TTL, meta, data, idempotency record, idempotency TTL, recipients...
+# Returns {outcome, tokens, first_use, detail}. The order of refusals is the FastAPI
+# path's: unknown/revoked key (no token taken), rate limit, replay, suppression.
+_SEND_LUA = (
+    TOKEN_BUCKET_LUA
+    + """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return {3, '0', 0, ''} end
+local allowed, tokens = take_token(KEYS[2], tonumber(ARGV[2]), tonumber(ARGV[3]))
+if allowed == 0 then return {4, tostring(tokens), 0, ''} end
+local first_use = 0
+if redis.call('SET', KEYS[3], '1', 'NX', 'EX', ARGV[4]) then first_use = 1 end
+local idem = #KEYS == 7
+if idem then
+  local stored = redis.call('GET', KEYS[7])
+  if stored then return {2, tostring(tokens), first_use, stored} end
+end
+local suppressed = {}
+for i = 11, #ARGV do
+  if redis.call('SISMEMBER', KEYS[4], ARGV[i]) == 1 then suppressed[#suppressed + 1] = ARGV[i] end
+end
+if #suppressed > 0 then return {1, tostring(tokens), first_use, cjson.encode(suppressed)} end
+redis.call('SET', KEYS[5], ARGV[5], 'EX', ARGV[6])
+redis.call('XADD', KEYS[6], '*', 'meta', ARGV[7], 'data', ARGV[8])
+if idem then redis.call('SET', KEYS[7], ARGV[9], 'EX', ARGV[10]) end
+return {0, tostring(tokens), first_use, ''}
+"""
+)
+
+
+@dataclass(frozen=True)
+class KeyRecord:
+    """An API key's cached record: the exact bytes in Redis and their decoded fields."""
+
+    key_hash: str
+    raw: bytes
+    id: str
+    team_id: str
+    scope: str
+
+
+@dataclass(frozen=True)
+class SendOutcome:
+    outcome: int
+    tokens: float
+    first_use: bool
+    detail: bytes
+
+
+async def key_record(state: AppState, key_hash: str) -> KeyRecord | None:
+    """The process's copy of a key's Redis record; None when Redis holds none or a
+    revoked one (the FastAPI path then answers, loading from the database)."""
+    cache: dict[str, KeyRecord] = state.api_key_records
+    record = cache.get(key_hash)
+    if record is not None:
+        return record
+    raw = await state.redis.get(RedisKeys.api_key(key_hash))
+    if not raw:
+        return None
+    info = orjson.loads(raw)
+    if not info or info.get("revoked"):
+        return None
+    if len(cache) >= MAX_CACHED_KEYS:
+        cache.clear()
+    record = KeyRecord(key_hash, raw, info["id"], info["team_id"], info["scope"])
+    cache[key_hash] = record
+    return record
+
+
+def forget_key(state: AppState, key_hash: str) -> None:
+    state.api_key_records.pop(key_hash, None)
+
+
+async def send_in_one_trip(
+    state: AppState,
+    key: KeyRecord,
+    message: OutboundMessage,
+    mapping: MessageMapping,
+    claim: IdempotencyClaim | None,
+) -> SendOutcome:
+    """Run the script; the caller interprets the outcome (see the module doc)."""
+    limiter = state.limiter
+    fields = message.to_stream_fields()
+    keys = [
+        RedisKeys.api_key(key.key_hash),
+        bucket_key(key.key_hash),
+        last_used_key(key.key_hash),
+        RedisKeys.suppression(message.team_id),
+        RedisKeys.message_mapping(message.message_id),
+        RedisKeys.SUBMISSION_STREAM,
+    ]
+    args: list[Any] = [
+        key.raw,
+        limiter.rate,
+        limiter.burst,
+        LAST_USED_RESOLUTION_SECONDS,
+        serialize(mapping),
+        MAPPING_TTL_SECONDS,
+        fields["meta"],
+        fields["data"],
+        claim.record({"id": message.message_id, "status": "queued"}) if claim else b"",
+        IDEMPOTENCY_TTL_SECONDS,
+        *(r.lower() for r in message.recipients),
+    ]
+    if claim is not None:
+        keys.append(claim.redis_key)
+    if state.hot_send_script is None:
+        state.hot_send_script = ScriptBatcher(state.redis, _SEND_LUA)
+    outcome, tokens, first_use, detail = await state.hot_send_script(keys, args)
+    return SendOutcome(int(outcome), float(tokens), bool(first_use), detail or b"")

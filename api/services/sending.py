@@ -1,0 +1,316 @@
+"""The transactional send path: checks, rendering, hand-over to the MTA, scheduling.
+
+Nothing here waits on Kafka or ClickHouse: a message is accepted once it is in the
+MTA's Redis stream (or, with `send_at`, in the schedule, which moves it to the
+stream atomically when due).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import select
+from starlette.concurrency import run_in_threadpool
+
+from api.errors import ApiError
+from api.models import Domain, Template
+from api.schemas import EmailIn
+from api.services.idempotency import TTL_SECONDS as IDEMPOTENCY_TTL_SECONDS
+from api.services.idempotency import IdempotencyClaim, stored_response
+from api.services.rendering import (
+    Attachment,
+    Draft,
+    addr_spec,
+    address_domain,
+    new_message_id,
+    render,
+    tracked_html,
+)
+from api.services.templating import render_template
+from api.state import AppState
+from kibamail.contracts import MessageMapping, OutboundMessage, TrafficKind, serialize
+from kibamail.intake import MAPPING_TTL_SECONDS, submit_async
+from kibamail.redis_keys import RedisKeys
+
+log = logging.getLogger(__name__)
+
+SCHEDULE_KEY = "api:scheduled"
+
+
+def scheduled_key(message_id: str) -> str:
+    return f"api:scheduled:{message_id}"
+
+
+# Atomically claim a due message and queue it for the MTA (same fields as kibamail.intake).
+_RELEASE_LUA = """
+if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return 0 end
+local f = redis.call('HMGET', KEYS[2], 'meta', 'data', 'mapping')
+if not f[1] then return 0 end
+if f[3] and f[3] ~= '' then redis.call('SET', KEYS[4], f[3], 'EX', ARGV[2]) end
+redis.call('XADD', KEYS[3], '*', 'meta', f[1], 'data', f[2])
+redis.call('DEL', KEYS[2])
+return 1
+"""
+
+
+def _verified_domains(state: AppState, team_id: str) -> frozenset[str]:
+    with state.sessions() as session:
+        names = session.scalars(
+            select(Domain.name).where(Domain.team_id == team_id, Domain.status == "verified")
+        )
+        return frozenset(n.lower() for n in names)
+
+
+async def require_verified_domain(state: AppState, team_id: str, from_address: str) -> str:
+    domain = address_domain(from_address)
+    verified = state.domain_cache.get(team_id)
+    if verified is None or domain not in verified:
+        verified = await run_in_threadpool(_verified_domains, state, team_id)
+        state.domain_cache.put(team_id, verified)
+    if domain not in verified:
+        raise ApiError(
+            422,
+            f"sender domain {domain!r} is not verified for this team",
+            "domain_not_verified",
+            [{"path": "from", "message": "add and verify the domain first"}],
+        )
+    return domain
+
+
+def suppressed_error(suppressed: list[str]) -> ApiError:
+    return ApiError(
+        422,
+        f"recipient(s) on the suppression list: {', '.join(suppressed)}",
+        "recipient_suppressed",
+        [{"path": "to", "message": f"{r} is suppressed"} for r in suppressed],
+    )
+
+
+async def refuse_suppressed(state: AppState, team_id: str, recipients: list[str]) -> None:
+    flags = await state.redis.smismember(
+        RedisKeys.suppression(team_id), [r.lower() for r in recipients]
+    )
+    suppressed = [r for r, flag in zip(recipients, flags, strict=True) if flag]
+    if suppressed:
+        raise suppressed_error(suppressed)
+
+
+def _load_template(state: AppState, team_id: str, template_id: str) -> Template | None:
+    with state.sessions() as session:
+        template = session.get(Template, template_id)
+        return template if template and template.team_id == team_id else None
+
+
+async def apply_template(
+    state: AppState, team_id: str, email: EmailIn
+) -> tuple[str, str | None, str | None]:
+    """(subject, html, text) from the request or its template (sandboxed Jinja2)."""
+    if email.template_id is None:
+        if not email.subject:
+            raise ApiError(
+                422, "subject is required", details=[{"path": "subject", "message": "required"}]
+            )
+        if email.html is None and email.text is None:
+            raise ApiError(
+                422, "html or text is required", details=[{"path": "html", "message": "required"}]
+            )
+        return email.subject, email.html, email.text
+    template = await run_in_threadpool(_load_template, state, team_id, email.template_id)
+    if template is None:
+        raise ApiError(
+            422, "template not found", details=[{"path": "template_id", "message": "unknown"}]
+        )
+    subject = render_template(email.subject or template.subject, email.variables)
+    if "\r" in subject or "\n" in subject:
+        raise ApiError(
+            422,
+            "rendered subject contains CR/LF",
+            details=[{"path": "subject", "message": "CR/LF"}],
+        )
+    html = render_template(template.html, email.variables, html=True) if template.html else None
+    text = render_template(template.text, email.variables) if template.text else None
+    return subject, html, text
+
+
+def attachments_of(email: EmailIn, max_bytes: int) -> list[Attachment]:
+    files = [Attachment(a.filename, a.decoded(), a.content_type) for a in email.attachments]
+    if sum(len(f.content) for f in files) > max_bytes:
+        raise ApiError(413, f"attachments exceed {max_bytes} bytes in total")
+    return files
+
+
+async def prepare(
+    state: AppState, team_id: str, email: EmailIn, *, check_suppression: bool = True
+) -> tuple[OutboundMessage, MessageMapping]:
+    """Validate against team state and render; raises ApiError before anything is stored.
+    ``check_suppression=False`` when send_now() checks it in the same script as the XADD."""
+    domain = await require_verified_domain(state, team_id, email.from_)
+    recipients = email.recipients()
+    if check_suppression:
+        await refuse_suppressed(state, team_id, recipients)
+    subject, html, text = await apply_template(state, team_id, email)
+    message_id = new_message_id(domain)
+    if html is not None and (email.track_opens or email.track_clicks):
+        html = tracked_html(
+            html,
+            signer=state.signer,
+            public_url=state.settings.api.public_url,
+            message_id=message_id,
+            team_id=team_id,
+            track_opens=email.track_opens,
+            track_clicks=email.track_clicks,
+        )
+    headers = dict(email.headers)
+    if email.tags:
+        headers["X-Kibamail-Tags"] = ",".join(email.tags)
+    draft = Draft(
+        message_id=message_id,
+        from_address=email.from_,
+        to=email.to,
+        cc=email.cc,
+        reply_to=email.reply_to,
+        subject=subject,
+        html=html,
+        text=text,
+        headers=headers,
+        attachments=attachments_of(email, int(state.settings.api.max_request_bytes * 0.7)),
+    )
+    message = OutboundMessage(
+        message_id=message_id,
+        team_id=team_id,
+        kind=TrafficKind.TRANSACTIONAL,
+        mail_from=addr_spec(email.from_),
+        recipients=recipients,
+        data=render(draft),
+        source="api",
+    )
+    return message, MessageMapping(team_id=team_id, kind=TrafficKind.TRANSACTIONAL, tags=email.tags)
+
+
+# One round trip for an immediate send: idempotency claim (optional), suppression check,
+# message mapping and XADD to the MTA stream (the fields of kibamail.intake.queue_on_pipeline).
+_SEND_NOW_LUA = """
+local idem = #KEYS == 4
+if idem then
+  local stored = redis.call('GET', KEYS[4])
+  if stored then return {2, stored} end
+end
+local suppressed = {}
+for i = 7, #ARGV do
+  if redis.call('SISMEMBER', KEYS[1], ARGV[i]) == 1 then suppressed[#suppressed + 1] = ARGV[i] end
+end
+if #suppressed > 0 then return {1, cjson.encode(suppressed)} end
+redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[2])
+redis.call('XADD', KEYS[3], '*', 'meta', ARGV[3], 'data', ARGV[4])
+if idem then redis.call('SET', KEYS[4], ARGV[5], 'EX', ARGV[6]) end
+return {0, ''}
+"""
+
+
+async def send_now(
+    state: AppState,
+    message: OutboundMessage,
+    mapping: MessageMapping,
+    claim: IdempotencyClaim | None = None,
+) -> tuple[dict[str, Any], bool]:
+    """Queue for the MTA now; returns (response, replayed): a replay returns the stored
+    response and queues nothing. A suppressed recipient raises 422 and stores nothing."""
+    response = {"id": message.message_id, "status": "queued"}
+    fields = message.to_stream_fields()
+    keys = [
+        RedisKeys.suppression(message.team_id),
+        RedisKeys.message_mapping(message.message_id),
+        RedisKeys.SUBMISSION_STREAM,
+    ]
+    args: list[Any] = [
+        serialize(mapping),
+        MAPPING_TTL_SECONDS,
+        fields["meta"],
+        fields["data"],
+        claim.record(response) if claim else b"",
+        IDEMPOTENCY_TTL_SECONDS,
+        *(r.lower() for r in message.recipients),
+    ]
+    if claim is not None:
+        keys.append(claim.redis_key)
+    if state.send_now_script is None:
+        state.send_now_script = state.redis.register_script(_SEND_NOW_LUA)
+    outcome, detail = await state.send_now_script(keys=keys, args=args)
+    if outcome == 2:
+        assert claim is not None
+        return stored_response(detail, claim.fingerprint), True
+    if outcome == 1:
+        lowered = set(orjson.loads(detail))
+        raise suppressed_error([r for r in message.recipients if r.lower() in lowered])
+    return response, False
+
+
+async def enqueue(
+    state: AppState, message: OutboundMessage, mapping: MessageMapping, send_at: datetime | None
+) -> str:
+    """Hand to the MTA now, or park in the schedule until `send_at`; returns the status."""
+    when = send_at.astimezone(UTC) if send_at and send_at.tzinfo else send_at
+    if when is not None and when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    if when is None or when <= datetime.now(UTC):
+        await submit_async(state.redis, message, mapping)
+        return "queued"
+    fields = message.to_stream_fields()
+    pipe = state.redis.pipeline(transaction=True)
+    pipe.hset(
+        scheduled_key(message.message_id),
+        mapping={**fields, "mapping": serialize(mapping), "team_id": message.team_id},
+    )
+    pipe.zadd(SCHEDULE_KEY, {message.message_id: when.timestamp()})
+    await pipe.execute()
+    return "scheduled"
+
+
+async def cancel_scheduled(state: AppState, team_id: str, message_id: str) -> None:
+    owner = await state.redis.hget(scheduled_key(message_id), "team_id")
+    if owner is None or owner.decode() != team_id:
+        raise ApiError(404, "no scheduled email with this id (already sent, cancelled or unknown)")
+    if not await state.redis.zrem(SCHEDULE_KEY, message_id):
+        raise ApiError(409, "the email is already being sent")
+    await state.redis.delete(scheduled_key(message_id))
+
+
+async def release_due(redis: Any, now: float | None = None, limit: int = 500) -> int:
+    """Move due scheduled emails to the MTA stream; safe to run in every process."""
+    now = now if now is not None else datetime.now(UTC).timestamp()
+    due = await redis.zrangebyscore(SCHEDULE_KEY, "-inf", now, start=0, num=limit)
+    released = 0
+    for raw in due:
+        message_id = raw.decode()
+        released += int(
+            await redis.eval(
+                _RELEASE_LUA,
+                4,
+                SCHEDULE_KEY,
+                scheduled_key(message_id),
+                RedisKeys.SUBMISSION_STREAM,
+                RedisKeys.message_mapping(message_id),
+                message_id,
+                MAPPING_TTL_SECONDS,
+            )
+        )
+    return released
+
+
+async def scheduler_loop(redis: Any, interval: float = 1.0) -> None:
+    """Release scheduled emails and broadcasts; every API process runs one (claims are atomic)."""
+    from api.services.broadcast_lifecycle import release_due_broadcasts
+
+    while True:
+        try:
+            await release_due(redis)
+            await release_due_broadcasts(redis)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("releasing scheduled emails failed; retrying")
+        await asyncio.sleep(interval)

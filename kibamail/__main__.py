@@ -1,3 +1,0 @@
-from kibamail.cli import main
-
-main()

@@ -1,0 +1,114 @@
+"""The Redis key layout shared by the API, the MTA and the pipelines.
+
+Every Redis key any process reads or writes is formatted here, so a key's format
+changes in one place. The writer of each key is named in its docstring.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class RedisKeys:
+    """Redis key formats. Call the methods; never format these strings elsewhere."""
+
+    # Stream of OutboundMessage the MTA's queue workers consume (consumer group below).
+    SUBMISSION_STREAM: ClassVar[str] = "mta:submissions"
+    SUBMISSION_GROUP: ClassVar[str] = "mta-delivery"
+
+    @staticmethod
+    def message_mapping(message_id: str) -> str:
+        """messageId -> MessageMapping JSON, written at send time, read by correlation."""
+        return f"msgmap:{message_id}"
+
+    @staticmethod
+    def broadcast_sent(broadcast_id: str, contact_id: str) -> str:
+        """Set-if-absent guard so a retried broadcast job never mails a contact twice."""
+        return f"BROADCAST:{broadcast_id}:{contact_id}"
+
+    @staticmethod
+    def team_paused(team_id: str) -> str:
+        """Pause flag (JSON reason) written by the API or the scoring dataflow."""
+        return f"team:{team_id}:paused"
+
+    @staticmethod
+    def domain_ready(domain: str) -> str:
+        """'1' when SPF/DKIM/DMARC pass for a sending domain (only
+        deliverability.domain_checks.set_ready writes it)."""
+        return f"domain:{domain.lower()}:ready"
+
+    @staticmethod
+    def smtp_credential(username: str) -> str:
+        """Hash of an SMTP credential: team id, argon2/sha256 hash, revoked flag."""
+        return f"smtpcred:{username}"
+
+    @staticmethod
+    def api_key(key_hash: str) -> str:
+        """API key lookup cache by sha256 of the key."""
+        return f"apikey:{key_hash}"
+
+    @staticmethod
+    def suppression(team_id: str) -> str:
+        """Set of suppressed recipient addresses per team."""
+        return f"suppress:{team_id}"
+
+    @staticmethod
+    def rate_bucket(team_id: str, window: str) -> str:
+        return f"rate:{team_id}:{window}"
+
+    @staticmethod
+    def warmup_counter(source_ip: str, provider_group: str, window: str) -> str:
+        return f"warmup:{source_ip}:{provider_group}:{window}"
+
+    @staticmethod
+    def reputation_throttle(scope: str, key: str) -> str:
+        """Throttle decision from reputation signals (scope: team | ip_provider)."""
+        return f"throttle:{scope}:{key}"
+
+    @staticmethod
+    def idempotency(team_id: str, key: str) -> str:
+        return f"idem:{team_id}:{key}"
+
+    @staticmethod
+    def dmarc_digest_sent(team_id: str, day: str) -> str:
+        """Set-if-absent guard so a retried daily DMARC digest run mails a team once."""
+        return f"dmarcdigest:{team_id}:{day}"
+
+    @staticmethod
+    def notification_sent(purpose: str, ref: str) -> str:
+        """Set-if-absent guard so a retried API request sends a platform email once
+        (purpose e.g. team-invite, double-opt-in; ref = the invitation/contact id)."""
+        return f"notified:{purpose}:{ref}"
+
+    # MTA internals (shared by every MTA process/host).
+    # Sorted set of retry/held job ids scored by due time (unix seconds).
+    RETRY_SCHEDULE: ClassVar[str] = "mta:retry"
+    # Durable outbox of events (fields: topic, key, value) drained to Kafka.
+    EVENT_OUTBOX: ClassVar[str] = "mta:outbox"
+    EVENT_OUTBOX_GROUP: ClassVar[str] = "mta-outbox"
+
+    @staticmethod
+    def retry_job(job_id: str) -> str:
+        """Hash with the OutboundMessage stream fields of a scheduled retry/held job."""
+        return f"mta:retry:{job_id}"
+
+    @staticmethod
+    def delivery_progress(entry_id: str) -> str:
+        """Hash recipient -> final status for a stream entry being delivered (crash resume)."""
+        return f"mta:progress:{entry_id}"
+
+    @staticmethod
+    def dkim_key(domain: str) -> str:
+        """Hash per sending domain written by the API: selector, algorithm, private_key (PEM
+        for rsa-sha256, base64 raw 32-byte seed for ed25519-sha256)."""
+        return f"dkim:{domain.lower()}"
+
+    @staticmethod
+    def team_smtp_credentials(team_id: str) -> str:
+        """Set of SMTP credential usernames of a team."""
+        return f"team:{team_id}:smtpcreds"
+
+    @staticmethod
+    def auth_failures(client_ip: str) -> str:
+        """Counter of recent failed SMTP AUTH attempts from one IP (brute-force lockout)."""
+        return f"authfail:{client_ip}"
