@@ -14,13 +14,14 @@ from typing import Annotated, Any
 
 import orjson
 from fastapi import Depends, Request, Response
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from api.db import utcnow
 from api.errors import ApiError
 from api.models import ApiKey, ApiKeyScope, Membership, Role, User, UserSession
+from api.services.accounts import touch_api_key
 from api.services.rbac import SENDING_KEY_ACTIONS, Action, role_allows
 from api.services.security import API_KEY_PREFIX, SESSION_PREFIX, sha256_hex
 from api.state import AppState
@@ -75,11 +76,6 @@ def _lookup_api_key(state: AppState, key_hash: str) -> dict[str, Any] | None:
         return {"id": key.id, "team_id": key.team_id, "scope": key.scope}
 
 
-def _touch_api_key(state: AppState, key_id: str) -> None:
-    with state.sessions() as session, session.begin():
-        session.execute(update(ApiKey).where(ApiKey.id == key_id).values(last_used_at=utcnow()))
-
-
 def _lookup_session(state: AppState, token_hash: str) -> str | None:
     with state.sessions() as session:
         row = session.scalar(select(UserSession).where(UserSession.token_hash == token_hash))
@@ -113,7 +109,7 @@ async def _api_key_principal(state: AppState, token: str, response: Response) ->
         )
     response.headers.update(headers)
     if decision.first_use:
-        await run_in_threadpool(_touch_api_key, state, info["id"])
+        await run_in_threadpool(touch_api_key, state.sessions, info["id"])
     return Principal(
         api_key_id=info["id"], api_key_team_id=info["team_id"], api_key_scope=info["scope"]
     )

@@ -30,7 +30,7 @@ _MARKERS: dict[str, re.Pattern[bytes]] = {
 }
 
 
-def _first_words(data: bytes, count: int, prefix: int = 8192) -> list[bytes]:
+def first_words(data: bytes, count: int, prefix: int = 8192) -> list[bytes]:
     """The first ``count`` lower-cased words; a big body is only scanned past ``prefix``
     bytes when the prefix holds fewer (the last word found there may be cut short)."""
     if len(data) > prefix:
@@ -46,7 +46,7 @@ def simhash(data: bytes, max_words: int = 400) -> int:
     Vectorised with numpy (bit counting per position) because it runs for every SMTP
     transactional submission.
     """
-    words = _first_words(data, max_words)
+    words = first_words(data, max_words)
     if len(words) < 3:
         shingles = [b" ".join(words)]
     else:

@@ -22,7 +22,6 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import RedirectResponse
 
-from api.deps import _touch_api_key
 from api.errors import ApiError, error_response
 from api.fastpath.send_script import (
     QUEUED,
@@ -34,12 +33,13 @@ from api.fastpath.send_script import (
     key_record,
     send_in_one_trip,
 )
-from api.routers.emails import _in_future
 from api.routers.tracking import NO_CACHE_HEADERS, PIXEL_GIF, click_event, open_event
 from api.schemas import EmailIn
+from api.services.accounts import touch_api_key
 from api.services.idempotency import IdempotencyClaim, stored_response
 from api.services.ratelimit import RateDecision
 from api.services.security import sha256_hex
+from api.services.send_time import in_future
 from api.services.sending import prepare, suppressed_error
 from api.state import AppState
 from kibamail.contracts import Topic
@@ -164,7 +164,7 @@ def _client(scope: Scope) -> tuple[str, str]:
     return (client[0] if client else ""), user_agent.decode("latin-1")[:1000]
 
 
-def _is_json(content_type: bytes | None) -> bool:
+def is_json_content_type(content_type: bytes | None) -> bool:
     """The content types FastAPI parses as JSON for a body model (strict_content_type, its
     default: a request without Content-Type is not JSON)."""
     if content_type is None:
@@ -185,7 +185,7 @@ async def _fast_send(scope: Scope, body: bytes, send: Any) -> bool:
             content_type = content_type if content_type is not None else value
         elif name == b"idempotency-key":
             idempotency_key = idempotency_key if idempotency_key is not None else value
-    if authorization is None or not _is_json(content_type):
+    if authorization is None or not is_json_content_type(content_type):
         return False
     scheme, _, raw_token = authorization.partition(b" ")
     token = raw_token.strip()
@@ -195,7 +195,7 @@ async def _fast_send(scope: Scope, body: bytes, send: Any) -> bool:
         email = EmailIn.model_validate_json(body)
     except ValidationError:
         return False
-    if email.send_at is not None and _in_future(email.send_at):
+    if email.send_at is not None and in_future(email.send_at):
         return False
     state: AppState = scope["app"].state.km
     key_hash = sha256_hex(token.decode("latin-1"))
@@ -226,7 +226,7 @@ async def _fast_send(scope: Scope, body: bytes, send: Any) -> bool:
             headers={**decision.headers(), "Retry-After": decision.retry_after()},
         )
     if result.first_use:
-        await run_in_threadpool(_touch_api_key, state, key.id)
+        await run_in_threadpool(touch_api_key, state.sessions, key.id)
     replayed = result.outcome == REPLAY
     if replayed:
         assert claim is not None

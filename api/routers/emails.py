@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Header, Request, Response
@@ -12,6 +11,7 @@ from api.deps import StateDep, TeamSend
 from api.errors import ApiError, field_path
 from api.schemas import EmailIn
 from api.services.idempotency import IdempotencyClaim
+from api.services.send_time import in_future
 from api.services.sending import cancel_scheduled, enqueue, prepare, send_now
 from api.state import AppState
 
@@ -54,7 +54,7 @@ async def send_email(
     idempotency_key: IdempotencyKey = None,
 ) -> dict[str, Any]:
     state: AppState = request.app.state.km  # not a dependency: this is the hot path
-    if email.send_at is not None and _in_future(email.send_at):
+    if email.send_at is not None and in_future(email.send_at):
 
         async def schedule() -> dict[str, Any]:
             message, mapping = await prepare(state, team.team_id, email)
@@ -79,10 +79,6 @@ async def send_email(
     if replayed:
         response.headers["Idempotent-Replayed"] = "true"
     return result
-
-
-def _in_future(when: datetime) -> bool:
-    return (when if when.tzinfo else when.replace(tzinfo=UTC)) > datetime.now(UTC)
 
 
 @router.post("/batch", summary="Send up to 100 emails in one request")

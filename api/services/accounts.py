@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
 
 from api.db import utcnow
 from api.errors import ApiError
@@ -55,6 +55,12 @@ def revoke_api_key(db: Session, redis: Any, key: ApiKey) -> None:
     key.revoked_at = utcnow()
     db.flush()
     redis.delete(RedisKeys.api_key(key.key_hash))
+
+
+def touch_api_key(sessions: sessionmaker[Session], key_id: str) -> None:
+    """Stamp the key's last use (callers do it once per rate-limit window, not per request)."""
+    with sessions() as session, session.begin():
+        session.execute(update(ApiKey).where(ApiKey.id == key_id).values(last_used_at=utcnow()))
 
 
 def administrator_emails(db: Session, team_ids: list[str] | None = None) -> dict[str, list[str]]:

@@ -76,7 +76,7 @@ def _ends_inside_quotes(line: str, in_quotes: bool) -> bool:
     return in_quotes
 
 
-async def _records(chunks: AsyncIterator[bytes]) -> AsyncIterator[tuple[int, list[str]]]:
+async def csv_records(chunks: AsyncIterator[bytes]) -> AsyncIterator[tuple[int, list[str]]]:
     """(first physical line number, fields) per CSV record; blank lines are skipped."""
     line_no = start = size = 0
     parts: list[str] = []
@@ -140,7 +140,7 @@ def _insert(
         return set(existing), pending
 
 
-def _mail_confirmations(
+def mail_confirmations(
     state: AppState, list_name: str, contacts: list[tuple[str, str]]
 ) -> tuple[int, list[tuple[str, str]]]:
     """Confirmation emails for pending contacts; (number mailed now, refused (email,
@@ -208,7 +208,7 @@ async def import_csv(
             report(batch_lines[email], f"{email} is already on this list")
         if confirm_list_name is not None and pending:
             mailed, refused = await run_in_threadpool(
-                _mail_confirmations, state, confirm_list_name, pending
+                mail_confirmations, state, confirm_list_name, pending
             )
             confirmations += mailed
             for email, reason in refused:
@@ -216,7 +216,7 @@ async def import_csv(
         batch.clear()
         batch_lines.clear()
 
-    records = _records(chunks)
+    records = csv_records(chunks)
     while True:
         try:
             line_no, values = await anext(records)

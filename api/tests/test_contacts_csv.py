@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from api.services.contacts_import import MAX_RECORD_CHARS, UnterminatedRecord, _records
+from api.services.contacts_import import MAX_RECORD_CHARS, UnterminatedRecord, csv_records
 
 MULTILINE_CSV = (
     b"email,first_name,notes\r\n"  # line 1
@@ -36,7 +36,7 @@ async def _aiter(chunks: Iterator[bytes]) -> AsyncIterator[bytes]:
 
 def _collect(data: bytes, size: int) -> list[tuple[int, list[str]]]:
     async def run() -> list[tuple[int, list[str]]]:
-        return [record async for record in _records(_aiter(chunks_of(data, size)))]
+        return [record async for record in csv_records(_aiter(chunks_of(data, size)))]
 
     return asyncio.run(run())
 

@@ -61,7 +61,7 @@ def test_a_reimport_mails_pending_contacts_a_first_import_never_mailed(
 ) -> None:
     auth, base, list_id = _opt_in_list(client)
     with monkeypatch.context() as patch:  # the first import dies before mailing
-        patch.setattr(contacts_import, "_mail_confirmations", lambda *_: (0, []))
+        patch.setattr(contacts_import, "mail_confirmations", lambda *_: (0, []))
         client.post(f"{base}/lists/{list_id}/import", content=CSV, headers=auth)
     assert all(queued_messages(redis_client, a) == [] for a in ADDRESSES)
     again = client.post(f"{base}/lists/{list_id}/import", content=CSV, headers=auth).json()

@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from api import routers
 from api.app import create_app
-from api.fastpath.asgi import _is_json
+from api.fastpath.asgi import is_json_content_type
 from api.models import ApiKey
 from api.services.accounts import revoke_api_key
 from api.services.security import sha256_hex
@@ -144,4 +144,4 @@ def test_forged_tracking_tokens_fall_through_to_404_and_produce_nothing(
 def test_the_hot_path_parses_the_bodies_fastapi_parses_as_json(
     content_type: bytes | None, is_json: bool
 ) -> None:
-    assert _is_json(content_type) is is_json
+    assert is_json_content_type(content_type) is is_json

@@ -23,7 +23,7 @@ from aiosmtpd.smtp import SMTP
 from mta.coalesce import SingleFlight
 from mta.dkim_openssl import rsa_signature_header
 from mta.dkim_signing import SIGNED_HEADERS, generate_rsa_key
-from mta.features import _first_words, plain_header_facts, submission_features
+from mta.features import first_words, plain_header_facts, submission_features
 from mta.server import check_message
 from mta.smtp_session import simple_path
 
@@ -118,7 +118,7 @@ def test_bounded_word_scan_equals_a_full_scan() -> None:
     for size in (0, 10, 8000, 8191, 8192, 8193, 9000, 40_000):
         body = b" ".join(rng.choice(words) for _ in range(size // 5))[:size]
         for count in (3, 400):
-            assert _first_words(body, count) == _WORD.findall(body.lower())[:count]
+            assert first_words(body, count) == _WORD.findall(body.lower())[:count]
 
 
 def test_bare_cr_lf_detection_matches_the_regex_it_replaced() -> None:
