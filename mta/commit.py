@@ -13,10 +13,10 @@ import time
 from typing import Any
 
 from kibamail.contracts import BounceClass, MessageStatus, OutboundMessage, Topic, TrafficKind
+from kibamail.redis_batching import PipelineBatcher
 from kibamail.redis_keys import RedisKeys
 
 from . import metrics
-from .batching import PipelineBatcher
 from .bounces import enhanced_code
 from .config import QueueConfig
 from .events import add_to_outbox, make_status_event

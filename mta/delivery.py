@@ -28,11 +28,11 @@ from kibamail.contracts import (
     Topic,
     dead_letter,
 )
+from kibamail.redis_batching import PipelineBatcher
 from kibamail.redis_keys import RedisKeys
 from kibamail.settings import Settings
 
 from . import metrics
-from .batching import PipelineBatcher
 from .bounces import classify, enhanced_code
 from .commit import OutcomeRecorder, address_domain
 from .config import MtaConfig

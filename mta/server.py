@@ -23,10 +23,10 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from kibamail.contracts import MessageMapping, OutboundMessage, TrafficKind
 from kibamail.intake import queue_on_pipeline
+from kibamail.redis_batching import PipelineBatcher
 from kibamail.settings import Settings
 
 from . import metrics
-from .batching import PipelineBatcher
 from .config import MtaConfig
 from .credentials import CredentialVerifier
 from .inbound import InboundProcessor

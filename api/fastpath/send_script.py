@@ -7,7 +7,7 @@ the mapping and the suppression key), so each process keeps the key's cached rec
 with Redis's copy byte for byte: a revocation (which deletes that copy) or an expiry is
 seen on the very next request in every process, and the request then takes the full
 FastAPI path, which reloads the record from the database. Concurrent sends share one
-pipeline (api.fastpath.autopipeline).
+pipeline (kibamail.redis_batching).
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from typing import Any
 
 import orjson
 
-from api.fastpath.autopipeline import ScriptBatcher
 from api.services.idempotency import TTL_SECONDS as IDEMPOTENCY_TTL_SECONDS
 from api.services.idempotency import IdempotencyClaim
 from api.services.ratelimit import (
@@ -29,6 +28,7 @@ from api.services.ratelimit import (
 from api.state import AppState
 from kibamail.contracts import MessageMapping, OutboundMessage, serialize
 from kibamail.intake import MAPPING_TTL_SECONDS
+from kibamail.redis_batching import ScriptBatcher
 from kibamail.redis_keys import RedisKeys
 
 QUEUED, SUPPRESSED, REPLAY, STALE_KEY, RATE_LIMITED = 0, 1, 2, 3, 4
