@@ -28,9 +28,11 @@ down:
 status:
 	$(UV_RUN) kibamail status
 
-# Tests first (so one lint slip does not hide test results), then lint; both must pass.
+# Tests first (so one lint slip does not hide test results), then lint and the import
+# contracts (pyproject's [tool.importlinter]); all must pass.
 test: deps
-	$(UV_RUN) pytest; status=$$?; $(UV_RUN) ruff check . || status=1; exit $$status
+	$(UV_RUN) pytest; status=$$?; $(UV_RUN) ruff check . || status=1; \
+	$(UV_RUN) lint-imports || status=1; exit $$status
 
 test-unit: deps
 	$(UV_RUN) pytest -m unit
@@ -38,6 +40,7 @@ test-unit: deps
 lint:
 	$(UV_RUN) ruff check .
 	$(UV_RUN) ruff format --check .
+	$(UV_RUN) lint-imports
 
 format:
 	$(UV_RUN) ruff format .

@@ -256,8 +256,9 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
     from api.services.rendering import OPEN_PURPOSE
     from api.services.security import Signer
     from kibamail.clients import ensure_topics
+    from kibamail.settings import settings_to_env
     from local_stack.services import kafka_spec, redis_spec
-    from local_stack.stack import Stack, settings_to_env
+    from local_stack.stack import Stack
     from testing.fixtures import build_test_settings
 
     state_dir = Path(tempfile.mkdtemp(prefix="kibamail-bench-api-"))

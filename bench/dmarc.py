@@ -16,6 +16,7 @@ from pathlib import Path
 
 import orjson
 
+from deliverability.models import AggregateReport
 from deliverability.parser import parse_file
 from deliverability.samples import generate
 
@@ -27,7 +28,10 @@ def _ours(paths: list[Path]) -> list[tuple[int, int] | None]:
     for path in paths:
         outcome = parse_file(path)
         report = outcome.reports[0] if outcome.ok else None
-        results.append((len(report.records), report.total_messages) if report is not None else None)
+        if isinstance(report, AggregateReport):
+            results.append((len(report.records), report.total_messages))
+        else:
+            results.append(None)
     return results
 
 

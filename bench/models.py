@@ -37,7 +37,7 @@ from bench.models_data import SyntheticBatch, load
 from dagster_project.defs.warehouse.assets import BUILD_ARGS
 from dagster_project.project import DBT_PROJECT_DIR
 from kibamail.clients import migrate_warehouse
-from local_stack.stack import settings_to_env
+from kibamail.settings import settings_to_env
 from testing.clickhouse_gateway import start_gateway
 
 FULL_TARGET_SECONDS = 120.0

@@ -114,7 +114,7 @@ class DeliveredWatcher(threading.Thread):
         while not self.stop.is_set():
             for msg in self.consumer.consume(1000, timeout=0.2):
                 if msg.error() is None:
-                    event = deserialize(MessageStatusEvent, msg.value())
+                    event = deserialize(MessageStatusEvent, msg.value() or b"")
                     if event.status == "delivered":
                         self.delivered.setdefault(event.message_id, time.perf_counter())
         self.cpu_seconds = cpu.seconds()

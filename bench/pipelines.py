@@ -36,9 +36,9 @@ import orjson
 from bench.cpu import process_cpu_seconds
 from kibamail.contracts import MessageMapping, MessageStatus, MessageStatusEvent, Topic, serialize
 from kibamail.redis_keys import RedisKeys
-from kibamail.settings import Settings
+from kibamail.settings import Settings, settings_to_env
 from local_stack.services import kafka_spec, redis_spec, warehouse_spec
-from local_stack.stack import Stack, settings_to_env
+from local_stack.stack import Stack
 from testing.fixtures import build_test_settings
 
 

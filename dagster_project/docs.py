@@ -12,8 +12,7 @@ import subprocess
 from pathlib import Path
 
 from dagster_project.project import DBT_PROJECT_DIR, DBT_TARGET_DIR, dbt_executable
-from kibamail.settings import Settings
-from local_stack.stack import settings_to_env
+from kibamail.settings import Settings, settings_to_env
 
 
 def generate_docs(settings: Settings) -> Path:

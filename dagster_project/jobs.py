@@ -12,8 +12,7 @@ from contextlib import contextmanager
 from datetime import date
 from typing import Any
 
-from kibamail.settings import Settings, get_settings
-from local_stack.stack import settings_to_env
+from kibamail.settings import Settings, get_settings, settings_to_env
 
 
 @contextmanager

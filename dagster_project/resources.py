@@ -9,7 +9,7 @@ import dagster as dg
 from kibamail.settings import Settings, get_settings
 
 
-class WarehouseResource(dg.ConfigurableResource):  # type: ignore[type-arg]
+class WarehouseResource(dg.ConfigurableResource):
     """ClickHouse over HTTP (the chDB gateway locally, a cluster in production)."""
 
     def settings(self) -> Settings:
@@ -25,7 +25,7 @@ class WarehouseResource(dg.ConfigurableResource):  # type: ignore[type-arg]
         return self.settings().clickhouse.database
 
 
-class SendingResource(dg.ConfigurableResource):  # type: ignore[type-arg]
+class SendingResource(dg.ConfigurableResource):
     """Our own sending path (the MTA's durable queue) and the API's team directory."""
 
     def settings(self) -> Settings:

@@ -16,8 +16,7 @@ import time
 from pathlib import Path
 from types import FrameType
 
-from kibamail.settings import REPO_ROOT, Settings
-from local_stack.stack import settings_to_env
+from kibamail.settings import REPO_ROOT, Settings, settings_to_env
 
 DAGSTER_YAML = """\
 # Written by `kibamail dagster`: local storage under DAGSTER_HOME, no telemetry.

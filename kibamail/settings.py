@@ -172,3 +172,24 @@ class Settings(BaseSettings):
 def get_settings() -> Settings:
     """Process-wide settings, read once from the environment."""
     return Settings()
+
+
+def settings_to_env(settings: Settings) -> dict[str, str]:
+    """Flatten Settings into KIBAMAIL_* variables so child processes see the same config.
+
+    Lists and dicts (nested models included) are passed as JSON, which pydantic-settings
+    parses back; ``None`` values are left out so the child falls back to its default.
+    """
+    import json
+
+    env: dict[str, str] = {"KIBAMAIL_ENVIRONMENT": settings.environment}
+    for section_name in type(settings).model_fields:
+        section = getattr(settings, section_name)
+        if not hasattr(section, "model_dump"):
+            continue
+        for key, value in section.model_dump(mode="json").items():
+            if value is None:
+                continue
+            var = f"KIBAMAIL_{section_name.upper()}__{key.upper()}"
+            env[var] = json.dumps(value) if isinstance(value, list | dict) else str(value)
+    return env

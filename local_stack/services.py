@@ -7,9 +7,9 @@ import subprocess
 import urllib.request
 from pathlib import Path
 
-from kibamail.settings import Settings
+from kibamail.settings import Settings, settings_to_env
 
-from .stack import ServiceSpec, StackError, python_cmd, settings_to_env, tcp_open
+from .stack import ServiceSpec, StackError, python_cmd, tcp_open
 
 
 def tansu_binary() -> Path:
@@ -165,3 +165,14 @@ def kibamail_spec(
         health=healthy,
         timeout_seconds=90,
     )
+
+
+def flink_spec(settings: Settings) -> ServiceSpec:
+    """The stack's ``flink`` service: healthy once the reputation job is RUNNING."""
+    from pipelines.flink_jobs import running_jobs
+
+    port = settings.pipelines.flink_rest_port
+    spec = kibamail_spec(settings, "flink", ["flink"], port)
+    spec.health = lambda: bool(running_jobs(port, settings.pipelines.flink_host))
+    spec.timeout_seconds = 180  # JVM start plus job submission: 10-20 s idle, more when busy
+    return spec

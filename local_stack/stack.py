@@ -21,8 +21,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kibamail.settings import Settings
-
 HealthCheck = Callable[[], bool]
 
 
@@ -39,21 +37,6 @@ class ServiceSpec:
     env: dict[str, str] = field(default_factory=dict)
     timeout_seconds: float = 60.0
     cwd: Path | None = None
-
-
-def settings_to_env(settings: Settings) -> dict[str, str]:
-    """Flatten Settings into KIBAMAIL_* variables so child processes see the same config."""
-    env: dict[str, str] = {"KIBAMAIL_ENVIRONMENT": settings.environment}
-    for section_name in type(settings).model_fields:
-        section = getattr(settings, section_name)
-        if not hasattr(section, "model_dump"):
-            continue
-        for key, value in section.model_dump(mode="json").items():
-            var = f"KIBAMAIL_{section_name.upper()}__{key.upper()}"
-            if value is None:
-                continue
-            env[var] = json.dumps(value) if isinstance(value, list | dict) else str(value)
-    return env
 
 
 def port_is_free(port: int, host: str = "127.0.0.1") -> bool:

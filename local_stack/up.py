@@ -13,7 +13,7 @@ import click
 
 from kibamail.settings import Settings
 
-from .services import kafka_spec, kibamail_spec, redis_spec, warehouse_spec
+from .services import flink_spec, kafka_spec, kibamail_spec, redis_spec, warehouse_spec
 from .stack import ServiceSpec, Stack, StackError
 
 # Stop order: consumers and producers before the services they talk to.
@@ -80,8 +80,6 @@ def app_specs(settings: Settings) -> dict[str, ServiceSpec]:
     # which takes minutes on a busy 2-core machine.
     specs["dagster"].timeout_seconds = 300
     # Flink SQL reputation jobs (embedded mini-cluster): healthy once the job is RUNNING.
-    from pipelines.flink_jobs import flink_spec
-
     specs["flink"] = flink_spec(settings)
     return specs
 

@@ -71,9 +71,9 @@ def classify(code: int, enhanced: str, text: str) -> BounceClass:
             return cls
     parts = (enhanced or enhanced_code(text)).split(".")
     if len(parts) == 3:
-        cls = _BY_ENHANCED.get((parts[1], parts[2]))
-        if cls is not None:
-            return BounceClass.SOFT if cls == BounceClass.HARD and code < 500 else cls
+        by_code = _BY_ENHANCED.get((parts[1], parts[2]))
+        if by_code is not None:
+            return BounceClass.SOFT if by_code == BounceClass.HARD and code < 500 else by_code
         if parts[1] == "7":
             return BounceClass.POLICY
         if parts[1] == "5":  # protocol trouble (our commands), not the address

@@ -32,7 +32,7 @@ class SingleFlight:
             self._inflight[key] = future
             future.add_done_callback(lambda done: self._forget(key, done))
         # shield: one waiter being cancelled must not cancel the lookup the others await.
-        return await asyncio.shield(future)  # type: ignore[no-any-return]
+        return await asyncio.shield(future)
 
     def _forget(self, key: Hashable, done: asyncio.Future[Any]) -> None:
         if self._inflight.get(key) is done:

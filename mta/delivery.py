@@ -254,7 +254,7 @@ class DeliveryWorker:
             rcpts = [r for r in rcpts if r not in failed]
             if not rcpts:
                 return outcomes
-        common = {
+        common: dict[str, Any] = {
             "pool": ctx.pool,
             "source_ip": ctx.source_ip,
             "mx_host": "",

@@ -291,7 +291,7 @@ class ConnectionPool:
             ):
                 hooks.dot_sent(accepted)
 
-        protocol.write = write_with_marker  # type: ignore[method-assign]
+        protocol.write = write_with_marker  # type: ignore[method-assign,assignment]
         try:
             return await smtp.data(data)
         finally:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from typing import Any, AnyStr
+from typing import Any, AnyStr, cast
 
 from aiosmtpd.smtp import SMTP, Session, TLSSetupException
 
@@ -158,7 +158,9 @@ class KibaSMTP(FastAddressSMTP):
             if not self.limiter.acquire(ip):
                 self.refused = True
                 metrics.SUBMISSION_REJECTED.labels("ip_connection_limit").inc()
-                transport.write(b"421 4.7.0 Too many connections from your IP, try later\r\n")
+                cast(asyncio.WriteTransport, transport).write(
+                    b"421 4.7.0 Too many connections from your IP, try later\r\n"
+                )
                 transport.close()
                 return
             self.counted_ip = ip
@@ -185,7 +187,7 @@ class KibaSMTP(FastAddressSMTP):
         """STARTTLS through ``loop.start_tls`` (uvloop: TLS in C) instead of aiosmtpd's
         hand-wired pure-Python ``asyncio.sslproto``, a fifth of the listener's CPU per
         message; then what aiosmtpd's ``connection_made`` does after its handshake."""
-        transport = self.transport
+        transport = cast("asyncio.Transport | None", self.transport)
         if arg or not self.tls_context or self._tls_protocol or transport is None:
             await super().smtp_STARTTLS(arg)  # its own error replies
             return
@@ -222,7 +224,7 @@ class KibaSMTP(FastAddressSMTP):
 
     async def push(self, status: AnyStr) -> None:
         if isinstance(status, str) and not (self._answering_hello and status[:1] == "2"):
-            status = with_enhanced_code(status)  # type: ignore[assignment]
+            status = with_enhanced_code(status)
         await super().push(status)
 
     async def smtp_HELO(self, hostname: str) -> None:
@@ -273,7 +275,9 @@ class KibaSMTP(FastAddressSMTP):
             return
         metrics.SUBMISSION_REJECTED.labels("idle_timeout").inc()
         if self.transport is not None and not self.transport.is_closing():
-            self.transport.write(b"421 4.4.2 Idle timeout exceeded, closing connection\r\n")
+            cast(asyncio.WriteTransport, self.transport).write(
+                b"421 4.4.2 Idle timeout exceeded, closing connection\r\n"
+            )
         super()._timeout_cb()
 
 

@@ -138,14 +138,3 @@ def run(settings: Settings, **options: Any) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     return supervise(settings, stop, **options)
-
-
-def flink_spec(settings: Settings) -> Any:
-    """The stack's ``flink`` service: healthy once the reputation job is RUNNING."""
-    from local_stack.services import kibamail_spec
-
-    port = settings.pipelines.flink_rest_port
-    spec = kibamail_spec(settings, "flink", ["flink"], port)
-    spec.health = lambda: bool(running_jobs(port, settings.pipelines.flink_host))
-    spec.timeout_seconds = 180  # JVM start plus job submission: 10-20 s idle, more when busy
-    return spec

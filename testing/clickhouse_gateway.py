@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kibamail.settings import ClickHouseSettings, Settings, StackSettings
+from kibamail.settings import ClickHouseSettings, Settings, StackSettings, settings_to_env
 from local_stack.services import warehouse_spec
-from local_stack.stack import ServiceSpec, Stack, free_port, settings_to_env
+from local_stack.stack import ServiceSpec, Stack, free_port
 
 
 @dataclass

@@ -25,9 +25,10 @@ from kibamail.settings import (
     Settings,
     StackSettings,
     get_settings,
+    settings_to_env,
 )
 from local_stack.services import kafka_spec, mariadb_spec, redis_spec, warehouse_spec
-from local_stack.stack import Stack, free_port, settings_to_env
+from local_stack.stack import Stack, free_port
 
 
 def build_test_settings(state_dir: Path) -> Settings:

@@ -192,7 +192,8 @@ def _fast_body(text: str, html: str | None) -> bytes:
 
 def _drop_part_mime_version(msg: Message) -> None:
     """compat32 MIME classes stamp MIME-Version on every part; only the top needs it."""
-    for part in msg.get_payload() if msg.is_multipart() else []:
+    parts: list[Message] = msg.get_payload() if msg.is_multipart() else []  # type: ignore[assignment]
+    for part in parts:
         del part["MIME-Version"]
         _drop_part_mime_version(part)
 

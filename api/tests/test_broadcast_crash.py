@@ -20,9 +20,9 @@ from api.jobs.broadcast_fanout import progress_key
 from api.tests.conftest import SendingTeam
 from kibamail.contracts import MessageMapping, deserialize
 from kibamail.redis_keys import RedisKeys
-from kibamail.settings import Settings
+from kibamail.settings import Settings, settings_to_env
 from local_stack.services import kibamail_spec
-from local_stack.stack import Stack, settings_to_env
+from local_stack.stack import Stack
 from mta.tests.helpers import with_policy, write_policy
 from testing.testnet import DnsServer, SinkConfig, SinkServer, Zone
 

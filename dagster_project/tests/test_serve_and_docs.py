@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from dagster_project.serve import DAGSTER_YAML, prepare_home
-from kibamail.settings import REPO_ROOT, Settings
-from local_stack.stack import python_cmd, settings_to_env
+from kibamail.settings import REPO_ROOT, Settings, settings_to_env
+from local_stack.stack import python_cmd
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 

@@ -17,8 +17,7 @@ from dagster_project.defs.billing.invoices import BillingCloseError, close_month
 from dagster_project.jobs import close_billing, materialize_warehouse
 from dagster_project.project import DBT_PROJECT_DIR, dbt_executable
 from dagster_project.tests import warehouse_data as data
-from kibamail.settings import Settings
-from local_stack.stack import settings_to_env
+from kibamail.settings import Settings, settings_to_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1500)]
 

@@ -20,8 +20,7 @@ from dashboards.boards import DASHBOARDS
 from dashboards.clickhouse import expand_macros, panel_queries
 from dashboards.render import render_dashboard
 from dashboards.schema_check import SchemaCheckError, check_dashboards
-from kibamail.settings import Settings
-from local_stack.stack import settings_to_env
+from kibamail.settings import Settings, settings_to_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 

@@ -47,7 +47,7 @@ class Handle:
         from chdb import _chdb
 
         try:
-            self.conn: Any = _chdb.connect(path)
+            self.conn: Any = _chdb.connect(path)  # type: ignore[attr-defined]  # C extension, no stubs
         except RuntimeError as exc:
             raise from_engine(exc) from exc
         self.database: str | None = DEFAULT_DATABASE

@@ -318,7 +318,7 @@ def test_restart_keeps_data_and_data_dir_is_exclusive(tmp_path: Path) -> None:
         client.command("CREATE TABLE kept (x UInt32) ENGINE = MergeTree ORDER BY x")
         client.insert("kept", [[i] for i in range(1000)])
         rival = gateway_settings(tmp_path / "b", data_dir=first.settings.clickhouse.data_dir)
-        from local_stack.stack import settings_to_env
+        from kibamail.settings import settings_to_env
 
         proc = subprocess.run([sys.executable, "-m", "local_stack.clickhouse_gateway"],
                               env=settings_to_env(rival) | {"PATH": "/usr/bin:/bin"},

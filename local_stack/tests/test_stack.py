@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from kibamail.settings import Settings
-from local_stack.stack import ServiceSpec, Stack, StackError, free_port, settings_to_env, tcp_open
+from kibamail.settings import Settings, settings_to_env
+from local_stack.stack import ServiceSpec, Stack, StackError, free_port, tcp_open
 
 pytestmark = pytest.mark.integration
 

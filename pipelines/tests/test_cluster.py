@@ -23,9 +23,9 @@ import pytest
 
 from kibamail.contracts import MessageMapping, MessageStatus, Topic, serialize
 from kibamail.redis_keys import RedisKeys
-from kibamail.settings import Settings
+from kibamail.settings import Settings, settings_to_env
 from local_stack.services import kafka_spec
-from local_stack.stack import Stack, free_port, settings_to_env
+from local_stack.stack import Stack, free_port
 from pipelines.kafka_io import partitions_of_process
 from pipelines.tests.fakes import status_event
 

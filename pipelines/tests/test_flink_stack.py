@@ -20,8 +20,9 @@ import pytest
 
 from kibamail.settings import Settings
 from local_stack import up
+from local_stack.services import flink_spec
 from local_stack.stack import Stack, free_port
-from pipelines.flink_jobs import FLINK_PROJECT, flink_spec, running_jobs
+from pipelines.flink_jobs import FLINK_PROJECT, running_jobs
 from pipelines.tests.conftest import wait_until
 
 pytestmark = [

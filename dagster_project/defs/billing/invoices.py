@@ -98,7 +98,8 @@ def close_month(
         ).result_rows
     }
     teams = sorted(set(usage) | (known_team_ids or set()))
-    rows = []
+    rows: list[list[Any]] = []
+    created: list[str] = []
     for team_id in teams:
         if team_id in closed:
             continue
@@ -106,6 +107,7 @@ def close_month(
         lines = orjson.dumps(invoice_lines(accepted, blocks)).decode()
         invoice = invoice_id(team_id, month)
         rows.append([invoice, team_id, month, accepted, free, blocks, micros, "USD", lines])
+        created.append(team_id)
     if rows:
         client.insert(
             f"{database}.billing_invoices",
@@ -129,7 +131,7 @@ def close_month(
     ).result_rows[0][0]
     return CloseResult(
         month=month,
-        created=[row[1] for row in rows],
+        created=created,
         already_closed=sorted(closed),
         total_micros=int(total or 0),
     )

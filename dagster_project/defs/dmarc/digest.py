@@ -48,8 +48,31 @@ def load_digests(client: Any, database: str, day: date) -> dict[str, list[Domain
         parameters={"day": day},
     ).result_rows
     digests: dict[str, list[DomainDigest]] = defaultdict(list)
-    for team_id, domain, *numbers, policy in rows:
-        digests[team_id].append(DomainDigest(domain, *(int(n) for n in numbers), policy or ""))
+    for (
+        team_id,
+        domain,
+        messages,
+        passed,
+        dkim,
+        spf,
+        quarantined,
+        rejected,
+        sources,
+        policy,
+    ) in rows:
+        digests[team_id].append(
+            DomainDigest(
+                domain,
+                int(messages),
+                int(passed),
+                int(dkim),
+                int(spf),
+                int(quarantined),
+                int(rejected),
+                int(sources),
+                policy or "",
+            )
+        )
     return dict(digests)
 
 
