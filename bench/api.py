@@ -136,6 +136,8 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 def _fanout(settings: Any, team_id: str, domain: str, contacts: int) -> dict[str, Any]:
+    from sqlalchemy import insert
+
     from api.db import make_engine, make_sessionmaker, new_id, utcnow
     from api.jobs.broadcast_fanout import BroadcastJobs, progress_key
     from api.jobs.queue import JOB_STREAM
@@ -164,7 +166,7 @@ def _fanout(settings: Any, team_id: str, domain: str, contacts: int) -> dict[str
             }
             for i in range(contacts)
         ]
-        db.execute(Contact.__table__.insert(), rows)
+        db.execute(insert(Contact), rows)
         broadcast = Broadcast(
             team_id=team_id,
             name="bench",

@@ -72,14 +72,15 @@ def dbt_build(
     result = dbtRunner().invoke(args)
     elapsed = time.perf_counter() - began
     cpu = cpu_seconds(gateway_pid) - cpu_before
+    results: Any = result.result or []  # RunExecutionResult for build/run/test
     failures = [
         f"{r.node.name}: {r.message}"
-        for r in (result.result or [])
+        for r in results
         if getattr(r, "status", "") not in ("success", "pass")
     ]
     node_seconds = {
         r.node.name: round(float(getattr(r, "execution_time", 0.0)), 2)
-        for r in (result.result or [])
+        for r in results
     }
     slowest = dict(sorted(node_seconds.items(), key=lambda item: -item[1])[:NODES_REPORTED])
     return elapsed, cpu, bool(result.success), "; ".join(failures)[:500], slowest

@@ -209,7 +209,7 @@ def throughput(
             | services_steady,
             steady_events,
         ),
-        "_procs": procs,  # type: ignore[dict-item]
+        "_procs": procs,
     }
 
 
@@ -309,7 +309,7 @@ def main() -> None:
                 "load_average_1m_at_start": round(os.getloadavg()[0], 2),
             }
             measured = throughput(settings, ch, args.events, Path(tmp), services)
-            procs = measured.pop("_procs")  # type: ignore[assignment]
+            procs = measured.pop("_procs")
             result.update(measured)
             result.update(warm_throughput(settings, ch, args.events, procs, services))
             result.update(latency(settings, ch, args.rate, args.seconds))

@@ -11,7 +11,7 @@ from api.tests.conftest import SendingTeam
 
 pytestmark = pytest.mark.integration
 
-FIXTURES = Path(__file__).resolve().parents[2] / "dmarc" / "tests" / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[2] / "deliverability" / "tests" / "fixtures"
 
 
 def test_validation_needs_a_key_and_explains_its_verdict(

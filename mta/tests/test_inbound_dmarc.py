@@ -12,7 +12,7 @@ from kibamail.settings import Settings
 
 pytestmark = pytest.mark.integration
 
-FIXTURES = Path(__file__).resolve().parents[2] / "dmarc" / "tests" / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[2] / "deliverability" / "tests" / "fixtures"
 
 
 def test_rua_mail_is_stored_for_the_tagged_team_and_non_reports_are_refused(
