@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import orjson
@@ -31,7 +32,7 @@ IN_DOUBT_TEXT = (
 )
 
 
-def finished_outcomes(progress: dict[str, str], in_doubt: str) -> dict[str, Outcome]:
+def finished_outcomes(progress: Mapping[str, str | bytes], in_doubt: str) -> dict[str, Outcome]:
     """Outcomes recorded before a crash. A recipient whose final dot was sent but whose
     answer was never recorded is "in doubt": reported delivered (``assume_delivered``,
     exactly-once toward the receiver) or mailed again (``resend``, at-least-once)."""

@@ -30,7 +30,6 @@ from local_stack.services import kibamail_spec
 from local_stack.stack import Stack
 from mta.credentials import create_smtp_credential
 from mta.tests.helpers import with_policy, write_policy
-from pipelines.config import get_tuning
 from pipelines.tests.traffic import newsletter, recipient, transactional
 from testing.testnet import DnsServer, SinkConfig, SinkServer, Zone
 
@@ -113,8 +112,8 @@ def submit(client: smtplib.SMTP, recipients: list[str], data: bytes) -> tuple[in
         code, text = next(iter(exc.recipients.values()))
         return code, text.decode(errors="replace")
     except smtplib.SMTPResponseException as exc:
-        text = exc.smtp_error
-        return exc.smtp_code, text.decode(errors="replace") if isinstance(text, bytes) else text
+        error: bytes | str = exc.smtp_error
+        return exc.smtp_code, error.decode(errors="replace") if isinstance(error, bytes) else error
     return 250, ""
 
 
@@ -137,7 +136,7 @@ def test_newsletter_over_smtp_is_paused_and_transactional_is_not(
 ) -> None:
     from kibamail.clients import clickhouse_client
 
-    tuning = get_tuning()
+    tuning = mta_process.pipelines.tuning
     team_a, team_b = f"shop-{uuid.uuid4().hex[:8]}", f"blast-{uuid.uuid4().hex[:8]}"
     a_rng, b_rng = random.Random(11), random.Random(12)
     a_client = smtp_client(mta_process, team_a, redis_client)

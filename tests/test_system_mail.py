@@ -41,9 +41,18 @@ def test_notification_is_queued_under_the_platform_team(redis_client, test_setti
 
 
 def test_guard_key_sends_once(redis_client, test_settings) -> None:
-    kwargs = dict(to=["a@example.com"], subject="Invitation", text="Join", guard_key="g:1")
-    first = send_system_email(redis_client, test_settings, **kwargs)
-    second = send_system_email(redis_client, test_settings, **kwargs)
+    def send() -> str | None:
+        return send_system_email(
+            redis_client,
+            test_settings,
+            to=["a@example.com"],
+            subject="Invitation",
+            text="Join",
+            guard_key="g:1",
+        )
+
+    first = send()
+    second = send()
     assert first is not None and second is None
     assert len(_queued(redis_client)) == 1
 

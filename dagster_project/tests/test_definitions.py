@@ -43,7 +43,9 @@ def test_monthly_close_closes_the_month_that_just_ended() -> None:
     context = dg.build_schedule_context(
         scheduled_execution_time=datetime(2026, 1, 1, 2, tzinfo=UTC)
     )
-    request = schedule.evaluate_tick(context).run_requests[0]
+    requests = schedule.evaluate_tick(context).run_requests
+    assert requests
+    request = requests[0]
     assert request.run_key == "billing-close-2025-12"
     assert request.run_config == {"ops": {"billing_invoices": {"config": {"month": "2025-12"}}}}
 
@@ -91,7 +93,8 @@ def test_sensor_requests_a_refresh_only_for_new_raw_events() -> None:
     assert first.cursor == "2026-11-01 00:00:00.000"
     same = new_raw_events_sensor(dg.build_sensor_context(cursor=first.cursor), warehouse=warehouse)
     assert not same.run_requests
-    assert "no raw events" in same.skip_reason.skip_message
+    assert same.skip_reason is not None
+    assert "no raw events" in str(same.skip_reason.skip_message)
     newer = FakeWarehouse(newest="2026-11-01 00:05:00.000")
     later = new_raw_events_sensor(dg.build_sensor_context(cursor=first.cursor), warehouse=newer)
     assert [r.run_key for r in later.run_requests] == ["2026-11-01 00:05:00.000"]

@@ -98,7 +98,9 @@ def test_large_multi_frame_insert_keeps_every_row(gateway: RunningGateway) -> No
         "ENGINE = MergeTree ORDER BY id"
     )
     n = 500_000
-    rows = [[i, f"team_{i % 97}", i * 0.5, f"event-{i:08d}-payload"] for i in range(n)]
+    rows: list[list[Any]] = [
+        [i, f"team_{i % 97}", i * 0.5, f"event-{i:08d}-payload"] for i in range(n)
+    ]
     summary = client.insert("big", rows)
     assert summary.written_rows == n
     count, ids, values, chars, teams = client.query(

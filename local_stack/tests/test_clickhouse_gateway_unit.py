@@ -268,7 +268,7 @@ def test_error_mapping_and_engine_messages() -> None:
     assert content_type("TabSeparatedWithNames").startswith("text/tab-separated-values")
 
 
-def _receiver(chunks: list[bytes], *, disconnect: bool = False):  # type: ignore[no-untyped-def]
+def _receiver(chunks: list[bytes], *, disconnect: bool = False):
     messages = [{"type": "http.request", "body": c, "more_body": True} for c in chunks]
     messages.append({"type": "http.disconnect"} if disconnect else
                     {"type": "http.request", "body": b"", "more_body": False})  # fmt: skip

@@ -47,7 +47,7 @@ def start_mta(
     settings: Settings,
     listeners: bool = True,
     loop_factory: Callable[[], asyncio.AbstractEventLoop] = asyncio.new_event_loop,
-) -> tuple[threading.Thread, object]:
+) -> tuple[threading.Thread, Callable[[], None]]:
     """Run mta.main.serve on its own event loop thread (``kibamail mta`` itself runs on
     uvloop: pass ``uvloop.new_event_loop``); returns (thread, stopper)."""
     from mta.main import serve

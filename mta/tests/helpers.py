@@ -196,9 +196,10 @@ class StatusReader:
             for msg in self.consumer.consume(500, timeout=0.5):
                 if msg.error() is not None:
                     continue
-                if wanted is not None and orjson.loads(msg.value())["message_id"] not in wanted:
+                value = msg.value() or b""
+                if wanted is not None and orjson.loads(value)["message_id"] not in wanted:
                     continue
-                self.events.append(deserialize(MessageStatusEvent, msg.value()))
+                self.events.append(deserialize(MessageStatusEvent, value))
         return self.events
 
     def close(self) -> None:

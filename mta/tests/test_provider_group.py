@@ -143,7 +143,7 @@ def _signals(settings: Settings, ip: str) -> list[ReputationSignal]:
             batch = consumer.consume(1000, 0.5)
             idle = 0 if batch else idle + 1
             for msg in batch:
-                signal = deserialize(ReputationSignal, msg.value())
+                signal = deserialize(ReputationSignal, msg.value() or b"")
                 if signal.scope_key.startswith(f"{ip}|"):
                     found.append(signal)
     finally:

@@ -126,7 +126,8 @@ def test_per_day_limit_refuses_with_451_and_changes_nothing(
         with pytest.raises(smtplib.SMTPDataError) as info:
             client.sendmail("a@sender.example", ["e@example.org"], BODY)
     assert info.value.smtp_code == 451
-    assert info.value.smtp_error.startswith(b"4.7.1 Daily sending limit")
+    error: bytes | str = info.value.smtp_error
+    assert isinstance(error, bytes) and error.startswith(b"4.7.1 Daily sending limit")
     day = time.strftime("%Y%m%d", time.gmtime())
     assert redis_client.get(RedisKeys.rate_bucket("team-day", day)) == b"3"  # not taken
     with _client(running_mta, other) as client:  # another team is not affected
