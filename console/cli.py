@@ -1,10 +1,13 @@
 """`kibamail <subcommand>`: every process of the platform starts the same way.
 
-Imports are lazy so `kibamail --help` and small commands stay fast.
+Imports are lazy so `kibamail --help` and small commands stay fast. The dev-only
+commands (up, down, status, demo, warehouse serve, testnet) need the local stack and the
+test harness, which a source checkout has and the installed wheel does not.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -12,6 +15,16 @@ from pathlib import Path
 import click
 
 from kibamail.settings import get_settings
+
+
+def require_source_checkout(command: str, *packages: str) -> None:
+    """Stop a dev-only command with a readable error when its packages are not installed."""
+    missing = [name for name in packages if importlib.util.find_spec(name) is None]
+    if missing:
+        raise click.ClickException(
+            f"`kibamail {command}` is available from a source checkout only: it needs "
+            f"{', '.join(missing)}, which the installed package does not include"
+        )
 
 
 @click.group()
@@ -23,6 +36,7 @@ def main() -> None:
 @click.option("--with-app/--infra-only", default=True, help="Also start the app processes.")
 def up(with_app: bool) -> None:
     """Start the embedded stack and keep it running; prints the URLs."""
+    require_source_checkout("up", "local_stack")
     from local_stack.up import start_stack
 
     start_stack(get_settings(), with_app=with_app, announce=True)
@@ -31,6 +45,7 @@ def up(with_app: bool) -> None:
 @main.command()
 def down() -> None:
     """Stop everything `kibamail up` started (by recorded PID)."""
+    require_source_checkout("down", "local_stack")
     from local_stack.up import stop_stack
 
     stopped = stop_stack(get_settings())
@@ -40,6 +55,7 @@ def down() -> None:
 @main.command()
 def status() -> None:
     """Show which stack processes are running."""
+    require_source_checkout("status", "local_stack")
     from local_stack.stack import Stack
 
     stack = Stack(get_settings().stack.state_dir)
@@ -53,6 +69,7 @@ def status() -> None:
 @click.option("--keep-running", is_flag=True, help="Leave the stack up afterwards.")
 def demo(messages: int, keep_running: bool) -> None:
     """Run the main job end to end and print a summary read back from ClickHouse."""
+    require_source_checkout("demo", "local_stack")
     from console.demo import run_demo
 
     sys.exit(run_demo(get_settings(), messages=messages, keep_running=keep_running))
@@ -66,6 +83,7 @@ def warehouse() -> None:
 @warehouse.command("serve")
 def warehouse_serve() -> None:
     """Own the chDB data dir and serve ClickHouse's HTTP interface to every other process."""
+    require_source_checkout("warehouse serve", "local_stack")
     from local_stack.clickhouse_gateway.server import serve
 
     serve(get_settings())
@@ -183,6 +201,7 @@ def testnet(
     seed: int | None,
 ) -> None:
     """Run the test internet: a provider-like SMTP sink and a loopback DNS server."""
+    require_source_checkout("testnet", "testing", "local_stack")
     from testing.testnet import run
 
     run(
