@@ -28,7 +28,6 @@ from kibamail.contracts import (
     dead_letter,
 )
 from kibamail.settings import Settings
-from pipelines.config import PipelineTuning, get_tuning
 from pipelines.kafka_io import OutChunk, RawBatch, RawMessage
 from pipelines.mapping import (
     Mapping,
@@ -234,7 +233,6 @@ def build_flow(
     source: Source[Any] | None = None,
     sink: Sink[Any] | None = None,
     redis_factory: RedisFactory | None = None,
-    tuning: PipelineTuning | None = None,
     clock: Callable[[], float] | None = None,
 ) -> Dataflow:
     """The correlation dataflow; tests pass TestingSource/TestingSink and a fake Redis.
@@ -244,7 +242,7 @@ def build_flow(
     from kibamail.clients import redis_client
     from pipelines.kafka_io import ChunkedKafkaSink, kafka_source
 
-    tuning = tuning or get_tuning()
+    tuning = settings.pipelines.tuning
     correlator = Correlator(
         MappingLookup(redis_factory or (lambda: redis_client(settings))), tuning.retry_shards
     )
@@ -252,8 +250,7 @@ def build_flow(
     statuses = op.input(
         "statuses",
         flow,
-        source
-        or kafka_source(settings, [Topic.MESSAGE_STATUSES.value], tuning, FLOW, columnar=True),
+        source or kafka_source(settings, [Topic.MESSAGE_STATUSES.value], FLOW, columnar=True),
     )
     outcomes = op.flat_map_batch("parse_and_lookup", statuses, correlator.on_batch)
     split = op.branch("missing_mapping", outcomes, lambda item: isinstance(item, Pending))

@@ -33,8 +33,7 @@ from kibamail.contracts import (
     deserialize,
     serialize,
 )
-from kibamail.settings import Settings
-from pipelines.config import PipelineTuning, get_tuning
+from kibamail.settings import PipelineTuning, Settings
 from pipelines.correlation import SinkItem, to_dead_letter
 from pipelines.kafka_io import RawMessage
 from pipelines.machine import GeoLookup, machine_reason, parse_user_agent
@@ -215,14 +214,13 @@ def build_flow(
     source: Source[Any] | None = None,
     sink: Sink[SinkItem] | None = None,
     redis_factory: RedisFactory | None = None,
-    tuning: PipelineTuning | None = None,
     clock: Callable[[], float] = time.time,
 ) -> Dataflow:
     """The enrichment dataflow; tests pass TestingSource/TestingSink and a fake Redis."""
     from kibamail.clients import redis_client
     from pipelines.kafka_io import kafka_sink, kafka_source
 
-    tuning = tuning or get_tuning()
+    tuning = settings.pipelines.tuning
     enricher = Enricher(
         MappingLookup(redis_factory or (lambda: redis_client(settings))),
         GeoLookup(settings.pipelines.geoip_database),
@@ -230,7 +228,7 @@ def build_flow(
     )
     flow = Dataflow(FLOW)
     topics = [Topic.EMAIL_OPENS.value, Topic.EMAIL_CLICKS.value]
-    events = op.input("tracking", flow, source or kafka_source(settings, topics, tuning, FLOW))
+    events = op.input("tracking", flow, source or kafka_source(settings, topics, FLOW))
     outcomes = op.flat_map_batch("parse_and_lookup", events, enricher.on_batch)
     split = op.branch("missing_mapping", outcomes, lambda item: isinstance(item, Pending))
     retried = op.stateful_batch(

@@ -27,7 +27,6 @@ from confluent_kafka.admin import AdminClient
 
 from kibamail.clients import kafka_producer_config
 from kibamail.settings import Settings
-from pipelines.config import PipelineTuning
 from pipelines.metrics import CONSUMER_LAG, ERRORS, note_offsets
 
 log = logging.getLogger(__name__)
@@ -199,13 +198,14 @@ class LeanKafkaSource(FixedPartitionedSource[RawMessage, int]):
 def kafka_source(
     settings: Settings,
     topics: list[str],
-    tuning: PipelineTuning,
     flow: str = "",
     columnar: bool = False,
 ) -> LeanKafkaSource:
     """``columnar``: items are RawBatch (one per fetch) instead of one RawMessage each."""
     name = flow or "+".join(topics)
-    return LeanKafkaSource(name, settings, topics, tuning.kafka_batch_size, columnar)
+    return LeanKafkaSource(
+        name, settings, topics, settings.pipelines.tuning.kafka_batch_size, columnar
+    )
 
 
 class _ChunkPartition(StatelessSinkPartition[Chunk]):

@@ -73,8 +73,6 @@ def run_flow(settings: Settings, name: str) -> None:
     from bytewax.recovery import RecoveryConfig
     from bytewax.run import cli_main
 
-    from pipelines.config import get_tuning
-
     flow = flow_builders()[name](settings)
     tune_gc()
     cluster: dict[str, Any] = {}
@@ -86,7 +84,7 @@ def run_flow(settings: Settings, name: str) -> None:
     cli_main(
         flow,
         workers_per_process=max(1, settings.pipelines.workers),
-        epoch_interval=timedelta(seconds=get_tuning().epoch_seconds),
+        epoch_interval=timedelta(seconds=settings.pipelines.tuning.epoch_seconds),
         recovery_config=RecoveryConfig(settings.pipelines.recovery_dir / name),
         **cluster,
     )
@@ -142,7 +140,6 @@ def run(settings: Settings) -> None:
     from prometheus_client import start_http_server
 
     from pipelines import recovery
-    from pipelines.config import get_tuning
     from pipelines.metrics import clear_multiprocess_dir, mark_process_dead
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -163,7 +160,9 @@ def run(settings: Settings) -> None:
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry)
     server, _thread = start_http_server(
-        settings.pipelines.metrics_port, addr=get_tuning().metrics_host, registry=registry
+        settings.pipelines.metrics_port,
+        addr=settings.pipelines.tuning.metrics_host,
+        registry=registry,
     )
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())

@@ -41,8 +41,7 @@ from kibamail.contracts import (
     serialize,
 )
 from kibamail.redis_keys import RedisKeys
-from kibamail.settings import Settings
-from pipelines.config import PipelineTuning, get_tuning
+from kibamail.settings import PipelineTuning, Settings
 from pipelines.correlation import SinkItem, to_dead_letter
 from pipelines.kafka_io import RawMessage
 from pipelines.metrics import ERRORS, EVENTS_IN, EVENTS_OUT
@@ -281,12 +280,11 @@ def build_flow(
     source: Source[Any] | None = None,
     sink: Sink[SinkItem] | None = None,
     redis_factory: Callable[[], Any] | None = None,
-    tuning: PipelineTuning | None = None,
 ) -> Dataflow:
     from kibamail.clients import redis_client
     from pipelines.kafka_io import kafka_sink, kafka_source
 
-    tuning = tuning or get_tuning()
+    tuning = settings.pipelines.tuning
     pauser = Pauser(
         redis_factory or (lambda: redis_client(settings)), tuning.scoring_window_seconds
     )
@@ -294,7 +292,7 @@ def build_flow(
     features = op.input(
         "features",
         flow,
-        source or kafka_source(settings, [Topic.SUBMISSION_FEATURES.value], tuning, FLOW),
+        source or kafka_source(settings, [Topic.SUBMISSION_FEATURES.value], FLOW),
     )
     parsed = op.flat_map_batch("parse", features, parse_batch)
     split = op.branch("dead_letters", parsed, lambda item: isinstance(item, KafkaSinkMessage))

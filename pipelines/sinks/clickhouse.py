@@ -33,7 +33,6 @@ from typing import Any
 
 from kibamail.contracts import Topic, dead_letter
 from kibamail.settings import Settings
-from pipelines.config import PipelineTuning, get_tuning
 from pipelines.metrics import (
     CONSUMER_LAG,
     DEAD_LETTERS,
@@ -70,7 +69,6 @@ class ClickHouseSink:
         group_id: str = GROUP_ID,
         batch_rows: int | None = None,
         flush_seconds: float | None = None,
-        tuning: PipelineTuning | None = None,
     ) -> None:
         from confluent_kafka import Consumer, Producer
 
@@ -82,7 +80,7 @@ class ClickHouseSink:
         self.flush_seconds = (
             flush_seconds if flush_seconds is not None else settings.pipelines.sink_flush_seconds
         )
-        tuning = tuning or get_tuning()
+        tuning = settings.pipelines.tuning
         self._inserter = Inserter(
             client_factory or (lambda: clickhouse_client(settings)),
             settings.clickhouse.database,

@@ -15,8 +15,7 @@ from kibamail.contracts import (
     serialize,
 )
 from kibamail.redis_keys import RedisKeys
-from kibamail.settings import Settings
-from pipelines.config import PipelineTuning
+from kibamail.settings import PipelineSettings, PipelineTuning, Settings
 from pipelines.correlation import build_flow
 from pipelines.kafka_io import chunk_messages
 from pipelines.tests.fakes import FakeRedis, source_message, status_event
@@ -30,11 +29,10 @@ def run(inputs: list[object], redis: FakeRedis, delays: list[float] | None = Non
     out: list = []
     tuning = PipelineTuning(mapping_retry_delays_seconds=delays or [0.05, 0.05], retry_shards=4)
     flow = build_flow(
-        Settings(),
+        Settings(pipelines=PipelineSettings(tuning=tuning)),
         source=TestingSource(inputs, batch_size=500),
         sink=TestingSink(out),
         redis_factory=lambda: redis,
-        tuning=tuning,
     )
     run_main(flow)
     # The flow emits chunks of messages (a few per input batch): flatten them.

@@ -17,8 +17,7 @@ from kibamail.contracts import (
     deserialize,
     serialize,
 )
-from kibamail.settings import PipelineSettings, Settings
-from pipelines.config import PipelineTuning
+from kibamail.settings import PipelineSettings, PipelineTuning, Settings
 from pipelines.enrichment import build_flow
 from pipelines.machine import machine_reason, parse_user_agent
 from pipelines.tests.fakes import T0, FakeRedis, source_message
@@ -62,14 +61,13 @@ def clicked(message_id: str, seconds: float, link: str, **kw: object) -> bytes:
 
 def run(inputs: list[object], redis: FakeRedis, geoip: Path | None = None) -> list:
     out: list = []
-    settings = Settings(pipelines=PipelineSettings(geoip_database=geoip))
     tuning = PipelineTuning(mapping_retry_delays_seconds=[0.05], scanner_click_seconds=2.0)
+    settings = Settings(pipelines=PipelineSettings(geoip_database=geoip, tuning=tuning))
     flow = build_flow(
         settings,
         source=TestingSource(inputs, batch_size=100),
         sink=TestingSink(out),
         redis_factory=lambda: redis,
-        tuning=tuning,
     )
     run_main(flow)
     return out

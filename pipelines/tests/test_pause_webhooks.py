@@ -31,7 +31,6 @@ from kibamail.contracts import TeamPauseEvent, Topic, serialize
 from kibamail.redis_keys import RedisKeys
 from kibamail.settings import Settings
 from mta.features import submission_features
-from pipelines.config import PipelineTuning
 from pipelines.scoring import build_flow
 from pipelines.tests.fakes import source_message
 from pipelines.tests.traffic import newsletter
@@ -131,7 +130,6 @@ def test_scoring_pause_and_unpause_reach_the_teams_webhook(
             settings,
             source=TestingSource(inputs, 20),
             sink=kafka_sink(settings),
-            tuning=PipelineTuning(),
         )
         run_main(flow)
         flag = orjson.loads(redis_client.get(RedisKeys.team_paused(team)))

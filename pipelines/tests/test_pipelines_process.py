@@ -37,10 +37,10 @@ def pipelines_process(
     warehouse_service: Any,
 ) -> Iterator[Settings]:
     env_settings = test_settings.model_copy(deep=True)
+    env_settings.pipelines.tuning.mapping_retry_delays_seconds = [0.2, 0.5]
     spec = kibamail_spec(
         env_settings, "pipelines", ["pipelines"], test_settings.pipelines.metrics_port, "/metrics"
     )
-    spec.env["KIBAMAIL_PIPELINE_TUNING__MAPPING_RETRY_DELAYS_SECONDS"] = "[0.2, 0.5]"
     test_stack.start(spec)
     yield test_settings
     test_stack.stop("pipelines")

@@ -11,7 +11,6 @@ from kibamail.contracts import TeamPauseEvent, Topic, deserialize, serialize
 from kibamail.redis_keys import RedisKeys
 from kibamail.settings import Settings
 from mta.features import simhash, submission_features
-from pipelines.config import PipelineTuning
 from pipelines.scoring import bands, build_flow
 from pipelines.tests.fakes import T0, FakeRedis, source_message
 from pipelines.tests.traffic import newsletter, transactional
@@ -42,7 +41,6 @@ def run(payloads: list[bytes], redis: FakeRedis) -> list:
         source=TestingSource([source_message(TOPIC, p, i) for i, p in enumerate(payloads)], 50),
         sink=TestingSink(out),
         redis_factory=lambda: redis,
-        tuning=PipelineTuning(),
     )
     run_main(flow)
     return out
