@@ -18,33 +18,31 @@ from api.db import utcnow
 from api.models import Domain
 from api.services.domains import recheck_due_domains
 from api.tests.conftest import RecordingProducer, signup
-from api.tests.dns_fixture import ZoneResolver, start_dns
 from kibamail.contracts import DomainCheckEvent
 from kibamail.redis_keys import RedisKeys
 from kibamail.settings import Settings
-from local_stack.stack import free_port
+from testing.testnet import DnsServer, Zone
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def zone(api_settings: Settings, redis_client: Any) -> Iterator[tuple[ZoneResolver, TestClient]]:
-    """A loopback DNS server on its own port and an app whose resolver points at it."""
-    port = free_port()
-    resolver, server = start_dns(port)
-    settings = api_settings.model_copy(
-        update={"mta": api_settings.mta.model_copy(update={"dns_port": port})}
-    )
-    app = create_app(settings, producer=RecordingProducer(), run_scheduler=False)
-    with TestClient(app) as client:
-        yield resolver, client
-    server.stop()
+def zone(api_settings: Settings, redis_client: Any) -> Iterator[tuple[Zone, TestClient]]:
+    """A loopback DNS server holding only what the test publishes, and an app whose
+    resolver points at it."""
+    with DnsServer(zone=Zone(catch_all=False)) as server:
+        settings = api_settings.model_copy(
+            update={"mta": api_settings.mta.model_copy(update={"dns_port": server.port})}
+        )
+        app = create_app(settings, producer=RecordingProducer(), run_scheduler=False)
+        with TestClient(app) as client:
+            yield server.zone, client
 
 
 def test_add_domain_publish_records_and_verify(
-    zone: tuple[ZoneResolver, TestClient], redis_client: Any
+    zone: tuple[Zone, TestClient], redis_client: Any
 ) -> None:
-    resolver, client = zone
+    dns_zone, client = zone
     auth = signup(client)
     team = client.post("/v1/teams", json={"name": "D"}, headers=auth).json()["id"]
     base = f"/v1/teams/{team}/domains"
@@ -63,9 +61,9 @@ def test_add_domain_publish_records_and_verify(
     assert redis_client.get(RedisKeys.domain_ready("mail.acme-verify.test")) is None
 
     for key in ("spf", "dkim_rsa", "dmarc"):
-        resolver.add(records[key]["name"], records[key]["type"], records[key]["value"])
-    resolver.add(f"_spf.{state_settings(client).mta.hostname}", "TXT", "v=spf1 ip4:127.0.0.1 -all")
-    resolver.add(records["return_path"]["name"], "CNAME", "elsewhere.example.")
+        dns_zone.add(records[key]["name"], records[key]["type"], records[key]["value"])
+    dns_zone.add(f"_spf.{state_settings(client).mta.hostname}", "TXT", "v=spf1 ip4:127.0.0.1 -all")
+    dns_zone.add(records["return_path"]["name"], "CNAME", "elsewhere.example.")
     verified = client.post(f"{base}/{domain['id']}/verify", headers=auth).json()
     status = {r["record"]: r["status"] for r in verified["records"]}
     assert verified["status"] == "verified"
@@ -92,7 +90,7 @@ def test_add_domain_publish_records_and_verify(
     assert dkim.verify(signed + message, dnsfunc=lambda name, timeout=5: txt)
 
     # The periodic re-check notices a record that disappeared and clears the ready flag.
-    resolver.records.pop(("_dmarc.mail.acme-verify.test", "TXT"))
+    dns_zone.remove("_dmarc.mail.acme-verify.test", "TXT")
     assert _recheck(client, domain["id"], redis_client) == []  # not due yet: not checked
     _make_due(client, domain["id"])
     events = _recheck(client, domain["id"], redis_client)
@@ -184,14 +182,14 @@ def _alerts_to(redis: Any, address: str) -> list[str]:
 
 
 def test_a_record_that_breaks_raises_one_event_set_and_one_email(
-    zone: tuple[ZoneResolver, TestClient], redis_client: Any, kafka_service: str
+    zone: tuple[Zone, TestClient], redis_client: Any, kafka_service: str
 ) -> None:
     import uuid
 
     from deliverability.domain_alerts import KafkaEventPublisher
     from kibamail.clients import ensure_topics
 
-    resolver, client = zone
+    dns_zone, client = zone
     settings = state_settings(client)
     ensure_topics(settings)
     admin = f"admin-{uuid.uuid4().hex[:8]}@example.com"
@@ -202,15 +200,15 @@ def test_a_record_that_breaks_raises_one_event_set_and_one_email(
     domain = client.post(base, json={"name": name}, headers=auth).json()
     records = {r["record"]: r for r in domain["records"]}
     for record in records.values():
-        resolver.add(record["name"], record["type"], record["value"])
-    resolver.add(f"_spf.{settings.mta.hostname}", "TXT", "v=spf1 ip4:127.0.0.1 -all")
+        dns_zone.add(record["name"], record["type"], record["value"])
+    dns_zone.add(f"_spf.{settings.mta.hostname}", "TXT", "v=spf1 ip4:127.0.0.1 -all")
     assert client.post(f"{base}/{domain['id']}/verify", headers=auth).json()["ready"] is True
     ready_key = RedisKeys.domain_ready(name)
     assert redis_client.exists(ready_key)
 
     # The customer rotates the DKIM record to a key that is not ours.
     dkim_name = records["dkim_rsa"]["name"]
-    resolver.records[(dkim_name, "TXT")] = ["v=DKIM1; k=rsa; p=MIIBIjANBgkqhkiGnotours"]
+    dns_zone.set(dkim_name, "TXT", "v=DKIM1; k=rsa; p=MIIBIjANBgkqhkiGnotours")
     publisher = KafkaEventPublisher(settings)
     _make_due(client, domain["id"])
     events = _recheck(client, domain["id"], redis_client, publisher)
@@ -240,11 +238,11 @@ def test_a_record_that_breaks_raises_one_event_set_and_one_email(
     assert len(_alerts_to(redis_client, admin)) == 1
 
     # Fixed, then broken again: that is a new failure, so it mails again.
-    resolver.records[(dkim_name, "TXT")] = [records["dkim_rsa"]["value"]]
+    dns_zone.set(dkim_name, "TXT", records["dkim_rsa"]["value"])
     _make_due(client, domain["id"])
     assert _recheck(client, domain["id"], redis_client, publisher) == []
     assert redis_client.exists(ready_key)
-    resolver.records.pop((dkim_name, "TXT"))
+    dns_zone.remove(dkim_name, "TXT")
     _make_due(client, domain["id"])
     assert len(_recheck(client, domain["id"], redis_client, publisher)) == 2
     assert len(_alerts_to(redis_client, admin)) == 2
@@ -267,9 +265,9 @@ def test_status_wording_for_new_and_legacy_rows() -> None:
 
 
 def test_bootstrap_domains_without_dns_are_not_rechecked(
-    zone: tuple[ZoneResolver, TestClient], redis_client: Any, team: Any
+    zone: tuple[Zone, TestClient], redis_client: Any, team: Any
 ) -> None:
-    _resolver, client = zone
+    _dns_zone, client = zone
     state = client.app.state.km  # type: ignore[attr-defined]
     counts = recheck_due_domains(
         state.sessions, state.settings, redis_client, lambda _event: None, names=[team.domain]

@@ -14,8 +14,8 @@ from deliverability.domain_checks import (
     check_domain,
     make_resolver,
 )
-from deliverability.tests.dnsserver import loopback_dns
 from kibamail.redis_keys import RedisKeys
+from testing.testnet import DnsServer, Zone
 
 pytestmark = pytest.mark.integration
 
@@ -55,8 +55,11 @@ kb1._domainkey.flaky.example. 60 IN TXT "v=DKIM1; p={KEY}"
 
 @pytest.fixture(scope="module")
 def dns_port() -> Iterator[int]:
-    with loopback_dns(ZONE, servfail={"flaky.example"}, silent={"_dmarc.flaky.example"}) as port:
-        yield port
+    zone = Zone.from_text(
+        ZONE, catch_all=False, servfail={"flaky.example"}, silent={"_dmarc.flaky.example"}
+    )
+    with DnsServer(zone=zone) as server:
+        yield server.port
 
 
 def _check(domain: str, port: int) -> DomainCheckReport:

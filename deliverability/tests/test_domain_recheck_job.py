@@ -18,12 +18,11 @@ from confluent_kafka import Consumer, TopicPartition
 from api.db import make_engine, make_sessionmaker, migrate, utcnow
 from api.models import Domain
 from api.services.domains import dns_records, generate_keys
-from api.tests.dns_fixture import ZoneResolver, start_dns
 from dagster_project.defs.domains import SCHEDULED_TIME_TAG
 from kibamail.contracts import DomainCheckEvent, OutboundMessage, Topic, deserialize
 from kibamail.redis_keys import RedisKeys
 from kibamail.settings import Settings
-from local_stack.stack import free_port
+from testing.testnet import DnsServer, Zone
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
@@ -34,20 +33,20 @@ ADMIN = "owner@recheck-job.example"
 @pytest.fixture
 def world(
     isolated_warehouse: Settings, kafka_service: str, redis_service: str, tmp_path: Path
-) -> Iterator[tuple[Settings, ZoneResolver, str]]:
+) -> Iterator[tuple[Settings, Zone, str]]:
     """Its own API database with one team and domain, and DNS serving the good records."""
     from api.services.accounts import create_team, create_user
     from kibamail.clients import ensure_topics
 
     test_settings = isolated_warehouse
-    port = free_port()
-    zone, server = start_dns(port)
+    server = DnsServer(zone=Zone(catch_all=False)).start()
+    zone = server.zone
     settings = test_settings.model_copy(
         update={
             "database": test_settings.database.model_copy(
                 update={"url": f"sqlite:///{tmp_path / 'api.db'}"}
             ),
-            "mta": test_settings.mta.model_copy(update={"dns_port": port}),
+            "mta": test_settings.mta.model_copy(update={"dns_port": server.port}),
         }
     )
     ensure_topics(settings)
@@ -163,7 +162,7 @@ def alerts(redis: Any) -> list[email.message.EmailMessage]:
 
 
 def test_hourly_recheck_job_alerts_once_when_dkim_breaks(
-    world: tuple[Settings, ZoneResolver, str], redis_client: Any
+    world: tuple[Settings, Zone, str], redis_client: Any
 ) -> None:
     settings, zone, team_id = world
     first = run_recheck(settings)
@@ -172,8 +171,8 @@ def test_hourly_recheck_job_alerts_once_when_dkim_breaks(
     assert redis_client.exists(RedisKeys.domain_ready(DOMAIN))
     assert run_recheck(settings)["due"] == 0  # checked a moment ago: not due
 
-    dkim = next(name for name, rtype in zone.records if name.endswith("r._domainkey." + DOMAIN))
-    zone.records[(dkim, "TXT")] = ["v=DKIM1; k=rsa; p=MIIBIjANBgkqhkiGnotourkey"]
+    dkim = next(name for name in zone.records if name.endswith("r._domainkey." + DOMAIN))
+    zone.set(dkim, "TXT", "v=DKIM1; k=rsa; p=MIIBIjANBgkqhkiGnotourkey")
     make_due(settings)
     # The schedule tick of this hour (the job judges "due" by the tick, not the wall clock).
     tick = datetime.now(UTC).replace(minute=20, second=0, microsecond=0)

@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 
 from deliverability.domain_checks import make_resolver
 from deliverability.routes import MAX_BATCH, build_dmarc_router, build_validation_router
-from deliverability.tests.dnsserver import loopback_dns
+from testing.testnet import DnsServer, Zone
 
 pytestmark = pytest.mark.integration
 
@@ -24,8 +24,8 @@ ZONE = "good.example. 60 IN MX 10 mx.good.example.\nnullmx.example. 60 IN MX 0 .
 @pytest.fixture
 def api(dmarc_tables: Any) -> Iterator[TestClient]:
     clickhouse = dmarc_tables
-    with loopback_dns(ZONE) as port:
-        resolver = make_resolver(["127.0.0.1"], port=port, timeout=0.5, lifetime=1.0)
+    with DnsServer(zone=Zone.from_text(ZONE, catch_all=False)) as server:
+        resolver = make_resolver(["127.0.0.1"], port=server.port, timeout=0.5, lifetime=1.0)
         app = FastAPI()
         app.include_router(build_validation_router(lambda: resolver))
         app.include_router(build_dmarc_router(lambda: clickhouse, lambda: "team-42"))

@@ -10,7 +10,7 @@ import pytest
 from deliverability.domain_checks import make_resolver
 from deliverability.ingest import ingest_bytes
 from deliverability.sources import SourceEnricher
-from deliverability.tests.dnsserver import loopback_dns
+from testing.testnet import DnsServer, Zone
 
 pytestmark = pytest.mark.integration
 
@@ -37,8 +37,8 @@ def _write_mmdbs(tmp_path: Path) -> tuple[str, str]:
 def test_enriched_sources_land_in_the_records_table(tmp_path: Path, dmarc_tables: Any) -> None:
     clickhouse = dmarc_tables
     asn_db, city_db = _write_mmdbs(tmp_path)
-    with loopback_dns(ZONE) as port:
-        resolver = make_resolver(["127.0.0.1"], port=port, timeout=0.5, lifetime=1.0)
+    with DnsServer(zone=Zone.from_text(ZONE, catch_all=False)) as server:
+        resolver = make_resolver(["127.0.0.1"], port=server.port, timeout=0.5, lifetime=1.0)
         enricher = SourceEnricher(resolver, asn_db=asn_db, country_db=city_db)
         info = enricher.lookup("203.0.113.209")
         assert (info.reverse_dns, info.sending_service) == (

@@ -7,8 +7,8 @@ from collections.abc import Iterator
 import pytest
 
 from deliverability.domain_checks import make_resolver
-from deliverability.tests.dnsserver import loopback_dns
 from deliverability.validation import validate_address, validate_batch
+from testing.testnet import DnsServer, Zone
 
 pytestmark = pytest.mark.integration
 
@@ -24,8 +24,11 @@ xn--bcher-kva.example. 60 IN MX 10 mx.good.example.
 
 @pytest.fixture(scope="module")
 def resolver() -> Iterator[object]:
-    with loopback_dns(ZONE, servfail={"broken.example"}, silent={"slow.example"}) as port:
-        yield make_resolver(["127.0.0.1"], port=port, timeout=0.4, lifetime=0.8)
+    zone = Zone.from_text(
+        ZONE, catch_all=False, servfail={"broken.example"}, silent={"slow.example"}
+    )
+    with DnsServer(zone=zone) as server:
+        yield make_resolver(["127.0.0.1"], port=server.port, timeout=0.4, lifetime=0.8)
 
 
 @pytest.mark.parametrize(
