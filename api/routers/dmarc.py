@@ -1,4 +1,4 @@
-"""DMARC report upload and email validation, mounted from the `dmarc` package.
+"""DMARC report upload and email validation, mounted from the `deliverability` package.
 
 The routers live with their domain logic in `deliverability/`; here they get the API's
 authorization (one dependency, like every other route) and shared clients.

@@ -1,7 +1,10 @@
 """The test internet: a provider-like SMTP sink and a loopback DNS server.
 
 In-process (tests): ``SinkServer(port=..., config=SinkConfig(...)).start()`` and
-``DnsServer(port=..., zone=Zone(...)).start()``, both with ``stop()``.
+``DnsServer(port=..., zone=Zone(...)).start()``, both with ``stop()``. The DNS server is
+the one loopback DNS of the test suite: ``Zone(catch_all=False)`` or
+``Zone.from_text(records, catch_all=False)`` makes it a plain authoritative zone (for
+sender-domain checks and email validation) instead of the catch-all test internet.
 As a process: ``kibamail testnet --smtp-port P --dns-port Q --record-file F`` calls
 ``run(...)``, which blocks until SIGTERM/SIGINT. Deliveries are counted per Message-ID
 from another process by reading the JSONL record file (``read_records``).
