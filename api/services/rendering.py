@@ -204,9 +204,16 @@ def render(draft: Draft) -> bytes:
     Uses the stdlib's compat32 MIME classes: the `EmailMessage`/`policy.SMTP` header
     registry costs ~10 ms per message, too slow for 100k-contact broadcasts.
     """
-    text = draft.text if draft.text is not None else ""
     if not draft.attachments:
+        text = draft.text if draft.text is not None else ""
         return _head(draft) + _fast_body(text, draft.html)
+    return render_mime(draft)
+
+
+def render_mime(draft: Draft) -> bytes:
+    """The same message through the email package's MIME writer: render() with
+    attachments, and the reference its fast body writer is tested against."""
+    text = draft.text if draft.text is not None else ""
     body: Message
     if draft.html is not None:
         body = MIMEMultipart("alternative")
