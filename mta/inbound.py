@@ -3,8 +3,9 @@
 Only our own domains are accepted (no relaying). A DSN with ``Action: failed`` becomes a
 ``bounced`` status event for the original message; an ARF ``abuse`` report becomes a
 ``complained`` event. Hard bounces and complaints put the address on the team's
-suppression list. The original message is found by its Message-ID (quoted in the
-report) and attributed to its team through the message mapping written at send time.
+suppression list. The original message is found by its platform id in the quoted
+headers (X-Kibamail-Message-ID, else Message-ID; see ``kibamail.intake``) and attributed
+to its team through the message mapping written at send time.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from kibamail.contracts import (
     Topic,
     deserialize,
 )
+from kibamail.intake import original_message_id
 from kibamail.redis_keys import RedisKeys
 from kibamail.settings import Settings
 
@@ -52,10 +54,6 @@ class ReportItem:
     code: int
     enhanced: str
     text: str
-
-
-def _strip_id(value: str) -> str:
-    return value.strip().strip("<>").strip()
 
 
 def _address(value: str) -> str:
@@ -84,7 +82,7 @@ def parse_report(data: bytes) -> list[ReportItem]:
         return []
     kind = (msg.get_param("report-type") or "").lower()
     original = _original_headers(msg)
-    message_id = _strip_id(original.get("Message-ID", "")) if original is not None else ""
+    message_id = original_message_id(original) if original is not None else ""
     if not message_id:
         return []
     items: list[ReportItem] = []

@@ -22,7 +22,7 @@ from typing import Any
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from kibamail.contracts import MessageMapping, OutboundMessage, TrafficKind
-from kibamail.intake import queue_on_pipeline
+from kibamail.intake import PLATFORM_ID_HEADER, queue_on_pipeline
 from kibamail.redis_batching import PipelineBatcher
 from kibamail.settings import Settings
 
@@ -37,7 +37,8 @@ from .tls import ensure_self_signed, server_context
 log = logging.getLogger(__name__)
 
 _HEADER_LINE = re.compile(rb"^([!-9;-~]+):|^[ \t]")
-_MESSAGE_ID = re.compile(rb"^message-id:[ \t]*<?([^>\r\n]+)>?", re.IGNORECASE | re.MULTILINE)
+_MESSAGE_ID = re.compile(rb"^message-id:", re.IGNORECASE | re.MULTILINE)
+_PLATFORM_ID = re.compile(rb"^" + PLATFORM_ID_HEADER.encode() + rb":", re.IGNORECASE | re.MULTILINE)
 
 
 class SubmissionHandler:
@@ -214,13 +215,31 @@ def check_message(data: bytes) -> str:
 
 
 def ensure_message_id(data: bytes, domain: str) -> tuple[str, bytes]:
-    """The canonical message id (header value without <>); adds a header if missing."""
-    head = data.partition(b"\r\n\r\n")[0]
-    match = _MESSAGE_ID.search(head)
-    if match:
-        return match.group(1).strip().decode("utf-8", "replace"), data
+    """Assign the platform's own id (header value without <>): a client's Message-ID may
+    be reused by another team, so it can never key the mapping. The client's Message-ID
+    stays untouched and the id goes in X-Kibamail-Message-ID; without one, the id becomes
+    the Message-ID. A client's own X-Kibamail-Message-ID is dropped (it must not choose
+    which message a bounce is attributed to)."""
     message_id = f"{uuid.uuid4()}@{domain or 'kibamail.local'}"
-    return message_id, f"Message-ID: <{message_id}>\r\n".encode() + data
+    head = data.partition(b"\r\n\r\n")[0]
+    if _PLATFORM_ID.search(head):
+        data = _without_platform_id(data)
+        head = data.partition(b"\r\n\r\n")[0]
+    header = PLATFORM_ID_HEADER if _MESSAGE_ID.search(head) else "Message-ID"
+    return message_id, f"{header}: <{message_id}>\r\n".encode() + data
+
+
+def _without_platform_id(data: bytes) -> bytes:
+    """The message minus every X-Kibamail-Message-ID field (with its folded lines)."""
+    head, sep, body = data.partition(b"\r\n\r\n")
+    kept: list[bytes] = []
+    dropping = False
+    for line in head.split(b"\r\n"):
+        if line[:1] not in (b" ", b"\t"):
+            dropping = bool(_PLATFORM_ID.match(line))
+        if not dropping:
+            kept.append(line)
+    return b"\r\n".join(kept) + sep + body
 
 
 class SubmissionServers:

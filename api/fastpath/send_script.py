@@ -26,8 +26,8 @@ from api.services.ratelimit import (
     last_used_key,
 )
 from api.state import AppState
-from kibamail.contracts import MessageMapping, OutboundMessage, serialize
-from kibamail.intake import MAPPING_TTL_SECONDS
+from kibamail.contracts import MessageMapping, OutboundMessage
+from kibamail.intake import QUEUE_SUBMISSION_LUA, submission_record
 from kibamail.redis_batching import ScriptBatcher
 from kibamail.redis_keys import RedisKeys
 
@@ -38,9 +38,11 @@ MAX_CACHED_KEYS = 10_000
 #       [idempotency]. ARGV: expected record, rate, burst, last-used resolution, mapping,
 #       mapping TTL, meta, data, idempotency record, idempotency TTL, recipients...
 # Returns {outcome, tokens, first_use, detail}. The order of refusals is the FastAPI
-# path's: unknown/revoked key (no token taken), rate limit, replay, suppression.
+# path's: unknown/revoked key (no token taken), rate limit, replay, suppression. The
+# hand-over itself is kibamail.intake's queue_submission.
 _SEND_LUA = (
     TOKEN_BUCKET_LUA
+    + QUEUE_SUBMISSION_LUA
     + """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return {3, '0', 0, ''} end
 local allowed, tokens = take_token(KEYS[2], tonumber(ARGV[2]), tonumber(ARGV[3]))
@@ -57,8 +59,7 @@ for i = 11, #ARGV do
   if redis.call('SISMEMBER', KEYS[4], ARGV[i]) == 1 then suppressed[#suppressed + 1] = ARGV[i] end
 end
 if #suppressed > 0 then return {1, tostring(tokens), first_use, cjson.encode(suppressed)} end
-redis.call('SET', KEYS[5], ARGV[5], 'EX', ARGV[6])
-redis.call('XADD', KEYS[6], '*', 'meta', ARGV[7], 'data', ARGV[8])
+queue_submission(KEYS[5], KEYS[6], ARGV[5], ARGV[6], ARGV[7], ARGV[8])
 if idem then redis.call('SET', KEYS[7], ARGV[9], 'EX', ARGV[10]) end
 return {0, tostring(tokens), first_use, ''}
 """
@@ -117,24 +118,20 @@ async def send_in_one_trip(
 ) -> SendOutcome:
     """Run the script; the caller interprets the outcome (see the module doc)."""
     limiter = state.limiter
-    fields = message.to_stream_fields()
+    record = submission_record(message, mapping)
     keys = [
         RedisKeys.api_key(key.key_hash),
         bucket_key(key.key_hash),
         last_used_key(key.key_hash),
         RedisKeys.suppression(message.team_id),
-        RedisKeys.message_mapping(message.message_id),
-        RedisKeys.SUBMISSION_STREAM,
+        *record.keys(),
     ]
     args: list[Any] = [
         key.raw,
         limiter.rate,
         limiter.burst,
         LAST_USED_RESOLUTION_SECONDS,
-        serialize(mapping),
-        MAPPING_TTL_SECONDS,
-        fields["meta"],
-        fields["data"],
+        *record.args(),
         claim.record({"id": message.message_id, "status": "queued"}) if claim else b"",
         IDEMPOTENCY_TTL_SECONDS,
         *(r.lower() for r in message.recipients),

@@ -31,8 +31,8 @@ from api.services.rendering import (
 )
 from api.services.security import Signer
 from api.services.templating import render_template
-from kibamail.contracts import MessageMapping, OutboundMessage, TrafficKind, serialize
-from kibamail.intake import MAPPING_TTL_SECONDS
+from kibamail.contracts import MessageMapping, OutboundMessage, TrafficKind
+from kibamail.intake import QUEUE_SUBMISSION_LUA, submission_record
 from kibamail.redis_keys import RedisKeys
 from kibamail.settings import Settings
 
@@ -44,13 +44,17 @@ FANOUT_CHUNK = 5000
 GUARD_TTL_SECONDS = 90 * 24 * 3600
 STATUS_CACHE_SECONDS = 0.5
 
-_HANDOVER_LUA = """
+# KEYS: guard, mapping, stream, progress. ARGV: guard value, guard TTL, then
+# kibamail.intake's mapping JSON, mapping TTL, meta, data.
+_HANDOVER_LUA = (
+    QUEUE_SUBMISSION_LUA
+    + """
 if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then return 0 end
-redis.call('SET', KEYS[2], ARGV[3], 'EX', ARGV[4])
-redis.call('XADD', KEYS[3], '*', 'meta', ARGV[5], 'data', ARGV[6])
+queue_submission(KEYS[2], KEYS[3], ARGV[3], ARGV[4], ARGV[5], ARGV[6])
 redis.call('HINCRBY', KEYS[4], 'sent', 1)
 return 1
 """
+)
 
 
 def progress_key(broadcast_id: str) -> str:
@@ -169,22 +173,14 @@ class BroadcastJobs:
             self.redis.hincrby(progress_key(broadcast_id), "skipped", 1)
             return
         message, mapping = self.render(broadcast, job)
-        fields = message.to_stream_fields()
+        record = submission_record(message, mapping)
         self._handover(
             keys=[
                 RedisKeys.broadcast_sent(broadcast_id, contact_id),
-                RedisKeys.message_mapping(message.message_id),
-                RedisKeys.SUBMISSION_STREAM,
+                *record.keys(),
                 progress_key(broadcast_id),
             ],
-            args=[
-                message.message_id,
-                GUARD_TTL_SECONDS,
-                serialize(mapping),
-                MAPPING_TTL_SECONDS,
-                fields["meta"],
-                fields["data"],
-            ],
+            args=[message.message_id, GUARD_TTL_SECONDS, *record.args()],
         )
 
     def render(

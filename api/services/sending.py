@@ -32,8 +32,13 @@ from api.services.rendering import (
 )
 from api.services.templating import render_template
 from api.state import AppState
-from kibamail.contracts import MessageMapping, OutboundMessage, TrafficKind, serialize
-from kibamail.intake import MAPPING_TTL_SECONDS, submit_async
+from kibamail.contracts import MessageMapping, OutboundMessage, TrafficKind
+from kibamail.intake import (
+    MAPPING_TTL_SECONDS,
+    QUEUE_SUBMISSION_LUA,
+    submission_record,
+    submit_async,
+)
 from kibamail.redis_keys import RedisKeys
 
 log = logging.getLogger(__name__)
@@ -45,16 +50,20 @@ def scheduled_key(message_id: str) -> str:
     return f"api:scheduled:{message_id}"
 
 
-# Atomically claim a due message and queue it for the MTA (same fields as kibamail.intake).
-_RELEASE_LUA = """
+# Atomically claim a due message and queue it for the MTA (kibamail.intake's record, parked
+# in the schedule hash by enqueue()). KEYS: schedule, parked hash, mapping, stream.
+# ARGV: message id, mapping TTL.
+_RELEASE_LUA = (
+    QUEUE_SUBMISSION_LUA
+    + """
 if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return 0 end
 local f = redis.call('HMGET', KEYS[2], 'meta', 'data', 'mapping')
 if not f[1] then return 0 end
-if f[3] and f[3] ~= '' then redis.call('SET', KEYS[4], f[3], 'EX', ARGV[2]) end
-redis.call('XADD', KEYS[3], '*', 'meta', f[1], 'data', f[2])
+queue_submission(KEYS[3], KEYS[4], f[3] or '', ARGV[2], f[1], f[2])
 redis.call('DEL', KEYS[2])
 return 1
 """
+)
 
 
 def _verified_domains(state: AppState, team_id: str) -> frozenset[str]:
@@ -192,8 +201,11 @@ async def prepare(
 
 
 # One round trip for an immediate send: idempotency claim (optional), suppression check,
-# message mapping and XADD to the MTA stream (the fields of kibamail.intake.queue_on_pipeline).
-_SEND_NOW_LUA = """
+# then kibamail.intake's hand-over. KEYS: suppression, mapping, stream, [idempotency].
+# ARGV: mapping JSON, mapping TTL, meta, data, idempotency record, its TTL, recipients...
+_SEND_NOW_LUA = (
+    QUEUE_SUBMISSION_LUA
+    + """
 local idem = #KEYS == 4
 if idem then
   local stored = redis.call('GET', KEYS[4])
@@ -204,11 +216,11 @@ for i = 7, #ARGV do
   if redis.call('SISMEMBER', KEYS[1], ARGV[i]) == 1 then suppressed[#suppressed + 1] = ARGV[i] end
 end
 if #suppressed > 0 then return {1, cjson.encode(suppressed)} end
-redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[2])
-redis.call('XADD', KEYS[3], '*', 'meta', ARGV[3], 'data', ARGV[4])
+queue_submission(KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3], ARGV[4])
 if idem then redis.call('SET', KEYS[4], ARGV[5], 'EX', ARGV[6]) end
 return {0, ''}
 """
+)
 
 
 async def send_now(
@@ -220,17 +232,10 @@ async def send_now(
     """Queue for the MTA now; returns (response, replayed): a replay returns the stored
     response and queues nothing. A suppressed recipient raises 422 and stores nothing."""
     response = {"id": message.message_id, "status": "queued"}
-    fields = message.to_stream_fields()
-    keys = [
-        RedisKeys.suppression(message.team_id),
-        RedisKeys.message_mapping(message.message_id),
-        RedisKeys.SUBMISSION_STREAM,
-    ]
+    record = submission_record(message, mapping)
+    keys = [RedisKeys.suppression(message.team_id), *record.keys()]
     args: list[Any] = [
-        serialize(mapping),
-        MAPPING_TTL_SECONDS,
-        fields["meta"],
-        fields["data"],
+        *record.args(),
         claim.record(response) if claim else b"",
         IDEMPOTENCY_TTL_SECONDS,
         *(r.lower() for r in message.recipients),
@@ -259,11 +264,15 @@ async def enqueue(
     if when is None or when <= datetime.now(UTC):
         await submit_async(state.redis, message, mapping)
         return "queued"
-    fields = message.to_stream_fields()
+    record = submission_record(message, mapping)
     pipe = state.redis.pipeline(transaction=True)
     pipe.hset(
         scheduled_key(message.message_id),
-        mapping={**fields, "mapping": serialize(mapping), "team_id": message.team_id},
+        mapping={
+            **record.stream_fields(),
+            "mapping": record.mapping_json,
+            "team_id": message.team_id,
+        },
     )
     pipe.zadd(SCHEDULE_KEY, {message.message_id: when.timestamp()})
     await pipe.execute()
@@ -292,8 +301,8 @@ async def release_due(redis: Any, now: float | None = None, limit: int = 500) ->
                 4,
                 SCHEDULE_KEY,
                 scheduled_key(message_id),
-                RedisKeys.SUBMISSION_STREAM,
                 RedisKeys.message_mapping(message_id),
+                RedisKeys.SUBMISSION_STREAM,
                 message_id,
                 MAPPING_TTL_SECONDS,
             )

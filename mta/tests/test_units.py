@@ -133,7 +133,10 @@ def test_check_message_accepts_good_mail_and_message_id_is_canonical() -> None:
         b"From: a@x.example\r\nSubject: s\r\n\tfolded\r\nMessage-ID: <abc@x.example>\r\n\r\nhi\r\n"
     )
     assert check_message(data) == ""
-    assert ensure_message_id(data, "x.example") == ("abc@x.example", data)
+    # The client's Message-ID is kept; the platform id rides beside it.
+    message_id, stamped = ensure_message_id(data, "x.example")
+    assert message_id != "abc@x.example" and message_id.endswith("@x.example")
+    assert stamped == f"X-Kibamail-Message-ID: <{message_id}>\r\n".encode() + data
     no_id = b"From: a@x.example\r\n\r\nhi\r\n"
     message_id, added = ensure_message_id(no_id, "x.example")
     assert message_id.endswith("@x.example") and added.startswith(

@@ -8,7 +8,8 @@ texts, slow answers, and connections dropped during DATA. Local parts force an a
 
 Every answer is recorded as ``{"message_id", "rcpt", "answer_code", "ts"}``: in memory
 (``SinkServer.records``) and, when ``record_file`` is set, appended as one JSON line per
-recipient so another process (tests, the demo) can count deliveries per Message-ID.
+recipient so another process (tests, the demo) can count deliveries per platform message id
+(``kibamail.intake.message_id_of``: X-Kibamail-Message-ID, else Message-ID).
 ``answer_code`` 250 means delivered; 0 means the sink dropped the connection.
 """
 
@@ -16,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import re
 import threading
 import time
 from collections import Counter
@@ -28,18 +28,10 @@ import orjson
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
+from kibamail.intake import message_id_of
 from mta.smtp_session import FastAddressSMTP
 
 from .provider_texts import answers_for, provider_of_domain, rate_limited, user_unknown
-
-_MESSAGE_ID = re.compile(rb"^message-id:[ \t]*<?([^>\r\n]+)>?", re.IGNORECASE | re.MULTILINE)
-
-
-def message_id_of(data: bytes) -> str:
-    """The Message-ID header value without angle brackets ('' if absent)."""
-    head = data.split(b"\r\n\r\n", 1)[0]
-    match = _MESSAGE_ID.search(head)
-    return match.group(1).strip().decode("utf-8", "replace") if match else ""
 
 
 @dataclass
