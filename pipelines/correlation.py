@@ -35,6 +35,7 @@ from pipelines.mapping import (
     MappingRetryLogic,
     Pending,
     RedisFactory,
+    is_pending,
     shard_of,
 )
 from pipelines.metrics import (
@@ -144,7 +145,8 @@ class Correlator:
         message_ids = list(map(MESSAGE_ID, events))
         mappings = self.lookup.get_many(message_ids)
         out: list[OutChunk | list[SinkItem] | Pending] = []
-        if set(map(type, mappings)) <= {Mapping} and list(map(MAPPING_TEAM, mappings)) == list(
+        all_found = set(map(type, mappings)) <= {Mapping}
+        if all_found and list(map(MAPPING_TEAM, mappings)) == list(  # type: ignore[arg-type]
             map(EVENT_TEAM, events)
         ):  # every mapping there, every team right: join column-wise, no per-event bytecode
             out_values = joined_rows(events, mappings)
@@ -161,7 +163,7 @@ class Correlator:
             out.append(OutChunk(Topic.CLICKHOUSE_MESSAGES.value, out_keys, out_values))
         if dead:
             out.append(dead)
-        return out + pending  # type: ignore[operator]
+        return out + pending
 
     def _join_each(
         self,
@@ -253,7 +255,7 @@ def build_flow(
         source or kafka_source(settings, [Topic.MESSAGE_STATUSES.value], FLOW, columnar=True),
     )
     outcomes = op.flat_map_batch("parse_and_lookup", statuses, correlator.on_batch)
-    split = op.branch("missing_mapping", outcomes, lambda item: isinstance(item, Pending))
+    split = op.branch("missing_mapping", outcomes, is_pending)
     keyed = op.key_on("retry_shard", split.trues, lambda pending: pending.shard)
     extra = {"clock": clock} if clock else {}
     retried = op.stateful_batch(

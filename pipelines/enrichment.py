@@ -14,11 +14,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import bytewax.operators as op
 from bytewax.connectors.kafka import KafkaSinkMessage
-from bytewax.dataflow import Dataflow
+from bytewax.dataflow import Dataflow, Stream
 from bytewax.inputs import Source
 from bytewax.operators import StatefulBatchLogic
 from bytewax.outputs import Sink
@@ -43,6 +43,7 @@ from pipelines.mapping import (
     MappingRetryLogic,
     Pending,
     RedisFactory,
+    is_pending,
     shard_of,
 )
 from pipelines.metrics import ERRORS, EVENTS_IN, EVENTS_OUT, MAPPING_RETRIES
@@ -212,7 +213,7 @@ def build_flow(
     settings: Settings,
     *,
     source: Source[Any] | None = None,
-    sink: Sink[SinkItem] | None = None,
+    sink: Sink[Any] | None = None,
     redis_factory: RedisFactory | None = None,
     clock: Callable[[], float] = time.time,
 ) -> Dataflow:
@@ -230,7 +231,7 @@ def build_flow(
     topics = [Topic.EMAIL_OPENS.value, Topic.EMAIL_CLICKS.value]
     events = op.input("tracking", flow, source or kafka_source(settings, topics, FLOW))
     outcomes = op.flat_map_batch("parse_and_lookup", events, enricher.on_batch)
-    split = op.branch("missing_mapping", outcomes, lambda item: isinstance(item, Pending))
+    split = op.branch("missing_mapping", outcomes, is_pending)
     retried = op.stateful_batch(
         "mapping_retry",
         op.key_on("retry_shard", split.trues, lambda pending: pending.shard),
@@ -242,9 +243,9 @@ def build_flow(
     dead = op.branch("dead_letters", ready, lambda item: isinstance(item, KafkaSinkMessage))
     firsts = op.stateful_batch(
         "first_per_message",
-        op.key_on("by_message", dead.falses, lambda event: event.message_id),
+        op.key_on("by_message", cast("Stream[Enriched]", dead.falses), lambda e: e.message_id),
         lambda state: FirstEventLogic(tuning, state, clock),
     )
-    done = op.merge("all_out", dead.trues, op.key_rm("unkey_firsts", firsts))
+    done: Stream[SinkItem] = op.merge("all_out", dead.trues, op.key_rm("unkey_firsts", firsts))
     op.output("kafka_out", done, sink or kafka_sink(settings))
     return flow

@@ -76,7 +76,7 @@ def brokers(settings: Settings) -> list[str]:
     return [b.strip() for b in settings.kafka.bootstrap_servers.split(",") if b.strip()]
 
 
-class _Partition(StatefulSourcePartition[RawMessage, int]):
+class _Partition(StatefulSourcePartition[RawMessage | RawBatch, int]):
     def __init__(
         self,
         flow: str,
@@ -148,7 +148,7 @@ def partitions_of_process(parts: list[str], process_id: int, processes: int) -> 
     return ordered[process_id % max(1, processes) :: max(1, processes)]
 
 
-class LeanKafkaSource(FixedPartitionedSource[RawMessage, int]):
+class LeanKafkaSource(FixedPartitionedSource[RawMessage | RawBatch, int]):
     """Every partition of the given topics (this process's share in a cluster); resumes
     from the snapshot offset."""
 

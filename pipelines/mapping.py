@@ -12,7 +12,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any, Generic, NamedTuple, Protocol, TypeVar
+from typing import Any, Generic, NamedTuple, Protocol, TypeGuard, TypeVar
 
 import orjson
 from bytewax.operators import StatefulBatchLogic
@@ -140,6 +140,11 @@ def shard_of(message_id: str, shards: int) -> str:
     import zlib
 
     return str(zlib.crc32(message_id.encode()) % max(1, shards))
+
+
+def is_pending(item: object) -> TypeGuard[Pending]:
+    """Branch predicate for misses; as a TypeGuard it types the branch's trues as Pending."""
+    return isinstance(item, Pending)
 
 
 class MappingRetryLogic(StatefulBatchLogic[Pending, Out, tuple[Pending, ...]], Generic[Out]):

@@ -23,11 +23,11 @@ from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import islice
-from typing import Any
+from typing import Any, cast
 
 import bytewax.operators as op
 from bytewax.connectors.kafka import KafkaSinkMessage
-from bytewax.dataflow import Dataflow
+from bytewax.dataflow import Dataflow, Stream
 from bytewax.inputs import Source
 from bytewax.operators import StatefulBatchLogic
 from bytewax.outputs import Sink
@@ -182,7 +182,7 @@ def score_window(window: TeamWindow, now: float, tuning: PipelineTuning) -> tupl
     return round(score, 4), explanation
 
 
-class ScoringLogic(StatefulBatchLogic[SubmissionFeatures, Verdict, TeamWindow]):
+class ScoringLogic(StatefulBatchLogic[SubmissionFeatures, Verdict | ScoreUpdate, TeamWindow]):
     def __init__(self, tuning: PipelineTuning, state: TeamWindow | None) -> None:
         self._tuning = tuning
         self._window = state or TeamWindow()
@@ -278,7 +278,7 @@ def build_flow(
     settings: Settings,
     *,
     source: Source[Any] | None = None,
-    sink: Sink[SinkItem] | None = None,
+    sink: Sink[Any] | None = None,
     redis_factory: Callable[[], Any] | None = None,
 ) -> Dataflow:
     from kibamail.clients import redis_client
@@ -298,9 +298,10 @@ def build_flow(
     split = op.branch("dead_letters", parsed, lambda item: isinstance(item, KafkaSinkMessage))
     verdicts = op.stateful_batch(
         "team_window",
-        op.key_on("by_team", split.falses, lambda f: f.team_id),
+        op.key_on("by_team", cast("Stream[SubmissionFeatures]", split.falses), lambda f: f.team_id),
         lambda state: ScoringLogic(tuning, state),
     )
     pauses = op.flat_map_batch("pause", op.key_rm("unkey", verdicts), pauser.apply)
-    op.output("kafka_out", op.merge("all_out", split.trues, pauses), sink or kafka_sink(settings))
+    merged: Stream[SinkItem] = op.merge("all_out", split.trues, pauses)
+    op.output("kafka_out", merged, sink or kafka_sink(settings))
     return flow

@@ -71,7 +71,11 @@ class CanonicalRules:
         decorators = model.__pydantic_decorators__
         if decorators.field_validators or decorators.model_validators or decorators.validators:
             raise TypeError(f"{model.__name__} has validators; the fast path cannot mirror them")
-        names, types, lengths, allowed, utc = [], [], [], [], []
+        names: list[str] = []
+        types: list[type] = []
+        lengths: list[tuple[str, int, int | None]] = []
+        allowed: list[tuple[str, frozenset[Any]]] = []
+        utc: list[str] = []
         for name, info in model.model_fields.items():
             names.append(name)
             annotation = info.annotation
@@ -198,7 +202,7 @@ def parse_status_slow(raw: bytes) -> dict[str, Any]:
 def parse_canonical_batch(values: Sequence[bytes | None]) -> list[dict[str, Any]] | None:
     """Every payload parsed, if ALL are canonical and valid (the usual batch); else None."""
     try:
-        parsed = list(map(orjson.loads, values))
+        parsed = list(map(orjson.loads, values))  # type: ignore[arg-type]  # None: TypeError
     except (ValueError, TypeError):  # malformed JSON (or no value) somewhere in the batch
         return None
     return parsed if STATUS_RULES.all_canonical(parsed) else None

@@ -89,7 +89,7 @@ class ArrowShape:
 
     def parse(self, values: list[bytes | None]) -> pa.Table | None:
         """The fetch as one Arrow table if every row is plain (see the module doc), else None."""
-        if not values or None in values or min(map(len, values)) == 0:
+        if not values or None in values or min(map(len, values)) == 0:  # type: ignore[arg-type]
             return None
         body = b"\n".join(values)  # type: ignore[arg-type]
         if body.count(b"\n") != len(values) - 1:  # a value spanning lines: not plain

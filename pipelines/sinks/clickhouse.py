@@ -134,7 +134,8 @@ class ClickHouseSink:
             self._reap()
             return 0
         room = max(1, min(10_000, self.batch_rows - self._batch.count))
-        messages = self._consumer.consume(room, timeout)
+        # Messages without an error always carry topic, partition and offset.
+        messages: list[Any] = self._consumer.consume(room, timeout)
         read = 0
         if self._add_clean_run(messages):
             read, messages = len(messages), []
@@ -163,13 +164,13 @@ class ClickHouseSink:
         if not messages or any(map(Message.error, messages)):
             return False
         topics, partitions = map(Message.topic, messages), map(Message.partition, messages)
-        where = set(zip(topics, partitions, strict=True))
+        where: set[tuple[Any, Any]] = set(zip(topics, partitions, strict=True))
         if len(where) != 1:
             return False
         [(name, partition)] = where
-        topic = TOPICS_BY_NAME[name]
-        values = list(map(Message.value, messages))
-        offsets = list(map(Message.offset, messages))
+        topic = TOPICS_BY_NAME[name or ""]
+        values: list[Any] = list(map(Message.value, messages))
+        offsets: list[Any] = list(map(Message.offset, messages))
         if offsets != list(range(offsets[0], offsets[0] + len(offsets))):
             return False
         shape = self._inserter.arrow_shape(topic, may_ask=self._inflight is None)
