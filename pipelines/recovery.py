@@ -3,7 +3,7 @@
 Bytewax snapshots source offsets in its recovery dir. If the broker loses its data (the
 local memory-only broker after a restart), resuming at a saved offset past the new
 end would wait forever (the local broker never answers OFFSET_OUT_OF_RANGE, see
-DESIGN.md). So the recovery dir carries a token, and the broker a committed offset
+pipelines/README.md). So the recovery dir carries a token, and the broker a committed offset
 of a consumer group named after it: a broker without that group is a new broker and
 the stale snapshots are discarded. The marker is re-committed periodically so
 offset retention on a real cluster never expires it.

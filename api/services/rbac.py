@@ -1,6 +1,6 @@
 """Who may do what: the single permission table behind every team-scoped endpoint.
 
-Roles follow DESIGN.md: Administrator everything; Manager everything but billing,
+Roles: Administrator everything; Manager everything but billing,
 domains and data export; Author edits content but cannot launch; Guest reads
 reports and campaigns. A `full` API key acts as Administrator of its own team, a
 `sending` key may only send.

@@ -134,7 +134,7 @@ def status_offsets(settings: Settings) -> dict[int, int]:
     """Per partition, an offset at or before the status topic's current end: a reader
     started there sees every event produced from now on, and little of the session's
     earlier traffic. (The local broker's ListOffsets answer can lag the true end, never
-    pass it, DESIGN.md; starting early is safe.)"""
+    pass it, pipelines/README.md; starting early is safe.)"""
     from confluent_kafka import Consumer, TopicPartition
 
     from kibamail.clients import kafka_consumer_config

@@ -110,7 +110,7 @@ def test_status_events_carry_the_mx_based_provider_group(
 
 def _produce(settings: Settings, payloads: list[bytes]) -> tuple[int, int]:
     """Partition-0 (first, end) offsets of the payloads, from the delivery reports (the
-    local broker's ListOffsets is wrong, DESIGN.md)."""
+    local broker's ListOffsets is wrong, pipelines/README.md)."""
     from confluent_kafka import Producer
 
     from kibamail.clients import kafka_producer_config

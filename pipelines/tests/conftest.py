@@ -16,7 +16,7 @@ def produce(kafka_service: str, test_settings: Settings) -> Iterator[Callable[..
     """produce(topic, [payload, ...], keys) -> the partition-0 end offset after delivery.
 
     The end offset comes from delivery reports: the local broker's ListOffsets answer is
-    wrong (DESIGN.md), so tests never ask it for the high watermark.
+    wrong (pipelines/README.md), so tests never ask it for the high watermark.
     """
     from confluent_kafka import Producer
 

@@ -1,7 +1,7 @@
 """The Flink SQL reputation jobs against the real broker, bounded by specific offsets.
 
 Bounds come from the producer's delivery reports (the local broker's ListOffsets is
-wrong, DESIGN.md). The signals must parse as the contract's ReputationSignal, carry the
+wrong, pipelines/README.md). The signals must parse as the contract's ReputationSignal, carry the
 right windowed counts and rates, and drive the throttle decisions in Redis.
 """
 

@@ -4,7 +4,7 @@
         order_by='(billing_month, team_id)',
     )
 }}
--- Billing per team per UTC month. Rule (DESIGN.md): the first 10,000 accepted
+-- Billing per team per UTC month. Rule: the first 10,000 accepted
 -- recipients of a month are free, then $0.25 per 1,000. A partial thousand is billed as
 -- a whole block (10,001 -> 1 block -> $0.25): the price is per started block, never
 -- prorated, so every amount is an exact multiple of $0.25. Money is integer
