@@ -27,6 +27,7 @@ RESERVED_HEADERS = frozenset(
         "subject",
         "date",
         "message-id",
+        "x-kibamail-message-id",  # the platform id header; it picks the team a bounce hits
         "reply-to",
         "mime-version",
         "content-type",

@@ -312,3 +312,16 @@ def test_only_the_intake_writes_the_submission_stream_and_the_mapping() -> None:
     assert violations == []
     intake = INTAKE.read_text()
     assert "redis.call('XADD'" in intake and "pipe.xadd(" in intake
+
+
+def test_api_clients_cannot_set_the_platform_id_header() -> None:
+    """Bounces are correlated by X-Kibamail-Message-ID first: a client choosing it could
+    aim another team's message (and suppression list) with its own bounces."""
+    from pydantic import ValidationError
+
+    from api.schemas import EmailIn
+
+    email = {"from": "a@x.example", "to": ["b@example.org"], "subject": "s", "text": "t"}
+    EmailIn.model_validate(email)
+    with pytest.raises(ValidationError, match="set by Kibamail"):
+        EmailIn.model_validate({**email, "headers": {"x-kibamail-message-id": "<v@x.example>"}})
