@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import io
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -87,7 +88,7 @@ class ArrowShape:
             return None
         return cls(pa.schema(fields), tuple(datetimes), required)
 
-    def parse(self, values: list[bytes | None]) -> pa.Table | None:
+    def parse(self, values: Sequence[bytes | None]) -> pa.Table | None:
         """The fetch as one Arrow table if every row is plain (see the module doc), else None."""
         if not values or None in values or min(map(len, values)) == 0:  # type: ignore[arg-type]
             return None

@@ -64,7 +64,8 @@ def status_event(
 
 class FakePipeline:
     def __init__(self, redis: FakeRedis) -> None:
-        self.redis, self.ops = redis, []
+        self.redis = redis
+        self.ops: list[Any] = []
 
     def set(self, key: str, value: bytes, nx: bool = False, ex: int | None = None) -> None:
         self.ops.append((key, value, nx))

@@ -104,7 +104,9 @@ def read_output(settings: Settings, want: int, timeout: float = 120) -> list[dic
     try:
         while time.monotonic() < deadline:
             batch = [m for m in consumer.consume(1000, 0.5) if m.error() is None]
-            rows += [row for m in batch if (row := orjson.loads(m.value()))["team_id"] == TEAM]
+            rows += [
+                row for m in batch if (row := orjson.loads(m.value() or b""))["team_id"] == TEAM
+            ]
             if len(rows) >= want and quiet_until is None:
                 quiet_until = time.monotonic() + 3  # duplicates would show up now
             if quiet_until is not None and time.monotonic() > quiet_until:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
 
@@ -41,7 +42,7 @@ def opened(message_id: str, seconds: float = 0, **kw: object) -> bytes:
             team_id="team-1",
             message_id=message_id,
             occurred_at=T0 + timedelta(seconds=seconds),
-            **kw,  # type: ignore[arg-type]
+            **kw,
         )
     )
 
@@ -54,12 +55,12 @@ def clicked(message_id: str, seconds: float, link: str, **kw: object) -> bytes:
             occurred_at=T0 + timedelta(seconds=seconds),
             link_id=link,
             url=f"https://shop.example/{link}",
-            **kw,  # type: ignore[arg-type]
+            **kw,
         )
     )
 
 
-def run(inputs: list[object], redis: FakeRedis, geoip: Path | None = None) -> list:
+def run(inputs: Sequence[object], redis: FakeRedis, geoip: Path | None = None) -> list:
     out: list = []
     tuning = PipelineTuning(mapping_retry_delays_seconds=[0.05], scanner_click_seconds=2.0)
     settings = Settings(pipelines=PipelineSettings(geoip_database=geoip, tuning=tuning))

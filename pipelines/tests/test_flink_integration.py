@@ -74,7 +74,7 @@ def read_signals(settings: Settings, keys: set[str]) -> list[ReputationSignal]:
             batch = consumer.consume(1000, 0.5)
             idle = 0 if batch else idle + 1
             for msg in batch:
-                signal = deserialize(ReputationSignal, msg.value())
+                signal = deserialize(ReputationSignal, msg.value() or b"")
                 if signal.scope_key.split("|")[0] in keys:
                     found.append(signal)
     finally:

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.unit
 TOPIC = Topic.SUBMISSION_FEATURES.value
 
 
-def features_stream(team: str, make, count: int, spacing_seconds: float, seed: int, start=T0):  # type: ignore[no-untyped-def]
+def features_stream(team: str, make, count: int, spacing_seconds: float, seed: int, start=T0):
     rng = random.Random(seed)
     payloads = []
     for i in range(count):

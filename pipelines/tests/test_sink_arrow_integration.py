@@ -112,7 +112,8 @@ class RecordingClient:
     """The real client, noting the format of every insert."""
 
     def __init__(self, client: Any) -> None:
-        self.client, self.formats = client, []
+        self.client = client
+        self.formats: list[Any] = []
 
     def query(self, *args: Any, **kwargs: Any) -> Any:
         return self.client.query(*args, **kwargs)

@@ -211,7 +211,7 @@ def read_dead_letters(settings: Settings, marker: str) -> list[dict[str, Any]]:
             batch = consumer.consume(1000, 0.5)
             idle = 0 if batch else idle + 1
             for msg in batch:
-                letter = orjson.loads(msg.value())
+                letter = orjson.loads(msg.value() or b"")
                 if marker in letter["payload"]:
                     found.append(letter)
     finally:

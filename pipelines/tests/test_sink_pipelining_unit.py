@@ -30,7 +30,8 @@ class FakeConsumer:
     """Hands out one message per consume call from partition 0; records what the sink does."""
 
     def __init__(self, *_args: Any, **_kwargs: Any) -> None:
-        self.next_offset, self.commits, self.paused = 0, [], False
+        self.next_offset, self.paused = 0, False
+        self.commits: list[Any] = []
 
     def subscribe(self, *_args: Any, **_kwargs: Any) -> None: ...
 
@@ -70,7 +71,8 @@ class GatedClient:
     """Each insert waits for the test to open the gate; no describe (JSON rows)."""
 
     def __init__(self) -> None:
-        self.gate, self.started, self.inserted = threading.Semaphore(0), threading.Event(), []
+        self.gate, self.started = threading.Semaphore(0), threading.Event()
+        self.inserted: list[Any] = []
 
     def query(self, *_args: Any, **_kwargs: Any) -> Any:
         raise ConnectionRefusedError("no describe in this test")

@@ -26,9 +26,9 @@ def signal(
     complained = counts.get("complained", 0)
     return ReputationSignal(
         team_id=key if scope == "team" else "_platform",
-        scope=scope,  # type: ignore[arg-type]
+        scope=scope,
         scope_key=key,
-        window=window,  # type: ignore[arg-type]
+        window=window,
         window_start=T,
         window_end=T + timedelta(minutes=1 if window == "1m" else 60),
         delivered=delivered,
