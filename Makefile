@@ -32,7 +32,8 @@ status:
 # contracts (pyproject's [tool.importlinter]); all must pass.
 test: deps
 	$(UV_RUN) pytest; status=$$?; $(UV_RUN) ruff check . || status=1; \
-	$(UV_RUN) lint-imports || status=1; exit $$status
+	$(UV_RUN) ruff format --check . || status=1; \
+	$(UV_RUN) lint-imports || status=1; $(UV_RUN) mypy || status=1; exit $$status
 
 test-unit: deps
 	$(UV_RUN) pytest -m unit
@@ -41,6 +42,7 @@ lint:
 	$(UV_RUN) ruff check .
 	$(UV_RUN) ruff format --check .
 	$(UV_RUN) lint-imports
+	$(UV_RUN) mypy
 
 format:
 	$(UV_RUN) ruff format .

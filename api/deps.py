@@ -32,7 +32,7 @@ API_KEY_CACHE_SECONDS = 300
 
 async def app_state(request: Request) -> AppState:
     """Async on purpose: a sync dependency would cost a threadpool hop per request."""
-    return request.app.state.km  # type: ignore[no-any-return]
+    return request.app.state.km
 
 
 StateDep = Annotated[AppState, Depends(app_state)]

@@ -79,8 +79,7 @@ def dbt_build(
         if getattr(r, "status", "") not in ("success", "pass")
     ]
     node_seconds = {
-        r.node.name: round(float(getattr(r, "execution_time", 0.0)), 2)
-        for r in results
+        r.node.name: round(float(getattr(r, "execution_time", 0.0)), 2) for r in results
     }
     slowest = dict(sorted(node_seconds.items(), key=lambda item: -item[1])[:NODES_REPORTED])
     return elapsed, cpu, bool(result.success), "; ".join(failures)[:500], slowest

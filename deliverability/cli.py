@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterable
 
 import orjson
 
-from deliverability.models import AggregateReport, Report
+from deliverability.models import AggregateReport, Report, TlsReport
 from deliverability.parser import parse_file
 
 
@@ -25,7 +25,7 @@ def report_text(report: Report) -> str:
             f"domain={policy['domain']} p={policy['p']} records={len(report.records)} "
             f"messages={report.total_messages} dmarc_pass={passed}"
         )
-    elif report.report_type == "smtp_tls":
+    elif isinstance(report, TlsReport):
         line = f"{report.source}: smtp_tls {report.organization_name} id={report.report_id}"
     else:
         line = f"{report.source}: forensic {report.feedback_type} domain={report.reported_domain}"

@@ -94,7 +94,7 @@ def build_events(
             occurred_at=checked_at,
             domain=domain,
             record=t.record,
-            previous_status=t.previous,  # type: ignore[arg-type]
+            previous_status=t.previous,
             current_status=t.current,
             reason=t.reason[:1000],
             checked_at=checked_at,

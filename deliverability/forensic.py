@@ -7,7 +7,8 @@ import email.policy
 import email.utils
 import hashlib
 import ipaddress
-from typing import Any
+from email.message import Message
+from typing import Any, cast
 
 import orjson
 
@@ -44,7 +45,7 @@ def _part_text(part: Any) -> str:
 def is_failure_report(message: email.message.Message) -> bool:
     return (
         message.get_content_type() == "multipart/report"
-        and (message.get_param("report-type") or "").lower() == "feedback-report"
+        and str(message.get_param("report-type") or "").lower() == "feedback-report"
     )
 
 
@@ -59,8 +60,9 @@ def parse_failure_report(message: email.message.Message, source: str = "") -> Fo
             fields = _feedback_fields(_part_text(part))
         elif ctype in ("message/rfc822", "text/rfc822-headers") and not original:
             inner = part.get_payload()
+            headers: Message
             if isinstance(inner, list) and inner:
-                headers = inner[0]
+                headers = cast(Message, inner[0])
             else:
                 headers = email.message_from_string(_part_text(part))
             original = {k: str(headers[k]) for k in _ORIGINAL_HEADERS if headers[k] is not None}

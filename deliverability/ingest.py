@@ -104,7 +104,7 @@ def poll_imap(
         status, _ = imap.select(config.folder)
         if status != "OK":
             raise RuntimeError(f"IMAP folder {config.folder!r} cannot be selected")
-        status, found = imap.uid("SEARCH", None, "UNSEEN")
+        status, found = imap.uid("SEARCH", None, "UNSEEN")  # type: ignore[arg-type]  # no charset
         uids = found[0].split()[: config.max_messages] if status == "OK" and found[0] else []
         for uid in uids:
             status, data = imap.uid("FETCH", uid, "(BODY.PEEK[])")

@@ -81,7 +81,7 @@ async def _read_upload(request: Request) -> tuple[bytes, str]:
 
 
 def build_dmarc_router(
-    get_clickhouse: Callable[..., Any], get_team_id: Callable[..., str]
+    get_clickhouse: Callable[..., Any], get_team_id: Callable[..., Any]
 ) -> APIRouter:
     """POST /v1/dmarc/reports: upload XML/.gz/.zip/email/TLS-RPT JSON.
 

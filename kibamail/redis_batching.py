@@ -45,7 +45,8 @@ async def _execute(pipe: Any, futures: Iterable[asyncio.Future[Any]]) -> list[An
     """The pipeline's per-command results (errors as values), or None once a failed
     round trip has been handed to every caller still waiting in ``futures``."""
     try:
-        return await pipe.execute(raise_on_error=False)
+        results: list[Any] = await pipe.execute(raise_on_error=False)
+        return results
     except BaseException as exc:
         for future in futures:
             if not future.done():

@@ -30,9 +30,9 @@ class KafkaSettings(BaseModel):
     topic_partitions: int = 1
     topic_replication_factor: int = 1
 
-    def client_config(self) -> dict[str, str | int]:
+    def client_config(self) -> dict[str, str | int | float | bool]:
         """librdkafka settings shared by every producer and consumer."""
-        config: dict[str, str | int] = {
+        config: dict[str, str | int | float | bool] = {
             "bootstrap.servers": self.bootstrap_servers,
             "client.id": self.client_id,
             "security.protocol": self.security_protocol,

@@ -37,7 +37,7 @@ def first_words(data: bytes, count: int, prefix: int = 8192) -> list[bytes]:
         words = _WORD.findall(data[:prefix].lower())
         if len(words) > count:
             return words[:count]
-    return _WORD.findall(data.lower())[:count]  # type: ignore[no-any-return]
+    return _WORD.findall(data.lower())[:count]
 
 
 def simhash(data: bytes, max_words: int = 400) -> int:

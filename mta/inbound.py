@@ -17,7 +17,7 @@ import re
 import threading
 from dataclasses import dataclass
 from email.message import Message
-from typing import Any
+from typing import Any, cast
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
@@ -67,10 +67,10 @@ def _original_headers(report: Message) -> Message | None:
         if ctype == "message/rfc822":
             payload = part.get_payload()
             if isinstance(payload, list) and payload:
-                return payload[0]
+                return cast(Message, payload[0])
         if ctype == "text/rfc822-headers":
             return email.message_from_string(
-                part.get_payload(decode=True).decode("utf-8", "replace")
+                cast(bytes, part.get_payload(decode=True)).decode("utf-8", "replace")
             )
     return None
 
@@ -80,7 +80,7 @@ def parse_report(data: bytes) -> list[ReportItem]:
     msg = email.message_from_bytes(data, policy=email.policy.compat32)
     if msg.get_content_type() != "multipart/report":
         return []
-    kind = (msg.get_param("report-type") or "").lower()
+    kind = str(msg.get_param("report-type") or "").lower()
     original = _original_headers(msg)
     message_id = original_message_id(original) if original is not None else ""
     if not message_id:
@@ -89,7 +89,8 @@ def parse_report(data: bytes) -> list[ReportItem]:
     for part in msg.walk():
         ctype = part.get_content_type()
         if kind == "delivery-status" and ctype == "message/delivery-status":
-            for block in part.get_payload():
+            blocks = cast("list[Message]", part.get_payload())
+            for block in blocks:
                 action = (block.get("Action") or "").strip().lower()
                 if action != "failed" or not block.get("Final-Recipient"):
                     continue
@@ -108,14 +109,15 @@ def parse_report(data: bytes) -> list[ReportItem]:
                     )
                 )
         elif kind == "feedback-report" and ctype == "message/feedback-report":
-            fields = part.get_payload()[0] if isinstance(part.get_payload(), list) else part
+            payload = part.get_payload()
+            fields = cast(Message, payload[0]) if isinstance(payload, list) else part
             if (fields.get("Feedback-Type") or "").strip().lower() != "abuse":
                 continue
             rcpt = fields.get("Original-Rcpt-To") or (original.get("To", "") if original else "")
             items.append(
                 ReportItem(
                     message_id,
-                    _address(rcpt),
+                    _address(rcpt or ""),
                     MessageStatus.COMPLAINED,
                     0,
                     "",

@@ -103,7 +103,7 @@ class SubmissionHandler:
             return "535 5.7.8 Authentication credentials invalid"
         await guard.succeeded()
         session.authenticated = True
-        session.auth_data = verified
+        session.auth_data = verified  # type: ignore[assignment]  # aiosmtpd types it None
         return "235 2.7.0 Authentication successful"
 
     async def handle_MAIL(
@@ -184,7 +184,7 @@ async def _parse_login(server: SMTP, method: Any, args: list[str]) -> LoginPassw
         return AuthResult(success=True)
 
     original = server._authenticate
-    server._authenticate = capture  # type: ignore[method-assign]
+    server._authenticate = capture  # type: ignore[method-assign,assignment]
     try:
         await method(server, args)
     finally:

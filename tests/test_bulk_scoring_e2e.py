@@ -175,7 +175,7 @@ def test_newsletter_over_smtp_is_paused_and_transactional_is_not(
     assert flag["paused"] and flag["source"] == "scoring"
     assert flag["score"] >= tuning.scoring_pause_threshold
     # The verdict came from the messages in the window when it was taken: few of them.
-    scored = int(re.search(r"; (\d+) messages in ", flag["reason"]).group(1))  # type: ignore[union-attr]
+    scored = int(re.search(r"; (\d+) messages in ", flag["reason"]).group(1))
     assert tuning.scoring_min_messages <= scored <= tuning.scoring_min_messages + 10
 
     # A: every submission accepted and delivered, scored, never paused.

@@ -16,7 +16,7 @@ import csv
 from collections.abc import AsyncIterator
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from starlette.concurrency import run_in_threadpool
 
 from api.db import new_id, utcnow
@@ -130,7 +130,7 @@ def _insert(
             if r["email"] not in existing
         ]
         if fresh:
-            db.execute(Contact.__table__.insert(), fresh)
+            db.execute(insert(Contact), fresh)
         pending = [(row["id"], row["email"]) for row in fresh if status == "pending"]
         pending += [
             (contact_id, email)

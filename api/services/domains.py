@@ -198,7 +198,7 @@ def _settled(entry: dict[str, Any] | None) -> str | None:
     if not entry:
         return None
     if "check" in entry:
-        return entry.get("settled")  # type: ignore[no-any-return]
+        return entry.get("settled")
     return {"pass": "pass", "fail": "fail"}.get(LEGACY_STATUS.get(entry.get("status", ""), ""))
 
 

@@ -110,7 +110,7 @@ def test_add_domain_publish_records_and_verify(
 
 
 def state_settings(client: TestClient) -> Settings:
-    return client.app.state.km.settings  # type: ignore[attr-defined,no-any-return]
+    return client.app.state.km.settings  # type: ignore[attr-defined]
 
 
 def _make_due(client: TestClient, domain_id: str) -> None:
@@ -158,7 +158,7 @@ def _domain_events(settings: Settings, domain: str, want: int) -> list[DomainChe
             message = consumer.poll(0.5)
             if message is None or message.error():
                 continue
-            event = deserialize(DomainCheckEvent, message.value())
+            event = deserialize(DomainCheckEvent, message.value() or b"")
             if event.domain == domain:
                 found.append(event)
         return found

@@ -324,8 +324,8 @@ def test_no_endpoint_reaches_another_team(backend: TestClient) -> None:
     # 2. The attacker's own team id with the victim's resource ids -> 404, never data.
     for method, template in RESOURCE_PATHS:
         path = template.format(team=f"/v1/teams/{attacker.team}", **victim.ids)
-        kwargs: dict[str, Any] = {"json": {}} if method in {"POST", "PATCH"} else {}
-        resp = backend.request(method, path, headers=attacker.auth["administrator"], **kwargs)
+        body: dict[str, Any] = {"json": {}} if method in {"POST", "PATCH"} else {}
+        resp = backend.request(method, path, headers=attacker.auth["administrator"], **body)
         if resp.status_code != 404:
             failures.append(f"{method} {template}: {resp.status_code}")
     assert failures == []

@@ -46,7 +46,7 @@ def test_open_hit_lands_on_the_opens_topic(
             msg = consumer.poll(1.0)
             if msg is None or msg.error():
                 continue
-            event = deserialize(EmailOpenEvent, msg.value())
+            event = deserialize(EmailOpenEvent, msg.value() or b"")
             if event.message_id == message_id:
                 found.append(event)
     finally:

@@ -111,7 +111,7 @@ def test_servfail_and_timeout_give_unknown_never_fail(dns_port: int) -> None:
     assert not report.ready and report.failing == []
 
 
-def test_readiness_flag_follows_checks(dns_port: int, redis_client) -> None:  # type: ignore[no-untyped-def]
+def test_readiness_flag_follows_checks(dns_port: int, redis_client) -> None:
     good = _check("good.example", dns_port)
     key = RedisKeys.domain_ready("good.example")
     assert apply_readiness(redis_client, good) == "became_ready"

@@ -85,7 +85,7 @@ def run_recheck(settings: Settings, tags: dict[str, str] | None = None) -> dict[
     metadata = outputs[0].event_specific_data.metadata
     counts = result.output_for_node("recheck_sending_domains")
     assert {key: value.value for key, value in metadata.items()} == counts
-    return counts  # type: ignore[no-any-return]
+    return counts
 
 
 def make_due(settings: Settings) -> None:
@@ -110,7 +110,7 @@ def events_on_broker(settings: Settings, want: int) -> list[DomainCheckEvent]:
                 break
             message = consumer.poll(0.5)
             if message is not None and not message.error():
-                event = deserialize(DomainCheckEvent, message.value())
+                event = deserialize(DomainCheckEvent, message.value() or b"")
                 if event.domain == DOMAIN:
                     found.append(event)
     finally:
@@ -155,7 +155,7 @@ def alerts(redis: Any) -> list[email.message.EmailMessage]:
         for _id, f in redis.xrange(RedisKeys.SUBMISSION_STREAM)
     ]
     return [
-        email.message_from_bytes(m.data, policy=email.policy.default)  # type: ignore[misc]
+        email.message_from_bytes(m.data, policy=email.policy.default)
         for m in messages
         if m.recipients == [ADMIN]
     ]

@@ -5,6 +5,7 @@ auto-pipelining (ScriptBatcher) on real Redis, including a flushed script cache.
 from __future__ import annotations
 
 import asyncio
+import functools
 from typing import Any
 
 import pytest
@@ -13,6 +14,10 @@ from redis.exceptions import ResponseError
 from kibamail.clients import async_redis_client
 from kibamail.redis_batching import PipelineBatcher, ScriptBatcher
 from kibamail.settings import Settings
+
+
+def echo(pipe: Any, value: Any) -> None:
+    pipe.echo(value)
 
 
 class FakePipeline:
@@ -52,7 +57,7 @@ def test_concurrent_callers_share_one_round_trip_with_their_own_results() -> Non
         def build(i: int) -> Any:
             return lambda pipe: (pipe.echo(i), pipe.echo(i * 10))
 
-        return await asyncio.gather(*(batcher.run(build(i)) for i in range(5)))
+        return list(await asyncio.gather(*(batcher.run(build(i)) for i in range(5))))
 
     assert asyncio.run(main()) == [[i, i * 10] for i in range(5)]
     assert len(redis.executed) == 1
@@ -68,11 +73,13 @@ def test_errors_stay_with_their_caller() -> None:
 
     async def main() -> list[Any]:
         batcher = PipelineBatcher(redis, transaction=True)
-        return await asyncio.gather(
-            batcher.run(lambda p: p.echo("ok")),
-            batcher.run(broken),
-            batcher.run(lambda p: p.echo("bad")),
-            return_exceptions=True,
+        return list(
+            await asyncio.gather(
+                batcher.run(lambda p: p.echo("ok")),
+                batcher.run(broken),
+                batcher.run(lambda p: p.echo("bad")),
+                return_exceptions=True,
+            )
         )
 
     ok, builder_error, command_error = asyncio.run(main())
@@ -88,8 +95,8 @@ def test_a_failed_round_trip_fails_every_caller_of_the_batch() -> None:
 
     async def main() -> list[Any]:
         batcher = PipelineBatcher(redis, transaction=True)
-        calls = [batcher.run(lambda p, i=i: p.echo(i)) for i in range(3)]
-        return await asyncio.gather(*calls, return_exceptions=True)
+        calls = [batcher.run(functools.partial(echo, value=i)) for i in range(3)]
+        return list(await asyncio.gather(*calls, return_exceptions=True))
 
     assert all(isinstance(r, ConnectionError) for r in asyncio.run(main()))
 
@@ -148,7 +155,7 @@ async def _one_bad_script_call(settings: Settings) -> list[Any]:
     try:
         batcher = ScriptBatcher(redis, _INCR_BY)
         calls = [batcher(["autopipe:0"], [arg]) for arg in (1, "x", 2)]
-        return await asyncio.gather(*calls, return_exceptions=True)
+        return list(await asyncio.gather(*calls, return_exceptions=True))
     finally:
         await redis.aclose()
 

@@ -53,6 +53,6 @@ def test_mariadb_accepts_sqlalchemy_connections(mariadb_url: str) -> None:
 
     engine = sqlalchemy.create_engine(mariadb_url)
     with engine.connect() as conn:
-        version = conn.exec_driver_sql("SELECT VERSION()").scalar_one()
+        version: str = conn.exec_driver_sql("SELECT VERSION()").scalar_one()
     engine.dispose()
     assert "MariaDB" in version

@@ -75,9 +75,9 @@ def _ctx(redis: FakeRedis, ips: list[str], domain: str = "example.org") -> Polic
 
 
 def test_parse_throttle_accepts_decisions_and_ignores_garbage() -> None:
-    assert parse_throttle(_decision("slow", 0.25)).factor == 0.25  # type: ignore[union-attr]
-    assert parse_throttle(_decision("pause")).action == "pause"  # type: ignore[union-attr]
-    assert parse_throttle(_decision("slow", 0.0)).action == "pause"  # type: ignore[union-attr]
+    assert parse_throttle(_decision("slow", 0.25)).factor == 0.25
+    assert parse_throttle(_decision("pause")).action == "pause"
+    assert parse_throttle(_decision("slow", 0.0)).action == "pause"
     for raw in (None, b"", b"not json", b'{"factor": 1}', b'{"action": "explode"}'):
         assert parse_throttle(raw) is None
     slow, pause = parse_throttle(_decision("slow", 0.5)), parse_throttle(_decision("pause"))

@@ -22,7 +22,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from aiosmtpd.controller import Controller
@@ -126,7 +126,7 @@ class SinkHandler:
             for rcpt in rcpts:
                 self._record(message_id, rcpt, 0)
             if server.transport is not None:
-                server.transport.abort()
+                cast(asyncio.Transport, server.transport).abort()
             return "421 4.4.2 connection dropped by the test internet"
         if "slow" in locals_ or self._rng.random() < cfg.slow_share:
             await asyncio.sleep(cfg.slow_seconds)
