@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 _DOT_STUFF = re.compile(rb"^\.", re.MULTILINE)
+_QUEUED_AS = re.compile(r"queued as (\S+)")
 
 
 @dataclass
@@ -99,7 +100,7 @@ class LeanSession:
         await session.command(f"AUTH PLAIN {token}".encode(), 235)
         return session
 
-    async def reply(self, command: bytes, expect: int) -> None:
+    async def reply(self, command: bytes, expect: int) -> str:
         while True:
             line = await self.reader.readline()
             if not line:
@@ -107,21 +108,24 @@ class LeanSession:
             if line[3:4] != b"-":
                 break
         code = int(line[:3])
+        text = line[4:].decode(errors="replace").strip()
         if code != expect:
-            raise SmtpReplyError(command, code, line[4:].decode(errors="replace").strip())
+            raise SmtpReplyError(command, code, text)
+        return text
 
-    async def command(self, line: bytes, expect: int) -> None:
+    async def command(self, line: bytes, expect: int) -> str:
         self.writer.write(line + b"\r\n")
-        await self.reply(line, expect)
+        return await self.reply(line, expect)
 
-    async def send(self, sender: str, rcpt: str, data: bytes) -> None:
-        """One transaction, one command at a time (no pipelining), as aiosmtplib does."""
+    async def send(self, sender: str, rcpt: str, data: bytes) -> str:
+        """One transaction, one command at a time (no pipelining), as aiosmtplib does;
+        returns the text of the final reply."""
         try:
             await self.command(b"MAIL FROM:<%s>" % sender.encode(), 250)
             await self.command(b"RCPT TO:<%s>" % rcpt.encode(), 250)
             await self.command(b"DATA", 354)
             self.writer.write(_DOT_STUFF.sub(b"..", data) + b".\r\n")
-            await self.reply(b"(end of data)", 250)
+            return await self.reply(b"(end of data)", 250)
         except SmtpReplyError:
             await self.command(b"RSET", 250)
             raise
@@ -156,13 +160,15 @@ async def run_load(
                 message_id, data = make_message(sender, rcpt)
                 started = time.perf_counter()
                 try:
-                    await session.send(sender, rcpt, data)
+                    answer = await session.send(sender, rcpt, data)
                 except SmtpReplyError as exc:
                     result.failed += 1
                     result.first_error = result.first_error or str(exc)
                     continue
                 result.latencies_ms.append((time.perf_counter() - started) * 1000)
-                result.message_ids.append(message_id)
+                # Kibamail names its own message id ("queued as <id>"); events carry it.
+                queued = _QUEUED_AS.search(answer)
+                result.message_ids.append(queued.group(1) if queued else message_id)
                 result.sent += 1
         finally:
             await session.close()
