@@ -29,6 +29,8 @@ class Domain(Base):
     verified_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     last_checked_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    # This team's token for the _kibamail-verify TXT record (ownership of a shared name).
+    verify_token: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class ContactList(Base):
