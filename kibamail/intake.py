@@ -1,7 +1,12 @@
 """The MTA's intake contract: how the API, broadcast workers and SMTP server hand over mail.
 
-A message is accepted once XADD to the submission stream returns: Redis (AOF on) holds
-it until a delivery worker acknowledges it. Everything after that belongs to the MTA.
+A message is accepted once XADD to the submission stream returns: Redis holds it until a
+delivery worker acknowledges it. Everything after that belongs to the MTA. What "returns"
+guarantees is ``RedisSettings.durability``: with ``aof_always`` (the shipped redis-server
+config) the reply comes after the append-only file's fsync; with ``replica_wait`` the
+writer also sends ``WAIT`` on the same connection (``submit``/``submit_async`` do;
+pipelines built elsewhere append ``replica_wait_command`` and check its reply with
+``check_replicated``) and refuses to acknowledge when too few replicas confirm.
 
 This is the only module that writes a submission stream entry or a message mapping.
 Python callers use ``queue_on_pipeline``/``submit``/``submit_async``; Lua scripts that
@@ -25,6 +30,7 @@ from typing import Any
 
 from kibamail.contracts import MessageMapping, OutboundMessage, serialize
 from kibamail.redis_keys import RedisKeys
+from kibamail.settings import RedisSettings, get_settings
 
 # Message mappings outlive any retry window and late open/click events.
 MAPPING_TTL_SECONDS = 45 * 24 * 3600
@@ -97,22 +103,89 @@ def queue_on_pipeline(
     pipe.xadd(record.stream_key, record.stream_fields())
 
 
-def submit(redis: Any, message: OutboundMessage, mapping: MessageMapping | None = None) -> str:
-    """Queue one message durably (sync redis client); returns the stream entry id."""
+class NotReplicated(RuntimeError):
+    """WAIT saw fewer replicas than ``wait_replicas``: the write may not survive a failover,
+    so it must not be acknowledged (SMTP 451 / HTTP 503; the client retries)."""
+
+
+def replica_wait_command(durability: RedisSettings) -> tuple[str, int, int] | None:
+    """The WAIT to send after the writes (same connection, outside MULTI), or None."""
+    if durability.durability != "replica_wait":
+        return None
+    return ("WAIT", durability.wait_replicas, durability.wait_timeout_ms)
+
+
+def check_replicated(acked: Any, durability: RedisSettings) -> None:
+    """Raise NotReplicated unless WAIT's reply covers ``wait_replicas``."""
+    if int(acked) < durability.wait_replicas:
+        raise NotReplicated(
+            f"{acked} of {durability.wait_replicas} replicas confirmed the write "
+            f"within {durability.wait_timeout_ms} ms"
+        )
+
+
+def _durable_pipeline(
+    redis: Any, message: OutboundMessage, mapping: MessageMapping | None, wait: tuple[Any, ...]
+) -> Any:
+    """MULTI, the record, EXEC, WAIT as one non-transactional pipeline: one connection (WAIT
+    counts the writes of its own connection) and one round trip; WAIT inside MULTI would
+    return at once."""
+    pipe = redis.pipeline(transaction=False)
+    pipe.execute_command("MULTI")
+    queue_on_pipeline(pipe, message, mapping)
+    pipe.execute_command("EXEC")
+    pipe.execute_command(*wait)
+    return pipe
+
+
+def _exec_result(results: list[Any], durability: RedisSettings) -> Any:
+    """The XADD's id from [MULTI, ..queued.., EXEC, WAIT] after checking WAIT's count."""
+    check_replicated(results[-1], durability)
+    exec_reply = results[-2]
+    if not isinstance(exec_reply, list):  # EXECABORT: a queued command was refused
+        raise RuntimeError(f"intake transaction aborted: {exec_reply!r}")
+    return exec_reply[-1]
+
+
+def _entry_id(entry_id: Any) -> str:
+    return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+
+
+def submit(
+    redis: Any,
+    message: OutboundMessage,
+    mapping: MessageMapping | None = None,
+    *,
+    durability: RedisSettings | None = None,
+) -> str:
+    """Queue one message durably (sync redis client); returns the stream entry id.
+    ``durability`` defaults to the process settings' ``redis`` section."""
+    durability = durability or get_settings().redis
+    wait = replica_wait_command(durability)
+    if wait is not None:
+        pipe = _durable_pipeline(redis, message, mapping, wait)
+        return _entry_id(_exec_result(pipe.execute(), durability))
     pipe = redis.pipeline(transaction=True)
     queue_on_pipeline(pipe, message, mapping)
-    entry_id = pipe.execute()[-1]
-    return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+    return _entry_id(pipe.execute()[-1])
 
 
 async def submit_async(
-    redis: Any, message: OutboundMessage, mapping: MessageMapping | None = None
+    redis: Any,
+    message: OutboundMessage,
+    mapping: MessageMapping | None = None,
+    *,
+    durability: RedisSettings | None = None,
 ) -> str:
     """Same as submit() for redis.asyncio clients (the API's request path)."""
+    durability = durability or get_settings().redis
+    wait = replica_wait_command(durability)
+    if wait is not None:
+        pipe = _durable_pipeline(redis, message, mapping, wait)
+        return _entry_id(_exec_result(await pipe.execute(), durability))
     pipe = redis.pipeline(transaction=True)
     queue_on_pipeline(pipe, message, mapping)
-    entry_id = (await pipe.execute())[-1]
-    return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+    return _entry_id((await pipe.execute())[-1])
 
 
 _ID_HEADERS = re.compile(

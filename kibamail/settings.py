@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -68,6 +69,14 @@ class ClickHouseSettings(BaseModel):
 
 class RedisSettings(BaseModel):
     url: str = "redis://127.0.0.1:16379/0"
+    # What an acknowledgement (SMTP 250, API 200/202) waits for (docs/architecture.md):
+    # "aof_always": the server fsyncs its append-only file before replying (redis-server
+    # --appendfsync always; concurrent writes share one fsync per event-loop turn);
+    # "replica_wait": the intake also runs WAIT wait_replicas wait_timeout_ms and refuses
+    # to acknowledge unless that many replicas have the write; "none": no guarantee (tests).
+    durability: Literal["aof_always", "replica_wait", "none"] = "aof_always"
+    wait_replicas: int = Field(default=1, ge=1)
+    wait_timeout_ms: int = Field(default=1000, ge=1)
 
 
 class DatabaseSettings(BaseModel):

@@ -57,7 +57,14 @@ def kafka_spec(settings: Settings) -> ServiceSpec:
     )
 
 
-def redis_spec(settings: Settings, *, durable: bool = True) -> ServiceSpec:
+def redis_spec(
+    settings: Settings, *, durable: bool = True, appendfsync: str = "always"
+) -> ServiceSpec:
+    """redis-server for the stack. ``durable``: append-only file on, fsynced before every
+    reply (``appendfsync always``; Redis fsyncs once per event-loop turn for all the writes
+    of that turn), so an acknowledged message survives a crash of the process or the host.
+    ``appendfsync="everysec"`` is the faster, up-to-a-second-lossy setting (benchmarks
+    compare the two); ``durable=False`` keeps nothing on disk (throwaway test data)."""
     server = shutil.which("redis-server")
     if server is None:
         raise StackError("redis-server not installed (make deps installs Debian's redis-server)")
@@ -79,14 +86,11 @@ def redis_spec(settings: Settings, *, durable: bool = True) -> ServiceSpec:
         "--protected-mode",
         "yes",
     ]
+    if appendfsync not in ("always", "everysec"):
+        raise StackError(f"appendfsync must be always or everysec, not {appendfsync!r}")
     # The MTA queue lives here: an append-only file keeps accepted mail across restarts.
     argv += (
-        ["--appendonly", "yes", "--appendfsync", "everysec"]
-        if durable
-        else [
-            "--appendonly",
-            "no",
-        ]
+        ["--appendonly", "yes", "--appendfsync", appendfsync] if durable else ["--appendonly", "no"]
     )
 
     def healthy() -> bool:

@@ -40,7 +40,8 @@ def build_test_settings(state_dir: Path) -> Settings:
         clickhouse=ClickHouseSettings(
             port=free_port(), data_dir=state_dir / "chdb", database="kibamail_test"
         ),
-        redis=RedisSettings(url=f"redis://127.0.0.1:{free_port()}/0"),
+        # The session Redis keeps nothing on disk (redis_service): nothing to wait for.
+        redis=RedisSettings(url=f"redis://127.0.0.1:{free_port()}/0", durability="none"),
         database=DatabaseSettings(url=f"sqlite:///{state_dir / 'kibamail.db'}"),
         api=ApiSettings(
             port=api_port,
