@@ -14,6 +14,7 @@ from pathlib import Path
 
 import click
 
+from console.deadletters import deadletters
 from kibamail.settings import get_settings
 
 
@@ -132,6 +133,20 @@ def api_worker() -> None:
     from api.jobs.worker import run
 
     run(get_settings())
+
+
+@api.command("outbox")
+@click.option(
+    "--reclaim-idle-seconds",
+    default=30.0,
+    show_default=True,
+    help="Take over a dead publisher's unacknowledged entries after this idle time.",
+)
+def api_outbox(reclaim_idle_seconds: float) -> None:
+    """Publish the tracking outbox (opens, clicks, unsubscribes) to Kafka."""
+    from api.outbox_worker import run
+
+    run(get_settings(), reclaim_idle_seconds)
 
 
 @api.command("webhooks")
@@ -333,6 +348,8 @@ def show_settings() -> None:
                     section[key] = "***" if section[key] else ""
     click.echo(json.dumps(data, indent=2, default=str))
 
+
+main.add_command(deadletters)
 
 if __name__ == "__main__":
     main()

@@ -14,12 +14,14 @@ import time
 from typing import Any
 
 import httpx
+from confluent_kafka import Producer
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.db import make_engine, make_sessionmaker
 from api.webhooks.delivery import TOPICS, dispatch_due, record_event
 from api.webhooks.ssrf import guard_from_settings
-from kibamail.clients import kafka_consumer_config
+from kibamail.clients import kafka_consumer_config, kafka_producer_config
+from kibamail.dead_letters import write as write_dead_letter
 from kibamail.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -27,8 +29,15 @@ GROUP_ID = "api-webhooks"
 
 
 def consume_batch(
-    consumer: Any, sessions: sessionmaker[Session], max_messages: int = 500, timeout: float = 1.0
+    consumer: Any,
+    sessions: sessionmaker[Session],
+    max_messages: int = 500,
+    timeout: float = 1.0,
+    dead_letters: Any = None,
 ) -> int:
+    """Record one fetch's deliveries; a malformed event goes to the dead-letter store
+    (``dead_letters``: a confluent-kafka producer), acknowledged by the broker before the
+    offsets are committed, so it is never lost, only set aside."""
     messages = consumer.consume(num_messages=max_messages, timeout=timeout)
     good = [m for m in messages if m.error() is None]
     for message in messages:
@@ -37,12 +46,19 @@ def consume_batch(
     if not good:
         return 0
     created = 0
+    malformed = 0
     with sessions.begin() as db:
         for message in good:
             try:
                 created += record_event(db, message.topic(), message.value())
-            except (ValueError, KeyError) as exc:
-                log.error("skipping malformed event on %s: %s", message.topic(), exc)
+            except (ValueError, KeyError, TypeError) as exc:
+                malformed += 1
+                log.error("malformed event on %s, dead-lettered: %s", message.topic(), exc)
+                if dead_letters is not None:
+                    reason = f"malformed webhook event: {exc}"[:500]
+                    write_dead_letter(dead_letters, message.topic(), message.value(), reason)
+    if malformed and dead_letters is not None and dead_letters.flush(30) > 0:
+        raise RuntimeError("dead letters not acknowledged by the broker; offsets not committed")
     consumer.commit(asynchronous=False)
     return created
 
@@ -83,9 +99,10 @@ def run(settings: Settings) -> None:
     dispatcher = threading.Thread(target=deliver, name="webhook-dispatch", daemon=True)
     dispatcher.start()
     consumer = build_consumer(settings)
+    dead_letters = Producer(kafka_producer_config(settings))
     try:
         while not stopping.is_set():
-            consume_batch(consumer, sessions)
+            consume_batch(consumer, sessions, dead_letters=dead_letters)
     finally:
         consumer.close()
         dispatcher.join(timeout=15)

@@ -28,7 +28,13 @@ def parse_month(value: str, today: date) -> date:
         raise dg.Failure(f"billing month must look like 2026-10, got {value!r}") from exc
 
 
-@dg.asset(deps=[BILLING_MART_KEY], group_name="billing")
+# An unreachable accounts database fails the run (and Dagster retries it) rather than
+# closing the month for the teams with traffic only: a partial close would freeze zero
+# invoices for nobody and miss every idle team's.
+BILLING_RETRY = dg.RetryPolicy(max_retries=3, delay=60, backoff=dg.Backoff.EXPONENTIAL)
+
+
+@dg.asset(deps=[BILLING_MART_KEY], group_name="billing", retry_policy=BILLING_RETRY)
 def billing_invoices(
     context: AssetExecutionContext, config: BillingCloseConfig, warehouse: WarehouseResource
 ) -> dg.MaterializeResult:
@@ -37,9 +43,10 @@ def billing_invoices(
     month = parse_month(config.month, datetime.now(UTC).date())
     try:
         known = api_team_ids(settings.database.url)
-    except Exception as exc:  # the API database is optional for the warehouse
-        context.log.warning(f"API team list unavailable, billing teams with traffic only: {exc}")
-        known = set()
+    except Exception as exc:
+        raise dg.Failure(
+            f"accounts database unreachable, month {month:%Y-%m} not closed: {exc}"
+        ) from exc
     result = close_month(warehouse.client(), warehouse.database, month, known)
     context.log.info(f"billing close {result.as_dict()}")
     return dg.MaterializeResult(metadata=result.as_dict())

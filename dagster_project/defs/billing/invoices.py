@@ -138,7 +138,8 @@ def close_month(
 
 
 def api_team_ids(database_url: str) -> set[str]:
-    """Every team the API knows (so idle teams get zero invoices); empty if no API DB yet."""
+    """Every team the API knows (so idle teams get zero invoices); empty when the API database
+    has no schema yet (a fresh install). An unreachable database raises."""
     from sqlalchemy import inspect, text
 
     from api.db import make_engine
