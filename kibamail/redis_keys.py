@@ -54,7 +54,21 @@ class RedisKeys:
 
     @staticmethod
     def rate_bucket(team_id: str, window: str) -> str:
+        """Per-team rate state; window "sec" and "YYYYMMDD" are the send budget's (below),
+        "reputation" the MTA's delivery pacing slot (mta.reputation)."""
         return f"rate:{team_id}:{window}"
+
+    @staticmethod
+    def team_send_bucket(team_id: str) -> str:
+        """Hash tokens, ts: the team's send token bucket, charged per recipient by every
+        intake (kibamail.team_budget)."""
+        return RedisKeys.rate_bucket(team_id, "sec")
+
+    @staticmethod
+    def team_daily_sent(team_id: str, day: str) -> str:
+        """Recipients a team was charged on one UTC day (YYYYMMDD), every intake together
+        (kibamail.team_budget)."""
+        return RedisKeys.rate_bucket(team_id, day)
 
     @staticmethod
     def warmup_counter(source_ip: str, provider_group: str, window: str) -> str:

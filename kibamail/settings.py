@@ -101,6 +101,19 @@ class ApiSettings(BaseModel):
     webhook_allow_private: bool = False
 
 
+class SendingLimits(BaseModel):
+    """Per-team send budget shared by every intake (API, batch, broadcast, SMTP), charged
+    per recipient in the Redis counters of `kibamail.team_budget`. The MTA takes its own
+    figures from its policy file (`rate_limit`, `bulk_gate`); keep both equal (a test
+    checks the shipped defaults), since both charge the same counters."""
+
+    per_second: float = Field(default=100, gt=0)
+    burst: int = Field(default=200, ge=1)
+    per_day: int = Field(default=1_000_000, ge=1)
+    # A transactional send from a team whose bulk score is above this is refused.
+    bulk_max_score: float = Field(default=0.9, ge=0, le=1)
+
+
 class MtaSettings(BaseModel):
     hostname: str = "mta.kibamail.local"
     listen_host: str = "127.0.0.1"
@@ -220,6 +233,7 @@ class Settings(BaseSettings):
     redis: RedisSettings = RedisSettings()
     database: DatabaseSettings = DatabaseSettings()
     api: ApiSettings = ApiSettings()
+    sending: SendingLimits = SendingLimits()
     mta: MtaSettings = MtaSettings()
     pipelines: PipelineSettings = PipelineSettings()
     dagster: DagsterSettings = DagsterSettings()

@@ -12,13 +12,14 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from kibamail import team_budget
 from kibamail.contracts import TrafficKind
 from kibamail.redis_keys import RedisKeys
+from kibamail.settings import SendingLimits
 
 from . import metrics
 from .coalesce import SingleFlight
@@ -195,40 +196,29 @@ class RateLimitParams(Params):
     per_day: int = Field(ge=1)
 
 
-# Token bucket (per second, with burst) plus a daily counter, checked and taken atomically.
-_TOKEN_BUCKET = """
-local rate, burst = tonumber(ARGV[1]), tonumber(ARGV[2])
-local now, cost = tonumber(ARGV[3]), tonumber(ARGV[4])
-local per_day = tonumber(ARGV[5])
-local b = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
-local tokens = tonumber(b[1]) or burst
-local ts = tonumber(b[2]) or now
-tokens = math.min(burst, tokens + (now - ts) * rate)
-local used = tonumber(redis.call('GET', KEYS[2]) or '0')
-if tokens < cost then return 1 end
-if used + cost > per_day then return 2 end
-redis.call('HSET', KEYS[1], 'tokens', tokens - cost, 'ts', now)
-redis.call('EXPIRE', KEYS[1], math.ceil(burst / rate) + 60)
-redis.call('INCRBY', KEYS[2], cost)
-redis.call('EXPIRE', KEYS[2], 90000)
-return 0
-"""
-
-
 class RateLimit(Policy):
+    """The team's send budget (kibamail.team_budget), per recipient: the same bucket and
+    daily counter the API charges, so SMTP and the API together get one budget."""
+
     name = "rate_limit"
     Params = RateLimitParams
 
     async def check(self, ctx: PolicyContext) -> Verdict:
         p: Any = self.params
-        day = datetime.now(UTC).strftime("%Y%m%d")
-        keys = [RedisKeys.rate_bucket(ctx.team_id, "sec"), RedisKeys.rate_bucket(ctx.team_id, day)]
-        args = [p.per_second, p.burst, time.time(), max(1, len(ctx.recipients)), p.per_day]
+        limits = SendingLimits(per_second=p.per_second, burst=p.burst, per_day=p.per_day)
+        cost = max(1, len(ctx.recipients))
+        keys = team_budget.budget_keys(ctx.team_id)
+        args = team_budget.budget_args(
+            limits, cost, check_team=False, check_bulk=False, take_rate=True
+        )
         # EVAL, not EVALSHA: works in a shared pipeline; Redis caches the compiled script.
-        result = await redis_call(ctx, lambda pipe: pipe.eval(_TOKEN_BUCKET, 2, *keys, *args))
-        if int(result) == 1:
+        answer = await redis_call(
+            ctx, lambda pipe: pipe.eval(team_budget.CHARGE_LUA, len(keys), *keys, *args)
+        )
+        status = int(answer[0])
+        if status in (team_budget.RATE_LIMITED, team_budget.OVER_BURST):
             return Verdict("reject", 451, "4.7.1", "Rate limit exceeded, slow down and retry")
-        if int(result) == 2:
+        if status in (team_budget.DAILY_CAP, team_budget.OVER_DAILY_CAP):
             return Verdict("reject", 451, "4.7.1", "Daily sending limit reached, retry tomorrow")
         return ACCEPT
 
@@ -267,11 +257,7 @@ class BulkGate(Policy):
             return ACCEPT
         key = RedisKeys.reputation_throttle("bulk_score", ctx.team_id)
         raw = await redis_call(ctx, lambda pipe: pipe.get(key))
-        try:
-            score = float(raw) if raw else 0.0
-        except ValueError:
-            score = 0.0
-        if score > self.params.max_score:  # type: ignore[attr-defined]
+        if team_budget.bulk_score(raw) > self.params.max_score:  # type: ignore[attr-defined]
             return Verdict(
                 "reject",
                 550,

@@ -37,7 +37,7 @@ from api.routers.tracking import NO_CACHE_HEADERS, PIXEL_GIF, click_event, open_
 from api.schemas import EmailIn
 from api.services.accounts import touch_api_key
 from api.services.idempotency import IdempotencyClaim, stored_response
-from api.services.ratelimit import RateDecision
+from api.services.ratelimit import RateDecision, team_refusal
 from api.services.security import sha256_hex
 from api.services.send_time import in_future
 from api.services.sending import prepare, suppressed_error
@@ -227,6 +227,8 @@ async def _fast_send(scope: Scope, body: bytes, send: Any) -> bool:
         )
     if result.first_use:
         await run_in_threadpool(touch_api_key, state.sessions, key.id)
+    if result.team is not None:  # TEAM_REFUSED: pause, bulk score, team rate or daily cap
+        raise team_refusal(result.team, state.settings.sending)
     replayed = result.outcome == REPLAY
     if replayed:
         assert claim is not None

@@ -1,5 +1,6 @@
-"""The immediate send in ONE Redis round trip: key check, rate limit, idempotency,
-suppression and the hand-over to the MTA in a single EVALSHA.
+"""The immediate send in ONE Redis round trip: key check, per-key rate limit,
+idempotency, suppression, the team's pause/bulk gate and send budget (per recipient,
+shared with every other intake) and the hand-over to the MTA in a single EVALSHA.
 
 The team behind an API key is needed before the script (it is in the tracking tokens,
 the mapping and the suppression key), so each process keeps the key's cached record
@@ -30,18 +31,23 @@ from kibamail.contracts import MessageMapping, OutboundMessage
 from kibamail.intake import QUEUE_SUBMISSION_LUA, submission_record
 from kibamail.redis_batching import ScriptBatcher
 from kibamail.redis_keys import RedisKeys
+from kibamail.team_budget import TEAM_BUDGET_LUA, BudgetResult, budget_args, budget_keys
 
-QUEUED, SUPPRESSED, REPLAY, STALE_KEY, RATE_LIMITED = 0, 1, 2, 3, 4
+QUEUED, SUPPRESSED, REPLAY, STALE_KEY, RATE_LIMITED, TEAM_REFUSED = 0, 1, 2, 3, 4, 5
 MAX_CACHED_KEYS = 10_000
 
 # KEYS: api-key record, bucket, last-used marker, suppression set, mapping, MTA stream,
-#       [idempotency]. ARGV: expected record, rate, burst, last-used resolution, mapping,
-#       mapping TTL, meta, data, idempotency record, idempotency TTL, recipients...
+#       team pause flag, team bulk score, team bucket, team day counter, [idempotency].
+# ARGV: expected record, rate, burst, last-used resolution, mapping, mapping TTL, meta,
+#       data, idempotency record, idempotency TTL, kibamail.team_budget.budget_args (8),
+#       recipients...
 # Returns {outcome, tokens, first_use, detail}. The order of refusals is the FastAPI
-# path's: unknown/revoked key (no token taken), rate limit, replay, suppression. The
-# hand-over itself is kibamail.intake's queue_submission.
+# path's: unknown/revoked key (no token taken), per-key rate limit, replay, suppression,
+# then the team (pause, bulk score, team bucket, daily cap: charged per recipient only
+# when the message is queued). The hand-over itself is kibamail.intake's queue_submission.
 _SEND_LUA = (
     TOKEN_BUCKET_LUA
+    + TEAM_BUDGET_LUA
     + QUEUE_SUBMISSION_LUA
     + """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return {3, '0', 0, ''} end
@@ -49,18 +55,27 @@ local allowed, tokens = take_token(KEYS[2], tonumber(ARGV[2]), tonumber(ARGV[3])
 if allowed == 0 then return {4, tostring(tokens), 0, ''} end
 local first_use = 0
 if redis.call('SET', KEYS[3], '1', 'NX', 'EX', ARGV[4]) then first_use = 1 end
-local idem = #KEYS == 7
+local idem = #KEYS == 11
 if idem then
-  local stored = redis.call('GET', KEYS[7])
+  local stored = redis.call('GET', KEYS[11])
   if stored then return {2, tostring(tokens), first_use, stored} end
 end
 local suppressed = {}
-for i = 11, #ARGV do
+for i = 19, #ARGV do
   if redis.call('SISMEMBER', KEYS[4], ARGV[i]) == 1 then suppressed[#suppressed + 1] = ARGV[i] end
 end
 if #suppressed > 0 then return {1, tostring(tokens), first_use, cjson.encode(suppressed)} end
+local refused, why = team_refusal(KEYS[7], KEYS[8], tonumber(ARGV[14]), tonumber(ARGV[17]))
+if refused then
+  return {5, tostring(tokens), first_use, cjson.encode({refused, '0', 0, why})}
+end
+local status, team_tokens, used = take_team_budget(KEYS[9], KEYS[10], tonumber(ARGV[11]),
+  tonumber(ARGV[12]), tonumber(ARGV[13]), tonumber(ARGV[15]), tonumber(ARGV[18]))
+if status ~= 0 then
+  return {5, tostring(tokens), first_use, cjson.encode({status, tostring(team_tokens), used, ''})}
+end
 queue_submission(KEYS[5], KEYS[6], ARGV[5], ARGV[6], ARGV[7], ARGV[8])
-if idem then redis.call('SET', KEYS[7], ARGV[9], 'EX', ARGV[10]) end
+if idem then redis.call('SET', KEYS[11], ARGV[9], 'EX', ARGV[10]) end
 return {0, tostring(tokens), first_use, ''}
 """
 )
@@ -83,6 +98,7 @@ class SendOutcome:
     tokens: float
     first_use: bool
     detail: bytes
+    team: BudgetResult | None = None  # the team's refusal (outcome TEAM_REFUSED)
 
 
 async def key_record(state: AppState, key_hash: str) -> KeyRecord | None:
@@ -125,7 +141,9 @@ async def send_in_one_trip(
         last_used_key(key.key_hash),
         RedisKeys.suppression(message.team_id),
         *record.keys(),
+        *budget_keys(message.team_id),
     ]
+    cost = len(message.recipients)
     args: list[Any] = [
         key.raw,
         limiter.rate,
@@ -134,6 +152,9 @@ async def send_in_one_trip(
         *record.args(),
         claim.record({"id": message.message_id, "status": "queued"}) if claim else b"",
         IDEMPOTENCY_TTL_SECONDS,
+        *budget_args(
+            state.settings.sending, cost, check_team=True, check_bulk=True, take_rate=True
+        ),
         *(r.lower() for r in message.recipients),
     ]
     if claim is not None:
@@ -141,4 +162,7 @@ async def send_in_one_trip(
     if state.hot_send_script is None:
         state.hot_send_script = ScriptBatcher(state.redis, _SEND_LUA)
     outcome, tokens, first_use, detail = await state.hot_send_script(keys, args)
-    return SendOutcome(int(outcome), float(tokens), bool(first_use), detail or b"")
+    team = None
+    if int(outcome) == TEAM_REFUSED:
+        team = BudgetResult.parse(orjson.loads(detail), cost)
+    return SendOutcome(int(outcome), float(tokens), bool(first_use), detail or b"", team)

@@ -7,11 +7,11 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from api.deps import DbDep, StateDep, TeamCampaigns, TeamContentWrite, TeamLaunch
 from api.errors import ApiError
-from api.models import Broadcast, ContactList, Domain
+from api.models import Broadcast, Contact, ContactList, Domain
 from api.routers.pagination import Cursor, Limit, paginate
 from api.schemas import EmailAddress, SafeLine
 from api.services import broadcast_lifecycle as lifecycle
@@ -161,7 +161,13 @@ def launch(
     )
     if verified is None:
         raise ApiError(422, f"sender domain {domain!r} is not verified", "domain_not_verified")
-    lifecycle.launch(state, row, body.send_at)
+    # Charged at launch: the contacts the fan-out will mail count against the daily cap.
+    recipients = db.scalar(
+        select(func.count())
+        .select_from(Contact)
+        .where(Contact.list_id == row.list_id, Contact.status == "subscribed")
+    )
+    lifecycle.launch(state, row, body.send_at, int(recipients or 0))
     return _out(row, state)
 
 

@@ -11,6 +11,7 @@ from api.deps import StateDep, TeamSend
 from api.errors import ApiError, field_path
 from api.schemas import EmailIn
 from api.services.idempotency import IdempotencyClaim
+from api.services.ratelimit import charge_team
 from api.services.send_time import in_future
 from api.services.sending import cancel_scheduled, enqueue, prepare, send_now
 from api.state import AppState
@@ -58,6 +59,11 @@ async def send_email(
 
         async def schedule() -> dict[str, Any]:
             message, mapping = await prepare(state, team.team_id, email)
+            # Charged at acceptance: the team's budget covers what it was promised.
+            cost = len(message.recipients)
+            await charge_team(
+                state.redis, team.team_id, state.settings.sending, cost, transactional=True
+            )
             status = await enqueue(state, message, mapping, email.send_at)
             return {"id": message.message_id, "status": status}
 
@@ -114,6 +120,12 @@ async def send_batch(
     async def work() -> dict[str, Any]:
         # Prepare all first: one bad email refuses the whole batch before anything is queued.
         prepared = [await prepare(state, team.team_id, email) for email in parsed]
+        # The whole batch is charged at once (every message x recipient, scheduled ones
+        # included): either all of it fits the team's budget or 429 and nothing is queued.
+        cost = sum(len(message.recipients) for message, _ in prepared)
+        await charge_team(
+            state.redis, team.team_id, state.settings.sending, cost, transactional=True
+        )
         data = []
         for (message, mapping), email in zip(prepared, parsed, strict=True):
             status = await enqueue(state, message, mapping, email.send_at)

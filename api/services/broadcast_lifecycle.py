@@ -15,7 +15,11 @@ from api.errors import ApiError
 from api.jobs.broadcast_fanout import SEND_BROADCAST, progress_key, requeue_parked
 from api.jobs.queue import JOB_STREAM, encode_job
 from api.models import Broadcast
+from api.services.ratelimit import team_refusal
 from api.state import AppState
+from kibamail import team_budget
+from kibamail.redis_keys import RedisKeys
+from kibamail.team_budget import TEAM_BUDGET_LUA
 
 log = logging.getLogger(__name__)
 
@@ -29,10 +33,77 @@ redis.call('XADD', KEYS[3], '*', 'kind', ARGV[2], 'payload', ARGV[3])
 return 1
 """
 
+# Reserve a broadcast's recipients in today's team counter at launch (kibamail.team_budget;
+# daily cap and pause only: broadcasts are marketing, paced by the job queue and the MTA,
+# so neither the per-second bucket nor the transactional bulk gate applies). A re-launch
+# of a scheduled broadcast first gives its earlier reservation back. A refusal changes
+# nothing. KEYS: budget_keys(), progress hash, earlier reservation's day counter.
+# ARGV: budget_args() (8), earlier reservation, today (YYYYMMDD).
+_RESERVE_LUA = (
+    TEAM_BUDGET_LUA
+    + """
+local refused, why = team_refusal(KEYS[1], KEYS[2], 0, 0)
+if refused then return {refused, '0', 0, why} end
+local old = tonumber(ARGV[9])
+local credit = old > 0 and redis.call('EXISTS', KEYS[6]) == 1
+if credit then redis.call('DECRBY', KEYS[6], old) end
+local status, tokens, used = take_team_budget(KEYS[3], KEYS[4], tonumber(ARGV[1]),
+  tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[5]), 0)
+if status ~= 0 then
+  if credit then redis.call('INCRBY', KEYS[6], old) end
+  return {status, tostring(tokens), used, ''}
+end
+redis.call('HSET', KEYS[5], 'reserved', ARGV[5], 'reserved_day', ARGV[10])
+return {0, tostring(tokens), used, ''}
+"""
+)
 
-def launch(state: AppState, broadcast: Broadcast, send_at: datetime | None) -> None:
+# Give a scheduled broadcast's reservation back (cancelled before it was released).
+# KEYS: progress hash, the reservation's day counter.
+_RELEASE_RESERVATION_LUA = """
+local reserved = tonumber(redis.call('HGET', KEYS[1], 'reserved') or '0') or 0
+redis.call('HDEL', KEYS[1], 'reserved', 'reserved_day')
+if reserved > 0 and redis.call('EXISTS', KEYS[2]) == 1 then
+  redis.call('DECRBY', KEYS[2], reserved)
+end
+return reserved
+"""
+
+
+def reserve_recipients(state: AppState, broadcast: Broadcast, recipients: int) -> None:
+    """Charge the broadcast's recipients to the team's daily cap, or refuse the launch:
+    429 daily_cap_reached (it does not fit what is left today), 422 exceeds_daily_cap
+    (larger than the whole cap), 429 team_paused. The fan-out hands over at most
+    `reserved` contacts (the progress hash) without charging again."""
+    redis = state.sync_redis
+    limits = state.settings.sending
+    progress_hash = progress_key(broadcast.id)
+    earlier = redis.hmget(progress_hash, "reserved", "reserved_day")
+    old, old_day = int(earlier[0] or 0), (earlier[1] or b"").decode()
+    today = team_budget.utc_day()
+    keys = [
+        *team_budget.budget_keys(broadcast.team_id, today),
+        progress_hash,
+        RedisKeys.team_daily_sent(broadcast.team_id, old_day or today),
+    ]
+    args = team_budget.budget_args(
+        limits, recipients, check_team=True, check_bulk=False, take_rate=False
+    )
+    answer = redis.eval(_RESERVE_LUA, len(keys), *keys, *args, old, today)
+    result = team_budget.BudgetResult.parse(answer, recipients)
+    if result.status != team_budget.OK:
+        error = team_refusal(result, limits)
+        error.message = f"broadcast of {recipients} recipients refused at launch: {error.message}"
+        raise error
+
+
+def launch(
+    state: AppState, broadcast: Broadcast, send_at: datetime | None, recipients: int = 0
+) -> None:
+    """Start (or schedule) a broadcast to `recipients` contacts, charged at launch."""
     if broadcast.status not in {"draft", "scheduled"}:
         raise ApiError(409, f"a {broadcast.status} broadcast cannot be launched")
+    reserve_recipients(state, broadcast, recipients)
     redis = state.sync_redis
     when = send_at.astimezone(UTC).replace(tzinfo=None) if send_at and send_at.tzinfo else send_at
     broadcast.launched_at = utcnow()
@@ -75,7 +146,11 @@ def cancel(state: AppState, broadcast: Broadcast) -> None:
         raise ApiError(409, f"a {broadcast.status} broadcast cannot be cancelled")
     broadcast.status = "cancelled"
     redis = state.sync_redis
-    redis.zrem(SCHEDULED_BROADCASTS, broadcast.id)
+    if redis.zrem(SCHEDULED_BROADCASTS, broadcast.id):  # never released: nothing handed over
+        day = (redis.hget(progress_key(broadcast.id), "reserved_day") or b"").decode()
+        if day:
+            counter = RedisKeys.team_daily_sent(broadcast.team_id, day)
+            redis.eval(_RELEASE_RESERVATION_LUA, 2, progress_key(broadcast.id), counter)
     redis.hset(progress_key(broadcast.id), "status", "cancelled")
     redis.delete(f"{progress_key(broadcast.id)}:parked")
 

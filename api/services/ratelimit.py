@@ -13,7 +13,11 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from api.errors import ApiError
+from kibamail import team_budget
 from kibamail.redis_keys import RedisKeys
+from kibamail.settings import SendingLimits
+from kibamail.team_budget import BudgetResult
 
 LAST_USED_RESOLUTION_SECONDS = 60
 
@@ -100,3 +104,84 @@ class ApiKeyLimiter:
             first_use=bool(first_use),
             cached_key=cached or None,
         )
+
+
+# The team's send budget (kibamail.team_budget): what matters across a team's API keys,
+# SMTP credentials, batches and broadcasts. The per-key bucket above stays as an extra
+# limit. Refusals mirror the MTA: a paused team is refused for now (SMTP 451 -> 429 with
+# Retry-After), a bulk-scored team's transactional mail is refused (SMTP 550 -> 403).
+PAUSED_RETRY_SECONDS = 300  # the MTA's default held_retry_seconds: when to look again
+
+
+def team_refusal(result: BudgetResult, limits: SendingLimits) -> ApiError:
+    """The ApiError for a refused team charge (429/403/422, readable, RateLimit-*)."""
+    cost = result.cost
+    if result.status == team_budget.PAUSED:
+        reason = team_budget.pause_reason(result.detail)
+        return ApiError(
+            429,
+            f"sending is paused for this team: {reason}",
+            "team_paused",
+            headers={"Retry-After": str(PAUSED_RETRY_SECONDS)},
+        )
+    if result.status == team_budget.BULK:
+        return ApiError(
+            403,
+            "bulk-like traffic on the transactional stream (team bulk score "
+            f"{result.detail} > {limits.bulk_max_score}); send it as a broadcast",
+            "bulk_traffic",
+        )
+    if result.status == team_budget.OVER_BURST:
+        return ApiError(
+            422,
+            f"this request needs {cost} sends (messages x recipients), more than the team's "
+            f"burst of {limits.burst}; split it",
+            "exceeds_team_burst",
+        )
+    if result.status == team_budget.OVER_DAILY_CAP:
+        return ApiError(
+            422,
+            f"this request needs {cost} sends (messages x recipients), more than the team's "
+            f"daily cap of {limits.per_day}",
+            "exceeds_daily_cap",
+        )
+    if result.status == team_budget.DAILY_CAP:
+        reset = team_budget.seconds_to_utc_midnight()
+        left = max(0, limits.per_day - result.used)
+        return ApiError(
+            429,
+            f"daily sending cap reached: {result.used} of {limits.per_day} recipients used "
+            f"today (UTC), {left} left, this needs {cost}",
+            "daily_cap_reached",
+            headers={
+                "RateLimit-Limit": str(limits.per_day),
+                "RateLimit-Remaining": str(left),
+                "RateLimit-Reset": str(reset),
+                "RateLimit-Policy": f"{limits.per_day};w=86400",
+                "Retry-After": str(reset),
+            },
+        )
+    assert result.status == team_budget.RATE_LIMITED, result
+    rate, burst, tokens = limits.per_second, limits.burst, result.tokens
+    return ApiError(
+        429,
+        f"team sending rate exceeded: this needs {cost} sends, {math.floor(tokens)} available "
+        f"(the team's budget, shared by all its API keys and SMTP: {rate:g}/s, burst {burst})",
+        "rate_limited",
+        headers={
+            "RateLimit-Limit": str(burst),
+            "RateLimit-Remaining": str(max(0, math.floor(tokens))),
+            "RateLimit-Reset": str(max(1, math.ceil((burst - tokens) / rate))),
+            "RateLimit-Policy": f"{burst};w={max(1, math.ceil(burst / rate))}",
+            "Retry-After": str(max(1, math.ceil((cost - tokens) / rate))),
+        },
+    )
+
+
+async def charge_team(
+    redis: Any, team_id: str, limits: SendingLimits, cost: int, *, transactional: bool
+) -> None:
+    """Charge `cost` recipients to the team's budget or raise the refusal (nothing taken)."""
+    result = await team_budget.charge(redis, team_id, limits, cost, check_bulk=transactional)
+    if result.status != team_budget.OK:
+        raise team_refusal(result, limits)

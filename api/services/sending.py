@@ -21,6 +21,7 @@ from api.models import Domain, Template
 from api.schemas import EmailIn
 from api.services.idempotency import TTL_SECONDS as IDEMPOTENCY_TTL_SECONDS
 from api.services.idempotency import IdempotencyClaim, stored_response
+from api.services.ratelimit import team_refusal
 from api.services.rendering import (
     Attachment,
     Draft,
@@ -32,6 +33,7 @@ from api.services.rendering import (
 )
 from api.services.templating import render_template
 from api.state import AppState
+from kibamail import team_budget
 from kibamail.contracts import MessageMapping, OutboundMessage, TrafficKind
 from kibamail.intake import (
     MAPPING_TTL_SECONDS,
@@ -40,6 +42,7 @@ from kibamail.intake import (
     submit_async,
 )
 from kibamail.redis_keys import RedisKeys
+from kibamail.team_budget import TEAM_BUDGET_LUA
 
 log = logging.getLogger(__name__)
 
@@ -201,23 +204,31 @@ async def prepare(
 
 
 # One round trip for an immediate send: idempotency claim (optional), suppression check,
-# then kibamail.intake's hand-over. KEYS: suppression, mapping, stream, [idempotency].
-# ARGV: mapping JSON, mapping TTL, meta, data, idempotency record, its TTL, recipients...
+# the team's pause/bulk gate and send budget (kibamail.team_budget, per recipient), then
+# kibamail.intake's hand-over. KEYS: suppression, mapping, stream, team pause flag, bulk
+# score, team bucket, team day counter, [idempotency]. ARGV: mapping JSON, mapping TTL,
+# meta, data, idempotency record, its TTL, budget_args (8), recipients...
 _SEND_NOW_LUA = (
-    QUEUE_SUBMISSION_LUA
+    TEAM_BUDGET_LUA
+    + QUEUE_SUBMISSION_LUA
     + """
-local idem = #KEYS == 4
+local idem = #KEYS == 8
 if idem then
-  local stored = redis.call('GET', KEYS[4])
+  local stored = redis.call('GET', KEYS[8])
   if stored then return {2, stored} end
 end
 local suppressed = {}
-for i = 7, #ARGV do
+for i = 15, #ARGV do
   if redis.call('SISMEMBER', KEYS[1], ARGV[i]) == 1 then suppressed[#suppressed + 1] = ARGV[i] end
 end
 if #suppressed > 0 then return {1, cjson.encode(suppressed)} end
+local refused, why = team_refusal(KEYS[4], KEYS[5], tonumber(ARGV[10]), tonumber(ARGV[13]))
+if refused then return {3, cjson.encode({refused, '0', 0, why})} end
+local status, tokens, used = take_team_budget(KEYS[6], KEYS[7], tonumber(ARGV[7]),
+  tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[11]), tonumber(ARGV[14]))
+if status ~= 0 then return {3, cjson.encode({status, tostring(tokens), used, ''})} end
 queue_submission(KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3], ARGV[4])
-if idem then redis.call('SET', KEYS[4], ARGV[5], 'EX', ARGV[6]) end
+if idem then redis.call('SET', KEYS[8], ARGV[5], 'EX', ARGV[6]) end
 return {0, ''}
 """
 )
@@ -230,14 +241,23 @@ async def send_now(
     claim: IdempotencyClaim | None = None,
 ) -> tuple[dict[str, Any], bool]:
     """Queue for the MTA now; returns (response, replayed): a replay returns the stored
-    response and queues nothing. A suppressed recipient raises 422 and stores nothing."""
+    response and queues nothing. A suppressed recipient raises 422, a team refusal (paused,
+    bulk-scored, over its send budget) 429/403; either stores and charges nothing."""
     response = {"id": message.message_id, "status": "queued"}
     record = submission_record(message, mapping)
-    keys = [RedisKeys.suppression(message.team_id), *record.keys()]
+    keys = [
+        RedisKeys.suppression(message.team_id),
+        *record.keys(),
+        *team_budget.budget_keys(message.team_id),
+    ]
+    cost = len(message.recipients)
     args: list[Any] = [
         *record.args(),
         claim.record(response) if claim else b"",
         IDEMPOTENCY_TTL_SECONDS,
+        *team_budget.budget_args(
+            state.settings.sending, cost, check_team=True, check_bulk=True, take_rate=True
+        ),
         *(r.lower() for r in message.recipients),
     ]
     if claim is not None:
@@ -251,6 +271,9 @@ async def send_now(
     if outcome == 1:
         lowered = set(orjson.loads(detail))
         raise suppressed_error([r for r in message.recipients if r.lower() in lowered])
+    if outcome == 3:
+        refused = team_budget.BudgetResult.parse(orjson.loads(detail), cost)
+        raise team_refusal(refused, state.settings.sending)
     return response, False
 
 
