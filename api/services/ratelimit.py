@@ -5,6 +5,9 @@ before the handler: refill and take a token (rate and burst from `ApiSettings`; 
 clock is Redis's own TIME, so every API process and host agrees), read the cached
 API-key record (a revocation is seen on the next request), and the set-if-absent
 marker that throttles `last_used_at` writes to one per minute per key.
+
+Below it, the refusals of the team's send budget (kibamail.team_budget), the limit that
+holds across all of a team's keys and intakes.
 """
 
 from __future__ import annotations
