@@ -55,6 +55,8 @@ class AppState:
     )
     # API-key hash -> api.fastpath.send_script.KeyRecord; checked against Redis on every send.
     api_key_records: dict[str, Any] = field(default_factory=dict)
+    # api.services.event_producer.EventOutbox (tracking events), created on first hit.
+    event_outbox: Any = None
 
     def warehouse(self) -> Any:
         """The shared ClickHouse client, created on first use (no per-client session, so

@@ -100,6 +100,10 @@ class RedisKeys:
     # Durable outbox of events (fields: topic, key, value) drained to Kafka.
     EVENT_OUTBOX: ClassVar[str] = "mta:outbox"
     EVENT_OUTBOX_GROUP: ClassVar[str] = "mta-outbox"
+    # The API's tracking events (opens, clicks, unsubscribes), XADDed before the hit is
+    # answered, drained to Kafka by `kibamail api outbox` (kibamail.outbox).
+    API_EVENT_OUTBOX: ClassVar[str] = "api:outbox"
+    API_EVENT_OUTBOX_GROUP: ClassVar[str] = "api-outbox"
 
     @staticmethod
     def retry_job(job_id: str) -> str:

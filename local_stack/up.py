@@ -18,7 +18,8 @@ from .stack import ServiceSpec, Stack, StackError
 
 # Stop order: consumers and producers before the services they talk to.
 STOP_ORDER = [
-    "dagster", "flink", "pipelines", "mta", "api", "testnet", "warehouse", "kafka", "redis",
+    "dagster", "flink", "pipelines", "mta", "api", "api-outbox", "testnet", "warehouse",
+    "kafka", "redis",
 ]  # fmt: skip
 
 LOCAL_DNS_PORT = 10053
@@ -65,9 +66,32 @@ def testnet_spec(settings: Settings, options: TestnetOptions) -> ServiceSpec:
     return spec
 
 
+def api_outbox_spec(settings: Settings) -> ServiceSpec:
+    """`kibamail api outbox`: healthy once its consumer group on the API outbox exists."""
+    from kibamail.redis_keys import RedisKeys
+
+    def healthy() -> bool:
+        import redis
+
+        client = redis.Redis.from_url(settings.redis.url, socket_timeout=1)
+        try:
+            groups = client.xinfo_groups(RedisKeys.API_EVENT_OUTBOX)
+        except redis.ResponseError:  # no stream yet: the publisher has not started
+            return False
+        finally:
+            client.close()
+        wanted = RedisKeys.API_EVENT_OUTBOX_GROUP.encode()
+        return any(group["name"] == wanted for group in groups)
+
+    spec = kibamail_spec(settings, "api-outbox", ["api", "outbox"], 0)
+    spec.ports, spec.health = [], healthy
+    return spec
+
+
 def app_specs(settings: Settings) -> dict[str, ServiceSpec]:
     specs = {
         "api": kibamail_spec(settings, "api", ["api"], settings.api.port, "/healthz"),
+        "api-outbox": api_outbox_spec(settings),
         "mta": kibamail_spec(settings, "mta", ["mta"], settings.mta.metrics_port, "/metrics"),
         "pipelines": kibamail_spec(
             settings, "pipelines", ["pipelines"], settings.pipelines.metrics_port, "/metrics"
@@ -110,7 +134,10 @@ def start_stack(
         if with_app:
             stack.start(testnet_spec(settings, testnet or TestnetOptions()))
             specs = app_specs(settings)
-            for name in apps or list(specs):
+            names = list(apps or specs)
+            if "api" in names and "api-outbox" not in names:  # tracking events need it
+                names.insert(names.index("api") + 1, "api-outbox")
+            for name in names:
                 stack.start(specs[name])
     except StackError:
         stack.stop_all(order=STOP_ORDER)

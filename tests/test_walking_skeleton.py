@@ -32,10 +32,10 @@ def running_platform(
         up.testnet_spec(test_settings, up.TestnetOptions(defer_share=0.0, bounce_share=0.0))
     )
     specs = up.app_specs(test_settings)
-    for name in ("api", "mta", "pipelines"):
+    for name in ("api", "api-outbox", "mta", "pipelines"):
         test_stack.start(specs[name])
     yield test_settings
-    for name in ("pipelines", "mta", "api", "testnet"):
+    for name in ("pipelines", "mta", "api", "api-outbox", "testnet"):
         test_stack.stop(name)
 
 

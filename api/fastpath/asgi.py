@@ -36,6 +36,7 @@ from api.fastpath.send_script import (
 from api.routers.tracking import NO_CACHE_HEADERS, PIXEL_GIF, click_event, open_event
 from api.schemas import EmailIn
 from api.services.accounts import touch_api_key
+from api.services.event_producer import event_outbox
 from api.services.idempotency import IdempotencyClaim, stored_response
 from api.services.ratelimit import RateDecision, team_refusal
 from api.services.security import sha256_hex
@@ -80,14 +81,14 @@ class HotPaths:
                 return
             if method == "GET" and path.startswith("/t/o/"):
                 scope["route"] = _OPEN_ROUTE
-                if self._open(scope, path[5:]):
+                if await self._open(scope, path[5:]):
                     await send(_PIXEL_START)
                     await send(_PIXEL_BODY)
                     return
                 del scope["route"]
             elif method == "GET" and path.startswith("/t/c/"):
                 scope["route"] = _CLICK_ROUTE
-                url = self._click(scope, path[5:])
+                url = await self._click(scope, path[5:])
                 if url is not None:
                     response = RedirectResponse(url, 302, headers={"Cache-Control": _NO_CACHE})
                     await response(scope, receive, send)
@@ -108,23 +109,23 @@ class HotPaths:
             await self.app(scope, _replay(body, receive), send)
 
     @staticmethod
-    def _open(scope: Scope, token: str) -> bool:
+    async def _open(scope: Scope, token: str) -> bool:
         state: AppState = scope["app"].state.km
         try:
             event = open_event(state.signer, token, *_client(scope))
         except ApiError:  # forged or odd: the FastAPI route answers it
             return False
-        state.producer.produce(Topic.EMAIL_OPENS, event, key=event.message_id)
+        await event_outbox(state).add(Topic.EMAIL_OPENS, event, key=event.message_id)
         return True
 
     @staticmethod
-    def _click(scope: Scope, token: str) -> str | None:
+    async def _click(scope: Scope, token: str) -> str | None:
         state: AppState = scope["app"].state.km
         try:
             event = click_event(state.signer, token, *_client(scope))
         except ApiError:
             return None
-        state.producer.produce(Topic.EMAIL_CLICKS, event, key=event.message_id)
+        await event_outbox(state).add(Topic.EMAIL_CLICKS, event, key=event.message_id)
         return event.url
 
 

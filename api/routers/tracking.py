@@ -1,4 +1,5 @@
-"""Tracking hits: answered at once, each produced to Kafka (never waits on ClickHouse)."""
+"""Tracking hits: each is in the durable API outbox (one XADD) before it is answered; the
+outbox publisher takes it to Kafka (never waits on Kafka or ClickHouse)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from fastapi.responses import RedirectResponse, Response
 
 from api.deps import StateDep
 from api.errors import ApiError
+from api.services.event_producer import event_outbox
 from api.services.rendering import CLICK_PURPOSE, OPEN_PURPOSE
 from api.services.security import Signer, TokenError
 from kibamail.contracts import EmailClickEvent, EmailOpenEvent, Topic
@@ -57,12 +59,12 @@ def click_event(signer: Signer, token: str, ip: str, user_agent: str) -> EmailCl
 @router.get("/o/{token}", summary="Open pixel", response_class=Response)
 async def open_pixel(token: str, request: Request, state: StateDep) -> Response:
     event = open_event(state.signer, token, *_client(request))
-    state.producer.produce(Topic.EMAIL_OPENS, event, key=event.message_id)
+    await event_outbox(state).add(Topic.EMAIL_OPENS, event, key=event.message_id)
     return Response(PIXEL_GIF, media_type="image/gif", headers=NO_CACHE_HEADERS)
 
 
 @router.get("/c/{token}", summary="Click redirect", response_class=RedirectResponse)
 async def click(token: str, request: Request, state: StateDep) -> RedirectResponse:
     event = click_event(state.signer, token, *_client(request))
-    state.producer.produce(Topic.EMAIL_CLICKS, event, key=event.message_id)
+    await event_outbox(state).add(Topic.EMAIL_CLICKS, event, key=event.message_id)
     return RedirectResponse(event.url, status_code=302, headers=NO_CACHE_HEADERS)

@@ -17,6 +17,7 @@ from api.db import utcnow
 from api.deps import StateDep
 from api.errors import ApiError
 from api.models import Contact
+from api.services.event_producer import add_to_outbox_sync
 from api.services.rendering import UNSUBSCRIBE_PURPOSE
 from api.services.security import TokenError
 from kibamail.contracts import Topic, UnsubscribeEvent
@@ -51,7 +52,7 @@ def _unsubscribe(state: StateDep, token: str, method: str) -> str:
     event = UnsubscribeEvent(
         team_id=team_id, message_id=message_id, contact_id=contact_id, email=email, method=method
     )
-    state.producer.produce(Topic.UNSUBSCRIBES, event, key=team_id)
+    add_to_outbox_sync(state.sync_redis, Topic.UNSUBSCRIBES, event, key=team_id)
     return email
 
 

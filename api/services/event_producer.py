@@ -1,8 +1,15 @@
-"""The API's one Kafka producer: fire-and-forget with a bounded local buffer.
+"""How the API hands events over: tracking hits through the durable outbox, the rest to Kafka.
 
-Tracking hits are answered at once; librdkafka batches and retries in the
-background (idempotent producer). A poll thread serves delivery reports. If the
-buffer is full we wait briefly for it to drain rather than drop the event.
+Opens, clicks and unsubscribes (``EventOutbox``): one XADD to
+``RedisKeys.API_EVENT_OUTBOX`` before the hit is answered, so an answered hit is never
+lost to a crash of the API or of Kafka; ``kibamail api outbox`` (api/outbox_worker.py)
+publishes the entries to Kafka with broker acks. Concurrent hits share one pipeline round
+trip (``PipelineBatcher``), like the send path's auto-pipelining.
+
+``EventProducer``: the direct Kafka producer still used by the other events (domain
+checks): fire-and-forget with a bounded local buffer; librdkafka batches and retries in
+the background (idempotent producer), a poll thread serves delivery reports, and a full
+buffer is waited on briefly rather than dropping the event.
 """
 
 from __future__ import annotations
@@ -16,6 +23,9 @@ from prometheus_client import Counter
 
 from kibamail.clients import kafka_producer_config
 from kibamail.contracts import Event, Topic, serialize
+from kibamail.outbox import add_to_outbox, outbox_fields
+from kibamail.redis_batching import PipelineBatcher
+from kibamail.redis_keys import RedisKeys
 from kibamail.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -27,6 +37,31 @@ EVENTS_FAILED = Counter(
 
 BUFFER_MESSAGES = 200_000
 FULL_BUFFER_WAIT_SECONDS = 2.0
+
+
+class EventOutbox:
+    """Tracking events into the API outbox: ``await outbox.add(...)`` returns once Redis
+    holds the event (one XADD, auto-pipelined with the other hits of this loop turn)."""
+
+    def __init__(self, redis: Any) -> None:
+        self._batcher = PipelineBatcher(redis, transaction=False)
+
+    async def add(self, topic: Topic, event: Event, key: str) -> None:
+        fields = outbox_fields(topic, key, event)
+        await self._batcher.run(lambda pipe: pipe.xadd(RedisKeys.API_EVENT_OUTBOX, fields))
+
+
+def event_outbox(state: Any) -> EventOutbox:
+    """The app's EventOutbox (``AppState.event_outbox``), created on first use."""
+    outbox: EventOutbox | None = state.event_outbox
+    if outbox is None:
+        outbox = state.event_outbox = EventOutbox(state.redis)
+    return outbox
+
+
+def add_to_outbox_sync(sync_redis: Any, topic: Topic, event: Event, key: str) -> None:
+    """The same hand-over from threadpool code (a sync Redis client)."""
+    add_to_outbox(sync_redis, topic, key, event, stream=RedisKeys.API_EVENT_OUTBOX)
 
 
 class EventProducer:

@@ -1,0 +1,177 @@
+"""Durable event outboxes: events are XADDed to a Redis stream, a publisher drains it to Kafka.
+
+Nobody who records an event waits on Kafka, and nobody loses one to a crash: the event is
+in Redis (durable as ``RedisSettings.durability`` says) before the caller answers. The
+MTA writes status events in the MULTI that acknowledges its queue entry
+(``RedisKeys.EVENT_OUTBOX``); the API writes tracking hits before it answers them
+(``RedisKeys.API_EVENT_OUTBOX``). ``OutboxPublisher`` drains one outbox with a consumer
+group (entries of a dead process are reclaimed), hands batches to confluent-kafka and
+acknowledges (XACK + XDEL) outbox entries only after Kafka confirmed them. While the broker
+is down the outbox simply grows in Redis.
+
+At-least-once: a publisher killed between Kafka's ack and its XACK publishes those
+entries again. The serialized event (its ``event_id`` included) is what the outbox holds,
+so a republish repeats the same ids and the sinks' ReplacingMergeTree collapses them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from pydantic import BaseModel
+
+from kibamail.contracts import Topic, serialize
+from kibamail.redis_keys import RedisKeys
+from kibamail.settings import Settings
+
+log = logging.getLogger(__name__)
+
+Entry = tuple[bytes, dict[bytes, bytes]]
+
+
+def outbox_fields(topic: Topic, key: str, event: BaseModel) -> dict[str, bytes]:
+    return {"topic": topic.value.encode(), "key": key.encode(), "value": serialize(event)}
+
+
+def add_to_outbox(
+    pipe: Any, topic: Topic, key: str, event: BaseModel, stream: str = RedisKeys.EVENT_OUTBOX
+) -> None:
+    """Queue one event on a (transactional) Redis pipeline, or any client with xadd."""
+    pipe.xadd(stream, outbox_fields(topic, key, event))
+
+
+def consumer_name() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+def _ignore(_value: int) -> None:
+    return None
+
+
+class OutboxPublisher:
+    """Drains one Redis outbox into Kafka (at-least-once; ids make it exactly-once rows)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        redis: Any,
+        *,
+        stream: str = RedisKeys.EVENT_OUTBOX,
+        group: str = RedisKeys.EVENT_OUTBOX_GROUP,
+        batch: int = 2000,
+        reclaim_idle_ms: int = 30_000,
+        on_depth: Callable[[int], None] = _ignore,
+        on_published: Callable[[int], None] = _ignore,
+    ) -> None:
+        from kibamail.clients import kafka_producer_config
+
+        self.redis = redis
+        self.stream = stream
+        self.group = group
+        self.batch = batch
+        self.reclaim_idle_ms = reclaim_idle_ms
+        self.on_depth = on_depth
+        self.on_published = on_published
+        self.consumer = consumer_name()
+        self.producer_config = kafka_producer_config(
+            settings,
+            **{"queue.buffering.max.messages": 100_000, "message.timeout.ms": 30_000},
+        )
+        self._producer: Any = None
+
+    async def ensure_group(self) -> None:
+        try:
+            await self.redis.xgroup_create(self.stream, self.group, id="0", mkstream=True)
+        except Exception as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    def _publish_blocking(self, entries: list[Entry]) -> list[bytes]:
+        """Produce and wait for acks (runs in a thread); returns the entry ids Kafka acked."""
+        from confluent_kafka import Producer
+
+        if self._producer is None:
+            self._producer = Producer(self.producer_config)
+        acked: list[bytes] = []
+
+        def on_delivery(err: Any, _msg: Any, entry_id: bytes) -> None:
+            if err is None:
+                acked.append(entry_id)
+
+        for entry_id, fields in entries:
+            while True:
+                try:
+                    self._producer.produce(
+                        fields[b"topic"].decode(),
+                        value=fields[b"value"],
+                        key=fields.get(b"key") or None,
+                        on_delivery=lambda err, msg, eid=entry_id: on_delivery(err, msg, eid),
+                    )
+                    break
+                except BufferError:
+                    self._producer.poll(0.5)
+        self._producer.flush(15)
+        return acked
+
+    async def _read(self, pending_first: bool) -> list[Entry]:
+        if pending_first:
+            result = await self.redis.xreadgroup(
+                self.group, self.consumer, {self.stream: "0"}, count=self.batch
+            )
+            entries: list[Entry] = result[0][1] if result else []
+            if entries:
+                return entries
+            claimed = await self.redis.xautoclaim(
+                self.stream,
+                self.group,
+                self.consumer,
+                self.reclaim_idle_ms,
+                "0-0",
+                count=self.batch,
+            )
+            if claimed[1]:
+                return [(eid, f) for eid, f in claimed[1] if f]
+        result = await self.redis.xreadgroup(
+            self.group, self.consumer, {self.stream: ">"}, count=self.batch, block=500
+        )
+        return result[0][1] if result else []
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await self.ensure_group()
+        pending_first = True
+        reclaim_every = 0
+        while not stop.is_set():
+            try:
+                entries = await self._read(pending_first or reclaim_every % 50 == 0)
+                if reclaim_every % 20 == 0:
+                    self.on_depth(await self.redis.xlen(self.stream))
+                reclaim_every += 1
+                if not entries:
+                    pending_first = False
+                    continue
+                entries = [(eid, f) for eid, f in entries if f]
+                acked = await asyncio.to_thread(self._publish_blocking, entries)
+                if acked:
+                    pipe = self.redis.pipeline(transaction=False)
+                    pipe.xack(self.stream, self.group, *acked)
+                    pipe.xdel(self.stream, *acked)
+                    await pipe.execute()
+                    self.on_published(len(acked))
+                pending_first = len(acked) < len(entries)
+                if pending_first:
+                    log.warning("kafka acked %d of %d events; retrying", len(acked), len(entries))
+                    await asyncio.sleep(1.0)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("outbox publisher error; retrying")
+                pending_first = True
+                await asyncio.sleep(1.0)
+        if self._producer is not None:
+            await asyncio.to_thread(self._producer.flush, 5)
