@@ -1,7 +1,8 @@
 """API benchmarks: POST /v1/emails vs a bare FastAPI endpoint, tracking pixel, fan-out.
 
-``python -m bench.api [--requests N] [--connections C] [--workers W] [--contacts K]``
-starts its own Redis (AOF on, the MTA queue) and Tansu broker on free loopback ports,
+``python -m bench.api [--requests N] [--connections C] [--workers W] [--contacts K]
+[--redis-fsync always everysec]`` starts its own Redis (AOF on, the MTA queue; appendfsync
+always unless told) and Tansu broker on free loopback ports,
 then measures, in the same run and on the same uvicorn setup:
 
 1. ``POST /v1/emails`` (realistic HTML+text payload, API-key auth, domain and
@@ -9,7 +10,7 @@ then measures, in the same run and on the same uvicorn setup:
    FastAPI endpoint taking the same JSON body -> req/s of each and the ratio;
 2. p50/p99 latency of ``POST /v1/emails`` paced at 1,000 req/s (open loop: latency from
    each request's due time);
-3. the open-tracking pixel (signed token, event produced to Kafka) in req/s;
+3. the open-tracking pixel (signed token, event XADDed to the API outbox) in req/s;
 4. broadcast fan-out: K contacts turned into queued SendBroadcastToContact jobs.
 
 Each figure comes with the server's CPU-seconds per request (uvicorn supervisor and
@@ -240,6 +241,11 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--workers", type=int, default=2)  # "on 2 cores"
     parser.add_argument("--contacts", type=int, default=100_000)
+    # Redis appendfsync for the run (always = the shipped, durable config); give both to
+    # compare them in one invocation (one JSON line, figures keyed by the setting).
+    parser.add_argument(
+        "--redis-fsync", nargs="+", choices=["always", "everysec"], default=["always"]
+    )
     args = parser.parse_args()
     if args.serve:
         serve(args.serve)
@@ -250,10 +256,16 @@ def main() -> None:
         uvloop.install()
     except ImportError:
         pass
-    print(json.dumps(run_bench(args)))
+    if len(args.redis_fsync) == 1:
+        print(
+            json.dumps({**run_bench(args, args.redis_fsync[0]), "redis_fsync": args.redis_fsync[0]})
+        )
+        return
+    runs = {fsync: run_bench(args, fsync) for fsync in args.redis_fsync}
+    print(json.dumps({"bench": "api", "redis_fsync": runs}))
 
 
-def run_bench(args: argparse.Namespace) -> dict[str, Any]:
+def run_bench(args: argparse.Namespace, redis_fsync: str = "always") -> dict[str, Any]:
     from api.bootstrap import create_team_with_key
     from api.services.rendering import OPEN_PURPOSE
     from api.services.security import Signer
@@ -277,7 +289,7 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
     env = {**os.environ, **settings_to_env(settings)}
     port = settings.api.port
     try:
-        redis_pid = stack.start(redis_spec(settings, durable=True))
+        redis_pid = stack.start(redis_spec(settings, durable=True, appendfsync=redis_fsync))
         stack.start(kafka_spec(settings))
         ensure_topics(settings)
         domain = "bench.example.com"

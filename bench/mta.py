@@ -249,6 +249,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--workers", type=int, default=2, help="MTA processes in the end-to-end run"
     )
+    parser.add_argument(
+        "--redis-fsync",
+        nargs="+",
+        choices=["always", "everysec"],
+        default=["always"],
+        help="Redis appendfsync of the run (always: the shipped config); with several, "
+        "one more acceptance round on a Redis restarted with each",
+    )
     args = parser.parse_args(argv)
 
     state_dir = Path(tempfile.mkdtemp(prefix="kibamail-bench-mta-"))
@@ -265,9 +273,10 @@ def main(argv: list[str] | None = None) -> int:
         "benchmark": "mta",
         "messages": args.messages,
         "connections": args.connections,
+        "redis_fsync": args.redis_fsync[0],
     }
     try:
-        stack.start(redis_spec(settings, durable=True))
+        stack.start(redis_spec(settings, durable=True, appendfsync=args.redis_fsync[0]))
         stack.start(kafka_spec(settings))
         ensure_topics(settings)
 
@@ -298,6 +307,13 @@ def main(argv: list[str] | None = None) -> int:
         e2e = e2e_run(stack, settings, args)
         result["end_to_end"] = e2e
         result["e2e_target_met"] = e2e["msgs_per_s"] >= TARGET_E2E_RATE
+        if len(args.redis_fsync) > 1:  # the same acceptance round on each setting
+            by_fsync: dict[str, Any] = {}
+            for fsync in args.redis_fsync:
+                stack.stop("redis")
+                stack.start(redis_spec(settings, durable=True, appendfsync=fsync))
+                by_fsync[fsync] = kibamail_accept(stack, settings, args)
+            result["accept_by_redis_fsync"] = by_fsync
     finally:
         stack.stop_all(order=["mta", "testnet", "haraka", "kafka", "redis"])  # + workers
     print(json.dumps(result))
