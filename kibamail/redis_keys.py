@@ -130,3 +130,16 @@ class RedisKeys:
     def auth_failures(client_ip: str) -> str:
         """Counter of recent failed SMTP AUTH attempts from one IP (brute-force lockout)."""
         return f"authfail:{client_ip}"
+
+    @staticmethod
+    def login_failures(scope: str, subject: str) -> str:
+        """Counter of failed sign-in attempts in a fixed window (api.services.login_guard);
+        scope: password-account | password-ip | 2fa-account | 2fa-ip, subject: a sha256 of
+        the address, a user id or a client IP."""
+        return f"loginfail:{scope}:{subject}"
+
+    @staticmethod
+    def totp_used(user_id: str, step: int) -> str:
+        """Marker that a user's TOTP code of one 30 s time step was accepted (set-if-absent:
+        a code signs in once)."""
+        return f"totpused:{user_id}:{step}"

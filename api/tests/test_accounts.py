@@ -50,7 +50,7 @@ def test_totp_is_required_at_login_once_enabled_and_recovery_codes_work_once(
 ) -> None:
     email = _email()
     auth = signup(client, email)
-    enrol = client.post("/v1/auth/2fa/enroll", headers=auth).json()
+    enrol = client.post("/v1/auth/2fa/enroll", json={"password": PASSWORD}, headers=auth).json()
     assert enrol["otpauth_uri"].startswith("otpauth://totp/")
     totp = pyotp.TOTP(enrol["secret"])
     assert (
