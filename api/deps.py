@@ -3,7 +3,14 @@
 Every team-scoped endpoint depends on `require(action)`; it resolves the caller
 (session token or API key), the team (path `team_id`, or the API key's own team),
 the caller's role there, and refuses: unknown team or not a member -> 404 (no hint
-that the team exists), role lacks the action -> 403.
+that the team exists), role lacks the action -> 403. An API key acts with its ceiling
+role (its creator's role at creation) narrowed by its scope, never as more.
+
+The Redis copy of an API key's record (`RedisKeys.api_key`) exists only for a key that
+may send right now (its team's creator verified the address, its ceiling and scope allow
+emails:send), or as a `{"revoked": true}` negative entry: the send fast path
+(api.fastpath) serves only keys that have a record, so every other key takes the
+FastAPI route, which refuses it here.
 """
 
 from __future__ import annotations
@@ -20,9 +27,10 @@ from starlette.concurrency import run_in_threadpool
 
 from api.db import utcnow
 from api.errors import ApiError
-from api.models import ApiKey, ApiKeyScope, Membership, Role, User, UserSession
+from api.models import ApiKey, Membership, Role, User, UserSession
 from api.services.accounts import touch_api_key
-from api.services.rbac import SENDING_KEY_ACTIONS, Action, role_allows
+from api.services.email_verification import not_verified_error, team_sender_verified
+from api.services.rbac import Action, key_allows, role_allows
 from api.services.security import API_KEY_PREFIX, SESSION_PREFIX, sha256_hex
 from api.state import AppState
 from kibamail.redis_keys import RedisKeys
@@ -59,6 +67,8 @@ class Principal:
     api_key_id: str | None = None
     api_key_team_id: str | None = None
     api_key_scope: str | None = None
+    api_key_role: str | None = None
+    api_key_sender_verified: bool = False
 
 
 @dataclass(frozen=True)
@@ -73,7 +83,19 @@ def _lookup_api_key(state: AppState, key_hash: str) -> dict[str, Any] | None:
         key = session.scalar(select(ApiKey).where(ApiKey.key_hash == key_hash))
         if key is None or key.revoked_at is not None:
             return None
-        return {"id": key.id, "team_id": key.team_id, "scope": key.scope}
+        return {
+            "id": key.id,
+            "team_id": key.team_id,
+            "scope": key.scope,
+            "role": key.role,
+            "sender_verified": team_sender_verified(session, key.team_id),
+        }
+
+
+def _may_send_now(info: dict[str, Any]) -> bool:
+    return bool(info["sender_verified"]) and key_allows(
+        info["scope"], Role(info["role"]), Action.SEND
+    )
 
 
 def _lookup_session(state: AppState, token_hash: str) -> str | None:
@@ -89,15 +111,15 @@ async def _api_key_principal(state: AppState, token: str, response: Response) ->
     last-used throttle. The database is read only when the key is not cached."""
     key_hash = sha256_hex(token)
     decision = await state.limiter.take(key_hash)
-    if decision.cached_key is not None:
-        info = orjson.loads(decision.cached_key)
-    else:
+    info = orjson.loads(decision.cached_key) if decision.cached_key is not None else None
+    if info is None or not (info.get("revoked") or "role" in info):  # none, or pre-ceiling
         info = await run_in_threadpool(_lookup_api_key, state, key_hash)
-        await state.redis.set(
-            RedisKeys.api_key(key_hash),
-            orjson.dumps(info or {"revoked": True}),
-            ex=API_KEY_CACHE_SECONDS,
-        )
+        if info is None or _may_send_now(info):  # see the module doc
+            await state.redis.set(
+                RedisKeys.api_key(key_hash),
+                orjson.dumps(info or {"revoked": True}),
+                ex=API_KEY_CACHE_SECONDS,
+            )
     if not info or info.get("revoked"):
         raise ApiError(401, "invalid or revoked API key")
     headers = decision.headers()
@@ -111,7 +133,11 @@ async def _api_key_principal(state: AppState, token: str, response: Response) ->
     if decision.first_use:
         await run_in_threadpool(touch_api_key, state.sessions, info["id"])
     return Principal(
-        api_key_id=info["id"], api_key_team_id=info["team_id"], api_key_scope=info["scope"]
+        api_key_id=info["id"],
+        api_key_team_id=info["team_id"],
+        api_key_scope=info["scope"],
+        api_key_role=info["role"],
+        api_key_sender_verified=bool(info["sender_verified"]),
     )
 
 
@@ -154,9 +180,14 @@ async def authorize(
         if team_id is not None and team_id != principal.api_key_team_id:
             raise ApiError(404, "team not found")
         team_id = principal.api_key_team_id or ""
-        if principal.api_key_scope != ApiKeyScope.FULL and action not in SENDING_KEY_ACTIONS:
-            raise ApiError(403, f"a sending-scope API key cannot {action.value}")
-        return TeamContext(team_id, Role.ADMIN, principal)
+        ceiling = Role(principal.api_key_role or Role.GUEST)
+        if not key_allows(principal.api_key_scope or "", ceiling, action):
+            raise ApiError(
+                403,
+                f"a {principal.api_key_scope}-scope API key created by a {ceiling.value} "
+                f"cannot {action.value}",
+            )
+        return TeamContext(team_id, ceiling, principal)
     if team_id is None:
         raise ApiError(400, "this endpoint needs an API key (or a team id in the path)")
     role = await run_in_threadpool(_member_role, state, team_id, principal.user_id or "")
@@ -167,9 +198,28 @@ async def authorize(
     return TeamContext(team_id, role, principal)
 
 
-def require(action: Action) -> Callable[..., Any]:
+def _sender_verified(state: AppState, team_id: str) -> bool:
+    with state.sessions() as session:
+        return team_sender_verified(session, team_id)
+
+
+async def require_verified_sender(state: AppState, ctx: TeamContext) -> None:
+    """403 email_not_verified until the team's creator verified the address (sends,
+    SMTP credentials, broadcast launches; api.services.email_verification)."""
+    if ctx.principal.api_key_id:
+        verified = ctx.principal.api_key_sender_verified
+    else:
+        verified = await run_in_threadpool(_sender_verified, state, ctx.team_id)
+    if not verified:
+        raise not_verified_error()
+
+
+def require(action: Action, verified_sender: bool = False) -> Callable[..., Any]:
     async def dependency(request: Request, state: StateDep, principal: PrincipalDep) -> TeamContext:
-        return await authorize(state, principal, request.path_params.get("team_id"), action)
+        ctx = await authorize(state, principal, request.path_params.get("team_id"), action)
+        if verified_sender:
+            await require_verified_sender(state, ctx)
+        return ctx
 
     return dependency
 
@@ -196,7 +246,8 @@ TeamReports = Annotated[TeamContext, Depends(require(Action.REPORTS_READ))]
 TeamCampaigns = Annotated[TeamContext, Depends(require(Action.CAMPAIGNS_READ))]
 TeamContactsRead = Annotated[TeamContext, Depends(require(Action.CONTACTS_READ))]
 TeamContentWrite = Annotated[TeamContext, Depends(require(Action.CONTENT_WRITE))]
-TeamLaunch = Annotated[TeamContext, Depends(require(Action.BROADCAST_LAUNCH))]
+# Launch, pause, resume and cancel: a team that may not send has no running broadcast.
+TeamLaunch = Annotated[TeamContext, Depends(require(Action.BROADCAST_LAUNCH, verified_sender=True))]
 
 
 async def sending_context(request: Request, response: Response) -> TeamContext:
@@ -204,7 +255,9 @@ async def sending_context(request: Request, response: Response) -> TeamContext:
     get_principal + authorize calls, without the nested resolutions (the hot path)."""
     state: AppState = request.app.state.km
     principal = await get_principal(request, response, state)
-    return await authorize(state, principal, request.path_params.get("team_id"), Action.SEND)
+    ctx = await authorize(state, principal, request.path_params.get("team_id"), Action.SEND)
+    await require_verified_sender(state, ctx)
+    return ctx
 
 
 TeamSend = Annotated[TeamContext, Depends(sending_context)]

@@ -15,6 +15,7 @@ from api.deps import (
     DbDep,
     StateDep,
     TeamApiKeys,
+    TeamContext,
     TeamMembers,
     TeamReports,
 )
@@ -23,7 +24,9 @@ from api.models import ApiKey, ApiKeyScope, Invitation, Membership, Role, Team, 
 from api.routers.pagination import Cursor, Limit, paginate
 from api.schemas import EmailAddress
 from api.services.accounts import create_api_key, create_team, revoke_api_key
+from api.services.email_verification import not_verified_error, team_sender_verified
 from api.services.notifications import INVITE_PURPOSE, send_invitation
+from api.services.rbac import outranks
 from api.services.security import TokenError
 
 router = APIRouter(prefix="/v1", tags=["teams"])
@@ -50,6 +53,8 @@ class AcceptIn(BaseModel):
 class ApiKeyIn(BaseModel):
     name: str = Field(min_length=1, max_length=200)
     scope: ApiKeyScope = ApiKeyScope.FULL
+    # The most the key may do; default and maximum: the creator's own role.
+    role: Role | None = None
 
 
 def _key_out(key: ApiKey) -> dict[str, Any]:
@@ -58,6 +63,7 @@ def _key_out(key: ApiKey) -> dict[str, Any]:
         "name": key.name,
         "prefix": key.prefix,
         "scope": key.scope,
+        "role": key.role,
         "created_at": key.created_at.isoformat(),
         "last_used_at": key.last_used_at.isoformat() if key.last_used_at else None,
         "revoked": key.revoked_at is not None,
@@ -109,13 +115,21 @@ def _keep_an_admin(db: DbDep, team_id: str, leaving: Membership) -> None:
         raise ApiError(409, "a team must keep at least one Administrator")
 
 
+def _may_act_on(ctx: TeamContext, role: Role, what: str) -> None:
+    """Nobody grants, changes or removes a role above their own (no escalation)."""
+    if outranks(role, ctx.role):
+        raise ApiError(403, f"a {ctx.role.value} cannot {what} a {role.value}")
+
+
 @router.patch("/teams/{team_id}/members/{user_id}", summary="Change a member's role")
 def change_role(
     team_id: str, user_id: str, body: RoleIn, ctx: TeamMembers, db: DbDep
 ) -> dict[str, Any]:
     member = _membership(db, ctx.team_id, user_id)
-    if Role.ADMIN in (body.role, Role(member.role)) and ctx.role != Role.ADMIN:
-        raise ApiError(403, "only an Administrator may grant or remove the Administrator role")
+    if user_id == ctx.principal.user_id and ctx.role != Role.ADMIN:
+        raise ApiError(403, "only an Administrator may change their own role")
+    _may_act_on(ctx, Role(member.role), "change the role of")
+    _may_act_on(ctx, body.role, "grant the role of")
     if body.role != Role.ADMIN:
         _keep_an_admin(db, ctx.team_id, member)
     member.role = body.role.value
@@ -125,11 +139,24 @@ def change_role(
 @router.delete("/teams/{team_id}/members/{user_id}", summary="Remove a member")
 def remove_member(team_id: str, user_id: str, ctx: TeamMembers, db: DbDep) -> dict[str, Any]:
     member = _membership(db, ctx.team_id, user_id)
-    if member.role == Role.ADMIN.value and ctx.role != Role.ADMIN:
-        raise ApiError(403, "only an Administrator may remove an Administrator")
+    _may_act_on(ctx, Role(member.role), "remove")
     _keep_an_admin(db, ctx.team_id, member)
     db.delete(member)
     return {"removed": user_id}
+
+
+def _acting_user(db: DbDep, ctx: TeamContext) -> str:
+    """The member behind the request: the session's user, or the member who created the
+    API key (recorded since keys carry their creator)."""
+    user_id = ctx.principal.user_id or _key_creator(db, ctx)
+    if user_id is None:
+        raise ApiError(403, "this API key has no recorded creator; use a member's session")
+    return user_id
+
+
+def _key_creator(db: DbDep, ctx: TeamContext) -> str | None:
+    key = db.get(ApiKey, ctx.principal.api_key_id or "")
+    return key.created_by if key is not None else None
 
 
 def _invitation_out(invitation: Invitation, sent: bool) -> dict[str, Any]:
@@ -148,8 +175,8 @@ def invite(
 ) -> dict[str, Any]:
     """Mails a signed, expiring link; re-inviting a pending address reuses its invitation
     (a retried request mails once; a changed role mails the new role)."""
-    if body.role == Role.ADMIN and ctx.role != Role.ADMIN:
-        raise ApiError(403, "only an Administrator may invite Administrators")
+    _may_act_on(ctx, body.role, "invite")
+    inviter_id = _acting_user(db, ctx)
     email = body.email.lower()
     invitation = db.scalar(
         select(Invitation).where(
@@ -159,22 +186,25 @@ def invite(
             Invitation.expires_at > utcnow(),
         )
     )
-    if invitation is None:
+    if invitation is not None:
+        _may_act_on(ctx, Role(invitation.role), "change an invitation for")
+    else:
         invitation = Invitation(
             team_id=ctx.team_id,
             email=email,
             role=body.role.value,
-            invited_by=ctx.principal.user_id or "",
+            invited_by=inviter_id,
             expires_at=utcnow() + INVITE_LIFETIME,
         )
         db.add(invitation)
     invitation.role = body.role.value
     db.flush()
     team = db.get(Team, ctx.team_id)
-    inviter = db.get(User, ctx.principal.user_id or "")
+    inviter = db.get(User, inviter_id)
     sent = send_invitation(
         state.sync_redis,
         state.settings,
+        team_id=ctx.team_id,
         invitation_id=invitation.id,
         email=email,
         team_name=team.name if team else ctx.team_id,
@@ -250,7 +280,21 @@ def list_keys(
 
 @router.post("/teams/{team_id}/api-keys", status_code=201, summary="Create an API key (shown once)")
 def new_key(team_id: str, body: ApiKeyIn, ctx: TeamApiKeys, db: DbDep) -> dict[str, Any]:
-    key, plaintext = create_api_key(db, ctx.team_id, body.name, body.scope)
+    """The key's ceiling is the creator's role (or a lower one asked for): a key never
+    does more than the member who minted it (a key minting a key passes its own on)."""
+    ceiling = body.role or ctx.role
+    if outranks(ceiling, ctx.role):
+        raise ApiError(
+            403, f"a {ctx.role.value} cannot create an API key acting as {ceiling.value}"
+        )
+    key, plaintext = create_api_key(
+        db,
+        ctx.team_id,
+        body.name,
+        body.scope,
+        role=ceiling,
+        created_by=ctx.principal.user_id or _key_creator(db, ctx),
+    )
     return {**_key_out(key), "key": plaintext}
 
 
@@ -276,6 +320,9 @@ def list_smtp(team_id: str, ctx: TeamApiKeys, state: StateDep) -> dict[str, Any]
 def new_smtp(team_id: str, ctx: TeamApiKeys, state: StateDep) -> dict[str, Any]:
     from mta.credentials import create_smtp_credential
 
+    with state.sessions() as db:
+        if not team_sender_verified(db, ctx.team_id):
+            raise not_verified_error()
     username, password = create_smtp_credential(state.sync_redis, ctx.team_id)
     return {"username": username, "password": password}
 

@@ -14,11 +14,20 @@ from api.services.security import hash_password, new_api_key, sha256_hex
 from kibamail.redis_keys import RedisKeys
 
 
-def create_user(db: Session, email: str, password: str, name: str = "") -> User:
+def create_user(
+    db: Session, email: str, password: str, name: str = "", *, verified: bool = False
+) -> User:
+    """`verified` only for accounts made by the operator (bootstrap, demo): a sign-up
+    proves its address through the mailed link (api.services.email_verification)."""
     email = email.strip().lower()
     if db.scalar(select(User.id).where(User.email == email)):
         raise ApiError(409, "an account with this email already exists", "email_taken")
-    user = User(email=email, name=name, password_hash=hash_password(password))
+    user = User(
+        email=email,
+        name=name,
+        password_hash=hash_password(password),
+        email_verified_at=utcnow() if verified else None,
+    )
     db.add(user)
     db.flush()
     return user
@@ -35,9 +44,16 @@ def create_team(db: Session, owner: User, name: str) -> Team:
 
 
 def create_api_key(
-    db: Session, team_id: str, name: str, scope: ApiKeyScope = ApiKeyScope.FULL
+    db: Session,
+    team_id: str,
+    name: str,
+    scope: ApiKeyScope = ApiKeyScope.FULL,
+    *,
+    role: Role,
+    created_by: str | None,
 ) -> tuple[ApiKey, str]:
-    """Returns the row and the plaintext key (shown once; only its sha256 is stored)."""
+    """Returns the row and the plaintext key (shown once; only its sha256 is stored).
+    `role` is the ceiling: the creator's role (or lower), never more (the router checks)."""
     plaintext = new_api_key()
     key = ApiKey(
         team_id=team_id,
@@ -45,6 +61,8 @@ def create_api_key(
         prefix=plaintext[:10],
         key_hash=sha256_hex(plaintext),
         scope=scope.value,
+        role=role.value,
+        created_by=created_by,
     )
     db.add(key)
     db.flush()

@@ -2,15 +2,19 @@
 
 Roles: Administrator everything; Manager everything but billing,
 domains and data export; Author edits content but cannot launch; Guest reads
-reports and campaigns. A `full` API key acts as Administrator of its own team, a
-`sending` key may only send.
+reports and campaigns.
+
+An API key carries a ceiling: the role of the member who created it, at creation. A
+`full` key may do what its ceiling role may do, a `sending` key only what its ceiling
+allows among SENDING_KEY_ACTIONS; nothing ever lets a key, or a member, act above the
+role it was given (`outranks` decides who may grant, change or remove which role).
 """
 
 from __future__ import annotations
 
 from enum import StrEnum
 
-from api.models import Role
+from api.models import ApiKeyScope, Role
 
 
 class Action(StrEnum):
@@ -51,5 +55,21 @@ PERMISSIONS: dict[Action, frozenset[Role]] = {
 SENDING_KEY_ACTIONS = frozenset({Action.SEND})
 
 
+# Higher is more powerful; every role may do at least what the roles below it may do.
+RANK: dict[Role, int] = {Role.GUEST: 0, Role.AUTHOR: 1, Role.MANAGER: 2, Role.ADMIN: 3}
+
+
 def role_allows(role: Role, action: Action) -> bool:
     return role in PERMISSIONS[action]
+
+
+def outranks(role: Role, other: Role) -> bool:
+    """True when `role` is strictly more powerful than `other`."""
+    return RANK[role] > RANK[other]
+
+
+def key_allows(scope: str, ceiling: Role, action: Action) -> bool:
+    """An API key's permission: its ceiling role's, narrowed by its scope."""
+    if scope != ApiKeyScope.FULL and action not in SENDING_KEY_ACTIONS:
+        return False
+    return role_allows(ceiling, action)

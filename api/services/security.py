@@ -12,6 +12,7 @@ import binascii
 import hashlib
 import hmac
 import secrets
+import time
 import zlib
 from typing import Any
 
@@ -24,6 +25,7 @@ from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 API_KEY_PREFIX = "km_"
 SESSION_PREFIX = "kms_"
 _PASSWORDS = PasswordHasher()
+_DUMMY_HASH: list[str] = []
 
 
 class TokenError(ValueError):
@@ -43,6 +45,15 @@ def verify_password(stored_hash: str, password: str) -> bool:
         return _PASSWORDS.verify(stored_hash, password)
     except (VerificationError, InvalidHashError):
         return False
+
+
+def dummy_password_hash() -> str:
+    """A hash of a random password with the same argon2 parameters as every account's:
+    login verifies against it for an unknown address, so the answer takes as long as for
+    a known one and timing does not tell which addresses have accounts."""
+    if not _DUMMY_HASH:
+        _DUMMY_HASH.append(_PASSWORDS.hash(secrets.token_urlsafe(24)))
+    return _DUMMY_HASH[0]
 
 
 def new_api_key() -> str:
@@ -65,8 +76,20 @@ def totp_uri(secret: str, email: str) -> str:
     return pyotp.TOTP(secret).provisioning_uri(name=email, issuer_name="Kibamail")
 
 
+def totp_step(secret: str, code: str, at: float | None = None) -> int | None:
+    """The time step (30 s counter) whose code `code` is, within one step of now (clock
+    drift), or None. The step lets a caller accept each code once (replay guard)."""
+    totp = pyotp.TOTP(secret)
+    now = int((time.time() if at is None else at) // totp.interval)
+    candidate = code.strip()
+    for step in (now, now - 1, now + 1):
+        if hmac.compare_digest(totp.generate_otp(step).encode(), candidate.encode()):
+            return step
+    return None
+
+
 def verify_totp(secret: str, code: str) -> bool:
-    return pyotp.TOTP(secret).verify(code.strip(), valid_window=1)
+    return totp_step(secret, code) is not None
 
 
 def _b64decode(value: bytes) -> bytes:

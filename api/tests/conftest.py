@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from api.bootstrap import create_team_with_key
 from api.db import migrate
+from api.services.accounts import create_user
 from kibamail.contracts import Event, Topic
 from kibamail.settings import Settings
 
@@ -101,8 +102,13 @@ def team(api_settings: Settings, redis_client: Any) -> SendingTeam:
 
 
 def signup(client: TestClient, email: str | None = None) -> dict[str, str]:
-    """A new account; returns its Authorization header."""
+    """A new account with a verified address (its teams may send); returns its
+    Authorization header. Made directly, not by POST /v1/auth/signup, so no verification
+    email lands in the queue that tests count mails in (test_email_verification.py
+    covers sign-up itself)."""
     email = email or f"u-{uuid.uuid4().hex[:10]}@example.com"
-    resp = client.post("/v1/auth/signup", json={"email": email, "password": "long enough pw"})
-    assert resp.status_code == 201, resp.text
+    with client.app.state.km.sessions.begin() as db:  # type: ignore[attr-defined]
+        create_user(db, email, "long enough pw", verified=True)
+    resp = client.post("/v1/auth/login", json={"email": email, "password": "long enough pw"})
+    assert resp.status_code == 200, resp.text
     return {"Authorization": f"Bearer {resp.json()['token']}"}

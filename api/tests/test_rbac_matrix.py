@@ -1,5 +1,7 @@
-"""Every team endpoint x every role (allowed -> 2xx, denied -> 403), and every resource
-across teams (another team's id -> 404), on SQLite and on MariaDB."""
+"""Every team endpoint x every role (allowed -> 2xx, denied -> 403), the same for API keys
+of every scope and every ceiling role (a key may do what the lower of its creator's role
+and its scope allows), and every resource across teams (another team's id -> 404), on
+SQLite and on MariaDB."""
 
 from __future__ import annotations
 
@@ -280,6 +282,33 @@ RESOURCE_PATHS = [
 ]
 
 
+def _send(w: World) -> Request:
+    body = {"from": f"n@{w.ids['domain_name']}", "to": ["r@x.com"], "subject": "s", "text": "t"}
+    return "POST", "/v1/emails", {"json": body}
+
+
+# Sending is by API key only (a session has no team on /v1/emails).
+KEY_ONLY: list[tuple[str, Case, set[str]]] = [("send", _send, MANAGERS)]
+SCOPES = ("full", "sending")
+
+
+def mint_keys(w: World) -> dict[tuple[str, str], dict[str, str]]:
+    """(ceiling role, scope) -> Authorization header. Managers and Administrators mint
+    their own; Authors and Guests may not mint keys, so an Administrator mints keys
+    limited to their roles (`role`)."""
+    keys = {}
+    for role in sorted(ALL):
+        for scope in SCOPES:
+            minter = role if role in MANAGERS else "administrator"
+            body = {"name": f"{role}-{scope}", "scope": scope}
+            if minter != role:
+                body["role"] = role
+            resp = w.client.post(f"/v1/teams/{w.team}/api-keys", json=body, headers=w.auth[minter])
+            assert resp.status_code == 201 and resp.json()["role"] == role, resp.text
+            keys[role, scope] = {"Authorization": f"Bearer {resp.json()['key']}"}
+    return keys
+
+
 @pytest.fixture(scope="module", params=["sqlite", "mariadb"])
 def backend(request: pytest.FixtureRequest, api_settings: Settings) -> Iterator[TestClient]:
     settings = api_settings
@@ -311,6 +340,23 @@ def test_every_endpoint_for_every_role(backend: TestClient) -> None:
     assert failures == []
 
 
+def test_every_endpoint_for_every_api_key(backend: TestClient) -> None:
+    world = build_world(backend)
+    keys = mint_keys(world)
+    failures = []
+    for name, case, allowed in MATRIX + KEY_ONLY:
+        for (role, scope), headers in sorted(keys.items()):
+            method, path, kwargs = case(world)
+            resp = backend.request(method, path, headers=headers, **kwargs)
+            may = role in allowed and (scope == "full" or name == "send")
+            ok = 200 <= resp.status_code < 300 if may else resp.status_code == 403
+            if not ok:
+                failures.append(
+                    f"{name} as {scope} key of {role}: {resp.status_code} {resp.text[:120]}"
+                )
+    assert failures == []
+
+
 def test_no_endpoint_reaches_another_team(backend: TestClient) -> None:
     victim = build_world(backend)
     attacker = build_world(backend)
@@ -328,6 +374,15 @@ def test_no_endpoint_reaches_another_team(backend: TestClient) -> None:
         resp = backend.request(method, path, headers=attacker.auth["administrator"], **body)
         if resp.status_code != 404:
             failures.append(f"{method} {template}: {resp.status_code}")
+    # 3. The attacker's Administrator API key on the victim's team -> 404.
+    key = attacker.admin("POST", f"/v1/teams/{attacker.team}/api-keys", json={"name": "a"})
+    for name, case, _allowed in MATRIX:
+        method, path, kwargs = case(victim)
+        resp = backend.request(
+            method, path, headers={"Authorization": f"Bearer {key['key']}"}, **kwargs
+        )
+        if resp.status_code != 404:
+            failures.append(f"{name} with a key: {resp.status_code}")
     assert failures == []
     # Nothing of the victim's changed.
     contact = backend.get(
