@@ -1,4 +1,9 @@
-"""Email templates (sandboxed Jinja2), checked for syntax when saved."""
+"""Email templates (sandboxed Jinja2), checked for syntax when saved.
+
+Preview renders with the same work budget as sending (api.services.templating): an
+expensive template gets 422 template_too_expensive. The routes are plain ``def``, so
+FastAPI runs them, rendering included, in its worker threads, not on the event loop.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +18,7 @@ from api.errors import ApiError
 from api.models import Template
 from api.routers.pagination import Cursor, Limit, paginate
 from api.schemas import SafeLine
-from api.services.templating import check_template, render_template
+from api.services.templating import MAX_OUTPUT_CHARS, check_template, render_parts
 
 router = APIRouter(prefix="/v1/teams/{team_id}/templates", tags=["templates"])
 
@@ -21,8 +26,8 @@ router = APIRouter(prefix="/v1/teams/{team_id}/templates", tags=["templates"])
 class TemplateIn(BaseModel):
     name: str = Field(min_length=1, max_length=200)
     subject: SafeLine = Field(min_length=1, max_length=998)
-    html: str = ""
-    text: str = ""
+    html: str = Field(default="", max_length=MAX_OUTPUT_CHARS)
+    text: str = Field(default="", max_length=MAX_OUTPUT_CHARS)
 
 
 class PreviewIn(BaseModel):
@@ -95,8 +100,5 @@ def preview(
     team_id: str, template_id: str, body: PreviewIn, ctx: TeamCampaigns, db: DbDep
 ) -> dict[str, Any]:
     row = _get(db, ctx.team_id, template_id)
-    return {
-        "subject": render_template(row.subject, body.variables),
-        "html": render_template(row.html, body.variables, html=True),
-        "text": render_template(row.text, body.variables),
-    }
+    subject, html, text = render_parts(row.subject, row.html, row.text, body.variables)
+    return {"subject": subject, "html": html or "", "text": text or ""}

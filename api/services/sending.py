@@ -31,7 +31,7 @@ from api.services.rendering import (
     render,
     tracked_html,
 )
-from api.services.templating import render_template
+from api.services.templating import render_parts
 from api.state import AppState
 from kibamail import team_budget
 from kibamail.contracts import MessageMapping, OutboundMessage, TrafficKind
@@ -136,15 +136,19 @@ async def apply_template(
         raise ApiError(
             422, "template not found", details=[{"path": "template_id", "message": "unknown"}]
         )
-    subject = render_template(email.subject or template.subject, email.variables)
+    subject, html, text = await run_in_threadpool(  # CPU-bound: never on the event loop
+        render_parts,
+        email.subject or template.subject,
+        template.html,
+        template.text,
+        email.variables,
+    )
     if "\r" in subject or "\n" in subject:
         raise ApiError(
             422,
             "rendered subject contains CR/LF",
             details=[{"path": "subject", "message": "CR/LF"}],
         )
-    html = render_template(template.html, email.variables, html=True) if template.html else None
-    text = render_template(template.text, email.variables) if template.text else None
     return subject, html, text
 
 
