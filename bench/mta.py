@@ -47,6 +47,7 @@ from testing.fixtures import build_test_settings
 from .mta_cpu import CpuMeter, ThreadCpu
 from .mta_load import LoadResult, generate
 
+BENCH_TEAM = "bench-team"
 TARGET_ACCEPT_RATIO = 1.0
 TARGET_E2E_RATE = 300.0
 
@@ -63,9 +64,9 @@ def bench_policy(path: Path) -> Path:
 def prepare_redis(settings: Settings, dkim: str = "none") -> tuple[str, str]:
     client = redis_client(settings)
     client.flushdb()
-    set_ready(client, "sender.example", True)
+    set_ready(client, BENCH_TEAM, "sender.example", True)
     store_bench_dkim_key(client, dkim)
-    credential = create_smtp_credential(client, "bench-team")
+    credential = create_smtp_credential(client, BENCH_TEAM)
     client.close()
     return credential
 
@@ -74,10 +75,11 @@ def store_bench_dkim_key(client: Any, dkim: str) -> None:
     """``--dkim rsa`` signs like production (the API publishes an RSA-2048 key for every
     verified domain); ``ed25519``; ``none`` (the default, as the earlier figures)."""
     if dkim == "rsa":
-        store_dkim_key(client, "sender.example", "bench", "rsa-sha256", generate_rsa_key()[0])
+        rsa_pem = generate_rsa_key()[0]
+        store_dkim_key(client, BENCH_TEAM, "sender.example", "bench", "rsa-sha256", rsa_pem)
     elif dkim == "ed25519":
         seed = generate_ed25519_key()[0]
-        store_dkim_key(client, "sender.example", "bench", "ed25519-sha256", seed)
+        store_dkim_key(client, BENCH_TEAM, "sender.example", "bench", "ed25519-sha256", seed)
 
 
 def wait_port(port: int, timeout: float = 30) -> None:

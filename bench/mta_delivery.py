@@ -32,7 +32,7 @@ from local_stack.stack import Stack
 from testing.fixtures import build_test_settings
 from testing.testnet import read_records
 
-from .mta import TARGET_E2E_RATE, bench_policy, store_bench_dkim_key, wait_port
+from .mta import BENCH_TEAM, TARGET_E2E_RATE, bench_policy, store_bench_dkim_key, wait_port
 from .mta_load import make_message
 
 
@@ -41,7 +41,7 @@ def fill_queue(settings: Settings, messages: int, dkim: str) -> None:
     (so the worker also computes the scoring features), 20 recipient domains."""
     client = redis_client(settings)
     client.flushdb()
-    set_ready(client, "sender.example", True)
+    set_ready(client, BENCH_TEAM, "sender.example", True)
     store_bench_dkim_key(client, dkim)
     pipe = client.pipeline(transaction=False)
     sender = "receipts@sender.example"
@@ -50,13 +50,13 @@ def fill_queue(settings: Settings, messages: int, dkim: str) -> None:
         message_id, data = make_message(sender, rcpt)
         msg = OutboundMessage(
             message_id=message_id,
-            team_id="bench-team",
+            team_id=BENCH_TEAM,
             mail_from=sender,
             recipients=[rcpt],
             data=data,
             source="smtp",
         )
-        queue_on_pipeline(pipe, msg, MessageMapping(team_id="bench-team"))
+        queue_on_pipeline(pipe, msg, MessageMapping(team_id=BENCH_TEAM))
         if i % 500 == 499:
             pipe.execute()
     pipe.execute()

@@ -81,7 +81,8 @@ def mark_platform_sender_ready(settings: Settings) -> None:
 
     redis = redis_client(settings)
     try:
-        set_ready(redis, sender_address(settings).rsplit("@", 1)[1], True)
+        domain = sender_address(settings).rsplit("@", 1)[1]
+        set_ready(redis, settings.notifications.team_id, domain, True)
     finally:
         redis.close()
 

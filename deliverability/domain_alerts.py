@@ -79,8 +79,12 @@ def find_transitions(
     return transitions
 
 
-def event_id(domain: str, transition: Transition, checked_at: datetime) -> str:
+def event_id(domain: str, transition: Transition, checked_at: datetime, team_id: str = "") -> str:
+    """Deterministic per team, domain, transition and check time: two teams that added the
+    same name get separate events (the sinks collapse rows by event id)."""
     key = f"{domain}|{transition.record}|{transition.previous}>{transition.current}|"
+    if team_id:
+        key = f"{team_id}|{key}"
     return hashlib.sha256((key + checked_at.isoformat()).encode()).hexdigest()[:32]
 
 
@@ -89,7 +93,7 @@ def build_events(
 ) -> list[DomainCheckEvent]:
     return [
         DomainCheckEvent(
-            event_id=event_id(domain, t, checked_at),
+            event_id=event_id(domain, t, checked_at, team_id),
             team_id=team_id,
             occurred_at=checked_at,
             domain=domain,
@@ -103,9 +107,13 @@ def build_events(
     ]
 
 
-def alert_guard_key(domain: str, transitions: list[Transition], since: str) -> str:
+def alert_guard_key(
+    domain: str, transitions: list[Transition], since: str, team_id: str = ""
+) -> str:
+    """Once per team and episode: another team with the same name is mailed too."""
     episode = "|".join(sorted(f"{t.record}:{t.previous}>{t.current}" for t in transitions))
-    digest = hashlib.sha256(f"{episode}|{since}".encode()).hexdigest()[:16]
+    scope = f"{team_id}|{episode}" if team_id else episode
+    digest = hashlib.sha256(f"{scope}|{since}".encode()).hexdigest()[:16]
     return RedisKeys.notification_sent("domain-check-failing", f"{domain}:{digest}")
 
 
@@ -184,7 +192,7 @@ def raise_alerts(
         subject=subject,
         text=text,
         tags=["domain-check-alert"],
-        guard_key=alert_guard_key(report.domain, transitions, since),
+        guard_key=alert_guard_key(report.domain, transitions, since, team_id),
     )
     return AlertOutcome(len(events), message_id is not None)
 

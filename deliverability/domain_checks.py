@@ -21,6 +21,8 @@ from kibamail.redis_keys import RedisKeys
 
 Status = Literal["pass", "fail", "unknown"]
 REQUIRED_FOR_SENDING = ("spf", "dkim", "dmarc")
+OWNERSHIP_PREFIX = "_kibamail-verify"
+OWNERSHIP_TAG = "kibamail-verify="
 _TRANSIENT = re.compile(r"timed? ?out|timeout|servfail|no nameservers|lifetime", re.IGNORECASE)
 
 
@@ -39,6 +41,10 @@ class ExpectedRecords:
     secondary_dkim_public_key: str = ""
     tracking_host: str = ""
     tracking_target: str = ""
+    # The team's ownership token (TXT at OWNERSHIP_PREFIX.<domain>); required for
+    # readiness only when ``ownership_required`` (another team has added the same name).
+    ownership_token: str = ""
+    ownership_required: bool = False
 
 
 @dataclass(slots=True)
@@ -241,6 +247,21 @@ def _check_cname(host: str, target: str, resolver: Any) -> RecordCheck:
     return RecordCheck("fail", found, [f"{host} must be a CNAME to {target}"])
 
 
+def ownership_record(domain: str, token: str) -> tuple[str, str]:
+    """(name, TXT value) proving one team's control of a domain that several teams added."""
+    return f"{OWNERSHIP_PREFIX}.{domain}", f"{OWNERSHIP_TAG}{token}"
+
+
+@_guard
+def check_ownership(domain: str, expected: ExpectedRecords, resolver: Any) -> RecordCheck:
+    name, value = ownership_record(domain, expected.ownership_token)
+    found = [t for t in _txt(resolver, name) if t.strip().startswith(OWNERSHIP_TAG)]
+    if value in (t.strip() for t in found):
+        return RecordCheck("pass", found)
+    reason = f"publish TXT {value} at {name} to prove this team controls {domain}"
+    return RecordCheck("fail", found, [reason])
+
+
 CHECKS = {
     "spf": check_spf,
     "dkim": check_dkim,
@@ -252,42 +273,51 @@ CHECKS = {
 OPTIONAL_CHECKS = {
     "dkim_ed25519": (check_secondary_dkim, "secondary_dkim_selector"),
     "tracking": (check_tracking, "tracking_host"),
+    "ownership": (check_ownership, "ownership_token"),
 }
 
 
 def check_domain(
     domain: str, expected: ExpectedRecords, resolver: dns.resolver.Resolver
 ) -> DomainCheckReport:
-    """Run every record check; ``ready`` only when SPF, DKIM and DMARC all pass."""
+    """Run every record check; ``ready`` only when SPF, DKIM and DMARC all pass (and the
+    ownership token, when ``expected.ownership_required``)."""
     domain = domain.lower().rstrip(".")
     checks = {name: check(domain, expected, resolver) for name, check in CHECKS.items()}
     for name, (check, configured_by) in OPTIONAL_CHECKS.items():
         if getattr(expected, configured_by):
             checks[name] = check(domain, expected, resolver)
-    return DomainCheckReport(domain, checks)
+    required: tuple[str, ...] = REQUIRED_FOR_SENDING
+    if expected.ownership_required:
+        if "ownership" not in checks:  # required without a token: it can never pass
+            checks["ownership"] = RecordCheck("fail", reasons=["no ownership token on record"])
+        required = (*REQUIRED_FOR_SENDING, "ownership")
+    return DomainCheckReport(domain, checks, required)
 
 
-def apply_readiness(redis: Any, report: DomainCheckReport) -> str:
-    """Set or clear ``RedisKeys.domain_ready``; returns became_ready/became_unready/unchanged.
+def apply_readiness(redis: Any, team_id: str, report: DomainCheckReport) -> str:
+    """Set or clear the team's ``RedisKeys.domain_ready``; returns
+    became_ready/became_unready/unchanged. Only ``team_id``'s flag is touched: another
+    team that added the same name keeps its own.
 
     An ``unknown`` result (DNS trouble) never clears readiness: a resolver hiccup
     must not hold every message of a healthy domain. The "check started failing"
     event and email come from deliverability.domain_alerts (transitions per record).
     """
-    was_ready = bool(redis.exists(RedisKeys.domain_ready(report.domain)))
+    was_ready = bool(redis.exists(RedisKeys.domain_ready(team_id, report.domain)))
     if report.ready:
-        set_ready(redis, report.domain, True)
+        set_ready(redis, team_id, report.domain, True)
         return "unchanged" if was_ready else "became_ready"
     if report.failing:
-        set_ready(redis, report.domain, False)
+        set_ready(redis, team_id, report.domain, False)
         return "became_unready" if was_ready else "unchanged"
     return "unchanged"
 
 
-def set_ready(redis: Any, domain: str, ready: bool) -> None:
-    """The one writer of the MTA's ready flag (apply_readiness; removal of a domain; the
-    demo bootstrap, which skips DNS on purpose)."""
-    key = RedisKeys.domain_ready(domain)
+def set_ready(redis: Any, team_id: str, domain: str, ready: bool) -> None:
+    """The one writer of the MTA's ready flag of one team's domain (apply_readiness;
+    removal of a domain; the demo bootstrap, which skips DNS on purpose)."""
+    key = RedisKeys.domain_ready(team_id, domain)
     if ready:
         redis.set(key, "1")
     else:

@@ -32,10 +32,11 @@ class RedisKeys:
         return f"team:{team_id}:paused"
 
     @staticmethod
-    def domain_ready(domain: str) -> str:
-        """'1' when SPF/DKIM/DMARC pass for a sending domain (only
-        deliverability.domain_checks.set_ready writes it)."""
-        return f"domain:{domain.lower()}:ready"
+    def domain_ready(team_id: str, domain: str) -> str:
+        """'1' when SPF/DKIM/DMARC pass for a team's sending domain (only
+        deliverability.domain_checks.set_ready writes it). Per team: two teams may add the
+        same name, and one team's checks must never clear or grant the other's."""
+        return f"domain:{team_id}:{domain.lower()}:ready"
 
     @staticmethod
     def smtp_credential(username: str) -> str:
@@ -116,10 +117,11 @@ class RedisKeys:
         return f"mta:progress:{entry_id}"
 
     @staticmethod
-    def dkim_key(domain: str) -> str:
-        """Hash per sending domain written by the API: selector, algorithm, private_key (PEM
-        for rsa-sha256, base64 raw 32-byte seed for ed25519-sha256)."""
-        return f"dkim:{domain.lower()}"
+    def dkim_key(team_id: str, domain: str) -> str:
+        """Hash per team and sending domain written by the API: selector, algorithm,
+        private_key (PEM for rsa-sha256, base64 raw 32-byte seed for ed25519-sha256). The
+        MTA signs a team's mail only with that team's key."""
+        return f"dkim:{team_id}:{domain.lower()}"
 
     @staticmethod
     def team_smtp_credentials(team_id: str) -> str:

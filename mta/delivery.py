@@ -43,6 +43,7 @@ from .outcomes import IN_DOUBT, Outcome, finished_outcomes
 from .policies import PolicyChain, PolicyContext, provider_group
 from .queue import Entry, SubmissionQueue
 from .resolver import DomainNotFoundError, MxResolver, NullMxError, TemporaryDnsError
+from .sender_auth import PlatformSender
 from .smtp_client import ConnectionPool, DataHooks, TransientConnectError
 
 log = logging.getLogger(__name__)
@@ -64,8 +65,9 @@ class DeliveryWorker:
             command_timeout=config.queue.command_timeout_seconds,
             require_tls=config.require_outbound_tls,
         )
-        self.chain = PolicyChain(config)
-        self.signer = DkimSigner(redis)
+        platform = PlatformSender.from_settings(settings)  # its domain: platform mail only
+        self.chain = PolicyChain(config, platform=platform)
+        self.signer = DkimSigner(redis, platform=platform)
         # The in-doubt marker is written without yielding (see dot_sent, mta.markers).
         self.sync_redis = redis_client(settings)
         self.markers = MarkerWriter(settings.redis.url, self.sync_redis)
@@ -187,7 +189,9 @@ class DeliveryWorker:
         for rcpt in pending:
             by_domain.setdefault(address_domain(rcpt), []).append(rcpt)
         sender_domain = address_domain(msg.mail_from)
-        signed = await self.signer.sign(msg.data, sender_domain) if by_domain else msg.data
+        signed = (
+            await self.signer.sign(msg.data, sender_domain, msg.team_id) if by_domain else msg.data
+        )
         groups = await asyncio.gather(
             *(
                 self._deliver_domain(msg, domain, rcpts, signed, entry_id, len(by_domain) > 1)

@@ -1,11 +1,13 @@
-"""DKIM signing with dkimpy, RSA and ed25519, keys per sending domain in Redis.
+"""DKIM signing with dkimpy, RSA and ed25519, keys per team and sending domain in Redis.
 
-Key location (written by the API when a domain is added): the hash
-``RedisKeys.dkim_key(domain)`` with ``selector``, ``algorithm`` (``rsa-sha256`` or
+Key location (written by the API when a team adds a domain): the hash
+``RedisKeys.dkim_key(team_id, domain)`` with ``selector``, ``algorithm`` (``rsa-sha256`` or
 ``ed25519-sha256``) and ``private_key`` (PEM for RSA; base64 of the raw 32-byte seed
 for ed25519, dkimpy's format). Keys are cached per process for a minute so signing
 costs no Redis round trip per message; RSA keys are parsed once and signed by OpenSSL
-(``mta.dkim_openssl``: dkimpy's pure-Python RSA costs ~10 ms a message).
+(``mta.dkim_openssl``: dkimpy's pure-Python RSA costs ~10 ms a message). A message is
+signed only with its own team's key: two teams that added the same name never sign with
+each other's key, and the platform's notification domain is never signed for a customer.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 import base64
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dkim
 from cryptography.hazmat.primitives import serialization
@@ -23,6 +25,9 @@ from kibamail.redis_keys import RedisKeys
 
 from .coalesce import SingleFlight
 from .dkim_openssl import rsa_signature_header
+
+if TYPE_CHECKING:
+    from .sender_auth import PlatformSender
 
 SIGNED_HEADERS = [
     b"from",
@@ -73,13 +78,13 @@ def generate_ed25519_key() -> tuple[bytes, str]:
 
 
 def store_dkim_key(
-    redis: Any, domain: str, selector: str, algorithm: str, private_key: bytes
+    redis: Any, team_id: str, domain: str, selector: str, algorithm: str, private_key: bytes
 ) -> None:
-    """What the API calls after generating a key (sync client)."""
+    """A team's key for a domain, as the API stores it (sync client; tests and benches)."""
     if algorithm not in ("rsa-sha256", "ed25519-sha256"):
         raise ValueError(f"unsupported DKIM algorithm {algorithm!r}")
     redis.hset(
-        RedisKeys.dkim_key(domain),
+        RedisKeys.dkim_key(team_id, domain),
         mapping={"selector": selector, "algorithm": algorithm, "private_key": private_key},
     )
 
@@ -105,21 +110,28 @@ def sign(data: bytes, domain: str, key: DkimKey) -> bytes:
 
 
 class DkimSigner:
-    def __init__(self, redis: Any, cache_seconds: float = 60.0) -> None:
+    def __init__(
+        self, redis: Any, cache_seconds: float = 60.0, platform: PlatformSender | None = None
+    ) -> None:
         self.redis = redis
         self.cache_seconds = cache_seconds
+        self.platform = platform
         self._cache: dict[str, tuple[float, DkimKey | None]] = {}
         self._lookups = SingleFlight()
 
-    async def key_for(self, domain: str) -> DkimKey | None:
+    async def key_for(self, team_id: str, domain: str) -> DkimKey | None:
+        """The sending team's key for ``domain`` (None: not that team's, or reserved)."""
         domain = domain.lower()
-        cached = self._cache.get(domain)
+        if self.platform is not None and self.platform.reserved_for(team_id, domain):
+            return None
+        redis_key = RedisKeys.dkim_key(team_id, domain)
+        cached = self._cache.get(redis_key)
         if cached and cached[0] > time.monotonic():
             return cached[1]
-        return await self._lookups.run(domain, lambda: self._load(domain))
+        return await self._lookups.run(redis_key, lambda: self._load(redis_key))
 
-    async def _load(self, domain: str) -> DkimKey | None:
-        raw = await self.redis.hgetall(RedisKeys.dkim_key(domain))
+    async def _load(self, redis_key: str) -> DkimKey | None:
+        raw = await self.redis.hgetall(redis_key)
         key = None
         if raw.get(b"selector") and raw.get(b"private_key"):
             key = DkimKey(
@@ -127,10 +139,12 @@ class DkimSigner:
                 (raw.get(b"algorithm") or b"rsa-sha256").decode(),
                 raw[b"private_key"],
             )
-        self._cache[domain] = (time.monotonic() + self.cache_seconds, key)
+        if len(self._cache) > 50_000:
+            self._cache.clear()
+        self._cache[redis_key] = (time.monotonic() + self.cache_seconds, key)
         return key
 
-    async def sign(self, data: bytes, domain: str) -> bytes:
-        """Signed message, or the message unchanged when the domain has no key."""
-        key = await self.key_for(domain)
+    async def sign(self, data: bytes, domain: str, team_id: str) -> bytes:
+        """Signed with ``team_id``'s key for ``domain``, or unchanged when it has none."""
+        key = await self.key_for(team_id, domain)
         return sign(data, domain, key) if key else data

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -24,6 +24,9 @@ from kibamail.settings import SendingLimits
 from . import metrics
 from .coalesce import SingleFlight
 from .config import ConfigError, MtaConfig, PolicyStage
+
+if TYPE_CHECKING:
+    from .sender_auth import PlatformSender
 
 Action = Literal["accept", "reject", "hold", "fail"]
 
@@ -50,6 +53,9 @@ class PolicyContext:
     reads: Any = None
     # Source IP -> messages per minute for IP x provider pairs slowed by reputation.
     pace_per_minute: dict[str, float] = field(default_factory=dict)
+    # Domains of the From: header (SMTP DATA; header_checked once they were read).
+    from_domains: list[str] = field(default_factory=list)
+    header_checked: bool = False
 
 
 @dataclass(frozen=True)
@@ -140,11 +146,16 @@ class Policy:
     Params: ClassVar[type[BaseModel]] = Params
 
     def __init__(
-        self, params: BaseModel, config: MtaConfig, flags: FlagCache | None = None
+        self,
+        params: BaseModel,
+        config: MtaConfig,
+        flags: FlagCache | None = None,
+        platform: PlatformSender | None = None,
     ) -> None:
         self.params = params
         self.config = config
         self.flags = flags or FlagCache()
+        self.platform = platform  # the notification sender, from settings (sender_auth)
 
     async def check(self, ctx: PolicyContext) -> Verdict:
         raise NotImplementedError
@@ -272,14 +283,17 @@ class DomainReady(Policy):
     stages = ("delivery",)
 
     async def check(self, ctx: PolicyContext) -> Verdict:
-        ready = await self.flags.get(ctx.redis, RedisKeys.domain_ready(ctx.sender_domain))
+        """Held unless the message's own team is ready for its sender domain: another
+        team's verification of the same name counts for nothing."""
+        key = RedisKeys.domain_ready(ctx.team_id, ctx.sender_domain)
+        ready = await self.flags.get(ctx.redis, key)
         if ready in (b"1", "1"):
             return ACCEPT
         return Verdict(
             "hold",
             451,
             "4.7.1",
-            f"sender domain {ctx.sender_domain} is not verified (SPF/DKIM/DMARC) yet",
+            f"sender domain {ctx.sender_domain} is not verified (SPF/DKIM/DMARC) for this team",
             self.config.queue.held_retry_seconds,
         )
 
@@ -321,7 +335,9 @@ REGISTRY: dict[str, type[Policy]] = {
 
 
 class PolicyChain:
-    def __init__(self, config: MtaConfig, flag_ttl: float = 1.0) -> None:
+    def __init__(
+        self, config: MtaConfig, flag_ttl: float = 1.0, platform: PlatformSender | None = None
+    ) -> None:
         self.flags = FlagCache(flag_ttl)
         self.units: list[Policy] = []
         for entry in config.policies:
@@ -334,10 +350,14 @@ class PolicyChain:
                 params = cls.Params.model_validate(entry.params)
             except ValidationError as exc:
                 raise ConfigError(f"policy {entry.name}: {exc}") from exc
-            self.units.append(cls(params, config, self.flags))
+            self.units.append(cls(params, config, self.flags, platform))
 
     def names(self, stage: PolicyStage) -> list[str]:
         return [u.name for u in self.units if stage in u.stages]
+
+    def unit(self, name: str) -> Policy | None:
+        """The enabled unit called ``name`` (e.g. to run one check early, at MAIL FROM)."""
+        return next((u for u in self.units if u.name == name), None)
 
     async def run(self, ctx: PolicyContext) -> Verdict:
         for unit in self.units:
@@ -364,4 +384,4 @@ def provider_group(config: MtaConfig, domain: str, mx_host: str = "") -> str:
 
 
 # Units in their own modules register themselves in REGISTRY (order: policies.toml).
-from . import reputation, warmup  # noqa: E402, F401
+from . import reputation, sender_auth, warmup  # noqa: E402, F401

@@ -31,6 +31,7 @@ from .config import MtaConfig
 from .credentials import CredentialVerifier
 from .inbound import InboundProcessor
 from .policies import PolicyChain, PolicyContext
+from .sender_auth import PlatformSender, SenderAuthorized, header_from_domains
 from .smtp_session import ConnectionLimiter, KibaSMTP, advertise_extensions, client_ip
 from .tls import ensure_self_signed, server_context
 
@@ -52,7 +53,7 @@ class SubmissionHandler:
         self.redis = redis
         self.limiter = limiter
         self.verifier = CredentialVerifier()
-        self.chain = PolicyChain(config)
+        self.chain = PolicyChain(config, platform=PlatformSender.from_settings(settings))
         self.reads = PipelineBatcher(redis, transaction=False)
         self.writes = PipelineBatcher(redis, transaction=True)
 
@@ -113,9 +114,33 @@ class SubmissionHandler:
             return "553 5.6.7 Non-ASCII address needs the SMTPUTF8 parameter"
         if "@" not in address:
             return "553 5.1.7 Sender address must be user@domain"
+        refusal = await self._sender_refusal(session, address)
+        if refusal:
+            metrics.SUBMISSION_REJECTED.labels("sender_domain").inc()
+            return refusal
         envelope.mail_from = address
         envelope.mail_options.extend(options)
         return "250 2.1.0 OK"
+
+    async def _sender_refusal(self, session: Session, address: str) -> str:
+        """The MAIL FROM half of sender_authorized, answered at MAIL rather than at DATA
+        (the From: header is checked with the whole chain at DATA)."""
+        unit = self.chain.unit(SenderAuthorized.name)
+        team_id = getattr(session.auth_data, "team_id", "")
+        if unit is None or not (session.authenticated and team_id):
+            return ""  # unauthenticated: the chain's "authenticated" unit answers at DATA
+        ctx = PolicyContext(
+            redis=self.redis,
+            stage="submission",
+            team_id=team_id,
+            mail_from=address,
+            sender_domain=address.rpartition("@")[2].lower(),
+            authenticated=True,
+            client_ip=client_ip(session),
+            reads=self.reads,
+        )
+        verdict = await unit.check(ctx)
+        return "" if verdict.action == "accept" else verdict.smtp_reply
 
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
@@ -150,6 +175,8 @@ class SubmissionHandler:
             authenticated=bool(session.authenticated and team_id),
             client_ip=client_ip(session),
             reads=self.reads,
+            from_domains=header_from_domains(data),
+            header_checked=True,
         )
         verdict = await self.chain.run(ctx)
         if verdict.action != "accept":

@@ -74,7 +74,6 @@ def mta_process(
 ) -> Iterator[Settings]:
     policy = write_policy(tmp_path / "policies.toml", team_per_second=1000)
     settings = with_policy(test_settings, policy)
-    redis_client.set(RedisKeys.domain_ready("shop.example"), "1")
     port = settings.mta.metrics_port
     test_stack.start(kibamail_spec(settings, "mta-bulk-e2e", ["mta"], port, "/metrics"))
     yield settings
@@ -100,6 +99,7 @@ def smtp_client(settings: Settings, team: str, redis: Any) -> smtplib.SMTP:
     client = smtplib.SMTP("127.0.0.1", settings.mta.submission_port, timeout=30)
     client.starttls(context=TLS)
     client.ehlo()
+    redis.set(RedisKeys.domain_ready(team, "shop.example"), "1")
     client.login(*create_smtp_credential(redis, team))
     return client
 

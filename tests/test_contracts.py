@@ -67,4 +67,5 @@ def test_outbound_message_stream_fields_keep_raw_bytes() -> None:
 
 def test_redis_keys_follow_the_documented_formats() -> None:
     assert RedisKeys.broadcast_sent("b1", "c1") == "BROADCAST:b1:c1"
-    assert RedisKeys.domain_ready("Example.COM") == "domain:example.com:ready"
+    assert RedisKeys.domain_ready("t1", "Example.COM") == "domain:t1:example.com:ready"
+    assert RedisKeys.dkim_key("t1", "Example.COM") == "dkim:t1:example.com"

@@ -109,7 +109,7 @@ def submission_listener(
 
 
 def _smtp_submit(settings: Settings, redis: Any, team_id: str) -> str:
-    redis.set(RedisKeys.domain_ready("sender.example"), "1")
+    redis.set(RedisKeys.domain_ready(team_id, "sender.example"), "1")
     credential = create_smtp_credential(redis, team_id)
     data = (
         b"From: a@sender.example\r\nTo: r@example.org\r\nSubject: s\r\n"

@@ -22,13 +22,14 @@ from api.services.domains import (
     check_status,
     dns_records,
     generate_keys,
+    ownership_contested,
     publish_dkim_key,
-    set_ready_flag,
+    reserved_for_platform,
     stored_checks,
     verify_domain,
+    withdraw_domain,
 )
 from kibamail.contracts import DomainCheckEvent, Topic
-from kibamail.redis_keys import RedisKeys
 
 router = APIRouter(prefix="/v1/teams/{team_id}/domains", tags=["domains"])
 _DOMAIN = re.compile(r"^(?=.{4,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
@@ -46,8 +47,9 @@ class DomainIn(BaseModel):
         return value
 
 
-def _out(domain: Domain, state: StateDep) -> dict[str, Any]:
+def _out(domain: Domain, state: StateDep, db: DbDep) -> dict[str, Any]:
     checks = stored_checks(domain)
+    contested = ownership_contested(db, domain)
     return {
         "id": domain.id,
         "name": domain.name,
@@ -66,7 +68,7 @@ def _out(domain: Domain, state: StateDep) -> dict[str, Any]:
                 "found": checks.get(r.check, {}).get("found", []),
                 "reasons": checks.get(r.check, {}).get("reasons", []),
             }
-            for r in dns_records(domain, state.settings)
+            for r in dns_records(domain, state.settings, contested)
         ],
         "ready": domain.status == "verified",
         "checks": {
@@ -90,32 +92,36 @@ def _get(db: DbDep, team_id: str, domain_id: str) -> Domain:
 @router.get("", summary="Sending domains")
 def list_domains(team_id: str, ctx: TeamDomains, db: DbDep, state: StateDep) -> dict[str, Any]:
     rows = db.scalars(select(Domain).where(Domain.team_id == ctx.team_id).order_by(Domain.name))
-    return {"data": [_out(d, state) for d in rows]}
+    return {"data": [_out(d, state, db) for d in rows]}
 
 
 @router.post("", status_code=201, summary="Add a domain; returns the DNS records to publish")
 def add_domain(
     team_id: str, body: DomainIn, ctx: TeamDomains, db: DbDep, state: StateDep
 ) -> dict[str, Any]:
-    taken = db.scalar(
-        select(Domain.team_id).where(Domain.name == body.name, Domain.status == "verified")
-    )
-    if taken is not None or db.scalar(
-        select(Domain.id).where(Domain.name == body.name, Domain.team_id == ctx.team_id)
-    ):
+    if reserved_for_platform(state.settings, body.name, ctx.team_id):
+        raise ApiError(
+            422,
+            f"{body.name} is the platform's notification domain and cannot be a team's domain",
+            "domain_reserved",
+            [{"path": "name", "message": "use a domain your organisation owns"}],
+        )
+    if db.scalar(select(Domain.id).where(Domain.name == body.name, Domain.team_id == ctx.team_id)):
         raise ApiError(409, "this domain is already registered", "domain_taken")
+    # Another team may hold the same name: this row gets its own keys, token and flag, and
+    # becomes ready only with its own token in DNS (ownership_contested).
     domain = generate_keys(body.name, ctx.team_id)
     db.add(domain)
     db.flush()
     publish_dkim_key(state.sync_redis, domain)
-    return _out(domain, state)
+    return _out(domain, state, db)
 
 
 @router.get("/{domain_id}", summary="One domain with per-record status")
 def get_domain(
     team_id: str, domain_id: str, ctx: TeamDomains, db: DbDep, state: StateDep
 ) -> dict[str, Any]:
-    return _out(_get(db, ctx.team_id, domain_id), state)
+    return _out(_get(db, ctx.team_id, domain_id), state, db)
 
 
 @router.post("/{domain_id}/verify", summary="Check the DNS records now")
@@ -129,7 +135,7 @@ def verify(
 
     verify_domain(db, domain, state.settings, state.sync_redis, publish)
     state.domain_cache.clear()
-    return _out(domain, state)
+    return _out(domain, state, db)
 
 
 @router.delete("/{domain_id}", summary="Remove a domain (the MTA stops signing for it)")
@@ -137,8 +143,7 @@ def delete_domain(
     team_id: str, domain_id: str, ctx: TeamDomains, db: DbDep, state: StateDep
 ) -> dict[str, Any]:
     domain = _get(db, ctx.team_id, domain_id)
-    set_ready_flag(state.sync_redis, domain, False)
-    state.sync_redis.delete(RedisKeys.dkim_key(domain.name))
+    withdraw_domain(state.sync_redis, domain)
     db.delete(domain)
     state.domain_cache.clear()
     return {"deleted": domain_id}

@@ -22,7 +22,7 @@ from urllib.parse import urlparse
 import dns.resolver
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.models import Domain
@@ -40,6 +40,7 @@ from deliverability.domain_checks import DomainCheckReport, ExpectedRecords
 from kibamail.contracts import DomainCheckEvent
 from kibamail.redis_keys import RedisKeys
 from kibamail.settings import Settings
+from kibamail.system_mail import sender_address
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,7 @@ RECORD_CHECKS = {
     "dmarc": "dmarc",
     "return_path": "return_path",
     "tracking": "tracking",
+    "ownership": "ownership",
 }
 # Statuses rows written before the checks were unified still carry.
 LEGACY_STATUS = {"verified": "pass", "missing": "fail", "mismatch": "fail", "error": "unknown"}
@@ -101,6 +103,7 @@ def generate_keys(domain_name: str, team_id: str) -> Domain:
         ed25519_public_b64=base64.b64encode(ed_public).decode(),
         status="pending",
         record_status={},
+        verify_token=secrets.token_hex(16),
     )
 
 
@@ -116,8 +119,11 @@ def dmarc_rua(settings: Settings) -> str:
     return f"mailto:dmarc@{settings.mta.hostname}"
 
 
-def dns_records(domain: Domain, settings: Settings) -> list[DnsRecord]:
+def dns_records(domain: Domain, settings: Settings, contested: bool = False) -> list[DnsRecord]:
+    """The records to publish; the ownership token is required only while another team
+    has added the same name (``ownership_contested``)."""
     tracking_host = tracking_target(settings)
+    owner_name, owner_value = domain_checks.ownership_record(domain.name, domain.verify_token or "")
     return [
         DnsRecord("spf", "TXT", domain.name, f"v=spf1 include:{spf_include(settings)} ~all", True),
         DnsRecord(
@@ -143,10 +149,13 @@ def dns_records(domain: Domain, settings: Settings) -> list[DnsRecord]:
         ),
         DnsRecord("return_path", "CNAME", f"bounces.{domain.name}", settings.mta.hostname, False),
         DnsRecord("tracking", "CNAME", f"track.{domain.name}", tracking_host, False),
+        DnsRecord("ownership", "TXT", owner_name, owner_value, contested),
     ]
 
 
-def expected_records(domain: Domain, settings: Settings) -> ExpectedRecords:
+def expected_records(
+    domain: Domain, settings: Settings, contested: bool = False
+) -> ExpectedRecords:
     return ExpectedRecords(
         spf_include=spf_include(settings),
         dkim_selector=domain.rsa_selector,
@@ -158,7 +167,38 @@ def expected_records(domain: Domain, settings: Settings) -> ExpectedRecords:
         secondary_dkim_public_key=domain.ed25519_public_b64,
         tracking_host=f"track.{domain.name}",
         tracking_target=tracking_target(settings),
+        ownership_token=domain.verify_token or "",
+        ownership_required=contested,
     )
+
+
+def ownership_contested(db: Session, domain: Domain) -> bool:
+    """True when another team has also added this name and this row did not already hold
+    it verified before that: then only the team that publishes its own token in DNS can
+    become ready. A team verified before anyone else added the name keeps its standing, so
+    a squatter's row can never make the owner's re-checks fail."""
+    others = db.scalar(
+        select(func.min(Domain.created_at)).where(
+            Domain.name == domain.name, Domain.team_id != domain.team_id
+        )
+    )
+    if others is None:
+        return False
+    settled = domain.status == "verified" and domain.verified_at is not None
+    return not (settled and domain.verified_at is not None and domain.verified_at <= others)
+
+
+def platform_domain(settings: Settings) -> str:
+    """The notification sender's domain: platform mail only, never a team's domain."""
+    return sender_address(settings).rsplit("@", 1)[1].lower()
+
+
+def reserved_for_platform(settings: Settings, name: str, team_id: str) -> bool:
+    """True when ``name`` is the platform's notification domain (or under it) and
+    ``team_id`` is not the platform team."""
+    reserved, name = platform_domain(settings), name.lower().rstrip(".")
+    covered = name == reserved or name.endswith(f".{reserved}")
+    return covered and team_id != settings.notifications.team_id
 
 
 def make_resolver(settings: Settings) -> dns.resolver.Resolver:
@@ -202,8 +242,11 @@ def _settled(entry: dict[str, Any] | None) -> str | None:
     return {"pass": "pass", "fail": "fail"}.get(LEGACY_STATUS.get(entry.get("status", ""), ""))
 
 
-def publish_hints(domain: Domain, settings: Settings) -> dict[str, PublishHint]:
-    return {r.check: PublishHint(r.type, r.name, r.value) for r in dns_records(domain, settings)}
+def publish_hints(
+    domain: Domain, settings: Settings, contested: bool = False
+) -> dict[str, PublishHint]:
+    records = dns_records(domain, settings, contested)
+    return {r.check: PublishHint(r.type, r.name, r.value) for r in records}
 
 
 @dataclass(frozen=True)
@@ -229,8 +272,9 @@ def verify_domain(
     failing, then record the result on the row (the caller commits). A raise leaves the
     row as it was, so a retry sees the same transitions (same event ids, one email)."""
     checked_at = checked_at or datetime.now(UTC)
+    contested = ownership_contested(db, domain)
     report = domain_checks.check_domain(
-        domain.name, expected_records(domain, settings), make_resolver(settings)
+        domain.name, expected_records(domain, settings, contested), make_resolver(settings)
     )
     previous = stored_checks(domain)
     transitions = find_transitions(
@@ -240,7 +284,7 @@ def verify_domain(
     )
     if report.ready:
         publish_dkim_key(redis, domain)  # before the flag: the MTA signs as soon as it sees it
-    readiness = domain_checks.apply_readiness(redis, report)
+    readiness = domain_checks.apply_readiness(redis, domain.team_id, report)
     alerts = raise_alerts(
         redis,
         settings,
@@ -248,7 +292,7 @@ def verify_domain(
         administrators=administrator_emails(db, [domain.team_id]).get(domain.team_id, []),
         report=report,
         transitions=transitions,
-        hints=publish_hints(domain, settings),
+        hints=publish_hints(domain, settings, contested),
         checked_at=checked_at,
         since=domain.last_checked_at.isoformat() if domain.last_checked_at else "never",
         publish=publish,
@@ -273,9 +317,10 @@ def verify_domain(
 
 
 def publish_dkim_key(redis: Any, domain: Domain) -> None:
-    """The signing key the MTA reads (RSA: accepted by every receiver)."""
+    """The signing key the MTA reads for this team's mail from this domain (RSA: accepted
+    by every receiver); another team's row of the same name has its own key."""
     redis.hset(
-        RedisKeys.dkim_key(domain.name),
+        RedisKeys.dkim_key(domain.team_id, domain.name),
         mapping={
             "selector": domain.rsa_selector,
             "algorithm": "rsa-sha256",
@@ -288,7 +333,13 @@ def set_ready_flag(redis: Any, domain: Domain, ready: bool) -> None:
     """Without DNS checks: the demo bootstrap (ready) and domain removal (not ready)."""
     if ready:
         publish_dkim_key(redis, domain)
-    domain_checks.set_ready(redis, domain.name, ready)
+    domain_checks.set_ready(redis, domain.team_id, domain.name, ready)
+
+
+def withdraw_domain(redis: Any, domain: Domain) -> None:
+    """Domain removal: this team's ready flag and signing key go; other teams' stay."""
+    set_ready_flag(redis, domain, False)
+    redis.delete(RedisKeys.dkim_key(domain.team_id, domain.name))
 
 
 # Hourly schedule, with slack so a run a little early still finds last hour's domains due.

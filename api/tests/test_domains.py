@@ -50,7 +50,18 @@ def test_add_domain_publish_records_and_verify(
     domain = client.post(base, json={"name": "Mail.Acme-Verify.test"}, headers=auth).json()
     assert domain["name"] == "mail.acme-verify.test" and domain["status"] == "pending"
     records = {r["record"]: r for r in domain["records"]}
-    assert set(records) == {"spf", "dkim_rsa", "dkim_ed25519", "dmarc", "return_path", "tracking"}
+    assert set(records) == {
+        "spf",
+        "dkim_rsa",
+        "dkim_ed25519",
+        "dmarc",
+        "return_path",
+        "tracking",
+        "ownership",
+    }
+    assert records["ownership"]["name"] == "_kibamail-verify.mail.acme-verify.test"
+    assert records["ownership"]["value"].startswith("kibamail-verify=")
+    assert records["ownership"]["required"] is False  # no other team has added the name
     assert records["dkim_ed25519"]["value"].startswith("v=DKIM1; k=ed25519; p=")
     rsa_public = base64.b64decode(records["dkim_rsa"]["value"].split("p=")[1])
     assert len(rsa_public) > 256  # 2048-bit SubjectPublicKeyInfo
@@ -58,7 +69,7 @@ def test_add_domain_publish_records_and_verify(
     checked = client.post(f"{base}/{domain['id']}/verify", headers=auth).json()
     assert checked["status"] == "pending"
     assert {r["status"] for r in checked["records"]} == {"missing"}
-    assert redis_client.get(RedisKeys.domain_ready("mail.acme-verify.test")) is None
+    assert redis_client.get(RedisKeys.domain_ready(team, "mail.acme-verify.test")) is None
 
     for key in ("spf", "dkim_rsa", "dmarc"):
         dns_zone.add(records[key]["name"], records[key]["type"], records[key]["value"])
@@ -74,6 +85,7 @@ def test_add_domain_publish_records_and_verify(
         "dkim_ed25519": "missing",
         "return_path": "mismatch",
         "tracking": "missing",
+        "ownership": "missing",
     }
     assert verified["ready"] is True
     assert verified["checks"]["mx"]["status"] == "fail"  # shown, but not required
@@ -81,8 +93,8 @@ def test_add_domain_publish_records_and_verify(
     rp = next(r for r in verified["records"] if r["record"] == "return_path")
     assert rp["check"] == "fail" and rp["found"] == ["elsewhere.example"]
     assert "not to mta.kibamail.local" in rp["reasons"][0]
-    assert redis_client.get(RedisKeys.domain_ready("mail.acme-verify.test")) == b"1"
-    key = redis_client.hgetall(RedisKeys.dkim_key("mail.acme-verify.test"))
+    assert redis_client.get(RedisKeys.domain_ready(team, "mail.acme-verify.test")) == b"1"
+    key = redis_client.hgetall(RedisKeys.dkim_key(team, "mail.acme-verify.test"))
     assert key[b"algorithm"] == b"rsa-sha256"
     message = b"From: a@mail.acme-verify.test\r\nTo: b@x.com\r\nSubject: s\r\n\r\nbody\r\n"
     signed = dkim.sign(message, key[b"selector"], b"mail.acme-verify.test", key[b"private_key"])
@@ -100,13 +112,13 @@ def test_add_domain_publish_records_and_verify(
     }
     shown = client.get(f"{base}/{domain['id']}", headers=auth).json()
     assert shown["status"] == "pending" and shown["ready"] is False
-    assert redis_client.get(RedisKeys.domain_ready("mail.acme-verify.test")) is None
+    assert redis_client.get(RedisKeys.domain_ready(team, "mail.acme-verify.test")) is None
 
     again = client.post(base, json={"name": "mail.acme-verify.test"}, headers=auth)
     assert again.status_code == 409
     assert client.delete(f"{base}/{domain['id']}", headers=auth).status_code == 200
-    assert redis_client.get(RedisKeys.domain_ready("mail.acme-verify.test")) is None
-    assert not redis_client.exists(RedisKeys.dkim_key("mail.acme-verify.test"))
+    assert redis_client.get(RedisKeys.domain_ready(team, "mail.acme-verify.test")) is None
+    assert not redis_client.exists(RedisKeys.dkim_key(team, "mail.acme-verify.test"))
 
 
 def state_settings(client: TestClient) -> Settings:
@@ -203,7 +215,7 @@ def test_a_record_that_breaks_raises_one_event_set_and_one_email(
         dns_zone.add(record["name"], record["type"], record["value"])
     dns_zone.add(f"_spf.{settings.mta.hostname}", "TXT", "v=spf1 ip4:127.0.0.1 -all")
     assert client.post(f"{base}/{domain['id']}/verify", headers=auth).json()["ready"] is True
-    ready_key = RedisKeys.domain_ready(name)
+    ready_key = RedisKeys.domain_ready(team, name)
     assert redis_client.exists(ready_key)
 
     # The customer rotates the DKIM record to a key that is not ours.
@@ -273,4 +285,4 @@ def test_bootstrap_domains_without_dns_are_not_rechecked(
         state.sessions, state.settings, redis_client, lambda _event: None, names=[team.domain]
     )
     assert counts["due"] == 0
-    assert redis_client.exists(RedisKeys.domain_ready(team.domain))
+    assert redis_client.exists(RedisKeys.domain_ready(team.team_id, team.domain))

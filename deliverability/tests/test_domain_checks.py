@@ -113,20 +113,23 @@ def test_servfail_and_timeout_give_unknown_never_fail(dns_port: int) -> None:
 
 def test_readiness_flag_follows_checks(dns_port: int, redis_client) -> None:
     good = _check("good.example", dns_port)
-    key = RedisKeys.domain_ready("good.example")
-    assert apply_readiness(redis_client, good) == "became_ready"
+    key = RedisKeys.domain_ready("team-a", "good.example")
+    other = RedisKeys.domain_ready("team-b", "good.example")
+    redis_client.set(other, "1")
+    assert apply_readiness(redis_client, "team-a", good) == "became_ready"
     assert redis_client.get(key) in (b"1", "1")
-    assert apply_readiness(redis_client, good) == "unchanged"
+    assert apply_readiness(redis_client, "team-a", good) == "unchanged"
     # DNS trouble keeps a ready domain ready
     flaky = _check("flaky.example", dns_port)
     flaky.domain = "good.example"
-    assert apply_readiness(redis_client, flaky) == "unchanged"
+    assert apply_readiness(redis_client, "team-a", flaky) == "unchanged"
     assert redis_client.exists(key)
     # A real failure clears it
     broken = _check("bad.example", dns_port)
     broken.domain = "good.example"
-    assert apply_readiness(redis_client, broken) == "became_unready"
+    assert apply_readiness(redis_client, "team-a", broken) == "became_unready"
     assert not redis_client.exists(key)
+    assert redis_client.get(other) in (b"1", "1")  # another team's flag is its own
 
 
 def test_check_domain_cli(dns_port: int) -> None:

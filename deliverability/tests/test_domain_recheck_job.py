@@ -168,7 +168,7 @@ def test_hourly_recheck_job_alerts_once_when_dkim_breaks(
     first = run_recheck(settings)
     assert first == {"due": 1, "ready": 1, "not_ready": 0, "unknown": 0, "events": 0,
                      "emails": 0, "errors": 0}  # fmt: skip
-    assert redis_client.exists(RedisKeys.domain_ready(DOMAIN))
+    assert redis_client.exists(RedisKeys.domain_ready(team_id, DOMAIN))
     assert run_recheck(settings)["due"] == 0  # checked a moment ago: not due
 
     dkim = next(name for name in zone.records if name.endswith("r._domainkey." + DOMAIN))
@@ -179,7 +179,7 @@ def test_hourly_recheck_job_alerts_once_when_dkim_breaks(
     second = run_recheck(settings, {SCHEDULED_TIME_TAG: tick.isoformat()})
     assert second == {"due": 1, "ready": 0, "not_ready": 1, "unknown": 0, "events": 2,
                       "emails": 1, "errors": 0}  # fmt: skip
-    assert not redis_client.exists(RedisKeys.domain_ready(DOMAIN))
+    assert not redis_client.exists(RedisKeys.domain_ready(team_id, DOMAIN))
     events = events_on_broker(settings, want=2)
     assert sorted((e.record, e.previous_status, e.current_status) for e in events) == [
         ("dkim", "pass", "fail"),

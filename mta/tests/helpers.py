@@ -36,6 +36,8 @@ inbound_domains = ["bounces.kibamail.test"]
 [[policies]]
 name = "authenticated"
 [[policies]]
+name = "sender_authorized"
+[[policies]]
 name = "team_paused"
 temporary = true
 [[policies]]

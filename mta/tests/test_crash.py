@@ -40,7 +40,7 @@ def test_kill_9_mid_run_loses_and_duplicates_nothing(
     tmp_path: Path,
 ) -> None:
     settings = with_policy(test_settings, write_policy(tmp_path / "policies.toml"))
-    redis_client.set(RedisKeys.domain_ready("sender.example"), "1")
+    redis_client.set(RedisKeys.domain_ready("team-1", "sender.example"), "1")
     # Where this run's status events will start (the topic is shared by the session).
     start_offsets = status_offsets(settings)
     spec = kibamail_spec(settings, "mta", ["mta"], health_port=settings.mta.metrics_port)

@@ -24,7 +24,7 @@ def _statuses(events: list[Any], message_id: str) -> list[str]:
 def test_walking_skeleton_delivers_and_reports(
     running_mta: Settings, redis_client: Any, sink: SinkServer
 ) -> None:
-    redis_client.set(RedisKeys.domain_ready("sender.example"), "1")
+    redis_client.set(RedisKeys.domain_ready("team-1", "sender.example"), "1")
     good = [make_message([f"user{i}@example.org"]) for i in range(10)]
     multi = make_message(["a@gmail.com", "b@example.net", "c@example.net"])
     permfail = make_message(["permfail@gmail.com"])
@@ -83,6 +83,8 @@ def test_held_until_domain_ready_then_delivered(
     running_mta: Settings, redis_client: Any, sink: SinkServer
 ) -> None:
     msg = make_message(["held@example.org"], sender="a@notready.example")
+    # Another team verified the same name: that does not make it ready for team-1.
+    redis_client.set(RedisKeys.domain_ready("team-other", "notready.example"), "1")
     submit(redis_client, msg)
     reader = StatusReader(running_mta)
     try:
@@ -90,7 +92,7 @@ def test_held_until_domain_ready_then_delivered(
         held = next(e for e in events if e.message_id == msg.message_id and e.status == "held")
         assert "not verified" in held.reason
         assert sink.delivered_counts()[msg.message_id] == 0
-        redis_client.set(RedisKeys.domain_ready("notready.example"), "1")
+        redis_client.set(RedisKeys.domain_ready("team-1", "notready.example"), "1")
         assert wait_until(lambda: sink.delivered_counts()[msg.message_id] == 1, timeout=15)
         events = reader.poll_until(lambda ev: "delivered" in _statuses(ev, msg.message_id))
         assert "delivered" in _statuses(events, msg.message_id)
@@ -99,7 +101,7 @@ def test_held_until_domain_ready_then_delivered(
 
 
 def test_pools_never_share_ips(running_mta: Settings, redis_client: Any, sink: SinkServer) -> None:
-    redis_client.set(RedisKeys.domain_ready("sender.example"), "1")
+    redis_client.set(RedisKeys.domain_ready("team-1", "sender.example"), "1")
     marketing = [make_message([f"m{i}@example.org"], kind=TrafficKind.MARKETING) for i in range(4)]
     transactional = [make_message([f"t{i}@example.org"]) for i in range(4)]
     for msg in marketing + transactional:
@@ -114,7 +116,7 @@ def test_pools_never_share_ips(running_mta: Settings, redis_client: Any, sink: S
 def test_null_mx_and_nxdomain_bounce_without_connecting(
     running_mta: Settings, redis_client: Any, sink: SinkServer
 ) -> None:
-    redis_client.set(RedisKeys.domain_ready("sender.example"), "1")
+    redis_client.set(RedisKeys.domain_ready("team-1", "sender.example"), "1")
     null = make_message(["x@nullmx.example"])
     gone = make_message(["x@gone.example"])
     submit(redis_client, null)
@@ -141,7 +143,7 @@ def test_paused_team_mail_is_held_then_delivered_after_unpause(
 ) -> None:
     import json
 
-    redis_client.set(RedisKeys.domain_ready("sender.example"), "1")
+    redis_client.set(RedisKeys.domain_ready("team-p", "sender.example"), "1")
     redis_client.set(RedisKeys.team_paused("team-p"), json.dumps({"reason": "complaint spike"}))
     msg = make_message(["p@example.org"], team="team-p")
     submit(redis_client, msg)
@@ -175,7 +177,7 @@ def sink(test_settings: Settings) -> Any:
 def test_opportunistic_tls_is_used_when_offered(
     running_mta: Settings, redis_client: Any, sink: SinkServer
 ) -> None:
-    redis_client.set(RedisKeys.domain_ready("sender.example"), "1")
+    redis_client.set(RedisKeys.domain_ready("team-1", "sender.example"), "1")
     msg = make_message(["tls@example.org"])
     submit(redis_client, msg)
     assert wait_until(lambda: sink.delivered_counts()[msg.message_id] == 1, timeout=20)
@@ -195,7 +197,7 @@ def test_internationalized_recipient_is_delivered_with_smtputf8(
     running_mta: Settings, redis_client: Any, sink: SinkServer
 ) -> None:
     """RFC 6531: a UTF-8 local part goes out as UTF-8 with MAIL ... SMTPUTF8."""
-    redis_client.set(RedisKeys.domain_ready("sender.example"), "1")
+    redis_client.set(RedisKeys.domain_ready("team-1", "sender.example"), "1")
     msg = make_message(["jörg.müller@example.org"])
     submit(redis_client, msg)
     assert wait_until(lambda: sink.delivered_counts().get(msg.message_id, 0) == 1, timeout=20)

@@ -16,6 +16,7 @@ from kibamail.contracts import MessageMapping, MessageStatus, Topic, serialize
 from kibamail.intake import submit
 from kibamail.redis_keys import RedisKeys
 from kibamail.settings import KafkaSettings, Settings
+from mta.commit import record_sent
 from mta.credentials import (
     CredentialVerifier,
     create_smtp_credential,
@@ -59,10 +60,10 @@ def _dnsfunc(server: DnsServer) -> Any:
 def test_dkim_rsa_and_ed25519_signatures_verify_against_loopback_dns(
     running_mta: Settings, redis_client: Any, sink: SinkServer, dns_server: DnsServer
 ) -> None:
-    store_dkim_key(redis_client, "rsa.example", "rsa1", "rsa-sha256", RSA_PEM)
-    store_dkim_key(redis_client, "ed.example", "ed1", "ed25519-sha256", ED_SEED)
+    store_dkim_key(redis_client, "team-1", "rsa.example", "rsa1", "rsa-sha256", RSA_PEM)
+    store_dkim_key(redis_client, "team-1", "ed.example", "ed1", "ed25519-sha256", ED_SEED)
     for domain in ("rsa.example", "ed.example", "unsigned.example"):
-        redis_client.set(RedisKeys.domain_ready(domain), "1")
+        redis_client.set(RedisKeys.domain_ready("team-1", domain), "1")
     rsa = make_message(["a@example.org"], sender="n@rsa.example")
     ed = make_message(["b@example.org"], sender="n@ed.example")
     plain = make_message(["c@example.org"], sender="n@unsigned.example")
@@ -143,10 +144,16 @@ def test_smtp_credentials_create_verify_revoke(redis_client: Any) -> None:
 def test_inbound_dsn_and_arf_become_events_and_suppressions(
     running_mta: Settings, redis_client: Any
 ) -> None:
-    for message_id in ("orig-1@sender.example", "orig-2@sender.example"):
+    sent = {"orig-1@sender.example": "gone@example.org", "orig-2@sender.example": "angry@yahoo.com"}
+    for message_id, rcpt in sent.items():
         redis_client.set(
             RedisKeys.message_mapping(message_id), serialize(MessageMapping(team_id="team-in"))
         )
+        # What the delivery worker records with a delivered outcome: reports about
+        # recipients a message never had change nothing (mta/tests/test_forged_reports.py).
+        pipe = redis_client.pipeline()
+        record_sent(pipe, message_id, "team-in", "transactional", {rcpt: ""})
+        pipe.execute()
     with smtplib.SMTP("127.0.0.1", running_mta.mta.inbound_port, timeout=10) as client:
         client.sendmail("", ["bounces@bounces.kibamail.test"], DSN)
         client.sendmail("feedback@yahoo.com", ["fbl@bounces.kibamail.test"], ARF)

@@ -91,13 +91,14 @@ def _submit(settings: Settings, credential: tuple[str, str], rcpt: str, data: by
 def test_two_teams_reusing_a_message_id_stay_apart_and_bounces_find_the_sender(
     running_mta: Settings, redis_client: Any, sink: SinkServer
 ) -> None:
-    redis_client.set(RedisKeys.domain_ready("sender.example"), "1")
     client_id = f"shared-{uuid.uuid4().hex[:8]}@sender.example"
     data = (
         f"From: a@sender.example\r\nTo: r@example.org\r\nSubject: s\r\n"
         f"Message-ID: <{client_id}>\r\n\r\nHello.\r\n"
     ).encode()
     teams = ("team-pid-a", "team-pid-b")
+    for team in teams:
+        redis_client.set(RedisKeys.domain_ready(team, "sender.example"), "1")
     ids = {
         team: _submit(
             running_mta, create_smtp_credential(redis_client, team), f"{team}@example.org", data

@@ -29,7 +29,7 @@ def mta_settings(test_settings: Settings, tmp_path: Path) -> Settings:
 def test_warmup_cap_moves_traffic_to_the_next_pool_ip(
     running_mta: Settings, redis_client: Any, sink: SinkServer
 ) -> None:
-    redis_client.set(RedisKeys.domain_ready("sender.example"), "1")
+    redis_client.set(RedisKeys.domain_ready("team-1", "sender.example"), "1")
     msgs = [make_message([f"w{i}@example.org"], kind=TrafficKind.MARKETING) for i in range(6)]
     for msg in msgs:
         submit(redis_client, msg)
@@ -43,7 +43,7 @@ def test_warmup_cap_moves_traffic_to_the_next_pool_ip(
 def test_suppressed_recipient_fails_without_delivery(
     running_mta: Settings, redis_client: Any, sink: SinkServer
 ) -> None:
-    redis_client.set(RedisKeys.domain_ready("sender.example"), "1")
+    redis_client.set(RedisKeys.domain_ready("team-1", "sender.example"), "1")
     redis_client.sadd(RedisKeys.suppression("team-1"), "blocked@example.org")
     msg = make_message(["blocked@example.org", "fine@example.org"])
     submit(redis_client, msg)
@@ -63,7 +63,7 @@ def test_suppressed_recipient_fails_without_delivery(
 
 
 def test_deferred_past_max_age_expires(running_mta: Settings, redis_client: Any) -> None:
-    redis_client.set(RedisKeys.domain_ready("sender.example"), "1")
+    redis_client.set(RedisKeys.domain_ready("team-1", "sender.example"), "1")
     msg = make_message(["tempfail@example.org"])
     submit(redis_client, msg)
     reader = StatusReader(running_mta)
@@ -82,7 +82,7 @@ def test_deferred_past_max_age_expires(running_mta: Settings, redis_client: Any)
 
 
 def test_bulk_gate_refuses_bulk_scored_team(running_mta: Settings, redis_client: Any) -> None:
-    redis_client.set(RedisKeys.domain_ready("sender.example"), "1")
+    redis_client.set(RedisKeys.domain_ready("team-bulk", "sender.example"), "1")
     credential = create_smtp_credential(redis_client, "team-bulk")
     redis_client.set(RedisKeys.reputation_throttle("bulk_score", "team-bulk"), "0.97")
     context = ssl.create_default_context()

@@ -39,7 +39,7 @@ def test_mta_process_serves_metrics_and_stops_cleanly(
     tmp_path: Path,
 ) -> None:
     settings = with_policy(test_settings, write_policy(tmp_path / "p.toml"))
-    redis_client.set(RedisKeys.domain_ready("sender.example"), "1")
+    redis_client.set(RedisKeys.domain_ready("team-1", "sender.example"), "1")
     port = settings.mta.metrics_port
     test_stack.start(kibamail_spec(settings, "mta", ["mta"], port, "/metrics"))
     try:

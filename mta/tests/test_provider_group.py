@@ -75,7 +75,7 @@ def group_mta(
 
 def delivered_events(settings: Settings, redis: Any, rcpts: list[str]) -> dict[str, Any]:
     """recipient -> its (accepted, delivered) events, after a real delivery through the MTA."""
-    redis.set(RedisKeys.domain_ready("sender.example"), "1")
+    redis.set(RedisKeys.domain_ready("team-1", "sender.example"), "1")
     msg = make_message(rcpts)
     submit(redis, msg)
     reader = StatusReader(settings)

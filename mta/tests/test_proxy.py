@@ -114,7 +114,7 @@ def haproxy(running_mta: Settings, test_stack: Stack, tmp_path: Path) -> Iterato
 def test_submission_through_haproxy_with_proxy_v2(
     haproxy: int, running_mta: Settings, redis_client: Any, sink: SinkServer
 ) -> None:
-    redis_client.set(RedisKeys.domain_ready("sender.example"), "1")
+    redis_client.set(RedisKeys.domain_ready("team-lb", "sender.example"), "1")
     credential = create_smtp_credential(redis_client, "team-lb")
     context = ssl.create_default_context()
     context.check_hostname = False

@@ -38,7 +38,7 @@ def _delivered(sink: SinkServer, message_id: str) -> list[str]:
 def test_team_pause_holds_then_mail_flows_when_lifted(
     running_mta: Settings, redis_client: Any, sink: SinkServer
 ) -> None:
-    redis_client.set(RedisKeys.domain_ready("sender.example"), "1")
+    redis_client.set(RedisKeys.domain_ready("team-rep", "sender.example"), "1")
     key = _throttle(redis_client, "team", "team-rep", "pause")
     msg = make_message(["r1@example.org"], team="team-rep")
     submit(redis_client, msg)
@@ -64,7 +64,7 @@ def test_team_pause_holds_then_mail_flows_when_lifted(
 def test_paused_ip_provider_uses_the_other_pool_ip(
     running_mta: Settings, redis_client: Any, sink: SinkServer
 ) -> None:
-    redis_client.set(RedisKeys.domain_ready("sender.example"), "1")
+    redis_client.set(RedisKeys.domain_ready("team-1", "sender.example"), "1")
     _throttle(redis_client, "ip_provider", "127.0.0.2|example.org", "pause")
     msgs = [make_message([f"m{i}@example.org"], kind=TrafficKind.MARKETING) for i in range(4)]
     for msg in msgs:
@@ -76,7 +76,7 @@ def test_paused_ip_provider_uses_the_other_pool_ip(
 def test_paused_only_ip_holds_until_lifted(
     running_mta: Settings, redis_client: Any, sink: SinkServer
 ) -> None:
-    redis_client.set(RedisKeys.domain_ready("sender.example"), "1")
+    redis_client.set(RedisKeys.domain_ready("team-1", "sender.example"), "1")
     key = _throttle(redis_client, "ip_provider", "127.0.0.1|example.org", "pause")
     msg = make_message(["only@example.org"])
     submit(redis_client, msg)
@@ -97,7 +97,7 @@ def test_team_slow_spreads_delivery_and_loses_nothing(
     running_mta: Settings, redis_client: Any, sink: SinkServer
 ) -> None:
     """team_per_second = 4, factor 0.5: 2 msgs/s, so a burst of 8 is partly held."""
-    redis_client.set(RedisKeys.domain_ready("sender.example"), "1")
+    redis_client.set(RedisKeys.domain_ready("team-slow", "sender.example"), "1")
     _throttle(redis_client, "team", "team-slow", "slow", 0.5)
     msgs = [make_message([f"s{i}@example.org"], team="team-slow") for i in range(8)]
     for msg in msgs:

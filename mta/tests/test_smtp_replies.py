@@ -38,7 +38,7 @@ def mta_settings(test_settings: Settings, tmp_path: Path) -> Settings:
 
 @pytest.fixture
 def credential(redis_client: Any) -> tuple[str, str]:
-    redis_client.set(RedisKeys.domain_ready("sender.example"), "1")
+    redis_client.set(RedisKeys.domain_ready("team-day", "sender.example"), "1")
     return create_smtp_credential(redis_client, "team-day")
 
 
@@ -119,6 +119,7 @@ def test_per_day_limit_refuses_with_451_and_changes_nothing(
     running_mta: Settings, credential: tuple[str, str], redis_client: Any, sink: SinkServer
 ) -> None:
     """per_day = 3 recipients: 2 + 1 pass, the next is refused until the day turns."""
+    redis_client.set(RedisKeys.domain_ready("team-other", "sender.example"), "1")
     other = create_smtp_credential(redis_client, "team-other")
     with _client(running_mta, credential) as client:
         client.sendmail("a@sender.example", ["b@example.org", "c@example.org"], BODY)

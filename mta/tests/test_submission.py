@@ -37,7 +37,7 @@ def mta_settings(test_settings: Settings, tmp_path: Path) -> Settings:
 
 @pytest.fixture
 def credential(redis_client: Any) -> tuple[str, str]:
-    redis_client.set(RedisKeys.domain_ready("sender.example"), "1")
+    redis_client.set(RedisKeys.domain_ready("team-smtp", "sender.example"), "1")
     return create_smtp_credential(redis_client, "team-smtp")
 
 
@@ -245,7 +245,7 @@ def uvloop_mta(
 def test_starttls_and_auth_on_uvloop(
     uvloop_mta: Settings, redis_client: Any, sink: SinkServer
 ) -> None:
-    redis_client.set(RedisKeys.domain_ready("sender.example"), "1")
+    redis_client.set(RedisKeys.domain_ready("team-uvloop", "sender.example"), "1")
     username, password = create_smtp_credential(redis_client, "team-uvloop")
     tls = ssl.create_default_context()
     tls.check_hostname = False

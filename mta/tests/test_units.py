@@ -58,8 +58,15 @@ def test_bounce_classification_rules(code: int, text: str, expected: BounceClass
 def test_shipped_policy_file_is_valid() -> None:
     config = load_config(SHIPPED)
     chain = PolicyChain(config)
-    assert chain.names("submission") == ["authenticated", "team_paused", "rate_limit", "bulk_gate"]
+    assert chain.names("submission") == [
+        "authenticated",
+        "sender_authorized",
+        "team_paused",
+        "rate_limit",
+        "bulk_gate",
+    ]
     assert chain.names("delivery") == [
+        "sender_authorized",
         "team_paused",
         "suppression",
         "domain_ready",
