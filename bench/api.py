@@ -284,7 +284,9 @@ def run_bench(args: argparse.Namespace, redis_fsync: str = "always") -> dict[str
             "rate_limit_burst": 10**9,
         }
     )
-    settings = settings.model_copy(update={"api": api})
+    # The per-team send budget (429 past 100/s by default) would cap the figure too.
+    sending = settings.sending.model_copy(update={"per_second": 10**9, "burst": 10**9})
+    settings = settings.model_copy(update={"api": api, "sending": sending})
     stack = Stack(state_dir)
     env = {**os.environ, **settings_to_env(settings)}
     port = settings.api.port
