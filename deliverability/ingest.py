@@ -6,6 +6,8 @@ no valid report is answered with its reasons and changes nothing.
 
 from __future__ import annotations
 
+import email
+import email.policy
 import imaplib
 import logging
 from dataclasses import dataclass, field
@@ -14,6 +16,7 @@ from typing import Any
 from deliverability.parser import parse_bytes
 from deliverability.sources import OFFLINE, SourceEnricher
 from deliverability.storage import report_key, store_reports
+from kibamail.mime_limits import check_size, check_structure
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +61,7 @@ def ingest_bytes(
     result = IngestResult(source=name, errors=list(outcome.errors))
     for report in outcome.reports:
         result.warnings.extend(f"{report.source}: {w}" for w in report.warnings)
-        result.report_keys.append(report_key(report))
+        result.report_keys.append(report_key(report, team_id))
     if outcome.reports:
         stored = store_reports(
             clickhouse_client, outcome.reports, team_id=team_id, via=via, enricher=enricher
@@ -71,8 +74,12 @@ def ingest_message(raw_bytes: bytes, clickhouse_client: Any, team_id: str = "") 
     """For the MTA's inbound side: one message received for a `rua`/`ruf`/TLS-RPT address.
 
     Accept the message (250) when ``result.accepted``; otherwise answer 550 with
-    ``"; ".join(result.errors)`` — nothing was stored.
+    ``"; ".join(result.errors)`` — nothing was stored. Mail from strangers beyond the
+    caps of ``kibamail.mime_limits`` (size, MIME parts, nesting) raises MimeLimitError
+    before any report parsing, and stores nothing either.
     """
+    check_size(raw_bytes)
+    check_structure(email.message_from_bytes(raw_bytes, policy=email.policy.compat32))
     return ingest_bytes(raw_bytes, clickhouse_client, name="smtp", team_id=team_id, via="smtp")
 
 

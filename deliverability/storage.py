@@ -1,6 +1,6 @@
 """Write parsed reports to the raw ClickHouse tables, idempotently (report key = identity).
 
-A report's key is a hash of (type, reporter, report id, domain): the same report
+A report's key is a hash of (type, reporter, report id, domain, team): the same report
 re-sent, re-polled or re-uploaded is skipped here and, should two writers race,
 collapsed by ReplacingMergeTree (read with FINAL) since every row carries the key.
 """
@@ -52,7 +52,9 @@ class StoreResult:
     duplicates: list[str] = field(default_factory=list)
 
 
-def report_key(report: Report) -> str:
+def report_key(report: Report, team_id: str = "") -> str:
+    """Identity of a report for one team: the same report mailed to two teams' rua
+    addresses is stored for each (and re-sent to one, once)."""
     if isinstance(report, AggregateReport):
         meta = report.report_metadata
         parts = (
@@ -65,7 +67,8 @@ def report_key(report: Report) -> str:
         parts = ("smtp_tls", report.organization_name, report.report_id, "")
     else:
         parts = ("forensic", report.reported_domain or "", report.report_id, "")
-    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:32]
+    identity: tuple[str, ...] = (*parts, team_id) if team_id else parts
+    return hashlib.sha256("\x1f".join(identity).encode()).hexdigest()[:32]
 
 
 def _ts(seconds: int | None) -> datetime:
@@ -164,7 +167,7 @@ def store_reports(
             "forensic": ClickHouseTable.DMARC_FAILURE_REPORTS,
             "smtp_tls": ClickHouseTable.TLS_REPORTS,
         }[report.report_type]
-        by_table.setdefault(table, []).append((report_key(report), report))
+        by_table.setdefault(table, []).append((report_key(report, team_id), report))
     for table, keyed in by_table.items():
         existing = _existing_keys(client, table.value, [key for key, _ in keyed])
         heads: list[list[Any]] = []

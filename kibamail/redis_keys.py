@@ -95,13 +95,6 @@ class RedisKeys:
         (purpose e.g. team-invite, double-opt-in; ref = the invitation/contact id)."""
         return f"notified:{purpose}:{ref}"
 
-    @staticmethod
-    def platform_mail_count(purpose: str, team_id: str, window: str) -> str:
-        """Counter of platform emails (purpose as above) a team's actions triggered in one
-        fixed window (e.g. h:<hour number>, d:<day number>); written by
-        api.services.notifications to cap them."""
-        return f"platmail:{purpose}:{team_id}:{window}"
-
     # MTA internals (shared by every MTA process/host).
     # Sorted set of retry/held job ids scored by due time (unix seconds).
     RETRY_SCHEDULE: ClassVar[str] = "mta:retry"
@@ -122,6 +115,24 @@ class RedisKeys:
     def delivery_progress(entry_id: str) -> str:
         """Hash recipient -> final status for a stream entry being delivered (crash resume)."""
         return f"mta:progress:{entry_id}"
+
+    @staticmethod
+    def return_path(ref: str) -> str:
+        """Message id a signed return-path ref stands for (kibamail.report_tokens); written
+        with the delivered outcome (mta.commit), expires after the report window."""
+        return f"mta:rp:{ref}"
+
+    @staticmethod
+    def sent_recipients(message_id: str) -> str:
+        """Hash of a message's recipients a remote MX accepted: ``team``, ``kind`` and
+        ``rcpt:<address>`` -> return-path ref; written by mta.commit with the outcome, read
+        by mta.inbound to refuse reports about recipients the message never had."""
+        return f"mta:sent:{message_id}"
+
+    @staticmethod
+    def report_seen(team_id: str, message_id: str, recipient: str, kind: str) -> str:
+        """Marker that an inbound report (kind: bounced | complained) was recorded once."""
+        return f"mta:report:{team_id}:{kind}:{message_id}:{recipient.lower()}"
 
     @staticmethod
     def dkim_key(team_id: str, domain: str) -> str:

@@ -129,6 +129,10 @@ class MtaSettings(BaseModel):
     max_message_bytes: int = 25 * 1024 * 1024
     metrics_port: int = 19101
     delivery_concurrency: int = 100  # measured: 100 beats 50 (bigger group commits)
+    # Keys the signed return path (VERP) of every delivery and the teams' DMARC rua tags
+    # (kibamail.report_tokens): reports to unsigned addresses change nothing. Shared by the
+    # API and every MTA process; changing it orphans reports to the old addresses.
+    report_token_secret: str = "dev-only-report-secret-change-me"
 
 
 class PipelineTuning(BaseModel):
@@ -206,13 +210,6 @@ class NotificationSettings(BaseModel):
 
     sender: str = "Kibamail <notifications@mta.kibamail.local>"
     team_id: str = "kibamail-system"
-    # Caps per customer team on the platform mail its actions trigger (fixed hour/day
-    # windows): a team must not turn our sender into its spam cannon. Over a cap the API
-    # answers 429 with Retry-After (a CSV import defers the confirmations instead).
-    invitations_per_hour: int = Field(default=20, ge=0)
-    invitations_per_day: int = Field(default=100, ge=0)
-    confirmations_per_hour: int = Field(default=500, ge=0)
-    confirmations_per_day: int = Field(default=2000, ge=0)
 
 
 class DagsterSettings(BaseModel):

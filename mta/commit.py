@@ -24,6 +24,9 @@ from .features import submission_features
 from .outcomes import Outcome
 from .queue import SubmissionQueue, backoff_seconds
 
+# How long a delivered recipient can still be reported (bounced/complained) about.
+REPORT_WINDOW_SECONDS = 30 * 24 * 3600
+
 
 def address_domain(address: str) -> str:
     """Lower-cased domain of an envelope address (shared with the delivery worker)."""
@@ -121,6 +124,11 @@ class OutcomeRecorder:
                 retry.setdefault(now + o.retry_after, []).append(o.rcpt)
             elif status == MessageStatus.BOUNCED and o.bounce_class == BounceClass.HARD:
                 recorder.sadd(RedisKeys.suppression(msg.team_id), o.rcpt.lower())
+        delivered = {
+            o.rcpt.lower(): o.return_ref for o in outcomes if o.status == MessageStatus.DELIVERED
+        }
+        if delivered:
+            record_sent(recorder, msg.message_id, msg.team_id, msg.kind.value, delivered)
         # One job per due time: deferred recipients share one, held ones another.
         merged: dict[float, list[str]] = {}
         for due, rcpts in sorted(retry.items()):
@@ -130,6 +138,21 @@ class OutcomeRecorder:
             next_msg = msg.model_copy(update={"recipients": rcpts, "attempt": msg.attempt + 1})
             self.queue.schedule(recorder, next_msg, due)
         self.queue.ack(recorder, entry_id)
+
+
+def record_sent(
+    pipe: Any, message_id: str, team_id: str, kind: str, rcpt_refs: dict[str, str]
+) -> None:
+    """Remember which recipients a remote MX accepted, and under which return-path ref:
+    the only reports mta.inbound lets change state are about these (queued on ``pipe``,
+    in the MULTI of the outcome)."""
+    key = RedisKeys.sent_recipients(message_id)
+    fields = {"team": team_id, "kind": kind}
+    fields.update({f"rcpt:{rcpt.lower()}": ref for rcpt, ref in rcpt_refs.items()})
+    pipe.hset(key, mapping=fields)
+    pipe.expire(key, REPORT_WINDOW_SECONDS)
+    for ref in {ref for ref in rcpt_refs.values() if ref}:
+        pipe.set(RedisKeys.return_path(ref), message_id, ex=REPORT_WINDOW_SECONDS)
 
 
 class _CommandList:

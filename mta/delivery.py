@@ -43,6 +43,7 @@ from .outcomes import IN_DOUBT, Outcome, finished_outcomes
 from .policies import PolicyChain, PolicyContext, provider_group
 from .queue import Entry, SubmissionQueue
 from .resolver import DomainNotFoundError, MxResolver, NullMxError, TemporaryDnsError
+from .return_path import ReturnPaths
 from .sender_auth import PlatformSender
 from .smtp_client import ConnectionPool, DataHooks, TransientConnectError
 
@@ -58,6 +59,7 @@ class DeliveryWorker:
         self.recorder = OutcomeRecorder(redis, self.queue, config.queue)
         self.reads = PipelineBatcher(redis, transaction=False)
         self.resolver = MxResolver(settings.mta)
+        self.return_paths = ReturnPaths(settings, config)
         self.pool = ConnectionPool(
             settings.mta.hostname,
             settings.mta.delivery_port,
@@ -258,11 +260,19 @@ class DeliveryWorker:
             rcpts = [r for r in rcpts if r not in failed]
             if not rcpts:
                 return outcomes
+        # The signed return path (VERP) names this message and these recipients; a null
+        # sender stays null.
+        mail_from, ref = "", ""
+        if msg.mail_from:
+            mail_from, ref = await self.return_paths.address(
+                msg.message_id, address_domain(msg.mail_from), rcpts
+            )
         common: dict[str, Any] = {
             "pool": ctx.pool,
             "source_ip": ctx.source_ip,
             "mx_host": "",
             "provider_group": group,
+            "return_ref": ref,
         }
         progress_key = RedisKeys.delivery_progress(entry_id.decode())
 
@@ -305,7 +315,7 @@ class DeliveryWorker:
                         shaping=shaping,
                         source_ip=ctx.source_ip,
                         address=address,
-                        mail_from=msg.mail_from,
+                        mail_from=mail_from,
                         rcpts=rcpts,
                         data=data,
                         hooks=hooks,

@@ -1,11 +1,18 @@
-"""Inbound mail on port 25: asynchronous bounces (DSN, RFC 3464) and complaints (ARF, RFC 5965).
+"""Inbound mail on port 25: asynchronous bounces (DSN, RFC 3464), complaints (ARF, RFC
+5965) and DMARC/TLS reports.
 
-Only our own domains are accepted (no relaying). A DSN with ``Action: failed`` becomes a
-``bounced`` status event for the original message; an ARF ``abuse`` report becomes a
-``complained`` event. Hard bounces and complaints put the address on the team's
-suppression list. The original message is found by its platform id in the quoted
-headers (X-Kibamail-Message-ID, else Message-ID; see ``kibamail.intake``) and attributed
-to its team through the message mapping written at send time.
+Only our own domains are accepted (no relaying), plus signed return paths
+(``bounces+<token>@bounces.<sending domain>``, see ``mta.return_path``). A DSN with
+``Action: failed`` becomes a ``bounced`` status event for the original message; an ARF
+``abuse`` report becomes a ``complained`` event. Hard bounces and complaints put the
+address on the team's suppression list. An item changes state only when it is tied to a
+recipient we really delivered to (``mta.report_verify``): forged reports change nothing.
+DMARC/TLS reports go to ``dmarc+<team id>.<mac>@...`` (``kibamail.report_tokens``); a
+bare or wrongly signed tag is refused at RCPT.
+
+Parsing and storing run in worker processes (``mta.report_pool``) with caps on size,
+MIME parts, nesting, time and memory (``kibamail.mime_limits``): a hostile report is
+refused (552/554) and never stalls the event loop the submission listeners share.
 """
 
 from __future__ import annotations
@@ -14,46 +21,29 @@ import email
 import email.policy
 import logging
 import re
-import threading
-from dataclasses import dataclass
 from email.message import Message
 from typing import Any, cast
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from kibamail.contracts import (
-    BounceClass,
-    ContractError,
-    MessageMapping,
-    MessageStatus,
-    Topic,
-    deserialize,
-)
+from kibamail.contracts import MessageStatus
 from kibamail.intake import original_message_id
-from kibamail.redis_keys import RedisKeys
+from kibamail.mime_limits import MimeLimitError, check_size, check_structure
+from kibamail.report_tokens import RETURN_PATH_MAILBOX, verify_return_path, verify_rua_tag
 from kibamail.settings import Settings
 
-from .bounces import classify
+from . import metrics
 from .config import MtaConfig
-from .events import add_to_outbox, make_status_event
-from .policies import provider_group
+from .report_pool import JobLimitError, PoolBusy, ReportPool
+from .report_verify import REFUSALS, REPORT_ATTEMPT, ReportItem, ReportRecorder
+
+__all__ = ["REPORT_ATTEMPT", "InboundProcessor", "ReportItem", "parse_report"]
 
 log = logging.getLogger(__name__)
 
-# Reports arrive after the synchronous attempts; a high attempt number keeps their event
-# ids distinct from (and stable across re-sent copies of) the same report.
-REPORT_ATTEMPT = 1000
+PARSE_SECONDS = 30.0
+INGEST_SECONDS = 120.0
 _ADDR = re.compile(r"<?([^<>;\s]+@[^<>;\s]+)>?")
-
-
-@dataclass(frozen=True)
-class ReportItem:
-    message_id: str
-    recipient: str
-    status: MessageStatus
-    code: int
-    enhanced: str
-    text: str
 
 
 def _address(value: str) -> str:
@@ -76,15 +66,39 @@ def _original_headers(report: Message) -> Message | None:
 
 
 def parse_report(data: bytes) -> list[ReportItem]:
-    """Bounced/complained items of a DSN or ARF report ([] for anything else)."""
+    """Bounced/complained items of a DSN or ARF report ([] for anything else); an item's
+    message id is "" when the report quotes none (a signed return path still names it)."""
+    return _report_items(email.message_from_bytes(data, policy=email.policy.compat32))
+
+
+def parse_report_capped(data: bytes) -> list[ReportItem]:
+    """parse_report for a worker process: raises MimeLimitError beyond the caps."""
+    check_size(data)
     msg = email.message_from_bytes(data, policy=email.policy.compat32)
+    check_structure(msg)
+    return _report_items(msg)
+
+
+_STORE: dict[str, Any] = {}
+
+
+def ingest_report_capped(settings: Settings, data: bytes, team_id: str) -> tuple[bool, str]:
+    """DMARC/TLS report storage for a worker process: (accepted, reasons if not)."""
+    from deliverability.ingest import ingest_message
+    from kibamail.clients import clickhouse_client
+
+    if "clickhouse" not in _STORE:
+        _STORE["clickhouse"] = clickhouse_client(settings, autogenerate_session_id=False)
+    result = ingest_message(data, _STORE["clickhouse"], team_id)
+    return result.accepted, "; ".join(result.errors)
+
+
+def _report_items(msg: Message) -> list[ReportItem]:
     if msg.get_content_type() != "multipart/report":
         return []
     kind = str(msg.get_param("report-type") or "").lower()
     original = _original_headers(msg)
     message_id = original_message_id(original) if original is not None else ""
-    if not message_id:
-        return []
     items: list[ReportItem] = []
     for part in msg.walk():
         ctype = part.get_content_type()
@@ -127,10 +141,6 @@ def parse_report(data: bytes) -> list[ReportItem]:
     return [i for i in items if i.recipient]
 
 
-def _warm_report_parser() -> None:
-    import deliverability.ingest  # noqa: F401
-
-
 class InboundProcessor:
     """aiosmtpd handler for port 25."""
 
@@ -138,14 +148,16 @@ class InboundProcessor:
         self.redis = redis
         self.settings = settings
         self.config = config
+        self.secret = settings.mta.report_token_secret
         self.report_mailboxes = {m.lower() for m in config.submission.report_mailboxes}
-        self._clickhouse: Any = None
-        # Warm the report parser off the event loop: its first import takes seconds, which
-        # must not count against a sender's SMTP timeout.
-        threading.Thread(target=_warm_report_parser, daemon=True).start()
         self.domains = {d.lower() for d in config.submission.inbound_domains} or {
             settings.mta.hostname.lower()
         }
+        self.pool = ReportPool()
+        self.recorder = ReportRecorder(redis, config)
+
+    def close(self) -> None:
+        self.pool.close()
 
     async def handle_EHLO(
         self,
@@ -162,97 +174,106 @@ class InboundProcessor:
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
     ) -> str:
-        if address.rpartition("@")[2].lower() not in self.domains:
+        local, _, domain = address.rpartition("@")
+        box, plus, tag = local.partition("+")
+        ours = domain.lower() in self.domains
+        if box.lower() == RETURN_PATH_MAILBOX and plus:
+            # A signed return path: ours on any domain (bounces.<sending domain> CNAMEs).
+            if verify_return_path(self.secret, local) is None:
+                if not ours:
+                    return "550 5.7.1 Relaying denied"
+                self._refused("bad_token", address, session)
+                return "550 5.7.1 Bounce address token invalid: not a return path we issued"
+        elif not ours:
             return "550 5.7.1 Relaying denied"
+        elif box.lower() in self.report_mailboxes and plus and not self._rua_ok(tag):
+            self._refused("rua_tag", address, session)
+            return "550 5.7.1 Report address tag invalid: use the rua address shown for the domain"
         envelope.rcpt_tos.append(address)
         return "250 2.1.5 OK"
+
+    def _rua_ok(self, tag: str) -> bool:
+        return verify_rua_tag(self.secret, tag) is not None
+
+    @staticmethod
+    def _refused(reason: str, address: str, session: Session) -> None:
+        metrics.FORGED_REPORTS.labels(reason).inc()
+        log.warning("report address %r refused (%s) from %s", address, reason, session.peer)
 
     def report_team(self, envelope: Envelope) -> str | None:
         """The team a DMARC/TLS report is for, if it was sent to a report mailbox.
 
-        `dmarc+<team id>@...` names the team; plain `dmarc@...` gives "" (no team).
+        `dmarc+<team id>.<mac>@...` names the team (verified at RCPT); plain `dmarc@...`
+        gives "" (no team).
         """
         for rcpt in envelope.rcpt_tos:
-            local = rcpt.rpartition("@")[0].lower()
+            local = rcpt.rpartition("@")[0]
             box, _, tag = local.partition("+")
-            if box in self.report_mailboxes:
-                return tag
+            if box.lower() in self.report_mailboxes:
+                return (verify_rua_tag(self.secret, tag) or "") if tag else ""
         return None
+
+    def return_ref(self, envelope: Envelope) -> str | None:
+        """The ref of the signed return path the report was sent to, if any."""
+        for rcpt in envelope.rcpt_tos:
+            ref = verify_return_path(self.secret, rcpt.rpartition("@")[0])
+            if ref is not None:
+                return ref
+        return None
+
+    async def _in_worker(self, server: SMTP, fn: Any, *args: Any, seconds: float) -> Any:
+        # aiosmtpd's idle timer only restarts on a new command; parsing or storing a large
+        # report can outlast it, so keep the session alive while we work for the sender.
+        return await self.pool.run(fn, *args, seconds=seconds, keepalive=server._reset_timeout)
+
+    @staticmethod
+    def _over_cap(exc: Exception) -> str:
+        reason = str(exc)[:200]
+        label = "size" if "too large" in reason else "structure"
+        if isinstance(exc, JobLimitError):
+            label = "time_or_memory"
+        metrics.INBOUND_REFUSED.labels(label).inc()
+        log.warning("inbound report refused over a cap: %s", reason)
+        if label == "size":
+            return f"552 5.3.4 Report refused: {reason}"
+        return f"554 5.6.0 Report refused: {reason}"
 
     async def ingest_dmarc(self, server: SMTP, data: bytes, team_id: str) -> str:
         """Store DMARC/TLS reports in ClickHouse; 550 with the reasons if there is none."""
-        import asyncio
-
-        from deliverability.ingest import ingest_message
-        from kibamail.clients import clickhouse_client
-
-        if self._clickhouse is None:
-            self._clickhouse = clickhouse_client(self.settings, autogenerate_session_id=False)
-        storing = asyncio.ensure_future(
-            asyncio.to_thread(ingest_message, data, self._clickhouse, team_id)
-        )
         try:
-            # aiosmtpd's idle timer only restarts on a new command; storing a large report
-            # can outlast it, so keep the session alive while we work for the sender.
-            while not storing.done():
-                server._reset_timeout()
-                await asyncio.wait({storing}, timeout=1.0)
-            result = storing.result()
+            accepted, reasons = await self._in_worker(
+                server, ingest_report_capped, self.settings, data, team_id, seconds=INGEST_SECONDS
+            )
+        except PoolBusy:
+            return "451 4.3.2 Too many reports in progress, try again later"
+        except (MimeLimitError, JobLimitError) as exc:
+            return self._over_cap(exc)
         except Exception:
             log.exception("DMARC report storage failed; asking the sender to retry")
             return "451 4.3.0 report storage unavailable, try again later"
-        if not result.accepted:
-            reasons = "; ".join(result.errors)[:300].replace("\r", " ").replace("\n", " ")
+        if not accepted:
+            reasons = reasons[:300].replace("\r", " ").replace("\n", " ")
             return f"550 5.6.0 no valid report: {reasons}"
         return "250 2.0.0 OK (report stored)"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        data = envelope.original_content or b""
         team = self.report_team(envelope)
         if team is not None:
-            return await self.ingest_dmarc(server, envelope.original_content or b"", team)
+            return await self.ingest_dmarc(server, data, team)
         try:
-            items = parse_report(envelope.original_content or b"")
+            items = await self._in_worker(server, parse_report_capped, data, seconds=PARSE_SECONDS)
+        except PoolBusy:
+            return "451 4.3.2 Too many reports in progress, try again later"
+        except (MimeLimitError, JobLimitError) as exc:
+            return self._over_cap(exc)
         except Exception:
             log.exception("unparseable inbound report; accepted and ignored")
             return "250 2.0.0 OK (not a report)"
-        recorded = await self.record(items)
-        return f"250 2.0.0 OK ({recorded} report items recorded)"
-
-    async def record(self, items: list[ReportItem]) -> int:
-        pipe = self.redis.pipeline(transaction=True)
-        count = 0
-        for item in items:
-            raw = await self.redis.get(RedisKeys.message_mapping(item.message_id))
-            if raw is None:
-                log.info("report for unknown message %s ignored", item.message_id)
-                continue
-            try:
-                mapping = deserialize(MessageMapping, raw)
-            except ContractError:
-                continue
-            if item.status == MessageStatus.COMPLAINED:
-                cls = BounceClass.NONE
-            else:
-                cls = classify(item.code, item.enhanced, item.text)
-            event = make_status_event(
-                message_id=item.message_id,
-                team_id=mapping.team_id,
-                status=item.status,
-                recipient=item.recipient,
-                recipient_domain=item.recipient.rpartition("@")[2],
-                provider_group=provider_group(self.config, item.recipient.rpartition("@")[2]),
-                kind=mapping.kind,
-                attempt=REPORT_ATTEMPT,
-                smtp_code=item.code,
-                enhanced_code=item.enhanced,
-                smtp_response=item.text[:1000],
-                bounce_class=cls,
-                reason=item.text[:500],
-            )
-            add_to_outbox(pipe, Topic.MESSAGE_STATUSES, item.message_id, event)
-            if item.status == MessageStatus.COMPLAINED or cls == BounceClass.HARD:
-                pipe.sadd(RedisKeys.suppression(mapping.team_id), item.recipient)
-            count += 1
-        if count:
-            await pipe.execute()
-        return count
+        if not items:
+            return "250 2.0.0 OK (not a report)"
+        peer = str((session.peer or ("",))[0])
+        result = await self.recorder.record(items, self.return_ref(envelope), peer)
+        if result.refused and not (result.recorded or result.duplicates):
+            return f"550 5.7.1 Report refused: {REFUSALS[result.refused]}"
+        return f"250 2.0.0 OK ({result.recorded} report items recorded)"

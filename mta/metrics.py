@@ -30,3 +30,17 @@ OUTBOX_DEPTH = Gauge("kibamail_mta_outbox_depth", "Events waiting to be publishe
 EVENTS_PUBLISHED = Counter("kibamail_mta_events_published_total", "Events acked by Kafka")
 AUTH_FAILURES = Counter("kibamail_mta_auth_failures_total", "Failed SMTP AUTH attempts")
 CONNECTIONS = Gauge("kibamail_mta_smtp_connections", "Open SMTP client connections", ["listener"])
+FORGED_REPORTS = Counter(
+    "kibamail_mta_forged_reports_total",
+    "Inbound bounce/complaint/DMARC reports refused as unverifiable (changed nothing)",
+    ["reason"],
+)
+INBOUND_REFUSED = Counter(
+    "kibamail_mta_inbound_refused_total",
+    "Inbound reports refused over a cap (size, parts, nesting, time, memory, queue)",
+    ["reason"],
+)
+INBOUND_PROCESSING = Gauge(
+    "kibamail_mta_inbound_reports_processing",
+    "Inbound reports queued for or being parsed/stored by the report workers",
+)

@@ -23,6 +23,8 @@ class Outcome:
     transcript: list[str] = field(default_factory=list)
     provider_group: str = ""
     retry_after: float = 0.0
+    # Ref of the signed return path this recipient was sent with (mta.return_path).
+    return_ref: str = ""
 
 
 IN_DOUBT = "in_doubt"
@@ -54,5 +56,6 @@ def finished_outcomes(progress: Mapping[str, str | bytes], in_doubt: str) -> dic
             mx_host=fields.get("mx_host", ""),
             transcript=["(recorded before a worker restart)"],
             provider_group=fields.get("provider_group", ""),
+            return_ref=fields.get("return_ref", ""),
         )
     return done

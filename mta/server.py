@@ -356,6 +356,7 @@ class SubmissionServers:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(server.wait_closed(), 5)
         self._servers.clear()
+        self.inbound.close()  # its report worker processes
 
 
 __all__ = [

@@ -115,8 +115,14 @@ def tracking_target(settings: Settings) -> str:
     return urlparse(settings.api.public_url).hostname or settings.mta.hostname
 
 
-def dmarc_rua(settings: Settings) -> str:
-    return f"mailto:dmarc@{settings.mta.hostname}"
+def dmarc_rua(settings: Settings, team_id: str) -> str:
+    """The team's DMARC report address: ``dmarc+<team id>.<mac>@`` the MTA. The MTA
+    refuses a bare or wrongly signed tag, so no one files reports for a team by guessing
+    its id (kibamail.report_tokens; the key is ``settings.mta.report_token_secret``)."""
+    from kibamail.report_tokens import rua_tag
+
+    tag = rua_tag(settings.mta.report_token_secret, team_id)
+    return f"mailto:dmarc+{tag}@{settings.mta.hostname}"
 
 
 def dns_records(domain: Domain, settings: Settings, contested: bool = False) -> list[DnsRecord]:
@@ -144,7 +150,7 @@ def dns_records(domain: Domain, settings: Settings, contested: bool = False) -> 
             "dmarc",
             "TXT",
             f"_dmarc.{domain.name}",
-            f"v=DMARC1; p=none; rua={dmarc_rua(settings)}",
+            f"v=DMARC1; p=none; rua={dmarc_rua(settings, domain.team_id)}",
             True,
         ),
         DnsRecord("return_path", "CNAME", f"bounces.{domain.name}", settings.mta.hostname, False),
@@ -162,7 +168,7 @@ def expected_records(
         dkim_public_key=domain.rsa_public_b64,
         return_path_host=f"bounces.{domain.name}",
         return_path_target=settings.mta.hostname,
-        dmarc_rua=dmarc_rua(settings),
+        dmarc_rua=dmarc_rua(settings, domain.team_id),
         secondary_dkim_selector=domain.ed25519_selector,
         secondary_dkim_public_key=domain.ed25519_public_b64,
         tracking_host=f"track.{domain.name}",

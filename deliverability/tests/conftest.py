@@ -25,8 +25,8 @@ def _truncate(clickhouse: Any) -> None:
 @pytest.fixture
 def dmarc_tables(clickhouse: Any) -> Iterator[Any]:
     """The shared warehouse's DMARC tables, empty before and after the test: a report's
-    key ignores the team, so rows left behind would make another module's ingest of the
-    same fixture a duplicate (e.g. mta/tests/test_inbound_dmarc.py)."""
+    key is per team, so rows left behind would make another module's ingest of the same
+    fixture for the same team (or for none) a duplicate."""
     _truncate(clickhouse)
     yield clickhouse
     _truncate(clickhouse)

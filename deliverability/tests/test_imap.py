@@ -32,9 +32,9 @@ def test_poll_ingests_reports_marks_seen_and_skips_bad_mail(dmarc_tables: Any) -
         assert [r.accepted for r in results] == [True, False, True]
         assert "no DMARC or SMTP TLS report" in results[1].errors[0]
         assert box.seen == {1, 2, 3}
-        assert poll_imap(config, clickhouse) == []  # nothing unseen is left
-        box.seen.clear()  # the mailbox forgets: re-ingesting must not duplicate
-        again = poll_imap(config, clickhouse)
+        assert poll_imap(config, clickhouse, team_id="team-7") == []  # nothing unseen left
+        box.seen.clear()  # the mailbox forgets: re-ingesting (same team) must not duplicate
+        again = poll_imap(config, clickhouse, team_id="team-7")
         assert sum(len(r.duplicates) for r in again) == 2
     rows = clickhouse.query(
         "SELECT domain, sum(message_count) FROM raw_dmarc_records FINAL GROUP BY domain"

@@ -9,6 +9,7 @@ import pytest
 from kibamail.contracts import BounceClass, TrafficKind
 from kibamail.intake import submit
 from kibamail.redis_keys import RedisKeys
+from kibamail.report_tokens import return_path_address, return_path_ref
 from kibamail.settings import Settings
 from testing.testnet import SinkServer
 
@@ -64,7 +65,11 @@ def test_walking_skeleton_delivers_and_reports(
     )
     assert delivered.smtp_code == 250 and delivered.pool == "transactional"
     assert delivered.source_ip == "127.0.0.1" and delivered.recipient_domain == "example.org"
-    assert "MAIL FROM:<news@sender.example>" in delivered.transcript
+    # The envelope sender is the signed return path naming this message and recipient.
+    secret = running_mta.mta.report_token_secret
+    ref = return_path_ref(secret, good[0].message_id, good[0].recipients)
+    verp = return_path_address(secret, ref, "bounces.kibamail.test")
+    assert f"MAIL FROM:<{verp}>" in delivered.transcript
     bounce = next(
         e for e in events if e.message_id == permfail.message_id and e.status == "bounced"
     )

@@ -118,7 +118,10 @@ def test_two_teams_reusing_a_message_id_stay_apart_and_bounces_find_the_sender(
         assert delivered["Message-ID"] == f"<{client_id}>"  # the client's header, untouched
         assert delivered[PLATFORM_ID_HEADER] == f"<{message_id}>"
 
-    # A bounce quotes the delivered headers: the platform id picks team B's message.
+    # A bounce quotes the delivered headers: the platform id picks team B's message (once
+    # the MTA recorded the delivery: reports about recipients never sent to are refused).
+    sent_b = RedisKeys.sent_recipients(ids["team-pid-b"])
+    assert wait_until(lambda: redis_client.exists(sent_b) == 1)
     bounced = "team-pid-b@example.org"
     quoted = f"From: a@sender.example\r\nMessage-ID: <{client_id}>\r\n"
     quoted += f"{PLATFORM_ID_HEADER}: <{ids['team-pid-b']}>\r\n"

@@ -6,7 +6,8 @@ texts, slow answers, and connections dropped during DATA. Local parts force an a
 ``tempfail@`` (4xx at RCPT), ``permfail@`` (5xx at RCPT), ``slow@`` (slow DATA answer),
 ``disconnect@`` (connection dropped after DATA, no answer).
 
-Every answer is recorded as ``{"message_id", "rcpt", "answer_code", "ts"}``: in memory
+Every answer is recorded as ``{"message_id", "rcpt", "answer_code", "ts", "peer",
+"mail_from"}`` (``mail_from``: the envelope sender, the MTA's signed return path): in memory
 (``SinkServer.records``) and, when ``record_file`` is set, appended as one JSON line per
 recipient so another process (tests, the demo) can count deliveries per platform message id
 (``kibamail.intake.message_id_of``: X-Kibamail-Message-ID, else Message-ID).
@@ -57,6 +58,7 @@ class SinkRecord:
     answer_code: int
     ts: float = field(default_factory=time.time)
     peer: str = ""
+    mail_from: str = ""
 
 
 def _local_part(address: str) -> str:
@@ -86,8 +88,10 @@ class SinkHandler:
             self._file.close()
             self._file = None
 
-    def _record(self, message_id: str, rcpt: str, code: int, peer: str = "") -> None:
-        rec = SinkRecord(message_id, rcpt, code, peer=peer)
+    def _record(
+        self, message_id: str, rcpt: str, code: int, peer: str = "", mail_from: str = ""
+    ) -> None:
+        rec = SinkRecord(message_id, rcpt, code, peer=peer, mail_from=mail_from)
         with self._lock:
             self.records.append(rec)
             if code == 250:
@@ -143,7 +147,7 @@ class SinkHandler:
             if session.ssl is not None:
                 self.tls_message_ids.add(message_id)
             for rcpt in rcpts:
-                self._record(message_id, rcpt, 250, peer)
+                self._record(message_id, rcpt, 250, peer, envelope.mail_from or "")
             return f"250 2.0.0 OK {message_id} queued as {self._rng.getrandbits(40):x}"
         for rcpt in rcpts:
             self._record(message_id, rcpt, answer.code)
@@ -241,6 +245,7 @@ def read_records(path: Path) -> list[SinkRecord]:
                     raw["answer_code"],
                     raw["ts"],
                     raw.get("peer", ""),
+                    raw.get("mail_from", ""),
                 )
             )
     return out
