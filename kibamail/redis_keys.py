@@ -95,6 +95,13 @@ class RedisKeys:
         (purpose e.g. team-invite, double-opt-in; ref = the invitation/contact id)."""
         return f"notified:{purpose}:{ref}"
 
+    @staticmethod
+    def platform_mail_count(purpose: str, team_id: str, window: str) -> str:
+        """Counter of platform emails (purpose as above) a team's actions triggered in one
+        fixed window (e.g. h:<hour number>, d:<day number>); written by
+        api.services.notifications to cap them."""
+        return f"platmail:{purpose}:{team_id}:{window}"
+
     # MTA internals (shared by every MTA process/host).
     # Sorted set of retry/held job ids scored by due time (unix seconds).
     RETRY_SCHEDULE: ClassVar[str] = "mta:retry"

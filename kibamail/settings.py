@@ -210,6 +210,13 @@ class NotificationSettings(BaseModel):
 
     sender: str = "Kibamail <notifications@mta.kibamail.local>"
     team_id: str = "kibamail-system"
+    # Caps per customer team on the platform mail its actions trigger (fixed hour/day
+    # windows): a team must not turn our sender into its spam cannon. Over a cap the API
+    # answers 429 with Retry-After (a CSV import defers the confirmations instead).
+    invitations_per_hour: int = Field(default=20, ge=0)
+    invitations_per_day: int = Field(default=100, ge=0)
+    confirmations_per_hour: int = Field(default=500, ge=0)
+    confirmations_per_day: int = Field(default=2000, ge=0)
 
 
 class DagsterSettings(BaseModel):

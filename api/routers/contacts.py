@@ -1,4 +1,11 @@
-"""Contact lists, contacts, custom fields, double opt-in, CSV import, suppressions."""
+"""Contact lists, contacts, custom fields, double opt-in, CSV import, suppressions.
+
+Consent: only the contact moves itself to `subscribed` (the double opt-in link). Editing
+a `pending` or `unsubscribed` contact to `subscribed` is an Administrator's act, and only
+with ``?confirmed_consent=true`` (consent collected elsewhere, like the import's
+``already_confirmed``); anyone else gets 403 and the contact is unchanged. A CSV import
+never changes an existing contact (its row is reported as already on the list).
+"""
 
 from __future__ import annotations
 
@@ -179,9 +186,10 @@ def add_contact(
     db.flush()
     out = contact_out(row)
     if contact_list.double_opt_in:
-        send_confirmation(
+        send_confirmation(  # 429 over the team's cap: the contact is rolled back too
             state.sync_redis,
             state.settings,
+            team_id=ctx.team_id,
             contact_id=row.id,
             email=email,
             list_name=contact_list.name,
@@ -198,9 +206,29 @@ def get_contact(team_id: str, contact_id: str, ctx: TeamContactsRead, db: DbDep)
 
 @router.patch("/contacts/{contact_id}", summary="Update a contact")
 def patch_contact(
-    team_id: str, contact_id: str, body: ContactPatch, ctx: TeamContentWrite, db: DbDep
+    team_id: str,
+    contact_id: str,
+    body: ContactPatch,
+    ctx: TeamContentWrite,
+    db: DbDep,
+    confirmed_consent: Annotated[
+        bool,
+        Query(
+            description="Administrators only: the contact gave consent elsewhere; needed to "
+            "move a pending or unsubscribed contact to `subscribed` (its address stays on the "
+            "suppression list until removed there)."
+        ),
+    ] = False,
 ) -> dict[str, Any]:
     row = _contact(db, ctx.team_id, contact_id)
+    resubscribe = body.status == "subscribed" and row.status != "subscribed"
+    if resubscribe and (ctx.role != Role.ADMIN or not confirmed_consent):
+        raise ApiError(
+            403,
+            f"a {row.status} contact becomes subscribed only through its own "
+            "confirmation, or by an Administrator with ?confirmed_consent=true",
+            details=[{"path": "status", "message": "consent required"}],
+        )
     if body.fields is not None:
         _check_fields(db, ctx.team_id, body.fields)
         row.fields = {**row.fields, **body.fields}
@@ -253,7 +281,10 @@ async def import_contacts(
     )
 
 
-@router.get("/suppressions", summary="Suppressed addresses (hard bounces, complaints, manual)")
+@router.get(
+    "/suppressions",
+    summary="Suppressed addresses (hard bounces, complaints, unsubscribes, manual)",
+)
 async def suppressions(
     team_id: str, ctx: TeamContactsRead, state: StateDep, cursor: Cursor = None, limit: Limit = 100
 ) -> dict[str, Any]:

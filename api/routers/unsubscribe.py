@@ -2,6 +2,13 @@
 
 GET never unsubscribes: mail scanners prefetch links. The token is HMAC-signed, so a
 forged or edited link is refused without any change.
+
+An unsubscribe marks the address `unsubscribed` on every list of the team AND adds it to
+the team's suppression set: per-contact broadcast jobs already queued (or parked by a
+pause) check that set right before the hand-over, and the MTA's Suppression policy checks
+it again at delivery, so nothing already in flight reaches the address. The set is
+team-wide (transactional mail to the address is refused too, 422 recipient_suppressed);
+the team may lift it with DELETE .../suppressions/{email}.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from api.services.event_producer import add_to_outbox_sync
 from api.services.rendering import UNSUBSCRIBE_PURPOSE
 from api.services.security import TokenError
 from kibamail.contracts import Topic, UnsubscribeEvent
+from kibamail.redis_keys import RedisKeys
 
 router = APIRouter(tags=["tracking"])
 
@@ -49,6 +57,7 @@ def _unsubscribe(state: StateDep, token: str, method: str) -> str:
                 .where(Contact.team_id == team_id, Contact.email == contact.email)
                 .values(status="unsubscribed", confirmed_at=contact.confirmed_at or utcnow())
             )
+    state.sync_redis.sadd(RedisKeys.suppression(team_id), email.lower())
     event = UnsubscribeEvent(
         team_id=team_id, message_id=message_id, contact_id=contact_id, email=email, method=method
     )

@@ -4,7 +4,11 @@ Bad rows (invalid email, unknown column, duplicate) are reported with the line n
 where the record starts; good rows are imported. Into a double opt-in list, contacts are
 imported `pending` and each gets the confirmation email (api.services.notifications, guarded per
 contact, so a re-import of the same file mails nobody twice but does mail a contact whose
-email a crashed first import never sent). Quoted fields may span lines (RFC 4180):
+email a crashed first import never sent). The team's confirmation cap
+(``NotificationSettings.confirmations_per_hour/day``) still applies: contacts beyond it are
+imported `pending` but not mailed, and the report counts them as `confirmations_deferred`
+(with `confirmations_retry_after`): importing the same file again once the window reopens
+mails exactly those. Quoted fields may span lines (RFC 4180):
 physical lines are joined until the quotes balance, so memory stays bounded by the batch
 size and MAX_RECORD_CHARS, never by the file.
 """
@@ -14,7 +18,7 @@ from __future__ import annotations
 import codecs
 import csv
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import insert, select
 from starlette.concurrency import run_in_threadpool
@@ -25,6 +29,7 @@ from api.models import Contact
 from api.services.notifications import CONFIRM_PURPOSE, send_confirmation
 from api.state import AppState
 from deliverability.validation import check_syntax_and_lists
+from kibamail.redis_keys import RedisKeys
 
 BATCH_ROWS = 2000
 MAX_RECORD_CHARS = 64 * 1024  # one contact; an unclosed quote must not swallow the file
@@ -140,27 +145,49 @@ def _insert(
         return set(existing), pending
 
 
+class Mailing(NamedTuple):
+    """What one batch's confirmation emails came to."""
+
+    mailed: int
+    refused: list[tuple[str, str]]  # (email, reason): the email cannot be sent at all
+    deferred: int = 0  # not sent: the team's confirmation cap is reached
+    retry_after: int | None = None  # seconds until the cap's window reopens
+
+
+def _never_mailed(state: AppState, contact_ids: list[str]) -> int:
+    """How many of these contacts have no confirmation email yet (their guard is unset)."""
+    pipe = state.sync_redis.pipeline(transaction=False)
+    for contact_id in contact_ids:
+        pipe.exists(RedisKeys.notification_sent(CONFIRM_PURPOSE, contact_id))
+    return sum(not found for found in pipe.execute())
+
+
 def mail_confirmations(
-    state: AppState, list_name: str, contacts: list[tuple[str, str]]
-) -> tuple[int, list[tuple[str, str]]]:
-    """Confirmation emails for pending contacts; (number mailed now, refused (email,
-    reason)). The guard per contact makes a repeat a no-op."""
-    mailed, refused = 0, []
-    for contact_id, email in contacts:
+    state: AppState, team_id: str, list_name: str, contacts: list[tuple[str, str]]
+) -> Mailing:
+    """Confirmation emails for pending contacts. The guard per contact makes a repeat a
+    no-op; once the team's cap is reached the rest are deferred, not tried one by one."""
+    mailed, refused = 0, list[tuple[str, str]]()
+    for index, (contact_id, email) in enumerate(contacts):
         try:
             sent = send_confirmation(
                 state.sync_redis,
                 state.settings,
+                team_id=team_id,
                 contact_id=contact_id,
                 email=email,
                 list_name=list_name,
                 token=state.signer.dumps_timed(CONFIRM_PURPOSE, contact_id),
             )
         except ApiError as exc:
+            if exc.status == 429:
+                retry = int((exc.headers or {}).get("Retry-After", "3600"))
+                rest = [cid for cid, _ in contacts[index:]]
+                return Mailing(mailed, refused, _never_mailed(state, rest), retry)
             refused.append((email, exc.message))
             continue
         mailed += sent is not None
-    return mailed, refused
+    return Mailing(mailed, refused)
 
 
 async def import_csv(
@@ -195,23 +222,29 @@ async def import_csv(
         if len(errors) < MAX_REPORTED_ERRORS:
             errors.append({"line": line, "message": message})
 
-    confirmations = 0
+    confirmations = deferred = 0
+    retry_after: int | None = None
     status = "pending" if confirm_list_name is not None else "subscribed"
 
     async def flush() -> None:
-        nonlocal imported, confirmations
+        nonlocal imported, confirmations, deferred, retry_after
         duplicates, pending = await run_in_threadpool(
             _insert, state, team_id, list_id, batch, status
         )
         imported += len(batch) - len(duplicates)
         for email in sorted(duplicates, key=lambda e: batch_lines[e]):
             report(batch_lines[email], f"{email} is already on this list")
-        if confirm_list_name is not None and pending:
-            mailed, refused = await run_in_threadpool(
-                mail_confirmations, state, confirm_list_name, pending
+        if confirm_list_name is not None and pending and retry_after is not None:
+            ids = [contact_id for contact_id, _ in pending]  # the cap was reached earlier
+            deferred += await run_in_threadpool(_never_mailed, state, ids)
+        elif confirm_list_name is not None and pending:
+            mailing = await run_in_threadpool(
+                mail_confirmations, state, team_id, confirm_list_name, pending
             )
-            confirmations += mailed
-            for email, reason in refused:
+            confirmations += mailing.mailed
+            deferred += mailing.deferred
+            retry_after = mailing.retry_after
+            for email, reason in mailing.refused:
                 report(batch_lines[email], f"confirmation email for {email} refused: {reason}")
         batch.clear()
         batch_lines.clear()
@@ -276,4 +309,7 @@ async def import_csv(
     }
     if confirm_list_name is not None:
         result["confirmation_emails"] = confirmations
+        result["confirmations_deferred"] = deferred
+        if retry_after is not None:
+            result["confirmations_retry_after"] = retry_after
     return result

@@ -4,10 +4,18 @@ Both go through ``kibamail.system_mail`` (the MTA intake under the platform team
 customer is not billed) with a guard key per invitation / contact: a retried request
 finds the same row and the guard stops a second email. The signed link is only ever
 mailed, never returned by the API, so only the mailbox owner can use it.
+
+They go out from the platform's own sender, so a customer must not be able to use them
+as a free spam channel: each team's count per purpose is capped per hour and per day
+(``NotificationSettings``), and the Subject is fixed text naming the platform. The
+customer-chosen team or list name appears only in the body (HTML-escaped in the HTML part).
 """
 
 from __future__ import annotations
 
+import html
+import time
+from dataclasses import dataclass
 from typing import Any
 
 from api.errors import ApiError
@@ -17,6 +25,82 @@ from kibamail.system_mail import SystemMailError, send_system_email
 
 INVITE_PURPOSE = "team-invite"
 CONFIRM_PURPOSE = "double-opt-in"
+INVITE_SUBJECT = "Your invitation to a team on Kibamail"
+CONFIRM_SUBJECT = "Please confirm your email subscription (sent by Kibamail)"
+HOUR, DAY = 3600, 86400
+
+# KEYS: hour counter, day counter. ARGV: hour limit, day limit, hour TTL, day TTL.
+# Returns 0 (taken), 1 (hour cap reached) or 2 (day cap reached); counts only when taken.
+_TAKE_LUA = """
+local hour = tonumber(redis.call('GET', KEYS[1]) or '0')
+local day = tonumber(redis.call('GET', KEYS[2]) or '0')
+if hour >= tonumber(ARGV[1]) then return 1 end
+if day >= tonumber(ARGV[2]) then return 2 end
+redis.call('INCR', KEYS[1])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+redis.call('INCR', KEYS[2])
+redis.call('EXPIRE', KEYS[2], ARGV[4])
+return 0
+"""
+
+
+@dataclass(frozen=True)
+class CapReached:
+    """Why a platform email was not sent: which window is full and when it reopens."""
+
+    window: str  # "hour" | "day"
+    limit: int
+    retry_after: int  # seconds
+
+    def error(self, what: str) -> ApiError:
+        return ApiError(
+            429,
+            f"this team has sent its {self.limit} {what} for this {self.window}; "
+            f"retry in {self.retry_after} s",
+            "rate_limited",
+            [{"path": "", "message": f"platform mail cap per {self.window} reached"}],
+            headers={"Retry-After": str(self.retry_after)},
+        )
+
+
+def _limits(settings: Settings, purpose: str) -> tuple[int, int]:
+    n = settings.notifications
+    if purpose == INVITE_PURPOSE:
+        return n.invitations_per_hour, n.invitations_per_day
+    return n.confirmations_per_hour, n.confirmations_per_day
+
+
+def _windows(purpose: str, team_id: str, now: float) -> tuple[list[str], int, int]:
+    """Counter keys of the current fixed hour and day, and the seconds left in each."""
+    hour, day = int(now // HOUR), int(now // DAY)
+    keys = [
+        RedisKeys.platform_mail_count(purpose, team_id, f"h:{hour}"),
+        RedisKeys.platform_mail_count(purpose, team_id, f"d:{day}"),
+    ]
+    return keys, max(1, int((hour + 1) * HOUR - now)), max(1, int((day + 1) * DAY - now))
+
+
+def take_platform_mail(
+    redis: Any, settings: Settings, purpose: str, team_id: str
+) -> CapReached | None:
+    """Count one platform email for the team; CapReached (nothing counted) when full."""
+    per_hour, per_day = _limits(settings, purpose)
+    keys, hour_left, day_left = _windows(purpose, team_id, time.time())
+    result = int(redis.eval(_TAKE_LUA, 2, *keys, per_hour, per_day, HOUR + 60, DAY + 60))
+    if result == 1:
+        return CapReached("hour", per_hour, hour_left)
+    if result == 2:
+        return CapReached("day", per_day, day_left)
+    return None
+
+
+def _give_back(redis: Any, purpose: str, team_id: str) -> None:
+    """An email counted but not queued (already sent, or refused) must not use the cap."""
+    keys, _, _ = _windows(purpose, team_id, time.time())
+    pipe = redis.pipeline(transaction=False)
+    for key in keys:
+        pipe.decr(key)
+    pipe.execute()
 
 
 def _base_url(settings: Settings) -> str:
@@ -31,17 +115,41 @@ def confirmation_url(settings: Settings, token: str) -> str:
     return f"{_base_url(settings)}/confirm/{token}"
 
 
-def _send(redis: Any, settings: Settings, guard: str, **mail: Any) -> str | None:
+def _html(paragraphs: list[str], url: str, button: str) -> str:
+    """Every argument is escaped here: names come from customers."""
+    body = "".join(f"<p>{html.escape(p)}</p>" for p in paragraphs)
+    link = f'<p><a href="{html.escape(url, quote=True)}">{html.escape(button)}</a></p>'
+    return f"<!doctype html><html><body>{body}{link}</body></html>"
+
+
+def _send(
+    redis: Any, settings: Settings, purpose: str, team_id: str, guard: str, **mail: Any
+) -> str | None:
+    """Guard first (a repeat is free), then the cap, then the hand-over."""
+    if redis.exists(guard):
+        return None
+    capped = take_platform_mail(redis, settings, purpose, team_id)
+    if capped is not None:
+        what = "invitation emails" if purpose == INVITE_PURPOSE else "confirmation emails"
+        raise capped.error(what)
     try:
-        return send_system_email(redis, settings, guard_key=guard, **mail)
+        sent = send_system_email(redis, settings, guard_key=guard, **mail)
     except SystemMailError as exc:
+        _give_back(redis, purpose, team_id)
         raise ApiError(422, f"cannot send the notification: {exc}") from exc
+    except Exception:
+        _give_back(redis, purpose, team_id)
+        raise
+    if sent is None:  # a concurrent request won the guard
+        _give_back(redis, purpose, team_id)
+    return sent
 
 
 def send_invitation(
     redis: Any,
     settings: Settings,
     *,
+    team_id: str,
     invitation_id: str,
     email: str,
     team_name: str,
@@ -49,46 +157,52 @@ def send_invitation(
     inviter: str,
     token: str,
 ) -> str | None:
-    """Mail the invitation once per (invitation, role); None when it was already sent."""
+    """Mail the invitation once per (invitation, role); None when it was already sent.
+    ApiError 429 (Retry-After) when the team's invitation cap is reached."""
     url = invitation_url(settings, token)
-    subject = f"You are invited to join {team_name} on Kibamail".replace("\r", " ").replace(
-        "\n", " "
-    )
-    text = (
-        f"{inviter} invited you to join the team {team_name!r} as {role}.\n\n"
-        f"Accept the invitation (sign in or sign up with {email} first):\n{url}\n\n"
-        "The link expires in 7 days. If you did not expect this email, ignore it.\n"
-    )
+    lines = [
+        f"{inviter} invited you to join the team {team_name!r} on Kibamail as {role}.",
+        f"Accept the invitation (sign in or sign up with {email} first):",
+    ]
+    notice = "The link expires in 7 days. If you did not expect this email, ignore it."
     return _send(
         redis,
         settings,
+        INVITE_PURPOSE,
+        team_id,
         RedisKeys.notification_sent(INVITE_PURPOSE, f"{invitation_id}:{role}"),
         to=[email],
-        subject=subject,
-        text=text,
+        subject=INVITE_SUBJECT,
+        text="\n\n".join([*lines[:1], f"{lines[1]}\n{url}", notice]) + "\n",
+        html=_html([*lines, notice], url, "Accept the invitation"),
         tags=["team-invite"],
     )
 
 
 def send_confirmation(
-    redis: Any, settings: Settings, *, contact_id: str, email: str, list_name: str, token: str
+    redis: Any,
+    settings: Settings,
+    *,
+    team_id: str,
+    contact_id: str,
+    email: str,
+    list_name: str,
+    token: str,
 ) -> str | None:
-    """Mail the double opt-in link once per contact; None when it was already sent."""
+    """Mail the double opt-in link once per contact; None when it was already sent.
+    ApiError 429 (Retry-After) when the team's confirmation cap is reached."""
     url = confirmation_url(settings, token)
-    subject = f"Please confirm your subscription to {list_name}".replace("\r", " ").replace(
-        "\n", " "
-    )
-    text = (
-        f"Someone (hopefully you) subscribed {email} to {list_name!r}.\n\n"
-        f"Confirm your subscription:\n{url}\n\n"
-        "If this was not you, ignore this email and you will not be subscribed.\n"
-    )
+    first = f"Someone (hopefully you) subscribed {email} to the list {list_name!r}."
+    notice = "If this was not you, ignore this email and you will not be subscribed."
     return _send(
         redis,
         settings,
+        CONFIRM_PURPOSE,
+        team_id,
         RedisKeys.notification_sent(CONFIRM_PURPOSE, contact_id),
         to=[email],
-        subject=subject,
-        text=text,
+        subject=CONFIRM_SUBJECT,
+        text=f"{first}\n\nConfirm your subscription:\n{url}\n\n{notice}\n",
+        html=_html([first, notice], url, "Confirm my subscription"),
         tags=["double-opt-in"],
     )

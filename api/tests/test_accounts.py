@@ -9,6 +9,7 @@ import pyotp
 import pytest
 from fastapi.testclient import TestClient
 
+from api.services.notifications import INVITE_SUBJECT
 from api.tests.conftest import signup
 from api.tests.mailbox import link_in, queued_messages
 
@@ -114,7 +115,8 @@ def test_invitation_is_mailed_once_and_its_link_joins_the_team(
     assert retried.json()["id"] == invite.json()["id"] and retried.json()["email_sent"] is False
     message, parsed = queued_messages(redis_client, invitee_email)[0]
     assert message.team_id == api_settings.notifications.team_id  # platform mail, not billed
-    assert parsed["To"] == invitee_email and "Inv" in parsed["Subject"]
+    assert parsed["To"] == invitee_email and parsed["Subject"] == INVITE_SUBJECT
+    assert "'Inv'" in parsed.get_body(preferencelist=("plain",)).get_content()
     link = _invitation_link(redis_client, invitee_email)
     offer = client.get(link)
     assert offer.status_code == 200 and offer.json()["role"] == "manager"

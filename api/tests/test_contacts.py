@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from api.services.notifications import CONFIRM_SUBJECT
 from api.tests.conftest import signup
 from api.tests.mailbox import link_in, queued_messages
 from api.tests.test_contacts_csv import MULTILINE_CSV, chunks_of
@@ -80,7 +81,8 @@ def test_double_opt_in_mails_a_link_that_confirms_the_contact(
     assert made["status"] == "pending" and made["confirmation_sent"] is True
     assert not any("/confirm/" in str(value) for value in made.values())
     mails = queued_messages(redis_client, "d@x.com")
-    assert len(mails) == 1 and "Deals" in mails[0][1]["Subject"]
+    assert len(mails) == 1 and mails[0][1]["Subject"] == CONFIRM_SUBJECT  # no customer text
+    assert "'Deals'" in mails[0][1].get_body(preferencelist=("plain",)).get_content()
     path = link_in(mails[0][1], "/confirm/")
     assert client.post(path + "x").status_code == 400
     page = client.get(path)  # a scanner prefetching the link confirms nothing

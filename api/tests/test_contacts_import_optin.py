@@ -9,6 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 import api.services.contacts_import as contacts_import
+import api.services.notifications as notifications
 from api.models import Membership
 from api.tests.conftest import signup
 from api.tests.mailbox import link_in, queued_messages
@@ -44,7 +45,8 @@ def test_imported_contacts_are_pending_and_each_confirmation_link_works(
     assert _statuses(client, auth, base, list_id) == {"pending"}
     for address in ADDRESSES:
         [(message, parsed)] = queued_messages(redis_client, address)
-        assert "Weekly" in parsed["Subject"]
+        assert parsed["Subject"] == notifications.CONFIRM_SUBJECT  # no customer text
+        assert "'Weekly'" in parsed.get_body(preferencelist=("plain",)).get_content()
         assert message.team_id == client.app.state.km.settings.notifications.team_id  # type: ignore[attr-defined]
     link = link_in(queued_messages(redis_client, "bo@x.com")[0][1], "/confirm/")
     assert client.post(link).json() == {"email": "bo@x.com", "status": "subscribed"}
@@ -61,7 +63,9 @@ def test_a_reimport_mails_pending_contacts_a_first_import_never_mailed(
 ) -> None:
     auth, base, list_id = _opt_in_list(client)
     with monkeypatch.context() as patch:  # the first import dies before mailing
-        patch.setattr(contacts_import, "mail_confirmations", lambda *_: (0, []))
+        patch.setattr(
+            contacts_import, "mail_confirmations", lambda *_: contacts_import.Mailing(0, [])
+        )
         client.post(f"{base}/lists/{list_id}/import", content=CSV, headers=auth)
     assert all(queued_messages(redis_client, a) == [] for a in ADDRESSES)
     again = client.post(f"{base}/lists/{list_id}/import", content=CSV, headers=auth).json()
