@@ -42,6 +42,14 @@ redis.call('INCR', KEYS[2])
 redis.call('EXPIRE', KEYS[2], ARGV[4])
 return 0
 """
+# KEYS: the same counters. Un-count one, only where the window still exists (a counter
+# must never be recreated without its expiry).
+_GIVE_BACK_LUA = """
+for _, key in ipairs(KEYS) do
+  if redis.call('EXISTS', key) == 1 then redis.call('DECR', key) end
+end
+return 0
+"""
 
 
 @dataclass(frozen=True)
@@ -81,11 +89,11 @@ def _windows(purpose: str, team_id: str, now: float) -> tuple[list[str], int, in
 
 
 def take_platform_mail(
-    redis: Any, settings: Settings, purpose: str, team_id: str
+    redis: Any, settings: Settings, purpose: str, team_id: str, now: float | None = None
 ) -> CapReached | None:
     """Count one platform email for the team; CapReached (nothing counted) when full."""
     per_hour, per_day = _limits(settings, purpose)
-    keys, hour_left, day_left = _windows(purpose, team_id, time.time())
+    keys, hour_left, day_left = _windows(purpose, team_id, time.time() if now is None else now)
     result = int(redis.eval(_TAKE_LUA, 2, *keys, per_hour, per_day, HOUR + 60, DAY + 60))
     if result == 1:
         return CapReached("hour", per_hour, hour_left)
@@ -94,13 +102,11 @@ def take_platform_mail(
     return None
 
 
-def _give_back(redis: Any, purpose: str, team_id: str) -> None:
-    """An email counted but not queued (already sent, or refused) must not use the cap."""
-    keys, _, _ = _windows(purpose, team_id, time.time())
-    pipe = redis.pipeline(transaction=False)
-    for key in keys:
-        pipe.decr(key)
-    pipe.execute()
+def _give_back(redis: Any, purpose: str, team_id: str, now: float) -> None:
+    """An email counted but not queued (already sent, or refused) must not use the cap;
+    ``now`` is the time it was counted at, so the same windows are un-counted."""
+    keys, _, _ = _windows(purpose, team_id, now)
+    redis.eval(_GIVE_BACK_LUA, len(keys), *keys)
 
 
 def _base_url(settings: Settings) -> str:
@@ -128,20 +134,21 @@ def _send(
     """Guard first (a repeat is free), then the cap, then the hand-over."""
     if redis.exists(guard):
         return None
-    capped = take_platform_mail(redis, settings, purpose, team_id)
+    now = time.time()
+    capped = take_platform_mail(redis, settings, purpose, team_id, now)
     if capped is not None:
         what = "invitation emails" if purpose == INVITE_PURPOSE else "confirmation emails"
         raise capped.error(what)
     try:
         sent = send_system_email(redis, settings, guard_key=guard, **mail)
     except SystemMailError as exc:
-        _give_back(redis, purpose, team_id)
+        _give_back(redis, purpose, team_id, now)
         raise ApiError(422, f"cannot send the notification: {exc}") from exc
     except Exception:
-        _give_back(redis, purpose, team_id)
+        _give_back(redis, purpose, team_id, now)
         raise
     if sent is None:  # a concurrent request won the guard
-        _give_back(redis, purpose, team_id)
+        _give_back(redis, purpose, team_id, now)
     return sent
 
 

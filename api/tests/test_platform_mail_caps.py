@@ -15,6 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
+from api.errors import ApiError
 from api.services import notifications
 from api.services.notifications import CONFIRM_PURPOSE, INVITE_PURPOSE, take_platform_mail
 from api.tests.conftest import RecordingProducer, signup
@@ -189,3 +190,28 @@ def test_customer_names_never_reach_the_subject_and_are_escaped_in_html(
         assert "Win $$$ now! &lt;script&gt;alert(1)&lt;/script&gt;" in page
         text_part = parsed.get_body(preferencelist=("plain",))
         assert text_part is not None and HOSTILE in text_part.get_content()
+
+
+def test_a_refused_notification_does_not_use_up_the_cap(
+    capped_settings: Settings, redis_client: Any
+) -> None:
+    team_id = uuid.uuid4().hex
+    hour = int(time.time() // 3600)
+    hour_key = RedisKeys.platform_mail_count(INVITE_PURPOSE, team_id, f"h:{hour}")
+    injected = "in@victims.example\r\nBcc: everyone@victims.example"
+    for n in range(PER_HOUR + 2):
+        with pytest.raises(ApiError) as refused:
+            notifications.send_invitation(
+                redis_client,
+                capped_settings,
+                team_id=team_id,
+                invitation_id=f"inv{n}",
+                email=injected,
+                team_name="T",
+                role="author",
+                inviter="o@x.example",
+                token="t",
+            )
+        assert refused.value.status == 422 and "CR or LF" in refused.value.message
+    assert int(redis_client.get(hour_key) or 0) == 0
+    assert _queued(redis_client) == []
