@@ -3,7 +3,10 @@
 The per-contact hand-over is one Lua script: SET NX the BROADCAST:{b}:{c} guard, write
 the message mapping and XADD to the MTA stream, all or nothing. A worker killed at
 any point therefore neither loses the contact (the job is reclaimed and the guard is
-not set) nor mails it twice (the guard is set together with the XADD).
+not set) nor mails it twice (the guard is set together with the XADD). The same script
+re-checks the sender: the broadcast's team must still be ready for its from domain (an
+edit after launch, a removed or lost domain), else nothing is queued and the broadcast is
+marked failed with the reason.
 """
 
 from __future__ import annotations
@@ -44,11 +47,14 @@ FANOUT_CHUNK = 5000
 GUARD_TTL_SECONDS = 90 * 24 * 3600
 STATUS_CACHE_SECONDS = 0.5
 
-# KEYS: guard, mapping, stream, progress. ARGV: guard value, guard TTL, then
-# kibamail.intake's mapping JSON, mapping TTL, meta, data.
+# KEYS: guard, mapping, stream, progress, the team's ready flag of the from domain.
+# ARGV: guard value, guard TTL, then kibamail.intake's mapping JSON, mapping TTL, meta, data.
+# Returns 1 queued, 0 already sent, -1 refused (the team is not ready for the domain).
+REFUSED = -1
 _HANDOVER_LUA = (
     QUEUE_SUBMISSION_LUA
     + """
+if redis.call('EXISTS', KEYS[5]) == 0 then return -1 end
 if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then return 0 end
 queue_submission(KEYS[2], KEYS[3], ARGV[3], ARGV[4], ARGV[5], ARGV[6])
 redis.call('HINCRBY', KEYS[4], 'sent', 1)
@@ -174,14 +180,37 @@ class BroadcastJobs:
             return
         message, mapping = self.render(broadcast, job)
         record = submission_record(message, mapping)
-        self._handover(
+        domain = address_domain(broadcast.from_address)
+        outcome = self._handover(
             keys=[
                 RedisKeys.broadcast_sent(broadcast_id, contact_id),
                 *record.keys(),
                 progress_key(broadcast_id),
+                RedisKeys.domain_ready(broadcast.team_id, domain),
             ],
             args=[message.message_id, GUARD_TTL_SECONDS, *record.args()],
         )
+        if int(outcome) == REFUSED:
+            self.fail_broadcast(
+                broadcast,
+                f"sender domain {domain!r} is not verified for this team; sending stopped",
+            )
+
+    def fail_broadcast(self, broadcast: Broadcast, reason: str) -> None:
+        """Stop a broadcast whose sender is refused: the contact counts as failed, the
+        others are skipped (workers obey the progress status), the row says failed."""
+        key = progress_key(broadcast.id)
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hincrby(key, "failed", 1)
+        pipe.hset(key, mapping={"status": "failed", "failure_reason": reason})
+        pipe.execute()
+        self._statuses.pop(broadcast.id, None)
+        self._broadcasts.pop(broadcast.id, None)
+        with self.sessions.begin() as db:
+            row = db.get(Broadcast, broadcast.id)
+            if row is not None and row.status in {"scheduled", "sending", "paused"}:
+                row.status = "failed"
+        log.warning("broadcast %s failed: %s", broadcast.id, reason)
 
     def render(
         self, broadcast: Broadcast, job: dict[str, Any]

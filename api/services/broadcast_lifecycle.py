@@ -172,6 +172,8 @@ def progress(state: AppState, broadcast: Broadcast) -> dict[str, Any]:
         "failed": failed,
         "pending": max(0, total - sent - skipped - failed),
         "fanout_failed": values.get("fanout_failed") == "1",
+        # Why the broadcast stopped (api.jobs.broadcast_fanout.fail_broadcast), if it did.
+        "failure_reason": values.get("failure_reason") or None,
     }
 
 

@@ -54,14 +54,21 @@ def scheduled_key(message_id: str) -> str:
 
 
 # Atomically claim a due message and queue it for the MTA (kibamail.intake's record, parked
-# in the schedule hash by enqueue()). KEYS: schedule, parked hash, mapping, stream.
-# ARGV: message id, mapping TTL.
+# in the schedule hash by enqueue()) unless the team is no longer ready for the sender
+# domain: then the hash stays, marked failed with the reason, and nothing is queued.
+# KEYS: schedule, parked hash, mapping, stream, the team's ready flag of the sender domain.
+# ARGV: message id, mapping TTL, failure reason, how long a failed entry stays readable.
 _RELEASE_LUA = (
     QUEUE_SUBMISSION_LUA
     + """
 if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return 0 end
 local f = redis.call('HMGET', KEYS[2], 'meta', 'data', 'mapping')
 if not f[1] then return 0 end
+if redis.call('EXISTS', KEYS[5]) == 0 then
+  redis.call('HSET', KEYS[2], 'status', 'failed', 'reason', ARGV[3])
+  redis.call('EXPIRE', KEYS[2], ARGV[4])
+  return -1
+end
 queue_submission(KEYS[3], KEYS[4], f[3] or '', ARGV[2], f[1], f[2])
 redis.call('DEL', KEYS[2])
 return 1
@@ -315,26 +322,55 @@ async def cancel_scheduled(state: AppState, team_id: str, message_id: str) -> No
     await state.redis.delete(scheduled_key(message_id))
 
 
+# A scheduled email refused at release stays readable (status failed, reason) this long.
+FAILED_SCHEDULED_TTL_SECONDS = 7 * 24 * 3600
+
+
 async def release_due(redis: Any, now: float | None = None, limit: int = 500) -> int:
-    """Move due scheduled emails to the MTA stream; safe to run in every process."""
+    """Move due scheduled emails to the MTA stream; safe to run in every process.
+
+    The sender domain is checked again at release: if the team is no longer ready for it
+    (domain removed, lost to DNS checks or to its owner), the email is not released; its
+    schedule hash keeps ``status`` failed and a ``reason`` for FAILED_SCHEDULED_TTL_SECONDS.
+    """
     now = now if now is not None else datetime.now(UTC).timestamp()
     due = await redis.zrangebyscore(SCHEDULE_KEY, "-inf", now, start=0, num=limit)
     released = 0
     for raw in due:
         message_id = raw.decode()
-        released += int(
+        team_id, domain = _scheduled_sender(await redis.hget(scheduled_key(message_id), "meta"))
+        reason = f"sender domain {domain!r} is no longer verified for this team; not sent"
+        outcome = int(
             await redis.eval(
                 _RELEASE_LUA,
-                4,
+                5,
                 SCHEDULE_KEY,
                 scheduled_key(message_id),
                 RedisKeys.message_mapping(message_id),
                 RedisKeys.SUBMISSION_STREAM,
+                RedisKeys.domain_ready(team_id, domain),
                 message_id,
                 MAPPING_TTL_SECONDS,
+                reason,
+                FAILED_SCHEDULED_TTL_SECONDS,
             )
         )
+        if outcome < 0:
+            log.warning(
+                "scheduled email %s of team %s not released: %s", message_id, team_id, reason
+            )
+        released += max(outcome, 0)
     return released
+
+
+def _scheduled_sender(meta: bytes | None) -> tuple[str, str]:
+    """(team id, sender domain) of a parked message's stream metadata ('' when unreadable,
+    which no ready flag matches)."""
+    try:
+        fields = orjson.loads(meta or b"{}")
+        return str(fields.get("team_id", "")), address_domain(str(fields.get("mail_from", "")))
+    except (orjson.JSONDecodeError, AttributeError):
+        return "", ""
 
 
 async def scheduler_loop(redis: Any, interval: float = 1.0) -> None:

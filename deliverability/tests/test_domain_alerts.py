@@ -10,6 +10,7 @@ import pytest
 from deliverability.domain_alerts import (
     PublishHint,
     Transition,
+    alert_guard_key,
     event_id,
     find_transitions,
     raise_alerts,
@@ -62,6 +63,11 @@ def test_event_ids_are_stable_per_domain_record_transition_and_check_time() -> N
     assert event_id("a.example", t, AT) != event_id("a.example", t, AT.replace(hour=7))
     assert event_id("a.example", t, AT) != event_id(
         "a.example", Transition("spf", "pass", "fail", ""), AT
+    )
+    # Two teams that added the same name get their own events and their own alert email.
+    assert event_id("a.example", t, AT, "team-1") != event_id("a.example", t, AT, "team-2")
+    assert alert_guard_key("a.example", [t], "never", "team-1") != alert_guard_key(
+        "a.example", [t], "never", "team-2"
     )
 
 
