@@ -22,7 +22,7 @@ from kibamail.redis_keys import RedisKeys
 from kibamail.report_tokens import verify_return_path
 from kibamail.settings import Settings
 from mta.commit import address_domain
-from testing.testnet import SinkServer
+from testing.testnet import SinkServer, Zone
 
 from .helpers import StatusReader, make_message, status_offsets, wait_until
 
@@ -66,12 +66,14 @@ def arf(recipient: str) -> bytes:
     ).encode()
 
 
-def deliver(redis: Any, sink: SinkServer, teams: list[str]) -> dict[str, OutboundMessage]:
+def deliver(
+    redis: Any, sink: SinkServer, teams: list[str], sender: str = "news@sender.example"
+) -> dict[str, OutboundMessage]:
     """One real delivery to RCPT per team; returns once the MTA recorded each outcome."""
     sent = {}
     for team in teams:
-        redis.set(RedisKeys.domain_ready(team, "sender.example"), "1")
-        sent[team] = make_message([RCPT], team=team)
+        redis.set(RedisKeys.domain_ready(team, address_domain(sender)), "1")
+        sent[team] = make_message([RCPT], team=team, sender=sender)
         submit(redis, sent[team])
     assert wait_until(
         lambda: all(
@@ -107,6 +109,23 @@ def test_delivery_uses_a_signed_return_path(
     assert ref is not None and domain == "bounces.kibamail.test"
     assert redis_client.get(RedisKeys.return_path(ref)) == message.message_id.encode()
     assert address_domain(message.mail_from) == "sender.example"  # the message's own sender
+
+
+def test_a_domain_with_the_return_path_cname_gets_its_own_bounces_domain(
+    running_mta: Settings, redis_client: Any, sink: SinkServer, zone: Zone
+) -> None:
+    """bounces.<domain> CNAME -> the MTA host (api/services/domains.py): SPF-aligned return
+    path on the sender's own domain, and its DSNs are taken on port 25."""
+    zone.add("bounces.aligned.example", "CNAME", running_mta.mta.hostname)
+    (message,) = deliver(redis_client, sink, ["team-cname"], "news@aligned.example").values()
+    address = return_path(sink, message.message_id)
+    assert address.endswith("@bounces.aligned.example")
+    code, text = send(running_mta, address, dsn(RCPT))
+    assert code == 250 and b"1 report items recorded" in text
+    assert redis_client.smembers(RedisKeys.suppression("team-cname")) == {RCPT.encode()}
+    # Not a relay: other addresses on that domain are still refused.
+    code, text = send(running_mta, "someone@bounces.aligned.example", dsn(RCPT))
+    assert code == 550 and b"Relaying denied" in text
 
 
 def test_forged_reports_change_nothing_and_are_counted(
