@@ -64,11 +64,34 @@ class Letter:
         }
 
 
+# Kafka's default message size is 1 MB: a larger payload (a 25 MiB report) is cut, and the
+# reason says so, rather than making the letter itself undeliverable.
+MAX_STORED_PAYLOAD = 512 * 1024
+
+
+def envelope(source: str, payload: bytes | None, reason: str) -> bytes:
+    """One dead letter's envelope bytes, counted in ``kibamail_dead_letters_total``."""
+    if payload is not None and len(payload) > MAX_STORED_PAYLOAD:
+        reason = f"{reason} (payload cut to {MAX_STORED_PAYLOAD} of {len(payload)} bytes)"
+        payload = payload[:MAX_STORED_PAYLOAD]
+    DEAD_LETTERS_WRITTEN.labels(source[:60]).inc()
+    return dead_letter(source, payload, reason)
+
+
 def write(producer: Any, source: str, payload: bytes | None, reason: str, key: Any = None) -> None:
     """Queue one dead letter on a confluent-kafka producer (the caller flushes as it does
-    for its other output) and count it."""
-    producer.produce(Topic.DEAD_LETTER.value, dead_letter(source, payload, reason), key=key)
-    DEAD_LETTERS_WRITTEN.labels(source[:60]).inc()
+    for its other output)."""
+    producer.produce(Topic.DEAD_LETTER.value, envelope(source, payload, reason), key=key)
+
+
+def outbox_entry(source: str, payload: bytes | None, reason: str) -> dict[str, bytes]:
+    """The fields of a Redis event-outbox entry (``kibamail.outbox``) carrying one dead
+    letter: for processes that publish through an outbox instead of a Kafka producer."""
+    return {
+        "topic": Topic.DEAD_LETTER.value.encode(),
+        "key": source.encode(),
+        "value": envelope(source, payload, reason),
+    }
 
 
 def parse_letter(value: bytes | None, partition: int, offset: int) -> Letter:

@@ -26,9 +26,11 @@ from typing import Any, cast
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
+from kibamail import dead_letters
 from kibamail.contracts import MessageStatus
 from kibamail.intake import original_message_id
 from kibamail.mime_limits import MimeLimitError, check_size, check_structure
+from kibamail.redis_keys import RedisKeys
 from kibamail.report_tokens import RETURN_PATH_MAILBOX, verify_return_path, verify_rua_tag
 from kibamail.settings import Settings
 
@@ -42,6 +44,8 @@ __all__ = ["REPORT_ATTEMPT", "InboundProcessor", "ReportItem", "parse_report"]
 log = logging.getLogger(__name__)
 
 PARSE_SECONDS = 30.0
+# Dead letters of this listener carry this source (not a topic: replay is by re-sending).
+INBOUND_SOURCE = "smtp-inbound"
 INGEST_SECONDS = 120.0
 _ADDR = re.compile(r"<?([^<>;\s]+@[^<>;\s]+)>?")
 
@@ -256,6 +260,18 @@ class InboundProcessor:
             return f"550 5.6.0 no valid report: {reasons}"
         return "250 2.0.0 OK (report stored)"
 
+    async def dead_letter(self, data: bytes, reason: str) -> str:
+        """Set an unparseable report aside in the dead-letter store (through the MTA's
+        durable outbox) before answering; if Redis cannot take it, the sender retries."""
+        try:
+            await self.redis.xadd(
+                RedisKeys.EVENT_OUTBOX, dead_letters.outbox_entry(INBOUND_SOURCE, data, reason)
+            )
+        except Exception:
+            log.exception("dead-lettering an inbound report failed; asking the sender to retry")
+            return "451 4.3.0 report storage unavailable, try again later"
+        return "250 2.0.0 OK (not a report; kept for review)"
+
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         data = envelope.original_content or b""
         team = self.report_team(envelope)
@@ -267,9 +283,9 @@ class InboundProcessor:
             return "451 4.3.2 Too many reports in progress, try again later"
         except (MimeLimitError, JobLimitError) as exc:
             return self._over_cap(exc)
-        except Exception:
-            log.exception("unparseable inbound report; accepted and ignored")
-            return "250 2.0.0 OK (not a report)"
+        except Exception as exc:
+            log.exception("unparseable inbound report; dead-lettered")
+            return await self.dead_letter(data, f"unparseable inbound report: {exc}")
         if not items:
             return "250 2.0.0 OK (not a report)"
         peer = str((session.peer or ("",))[0])
