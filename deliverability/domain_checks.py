@@ -36,6 +36,9 @@ class ExpectedRecords:
     return_path_host: str = ""
     return_path_target: str = ""
     dmarc_rua: str = ""
+    # rua addresses published before the signed tag: still accepted for readiness, with a
+    # warning to publish ``dmarc_rua`` (the MTA refuses reports sent to them).
+    dmarc_rua_legacy: tuple[str, ...] = ()
     # Optional extras the API publishes: a second (ed25519) DKIM key and a tracking CNAME.
     secondary_dkim_selector: str = ""
     secondary_dkim_public_key: str = ""
@@ -209,7 +212,15 @@ def check_dmarc(domain: str, expected: ExpectedRecords, resolver: Any) -> Record
     reasons = []
     if expected.dmarc_rua:
         address = expected.dmarc_rua.lower().removeprefix("mailto:")
-        if address not in [a.lower() for a in rua]:
+        published = [a.lower() for a in rua]
+        legacy = [a.lower().removeprefix("mailto:") for a in expected.dmarc_rua_legacy]
+        if address not in published and any(old in published for old in legacy):
+            details["warnings"] = [
+                *details["warnings"],
+                f"rua uses an old report address: publish mailto:{address} to keep "
+                "receiving DMARC reports",
+            ]
+        elif address not in published:
             reasons.append(f"rua does not include mailto:{address}")
     return RecordCheck("fail" if reasons else "pass", records, reasons, details)
 

@@ -169,6 +169,10 @@ def expected_records(
         return_path_host=f"bounces.{domain.name}",
         return_path_target=settings.mta.hostname,
         dmarc_rua=dmarc_rua(settings, domain.team_id),
+        dmarc_rua_legacy=(
+            f"mailto:dmarc+{domain.team_id}@{settings.mta.hostname}",
+            f"mailto:dmarc@{settings.mta.hostname}",
+        ),
         secondary_dkim_selector=domain.ed25519_selector,
         secondary_dkim_public_key=domain.ed25519_public_b64,
         tracking_host=f"track.{domain.name}",

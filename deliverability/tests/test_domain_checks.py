@@ -79,6 +79,27 @@ def test_good_domain_passes_every_check(dns_port: int) -> None:
     assert report.checks["dmarc"].details["p"] == "quarantine"
 
 
+def test_an_old_rua_address_stays_ready_with_a_warning_an_unknown_one_fails(
+    dns_port: int,
+) -> None:
+    """Domains that published the report address from before the signed tag keep sending
+    (a warning says what to publish); any other rua is still a failed DMARC check."""
+    resolver = make_resolver(["127.0.0.1"], port=dns_port, timeout=0.5, lifetime=1.0)
+    signed = dataclasses.replace(
+        EXPECTED,
+        return_path_host="bounces.good.example",
+        dmarc_rua="mailto:dmarc+team1.x7k2@kibamail.test",
+        dmarc_rua_legacy=("mailto:dmarc@kibamail.test",),
+    )
+    legacy = check_domain("good.example", signed, resolver).checks["dmarc"]
+    assert legacy.status == "pass"
+    assert any("publish mailto:dmarc+team1.x7k2@" in w for w in legacy.details["warnings"])
+    strict = dataclasses.replace(signed, dmarc_rua_legacy=())
+    failed = check_domain("good.example", strict, resolver).checks["dmarc"]
+    assert failed.status == "fail"
+    assert failed.reasons == ["rua does not include mailto:dmarc+team1.x7k2@kibamail.test"]
+
+
 def test_broken_domain_fails_each_record_with_a_reason(dns_port: int) -> None:
     report = _check("bad.example", dns_port)
     checks = report.checks
