@@ -155,8 +155,15 @@ class RedisKeys:
 
     @staticmethod
     def auth_failures(client_ip: str) -> str:
-        """Counter of recent failed SMTP AUTH attempts from one IP (brute-force lockout)."""
+        """Counter of recent failed SMTP AUTH attempts from one IP (brute-force lockout);
+        expires after the lockout window, never reset by a success (mta.brute_force)."""
         return f"authfail:{client_ip}"
+
+    @staticmethod
+    def auth_credential_failures(username_digest: str) -> str:
+        """Counter of recent failed SMTP AUTH attempts on one username (sha256 hex of it):
+        slows guessing from many IPs; its owner's successful login clears it."""
+        return f"authfail:cred:{username_digest}"
 
     @staticmethod
     def login_failures(scope: str, subject: str) -> str:
