@@ -15,7 +15,7 @@ from redis.asyncio import Redis as AsyncRedis
 from api.db import make_engine, make_sessionmaker
 from api.errors import install_error_handlers
 from api.fastpath.asgi import HotPaths
-from api.middleware import BodyLimitMiddleware, MetricsMiddleware
+from api.middleware import BodyLimitMiddleware, MetricsAuthMiddleware, MetricsMiddleware
 from api.routers import ROUTERS
 from api.services.event_producer import EventProducer
 from api.services.ratelimit import ApiKeyLimiter
@@ -90,4 +90,5 @@ def create_app(
     app.add_middleware(HotPaths)  # innermost: body limit and metrics apply to it too
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.api.max_request_bytes)
     app.add_middleware(MetricsMiddleware)
+    app.add_middleware(MetricsAuthMiddleware, token=settings.api.metrics_token)  # outermost
     return app

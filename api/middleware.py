@@ -1,7 +1,9 @@
-"""Pure-ASGI middleware (cheap on the hot path): body size limit and request metrics."""
+"""Pure-ASGI middleware (cheap on the hot path): body size limit, request metrics and the
+bearer token in front of /metrics."""
 
 from __future__ import annotations
 
+import hmac
 import time
 from typing import Any
 
@@ -96,3 +98,34 @@ class MetricsMiddleware:
             path = getattr(route, "path", "unmatched")
             REQUESTS.labels(scope["method"], path, str(status[0])).inc()
             LATENCY.labels(path).observe(time.perf_counter() - start)
+
+
+class MetricsAuthMiddleware:
+    """GET /metrics only with ``Authorization: Bearer <api.metrics_token>``.
+
+    The API listens publicly, and its metrics name routes, volumes and error rates. No
+    token configured: /metrics does not exist (404); a missing or wrong token: 401."""
+
+    PATH = "/metrics"
+
+    def __init__(self, app: Any, token: str) -> None:
+        self.app = app
+        self.expected = f"Bearer {token}".encode() if token else b""
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["path"].rstrip("/") != self.PATH:
+            await self.app(scope, receive, send)
+            return
+        if not self.expected:
+            await error_response(404, "Not Found")(scope, receive, send)
+            return
+        given = next((v for k, v in scope.get("headers", []) if k == b"authorization"), b"")
+        if not hmac.compare_digest(given, self.expected):
+            response = error_response(
+                401,
+                "a valid metrics bearer token is required",
+                headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
+            )
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)

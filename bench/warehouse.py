@@ -175,7 +175,7 @@ def main() -> None:
     gc.freeze()
     work = Path(tempfile.mkdtemp(prefix="kibamail-bench-warehouse-"))
     settings = Settings(
-        environment="bench",
+        environment="development",  # no warehouse token: auth off (development only)
         clickhouse=ClickHouseSettings(
             port=free_port(), data_dir=work / "gateway-chdb", database="bench"
         ),

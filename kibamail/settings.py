@@ -12,10 +12,12 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# Known to everyone who reads this file: accepted only in environment "development".
+DEV_SECRET_KEY = "dev-only-secret-change-me"
 
 
 class KafkaSettings(BaseModel):
@@ -90,7 +92,7 @@ class ApiSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = 18000
     public_url: str = "http://127.0.0.1:18000"
-    secret_key: str = "dev-only-secret-change-me"
+    secret_key: str = DEV_SECRET_KEY
     max_request_bytes: int = 10 * 1024 * 1024
     workers: int = 1
     # Per-API-key token bucket: sustained requests/second and the burst above it.
@@ -99,6 +101,8 @@ class ApiSettings(BaseModel):
     # Webhook SSRF filter (api.webhooks.ssrf): lift only for tests and self-hosting.
     webhook_allow_http: bool = False
     webhook_allow_private: bool = False
+    # Bearer token Prometheus sends for GET /metrics; empty: /metrics answers 404.
+    metrics_token: str = ""
 
 
 class SendingLimits(BaseModel):
@@ -128,6 +132,8 @@ class MtaSettings(BaseModel):
     policy_file: Path = REPO_ROOT / "mta" / "config" / "policies.toml"
     max_message_bytes: int = 25 * 1024 * 1024
     metrics_port: int = 19101
+    # Address /metrics binds to: loopback unless a Prometheus on another host scrapes it.
+    metrics_host: str = "127.0.0.1"
     delivery_concurrency: int = 100  # measured: 100 beats 50 (bigger group commits)
     # Keys the signed return path (VERP) of every delivery and the teams' DMARC rua tags
     # (kibamail.report_tokens): reports to unsigned addresses change nothing. Shared by the
@@ -175,8 +181,6 @@ class PipelineTuning(BaseModel):
     # Bodies whose simhashes differ in at most 3 bits are near-identical (4 x 16-bit bands).
     scoring_cooldown_seconds: float = 3600.0
     scoring_max_window_entries: int = 20_000
-    # Address /metrics binds to (0.0.0.0 where a Prometheus on another host scrapes it).
-    metrics_host: str = "127.0.0.1"
     # ClickHouse sink: wait between insert retries while ClickHouse is down (backpressure).
     sink_retry_max_seconds: float = 5.0
     # ClickHouse sink: plain fetches of the hot topic inserted as ArrowStream (False:
@@ -189,6 +193,8 @@ class PipelineSettings(BaseModel):
     recovery_dir: Path = REPO_ROOT / ".stack" / "bytewax-recovery"
     geoip_database: Path | None = None
     metrics_port: int = 19102
+    # Address /metrics binds to: loopback unless a Prometheus on another host scrapes it.
+    metrics_host: str = "127.0.0.1"
     sink_batch_rows: int = 50_000
     sink_flush_seconds: float = 0.5
     # Bytewax cluster: every process's "host:port" (same list, same order, on every host)
@@ -250,6 +256,30 @@ class Settings(BaseSettings):
     dagster: DagsterSettings = DagsterSettings()
     notifications: NotificationSettings = NotificationSettings()
     stack: StackSettings = StackSettings()
+
+    @model_validator(mode="after")
+    def _refuse_dev_defaults(self) -> Settings:
+        """Outside development the well-known defaults are an open door: a forgeable
+        session/signing key, a warehouse anyone on the network may query."""
+        if self.environment == "development":
+            return self
+        problems: list[str] = []
+        if self.api.secret_key == DEV_SECRET_KEY:
+            problems.append("api.secret_key is the development default (KIBAMAIL_API__SECRET_KEY)")
+        if not self.clickhouse.password:
+            problems.append("clickhouse.password is empty (KIBAMAIL_CLICKHOUSE__PASSWORD)")
+        if self.mta.report_token_secret == MtaSettings.model_fields["report_token_secret"].default:
+            problems.append(
+                "mta.report_token_secret is the development default "
+                "(KIBAMAIL_MTA__REPORT_TOKEN_SECRET)"
+            )
+        if problems:
+            raise ValueError(
+                f"refusing to start in environment {self.environment!r}: "
+                + "; ".join(problems)
+                + " (set them, or KIBAMAIL_ENVIRONMENT=development for local use)"
+            )
+        return self
 
 
 @lru_cache(maxsize=1)

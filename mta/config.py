@@ -11,6 +11,7 @@ from __future__ import annotations
 import tomllib
 from datetime import date
 from functools import lru_cache
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address
 from pathlib import Path
 from typing import Any, Literal
 
@@ -39,6 +40,35 @@ class QueueConfig(Strict):
     command_timeout_seconds: float = Field(120.0, gt=0)
 
 
+ProxyNetwork = IPv4Network | IPv6Network
+
+
+class TrustedProxies(Strict):
+    """Load balancers (addresses or networks) allowed to send a PROXY protocol header, per
+    listener. A listener with entries takes connections only from them, and each must start
+    with a PROXY v1/v2 header naming the real client; any other peer is refused with 554
+    before a byte is read, so no client can choose the IP its limits and logs use. A listener
+    without entries serves clients directly and refuses a PROXY header with 554."""
+
+    submission: list[ProxyNetwork] = Field(default_factory=list)
+    smtps: list[ProxyNetwork] = Field(default_factory=list)
+    inbound: list[ProxyNetwork] = Field(default_factory=list)
+
+    def for_listener(self, listener: str) -> tuple[ProxyNetwork, ...]:
+        return tuple(getattr(self, listener))
+
+
+def is_trusted(peer: str, networks: tuple[ProxyNetwork, ...]) -> bool:
+    """``peer`` (an IP, maybe IPv4-mapped IPv6) is inside one of ``networks``."""
+    try:
+        address: IPv4Address | IPv6Address = ip_address(peer)
+    except ValueError:
+        return False
+    if isinstance(address, IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return any(address in network for network in networks)
+
+
 class SubmissionConfig(Strict):
     max_recipients: int = Field(100, ge=1)
     max_connections_per_ip: int = Field(50, ge=1)
@@ -47,8 +77,8 @@ class SubmissionConfig(Strict):
     auth_lockout_after: int = Field(10, ge=1)
     auth_lockout_seconds: int = Field(900, ge=1)
     idle_timeout_seconds: float = Field(60.0, gt=0)
-    # Expect a PROXY protocol (v1/v2) header first: listeners behind HAProxy.
-    proxy_protocol: bool = False
+    # Listeners behind HAProxy: who may send a PROXY protocol header (TrustedProxies).
+    trusted_proxies: TrustedProxies = TrustedProxies()
     # PEM files; empty: a self-signed cert generated into the state dir at start-up.
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
@@ -58,6 +88,16 @@ class SubmissionConfig(Strict):
     # Local parts that receive DMARC aggregate/failure and SMTP TLS reports (the `rua`,
     # `ruf` and TLS-RPT addresses customers publish); `dmarc+<team id>@...` tags a team.
     report_mailboxes: list[str] = Field(default_factory=lambda: ["dmarc", "rua", "ruf", "tlsrpt"])
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_blanket_proxy_switch(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "proxy_protocol" in data:
+            raise ValueError(
+                "proxy_protocol was replaced by [submission.trusted_proxies]: list the load "
+                "balancers' addresses per listener (submission, smtps, inbound)"
+            )
+        return data
 
 
 class PolicyEntry(BaseModel):

@@ -60,8 +60,8 @@ def run(settings: Settings, *, delivery: bool = True, listeners: bool = True) ->
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        start_http_server(settings.mta.metrics_port, addr=settings.mta.listen_host)
-        log.info("MTA metrics on %s:%d", settings.mta.listen_host, settings.mta.metrics_port)
+        start_http_server(settings.mta.metrics_port, addr=settings.mta.metrics_host)
+        log.info("MTA metrics on %s:%d", settings.mta.metrics_host, settings.mta.metrics_port)
         await serve(settings, stop, delivery=delivery, listeners=listeners)
 
     try:

@@ -1,4 +1,5 @@
-"""Prometheus metrics of the MTA (served on ``settings.mta.metrics_port`` at /metrics)."""
+"""Prometheus metrics of the MTA, served at /metrics on ``settings.mta.metrics_host`` (loopback
+by default: no auth on this port) and ``settings.mta.metrics_port``."""
 
 from __future__ import annotations
 

@@ -67,17 +67,6 @@ class SubmissionHandler:
     ) -> list[str]:
         return advertise_extensions(session, hostname, responses)
 
-    async def handle_PROXY(
-        self, server: SMTP, session: Session, envelope: Envelope, proxy: Any
-    ) -> bool:
-        ip = client_ip(session)
-        if not self.limiter.acquire(ip):
-            metrics.SUBMISSION_REJECTED.labels("ip_connection_limit").inc()
-            return False
-        if isinstance(server, KibaSMTP):
-            server.counted_ip = ip
-        return True
-
     async def handle_AUTH(
         self, server: SMTP, session: Session, envelope: Envelope, args: list[str]
     ) -> Any:
@@ -100,9 +89,9 @@ class SubmissionHandler:
         verified = await self.verifier.verify_async(self.redis, username, password)
         if verified is None:
             metrics.AUTH_FAILURES.inc()
-            await guard.failed()
+            await guard.failed(username)
             return "535 5.7.8 Authentication credentials invalid"
-        await guard.succeeded()
+        await guard.succeeded(username)
         session.authenticated = True
         session.auth_data = verified  # type: ignore[assignment]  # aiosmtpd types it None
         return "235 2.7.0 Authentication successful"
@@ -300,13 +289,16 @@ class SubmissionServers:
         listener: str,
     ) -> Any:
         mta, sub = self.settings.mta, self.config.submission
+        # PROXY headers (read by KibaSMTP, then TLS on 465) only from this listener's proxies.
+        trusted = sub.trusted_proxies.for_listener(listener)
 
         def make() -> KibaSMTP:
             return KibaSMTP(
                 handler,
                 limiter=self.limiter,
                 implicit_tls=implicit,
-                proxy=sub.proxy_protocol,
+                trusted_proxies=trusted,
+                implicit_tls_context=tls if implicit and trusted else None,
                 listener=listener,
                 data_size_limit=mta.max_message_bytes,
                 enable_SMTPUTF8=True,
@@ -318,7 +310,6 @@ class SubmissionServers:
                 auth_required=auth,
                 auth_require_tls=True,
                 auth_exclude_mechanism=[],
-                proxy_protocol_timeout=10 if sub.proxy_protocol else None,
                 loop=asyncio.get_running_loop(),
             )
 
@@ -332,7 +323,10 @@ class SubmissionServers:
             ("smtps", mta.smtps_port, self.handler, tls, True, True),
             ("inbound", mta.inbound_port, self.inbound, None, False, False),
         ]
+        trusted = self.config.submission.trusted_proxies
         for listener, port, handler, ssl_ctx, implicit, auth in specs:
+            if trusted.for_listener(listener):
+                ssl_ctx = None  # the PROXY header comes in clear; KibaSMTP starts the TLS
             server = await loop.create_server(
                 self._factory(handler, tls=tls, implicit=implicit, auth=auth, listener=listener),
                 host=mta.listen_host,

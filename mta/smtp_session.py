@@ -1,7 +1,12 @@
 """aiosmtpd's SMTP protocol, made to keep the promises the MTA advertises.
 
-- Per-IP connection limits (the real client IP when behind PROXY protocol) and AUTH
-  after implicit TLS (port 465).
+- PROXY protocol only from trusted load balancers, per listener
+  (``[submission.trusted_proxies]``): a listener with trusted proxies refuses every other
+  peer (554) and every trusted connection that does not start with a PROXY v1/v2 header
+  (421); a listener without them refuses a PROXY header (554). So the client IP used for
+  limits, lockouts and logs is the TCP peer or what a trusted proxy says, never the
+  client's choice. Implicit TLS (465) behind a proxy: the header comes in clear, then TLS.
+- Per-IP connection limits (on that client IP) and AUTH after implicit TLS (port 465).
 - ENHANCEDSTATUSCODES (RFC 2034): aiosmtpd's own replies ("250 OK", "503 Error: need
   MAIL command", "500 Error: bad syntax", ...) get an RFC 3463 code, as Postfix sends
   them. Exempt, as RFC 2034 says: the greeting and the 250 answers to HELO/EHLO (whose
@@ -16,12 +21,23 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
+import ssl
+from asyncio import sslproto
 from typing import Any, AnyStr, cast
 
+from aiosmtpd.proxy_protocol import V2_SIGNATURE, get_proxy
 from aiosmtpd.smtp import SMTP, Session, TLSSetupException
 
 from . import metrics
+from .config import ProxyNetwork, is_trusted
+
+log = logging.getLogger(__name__)
+
+PROXY_HEADER_SECONDS = 10.0  # a trusted load balancer sends its header at once
+TLS_HANDSHAKE_SECONDS = 30.0
+_PROXY_STARTS = (b"PROXY ", V2_SIGNATURE[:6])
 
 _REPLY = re.compile(r"^([245])(\d\d)([ -])(.*)$", re.DOTALL)
 _ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
@@ -134,14 +150,20 @@ class KibaSMTP(FastAddressSMTP):
         *,
         limiter: ConnectionLimiter,
         implicit_tls: bool,
-        proxy: bool,
+        trusted_proxies: tuple[ProxyNetwork, ...] = (),
+        implicit_tls_context: ssl.SSLContext | None = None,
         listener: str = "submission",
         **kwargs: Any,
     ) -> None:
+        """``implicit_tls_context``: the TLS to start after the PROXY header (465 behind a
+        load balancer; the listener itself is then plain TCP)."""
         super().__init__(handler, **kwargs)
         self.limiter = limiter
         self.implicit_tls = implicit_tls
-        self.proxy = proxy
+        self.trusted_proxies = trusted_proxies
+        self.implicit_tls_context = implicit_tls_context
+        self.proxied = False  # this connection comes from a trusted proxy
+        self._first_data = True
         self.counted_ip: str | None = None
         self.refused = False
         self.listener = listener
@@ -152,24 +174,117 @@ class KibaSMTP(FastAddressSMTP):
         self._answering_hello = False
         self._lost = False
 
+    @staticmethod
+    def _refuse(transport: asyncio.BaseTransport, reason: str, reply: bytes) -> None:
+        metrics.SUBMISSION_REJECTED.labels(reason).inc()
+        cast(asyncio.WriteTransport, transport).write(reply)
+        transport.close()
+
+    def _admit(self, ip: str, transport: asyncio.BaseTransport) -> bool:
+        """Count the connection against the client IP's limit; False: refused (421)."""
+        if not self.limiter.acquire(ip):
+            self._refuse(transport, "ip_connection_limit",
+                         b"421 4.7.0 Too many connections from your IP, try later\r\n")  # fmt: skip
+            return False
+        self.counted_ip = ip
+        return True
+
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        if self._original_transport is None and not self.proxy:
-            ip = (transport.get_extra_info("peername") or ("?",))[0]
-            if not self.limiter.acquire(ip):
-                self.refused = True
-                metrics.SUBMISSION_REJECTED.labels("ip_connection_limit").inc()
-                cast(asyncio.WriteTransport, transport).write(
-                    b"421 4.7.0 Too many connections from your IP, try later\r\n"
-                )
-                transport.close()
-                return
-            self.counted_ip = ip
         if self._original_transport is None:
+            peer = str((transport.get_extra_info("peername") or ("?",))[0])
+            if self.trusted_proxies:
+                if not is_trusted(peer, self.trusted_proxies):
+                    log.warning("%s listener: refused %s, not a trusted proxy", self.listener, peer)
+                    self.refused = True
+                    self._refuse(transport, "untrusted_proxy",
+                                 b"554 5.7.1 This listener takes connections only from its "
+                                 b"load balancer\r\n")  # fmt: skip
+                    return
+                self.proxied = True  # admitted once the header names the client
+            elif not self._admit(peer, transport):
+                self.refused = True
+                return
             metrics.CONNECTIONS.labels(self.listener).inc()
         super().connection_made(transport)
-        if self.implicit_tls and self._tls_protocol is None:
+        if self.implicit_tls and self.implicit_tls_context is None and self._tls_protocol is None:
             # Implicit TLS: the transport is already encrypted, so AUTH is allowed.
             self._tls_protocol = transport  # type: ignore[assignment]
+
+    async def _handle_client(self) -> None:
+        if self.proxied:
+            if not await self._read_proxy_header():
+                return
+            if self.implicit_tls_context is not None and not await self._start_implicit_tls():
+                return
+        await super()._handle_client()
+
+    async def _read_proxy_header(self) -> bool:
+        """The trusted proxy's PROXY v1/v2 header, then the per-IP admission on the client
+        it names. A header naming no client (v2 LOCAL, v1 UNKNOWN: the proxy's own health
+        check) is the proxy speaking for itself: served, not counted as a client."""
+        assert self.session is not None and self.transport is not None
+        self._reset_timeout(PROXY_HEADER_SECONDS)
+        try:
+            proxy = await get_proxy(self._reader)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            proxy = None
+        if not proxy:
+            if not self.transport.is_closing():
+                self._refuse(self.transport, "proxy_header_missing",
+                             b"421 4.7.0 PROXY protocol header required\r\n")  # fmt: skip
+            return False
+        self.session.proxy_data = proxy
+        named = getattr(proxy, "src_addr", None) is not None
+        if named and not self._admit(client_ip(self.session), self.transport):
+            return False
+        self._reset_timeout()
+        return True
+
+    async def _start_implicit_tls(self) -> bool:
+        """TLS right after the PROXY header. ``loop.start_tls`` cannot take the client's
+        first TLS bytes, which often arrive in the same segment as the header and already
+        sit in the stream buffer, so the TLS protocol is wired here and fed them."""
+        raw = cast(asyncio.Transport, self.transport)
+        context = cast(ssl.SSLContext, self.implicit_tls_context)
+        pending = bytes(self._reader._buffer)  # type: ignore[attr-defined]
+        self._reader._buffer.clear()  # type: ignore[attr-defined]
+        waiter: asyncio.Future[None] = self.loop.create_future()
+        tls = sslproto.SSLProtocol(
+            self.loop, self, context, waiter, server_side=True, call_connection_made=False
+        )
+        raw.set_protocol(tls)
+        tls.connection_made(raw)
+        while pending:
+            buffer = tls.get_buffer(len(pending))
+            size = min(len(buffer), len(pending))
+            buffer[:size] = pending[:size]
+            tls.buffer_updated(size)
+            pending = pending[size:]
+        failure: BaseException | None = None
+        try:
+            await asyncio.wait_for(waiter, TLS_HANDSHAKE_SECONDS)
+        except (Exception, asyncio.CancelledError) as error:
+            failure = error
+        app = tls._app_transport
+        if failure is not None or app is None or raw.is_closing():
+            # A connection lost mid-handshake never reaches our connection_lost through
+            # the TLS protocol: release the connection's count and gauge here.
+            log.info("%s listener: TLS handshake failed: %r", self.listener, failure)
+            raw.close()
+            self.connection_lost(failure if isinstance(failure, Exception) else None)
+            return False
+        self._original_transport = raw
+        self._tls_protocol = app  # type: ignore[assignment]  # truthy: TLS is on
+        assert self.session is not None
+        self.session.ssl = {
+            name: app.get_extra_info(name)
+            for name in ("sslcontext", "peercert", "cipher", "compression", "ssl_object")
+        }
+        self._reader._transport = app  # type: ignore[attr-defined]
+        self._writer._transport = app  # type: ignore[attr-defined]
+        self.transport = app
+        self._reset_timeout()
+        return True
 
     def connection_lost(self, error: Exception | None) -> None:
         if self.refused or self._lost:
@@ -245,6 +360,16 @@ class KibaSMTP(FastAddressSMTP):
 
     def data_received(self, data: bytes) -> None:
         self._last_data_at = self.loop.time()
+        if self._first_data:
+            self._first_data = False
+            if not self.proxied and data.startswith(_PROXY_STARTS) and self.transport:
+                log.warning("%s listener: PROXY header from an untrusted peer", self.listener)
+                metrics.SUBMISSION_REJECTED.labels("untrusted_proxy").inc()
+                cast(asyncio.WriteTransport, self.transport).write(
+                    b"554 5.7.1 PROXY protocol is not accepted from your address\r\n"
+                )
+                self.transport.close()
+                return
         super().data_received(data)
 
     async def smtp_DATA(self, arg: str) -> None:

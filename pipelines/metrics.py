@@ -1,4 +1,5 @@
-"""Prometheus metrics of every pipeline process, served by ``pipelines.run`` on one port.
+"""Prometheus metrics of every pipeline process, served by ``pipelines.run`` on one port
+(``settings.pipelines.metrics_host``, loopback by default: no auth on this port).
 
 The dataflows and the sink run as child processes, so metrics use prometheus-client's
 multiprocess mode (``PROMETHEUS_MULTIPROC_DIR`` set by the parent before they start).

@@ -161,7 +161,7 @@ def run(settings: Settings) -> None:
     multiprocess.MultiProcessCollector(registry)
     server, _thread = start_http_server(
         settings.pipelines.metrics_port,
-        addr=settings.pipelines.tuning.metrics_host,
+        addr=settings.pipelines.metrics_host,
         registry=registry,
     )
     stopping = threading.Event()

@@ -58,7 +58,7 @@ def _ping(port: int) -> bool:
 def gateway_settings(state_dir: Path, *, database: str = "kibamail_test", password: str = "",
                      data_dir: Path | None = None) -> Settings:  # fmt: skip
     return Settings(
-        environment="test",
+        environment="development",  # an empty password (auth off) is allowed only here
         clickhouse=ClickHouseSettings(
             port=free_port(),
             data_dir=data_dir or state_dir / "chdb",

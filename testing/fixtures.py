@@ -8,6 +8,7 @@ Everything started here is stopped at session end, by recorded PID.
 from __future__ import annotations
 
 import os
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -35,10 +36,15 @@ def build_test_settings(state_dir: Path) -> Settings:
     """Settings on free ports under one state dir (nothing shared with `make up`)."""
     api_port = free_port()
     return Settings(
-        environment="test",
+        environment="development",
         kafka=KafkaSettings(bootstrap_servers=f"127.0.0.1:{free_port()}", session_timeout_ms=6000),
+        # A warehouse token (the ClickHouse password) even here, so the gateway's auth is
+        # exercised by every client the tests run.
         clickhouse=ClickHouseSettings(
-            port=free_port(), data_dir=state_dir / "chdb", database="kibamail_test"
+            port=free_port(),
+            data_dir=state_dir / "chdb",
+            database="kibamail_test",
+            password=f"test-warehouse-{secrets.token_hex(8)}",
         ),
         # The session Redis keeps nothing on disk (redis_service): nothing to wait for.
         redis=RedisSettings(url=f"redis://127.0.0.1:{free_port()}/0", durability="none"),
@@ -47,6 +53,7 @@ def build_test_settings(state_dir: Path) -> Settings:
             port=api_port,
             public_url=f"http://127.0.0.1:{api_port}",
             secret_key="test-secret-key-not-for-production",
+            metrics_token=f"test-metrics-{secrets.token_hex(8)}",
         ),
         mta=MtaSettings(
             submission_port=free_port(),

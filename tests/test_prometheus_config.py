@@ -29,3 +29,15 @@ def test_scrape_targets_match_default_settings(monkeypatch: pytest.MonkeyPatch) 
         "kibamail-mta": f"127.0.0.1:{settings.mta.metrics_port}",
         "kibamail-pipelines": f"127.0.0.1:{settings.pipelines.metrics_port}",
     }
+
+
+def test_api_scrape_sends_the_metrics_token_from_a_file() -> None:
+    """The API's /metrics needs a bearer token; the config names a file, never the token."""
+    config = yaml.safe_load(CONFIG.read_text())
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    auth = jobs["kibamail-api"]["authorization"]
+    assert auth["type"] == "Bearer"
+    assert auth["credentials_file"].startswith("/")
+    assert "credentials" not in auth
+    for job in config["scrape_configs"]:
+        assert "bearer_token" not in job and "basic_auth" not in job

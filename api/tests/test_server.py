@@ -64,4 +64,5 @@ def test_served_api_accepts_schedules_and_cancels(
         assert not any(cancelled["id"] in meta for meta in ids)
         assert team_id in ids[0]
         assert http.get("/docs").status_code == 200
-        assert "kibamail_api_requests_total" in http.get("/metrics").text
+        scrape = {"Authorization": f"Bearer {api_settings.api.metrics_token}"}
+        assert "kibamail_api_requests_total" in http.get("/metrics", headers=scrape).text

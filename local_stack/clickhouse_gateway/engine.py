@@ -113,8 +113,26 @@ class Engine:
         self._root = Handle(self.path)
         row = self._root.query("SELECT version(), timezone()").bytes().decode().strip()
         self.version, self.timezone = row.split("\t")
+        self._seal_default_database()
         if database and database != DEFAULT_DATABASE:
             self._root.query(f"CREATE DATABASE IF NOT EXISTS {quote_identifier(database)}")
+
+    def _seal_default_database(self) -> None:
+        """chDB opens ``default`` as an Overlay whose Filesystem layer reads any unknown
+        table name as a file path (``FROM '/etc/passwd'``, ``FROM Makefile``). Re-attach the
+        same database (same UUID, same tables) as plain Atomic for this process's lifetime;
+        chDB builds the Overlay again at the next start, so this runs every time."""
+        row = self._root.query(
+            "SELECT engine, toString(uuid) FROM system.databases WHERE name = 'default'"
+        )
+        found = row.bytes().decode().strip()
+        if not found:
+            return
+        engine, uuid = found.split("\t")
+        if engine != "Overlay":
+            return
+        self._root.query("DETACH DATABASE default")
+        self._root.query(f"ATTACH DATABASE default UUID {quote_literal(uuid)} ENGINE = Atomic")
 
     def new_handle(self) -> Handle:
         if self._closed:

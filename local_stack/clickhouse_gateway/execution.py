@@ -16,6 +16,7 @@ from typing import Any
 from .compression import request_decoder
 from .engine import Handle
 from .errors import (
+    ACCESS_DENIED,
     NOT_IMPLEMENTED,
     QUERY_IS_TOO_LARGE,
     READONLY,
@@ -23,9 +24,34 @@ from .errors import (
     ClickHouseError,
     from_engine,
 )
-from .sql import Incomplete, InsertSplit, file_clause, first_keyword, output_format, split_insert
+from .sql import (
+    Incomplete,
+    InsertSplit,
+    external_source,
+    file_clause,
+    first_keyword,
+    output_format,
+    split_insert,
+)
 
 APPEND_BYTES = 4 << 20  # chDB parses appended data on its own pipeline; a few MiB per call is best
+
+
+def refuse_external(query: bytes) -> None:
+    """The gateway is the warehouse only: nothing that reads or writes files, URLs or other
+    hosts (ClickHouse answers a user without the SOURCES grant the same way). Runs on every
+    statement, streamed INSERTs included (``INSERT ... FROM INFILE ... FORMAT``)."""
+    clause = file_clause(query)
+    if clause:
+        raise ClickHouseError(NOT_IMPLEMENTED, f"{clause} is not allowed over HTTP")
+    found = external_source(query)
+    if found is not None:
+        raise ClickHouseError(
+            ACCESS_DENIED,
+            f"Not enough privileges: the chDB gateway refuses {found} (it reaches files, "
+            "URLs or other hosts)",
+        )
+
 
 READONLY_HINT = (
     "Cannot execute query in readonly mode. For queries over HTTP, method GET implies "
@@ -169,6 +195,7 @@ class Execution:
 
     def _start_insert(self, split: InsertSplit) -> None:
         self._check_writable()
+        refuse_external(split.statement.encode())
         if self._ctx.params and "{" in split.statement:
             raise ClickHouseError(
                 NOT_IMPLEMENTED,
@@ -227,9 +254,7 @@ class Execution:
     def _run_query(self, text: bytes) -> Outcome:
         if not text.strip():
             raise ClickHouseError(SYNTAX_ERROR, "Empty query")
-        clause = file_clause(text)
-        if clause:
-            raise ClickHouseError(NOT_IMPLEMENTED, f"{clause} is not allowed over HTTP")
+        refuse_external(text)
         sql: str | bytes
         query_class = "UNKNOWN"
         try:

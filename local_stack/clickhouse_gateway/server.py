@@ -63,6 +63,8 @@ class GatewayConfig:
     workers: int = 32
     keep_alive_seconds: int = 30
     display_name: str = socket.gethostname()
+    # An empty password (the token clients send) leaves auth off: development only.
+    environment: str = "development"
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> GatewayConfig:
@@ -74,6 +76,7 @@ class GatewayConfig:
             "database": ch.database,
             "username": ch.username,
             "password": ch.password,
+            "environment": settings.environment,
         }
         # Optional knobs the settings model may grow; explicit overrides win.
         for name in ("max_body_bytes", "max_query_bytes", "workers"):
@@ -373,6 +376,12 @@ def serve(settings: Settings, **overrides: Any) -> None:
         os.environ.setdefault("TZ", "UTC")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     config = GatewayConfig.from_settings(settings, **overrides)
+    if not config.password and config.environment != "development":
+        raise SystemExit(
+            f"refusing to serve the warehouse without a token in environment "
+            f"{config.environment!r}: set KIBAMAIL_CLICKHOUSE__PASSWORD (clients send it as "
+            "the ClickHouse password; auth may be off only in development)"
+        )
     import uvloop
 
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:

@@ -197,6 +197,73 @@ def file_clause(query: bytes) -> str | None:
     return None
 
 
+# Table functions, table and database engines and dictionary sources that read or write
+# files, URLs or other hosts: ClickHouse's SOURCES grants (FILE, URL, REMOTE, MONGO, REDIS,
+# MYSQL, POSTGRES, SQLITE, ODBC, JDBC, HDFS, S3, HIVE, AZURE, KAFKA, NATS, RABBITMQ) spelled
+# out for chDB 26 (``system.table_functions``, ``system.table_engines``), plus chDB's own
+# ``python``/``arrowstream`` (objects of the gateway process) and dynamic ``disk(...)``.
+# ``input`` stays allowed: it reads only the request's own INSERT data.
+EXTERNAL_SOURCES = frozenset(
+    {
+        "file", "filecluster", "filesystem", "filelog", "url", "urlcluster", "http",
+        "remote", "remotesecure", "cluster", "clusterallreplicas", "distributed",
+        "clickhouse", "s3", "s3cluster", "s3queue", "gcs", "oss", "cos", "cosn",
+        "hdfs", "hdfscluster", "hive", "azureblobstorage", "azureblobstoragecluster",
+        "azurequeue", "mysql", "materializedmysql", "postgresql", "materializedpostgresql",
+        "mongodb", "redis", "sqlite", "jdbc", "odbc", "cassandra", "executable",
+        "executablepool", "executable_pool", "yamlregexptree", "kafka", "nats", "rabbitmq",
+        "keepermap", "embeddedrocksdb", "bigquery", "ytsaurus", "arrowflight",
+        "datalakecatalog", "backup", "replicated", "python", "arrowstream", "queryrunner",
+        "eval", "disk",
+    }
+)  # fmt: skip
+EXTERNAL_PREFIXES = ("deltalake", "hudi", "iceberg", "paimon")
+# Whole statements that write or read backups on the gateway's disk or elsewhere.
+EXTERNAL_STATEMENTS = frozenset({b"BACKUP", b"RESTORE"})
+
+
+def _identifier(token: Token) -> str | None:
+    """Lower-cased name of a bare, `back-quoted` or "double-quoted" identifier."""
+    if token.kind == "word":
+        return token.value.decode("utf-8", "replace").lower()
+    if token.kind == "str" and token.value[:1] in (b"`", b'"'):
+        return token.value[1:-1].decode("utf-8", "replace").lower()
+    return None
+
+
+def _external(name: str | None) -> bool:
+    return name is not None and (name in EXTERNAL_SOURCES or name.startswith(EXTERNAL_PREFIXES))
+
+
+def external_source(query: bytes) -> str | None:
+    """What in ``query`` would reach files, URLs or other hosts, or None.
+
+    Looks at function calls ``name(`` (table functions, scalar ``file()``, dictionary
+    sources, ``disk()``), engines after ``ENGINE [=]`` (with or without arguments: ``Kafka
+    SETTINGS ...``), a quoted path as a table (``FROM '/etc/passwd'``) and BACKUP/RESTORE.
+    Strings and comments never match; a text that does not lex is left to the engine."""
+    try:
+        toks = list(tokens(query, final=True))
+    except Incomplete:
+        return None
+    if toks and toks[0].kind == "word" and toks[0].value.upper() in EXTERNAL_STATEMENTS:
+        return toks[0].value.decode().upper()
+    for i, tok in enumerate(toks):
+        following = toks[i + 1] if i + 1 < len(toks) else None
+        if following is None:
+            break
+        name = _identifier(tok)
+        if following.kind == "open" and following.value == b"(" and _external(name):
+            return name
+        if _is(tok, b"ENGINE"):
+            engine = toks[i + 2] if following.value == b"=" and i + 2 < len(toks) else following
+            if _external(_identifier(engine)):
+                return _identifier(engine)
+        if (_is(tok, b"FROM") or _is(tok, b"JOIN")) and following.value[:1] == b"'":
+            return "a file path as a table"
+    return None
+
+
 def first_keyword(query: bytes) -> str:
     try:
         for tok in tokens(query, final=True):
