@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +39,7 @@ from kibamail.contracts import MessageMapping, OutboundMessage, TrafficKind
 from kibamail.intake import QUEUE_SUBMISSION_LUA, submission_record
 from kibamail.redis_keys import RedisKeys
 from kibamail.settings import Settings
+from kibamail.team_budget import OK, charge_sync
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +114,7 @@ class BroadcastJobs:
             return
         after = ""
         total = 0
+        budget = self._launch_reservation(broadcast.id)
         while True:
             with self.sessions() as db:
                 rows = db.execute(
@@ -133,6 +136,10 @@ class BroadcastJobs:
             if not rows:
                 break
             after = rows[-1][0]
+            if budget is not None:
+                rows = self._within_budget(broadcast, rows, budget, total)
+                if not rows:
+                    break
             total += enqueue_many(
                 self.redis,
                 SEND_TO_CONTACT,
@@ -149,6 +156,42 @@ class BroadcastJobs:
                 ),
             )
         self.redis.hset(progress_key(broadcast.id), "total", total)
+
+    def _launch_reservation(self, broadcast_id: str) -> int | None:
+        """Recipients reserved in the team's daily budget at launch (None: launched before
+        reservations existed, nothing to hold to)."""
+        raw = self.redis.hget(progress_key(broadcast_id), "reserved")
+        return int(raw) if raw is not None else None
+
+    def _within_budget(
+        self, broadcast: Broadcast, rows: Sequence[Any], reserved: int, queued: int
+    ) -> Sequence[Any]:
+        """The contacts of this chunk the team may still mail: the list may have grown since
+        launch, so contacts past the reservation are charged now (daily cap only, as at
+        launch); those that no longer fit are not queued and counted as over_budget."""
+        covered = max(0, reserved - queued)
+        extra = len(rows) - covered
+        if extra <= 0:
+            return rows
+        charged = charge_sync(
+            self.redis,
+            broadcast.team_id,
+            self.settings.sending,
+            extra,
+            check_bulk=False,
+            take_rate=False,
+        )
+        if charged.status == OK:
+            self.redis.hincrby(progress_key(broadcast.id), "reserved", extra)
+            return rows
+        self.redis.hincrby(progress_key(broadcast.id), "over_budget", extra)
+        log.warning(
+            "broadcast %s: %d contacts over the team's daily cap not queued (status %d)",
+            broadcast.id,
+            extra,
+            charged.status,
+        )
+        return rows[:covered]
 
     def _status(self, broadcast_id: str) -> str:
         """Broadcast status as workers see it, cached briefly (a pause lands within 0.5 s)."""
@@ -175,7 +218,9 @@ class BroadcastJobs:
         broadcast = self._broadcast(broadcast_id)
         if broadcast is None:
             return
-        if self.redis.sismember(RedisKeys.suppression(broadcast.team_id), job["email"].lower()):
+        if self.redis.sismember(
+            RedisKeys.suppression(broadcast.team_id), job["email"].lower()
+        ) or not self._still_subscribed(contact_id):
             self.redis.hincrby(progress_key(broadcast_id), "skipped", 1)
             return
         message, mapping = self.render(broadcast, job)
@@ -195,6 +240,13 @@ class BroadcastJobs:
                 broadcast,
                 f"sender domain {domain!r} is not verified for this team; sending stopped",
             )
+
+    def _still_subscribed(self, contact_id: str) -> bool:
+        """The contact's status now, not at fan-out: an unsubscribe or an edit made while
+        the broadcast was paused (or its job waited in the queue) is obeyed."""
+        with self.sessions() as db:
+            status = db.scalar(select(Contact.status).where(Contact.id == contact_id))
+        return status == "subscribed"
 
     def fail_broadcast(self, broadcast: Broadcast, reason: str) -> None:
         """Stop a broadcast whose sender is refused: the contact counts as failed, the
