@@ -108,6 +108,8 @@ class RedisKeys:
     # Durable outbox of events (fields: topic, key, value) drained to Kafka.
     EVENT_OUTBOX: ClassVar[str] = "mta:outbox"
     EVENT_OUTBOX_GROUP: ClassVar[str] = "mta-outbox"
+    # Ids of dead letters already replayed (kibamail.dead_letters: replay once unless forced).
+    DEAD_LETTERS_REPLAYED: ClassVar[str] = "deadletters:replayed"
     # The API's tracking events (opens, clicks, unsubscribes), XADDed before the hit is
     # answered, drained to Kafka by `kibamail api outbox` (kibamail.outbox).
     API_EVENT_OUTBOX: ClassVar[str] = "api:outbox"
