@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import orjson
 
@@ -86,7 +87,7 @@ def ingest_command(paths: Iterable[str], team_id: str, out: Callable[[str], None
 
 def check_domain_command(
     domain: str,
-    expected: dict[str, str],
+    expected: dict[str, Any],
     nameservers: list[str],
     port: int,
     out: Callable[[str], None],
