@@ -49,6 +49,12 @@ class RedisKeys:
         return f"apikey:{key_hash}"
 
     @staticmethod
+    def marketing_suppression(team_id: str) -> str:
+        """Addresses that unsubscribed from a team's marketing mail (api.routers.unsubscribe):
+        broadcasts and marketing-kind mail skip them, transactional mail still reaches them."""
+        return f"suppress:{team_id}:marketing"
+
+    @staticmethod
     def suppression(team_id: str) -> str:
         """Set of suppressed recipient addresses per team."""
         return f"suppress:{team_id}"

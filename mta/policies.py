@@ -248,6 +248,14 @@ class Suppression(Policy):
             for r, f in zip(ctx.recipients, flags, strict=True)
             if f
         }
+        if ctx.kind == TrafficKind.MARKETING:  # unsubscribes stop marketing mail only
+            unsubscribed = RedisKeys.marketing_suppression(ctx.team_id)
+            flags = await redis_call(ctx, lambda pipe: pipe.smismember(unsubscribed, members))
+            failed |= {
+                r: "recipient unsubscribed from this team's marketing mail"
+                for r, f in zip(ctx.recipients, flags, strict=True)
+                if f and r not in failed
+            }
         if failed:
             return Verdict("fail", 550, "5.7.1", "suppressed", failed_recipients=failed)
         return ACCEPT

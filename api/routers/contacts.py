@@ -10,7 +10,7 @@ never changes an existing contact (its row is reported as already on the list).
 from __future__ import annotations
 
 import html
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
@@ -283,15 +283,25 @@ async def import_contacts(
 
 @router.get(
     "/suppressions",
-    summary="Suppressed addresses (hard bounces, complaints, unsubscribes, manual)",
+    summary="Suppressed addresses: all mail (bounces, complaints, manual) or marketing only",
 )
 async def suppressions(
-    team_id: str, ctx: TeamContactsRead, state: StateDep, cursor: Cursor = None, limit: Limit = 100
+    team_id: str,
+    ctx: TeamContactsRead,
+    state: StateDep,
+    cursor: Cursor = None,
+    limit: Limit = 100,
+    kind: Literal["all", "marketing"] = "all",
 ) -> dict[str, Any]:
+    """``kind=all``: no mail reaches these addresses; ``kind=marketing``: they unsubscribed,
+    so broadcasts skip them while transactional mail still reaches them."""
     start = int(cursor) if cursor and cursor.isdigit() else 0
-    next_cursor, members = await state.redis.sscan(
-        RedisKeys.suppression(ctx.team_id), start, count=limit
+    key = (
+        RedisKeys.marketing_suppression(ctx.team_id)
+        if kind == "marketing"
+        else RedisKeys.suppression(ctx.team_id)
     )
+    next_cursor, members = await state.redis.sscan(key, start, count=limit)
     return {
         "data": sorted(m.decode() for m in members),
         "next_cursor": str(next_cursor) if next_cursor else None,
@@ -310,7 +320,9 @@ async def suppress(
 async def unsuppress(
     team_id: str, email: str, ctx: TeamContentWrite, state: StateDep
 ) -> dict[str, Any]:
-    if not await state.redis.srem(RedisKeys.suppression(ctx.team_id), email.lower()):
+    removed = await state.redis.srem(RedisKeys.suppression(ctx.team_id), email.lower())
+    removed += await state.redis.srem(RedisKeys.marketing_suppression(ctx.team_id), email.lower())
+    if not removed:
         raise ApiError(404, "address is not suppressed")
     return {"email": email.lower(), "suppressed": False}
 

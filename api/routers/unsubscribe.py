@@ -57,7 +57,7 @@ def _unsubscribe(state: StateDep, token: str, method: str) -> str:
                 .where(Contact.team_id == team_id, Contact.email == contact.email)
                 .values(status="unsubscribed", confirmed_at=contact.confirmed_at or utcnow())
             )
-    state.sync_redis.sadd(RedisKeys.suppression(team_id), email.lower())
+    state.sync_redis.sadd(RedisKeys.marketing_suppression(team_id), email.lower())
     event = UnsubscribeEvent(
         team_id=team_id, message_id=message_id, contact_id=contact_id, email=email, method=method
     )

@@ -110,7 +110,7 @@ def test_unsubscribing_suppresses_the_address_and_a_forged_link_changes_nothing(
     contacts = client.get(f"{base}/lists/{lst}/contacts", headers=team.auth).json()["data"]
     target = contacts[0]
     token = _token(client, team.team_id, target["id"], target["email"])
-    suppression = RedisKeys.suppression(team.team_id)
+    suppression = RedisKeys.marketing_suppression(team.team_id)
     assert client.post(f"/u/{token}x", content=b"List-Unsubscribe=One-Click").status_code == 404
     assert client.get(f"/u/{token}").status_code == 200  # the page alone changes nothing
     assert redis_client.smembers(suppression) == set()
@@ -119,8 +119,18 @@ def test_unsubscribing_suppresses_the_address_and_a_forged_link_changes_nothing(
 
     assert client.post(f"/u/{token}", content=b"").status_code == 200  # the page's button
     assert redis_client.smembers(suppression) == {target["email"].encode()}
-    listed = client.get(f"{base}/suppressions", headers=team.auth).json()["data"]
+    listed = client.get(f"{base}/suppressions?kind=marketing", headers=team.auth).json()["data"]
     assert listed == [target["email"]]
+    # Marketing only: the address is not on the all-mail list, transactional mail goes out.
+    assert client.get(f"{base}/suppressions", headers=team.auth).json()["data"] == []
+    receipt = {
+        "from": f"receipts@{team.domain}",
+        "to": [target["email"]],
+        "subject": "Your receipt",
+        "text": "Thanks",
+    }
+    sent = client.post("/v1/emails", json=receipt, headers=team.auth)
+    assert sent.status_code == 200, sent.text
     after = client.get(f"{base}/contacts/{target['id']}", headers=team.auth).json()
     assert after["status"] == "unsubscribed"
     # Deleting and re-adding the contact does not make the address mailable again.

@@ -62,6 +62,33 @@ def test_suppressed_recipient_fails_without_delivery(
     assert [r.rcpt for r in sink.records if r.message_id == msg.message_id] == ["fine@example.org"]
 
 
+def test_an_unsubscribe_stops_marketing_mail_only(
+    running_mta: Settings, redis_client: Any, sink: SinkServer
+) -> None:
+    redis_client.set(RedisKeys.domain_ready("team-1", "sender.example"), "1")
+    redis_client.sadd(RedisKeys.marketing_suppression("team-1"), "unsub@example.org")
+    newsletter = make_message(["unsub@example.org"], kind=TrafficKind.MARKETING)
+    receipt = make_message(["unsub@example.org"])
+    submit(redis_client, newsletter)
+    submit(redis_client, receipt)
+    reader = StatusReader(running_mta)
+    try:
+        events = reader.poll_until(
+            lambda ev: (
+                {(e.message_id, e.status) for e in ev}
+                >= {(newsletter.message_id, "failed"), (receipt.message_id, "delivered")}
+            )
+        )
+    finally:
+        reader.close()
+    failed = next(
+        e for e in events if e.message_id == newsletter.message_id and e.status == "failed"
+    )
+    assert "unsubscribed" in failed.reason
+    delivered = {r.message_id for r in sink.records if r.answer_code == 250}
+    assert receipt.message_id in delivered and newsletter.message_id not in delivered
+
+
 def test_deferred_past_max_age_expires(running_mta: Settings, redis_client: Any) -> None:
     redis_client.set(RedisKeys.domain_ready("team-1", "sender.example"), "1")
     msg = make_message(["tempfail@example.org"])
