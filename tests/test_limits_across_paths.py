@@ -188,3 +188,15 @@ def test_the_shipped_mta_policy_and_the_shared_limits_agree() -> None:
         "per_day": shared.per_day,
     }
     assert params["bulk_gate"]["max_score"] == shared.bulk_max_score
+
+
+@pytest.mark.parametrize("limits", [{"burst": 1000, "per_day": 1000}], indirect=True)
+def test_a_message_the_bulk_gate_refuses_costs_no_budget(
+    both_paths: tuple[TestClient, Settings], team: SendingTeam, redis_client: Any
+) -> None:
+    """The bulk gate runs before the rate limit in the shipped chain order."""
+    _client, mta_settings = both_paths
+    redis_client.set(RedisKeys.reputation_throttle("bulk_score", team.team_id), "0.95")
+    code, _reply = Smtp(mta_settings, redis_client, team).send(_rcpts(3))
+    assert code == 550
+    assert _queued(redis_client) == [] and _day_count(redis_client, team.team_id) == 0

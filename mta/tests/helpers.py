@@ -41,15 +41,15 @@ name = "sender_authorized"
 name = "team_paused"
 temporary = true
 [[policies]]
+name = "bulk_gate"
+max_score = 0.9
+[[policies]]
 name = "rate_limit"
 per_second = {per_second}
 burst = {burst}
 per_day = {per_day}
 [[policies]]
 name = "suppression"
-[[policies]]
-name = "bulk_gate"
-max_score = 0.9
 [[policies]]
 name = "domain_ready"
 [[policies]]

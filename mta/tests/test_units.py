@@ -62,8 +62,8 @@ def test_shipped_policy_file_is_valid() -> None:
         "authenticated",
         "sender_authorized",
         "team_paused",
-        "rate_limit",
         "bulk_gate",
+        "rate_limit",
     ]
     assert chain.names("delivery") == [
         "sender_authorized",
