@@ -281,6 +281,18 @@ class Settings(BaseSettings):
             )
         return self
 
+    @model_validator(mode="after")
+    def _durability_every_intake_honours(self) -> Settings:
+        """``replica_wait`` is implemented by kibamail.intake's submit paths only: the API's
+        one-round-trip send scripts, the broadcast hand-over and the SMTP group commit do not
+        issue WAIT yet, so a process started with it would acknowledge unreplicated mail."""
+        if self.redis.durability == "replica_wait":
+            raise ValueError(
+                "redis.durability=replica_wait is not honoured by every intake yet: use "
+                "aof_always (redis-server --appendfsync always on the primary)"
+            )
+        return self
+
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:

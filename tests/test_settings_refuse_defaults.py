@@ -14,6 +14,7 @@ from kibamail.settings import (
     ApiSettings,
     ClickHouseSettings,
     MtaSettings,
+    RedisSettings,
     Settings,
 )
 
@@ -99,3 +100,10 @@ def test_a_process_started_from_the_environment_refuses_readably() -> None:
     )
     assert result.returncode != 0
     assert "api.secret_key is the development default" in result.stderr
+
+
+def test_replica_wait_is_refused_until_every_intake_waits() -> None:
+    """An acknowledgement must mean durable on every path: a mode only some intakes honour
+    is refused at start-up rather than silently weaker on the others."""
+    with pytest.raises(ValueError, match="replica_wait is not honoured by every intake"):
+        Settings(redis=RedisSettings(durability="replica_wait"))
