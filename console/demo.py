@@ -87,6 +87,19 @@ def mark_platform_sender_ready(settings: Settings) -> None:
         redis.close()
 
 
+RATE_LIMIT_RETRIES = 30
+
+
+def _rate_limited(resp: httpx.Response) -> bool:
+    """A 429 for the team's send rate (retry after the pause); not a daily cap or a pause."""
+    if resp.status_code != 429:
+        return False
+    try:
+        return bool(resp.json()["error"]["code"] == "rate_limited")
+    except (ValueError, KeyError, TypeError):
+        return False
+
+
 async def send_emails(
     settings: Settings, run: DemoRun, recipients: list[str], concurrency: int = 16
 ) -> None:
@@ -105,12 +118,18 @@ async def send_emails(
                 "text": f"Thanks for order #{1000 + i}.",
                 "tags": ["receipt", "demo"],
             }
-            async with semaphore:
-                resp = await client.post(
-                    "/v1/emails",
-                    json=body,
-                    headers={**headers, "Idempotency-Key": f"demo-{run.team_id}-{i}"},
-                )
+            for _attempt in range(RATE_LIMIT_RETRIES):
+                async with semaphore:
+                    resp = await client.post(
+                        "/v1/emails",
+                        json=body,
+                        headers={**headers, "Idempotency-Key": f"demo-{run.team_id}-{i}"},
+                    )
+                if not _rate_limited(resp):
+                    break
+                # As a well-behaved client: wait as told (the idempotency key makes the
+                # retry safe), outside the semaphore so others may go meanwhile.
+                await asyncio.sleep(min(float(resp.headers.get("Retry-After") or 1), 5.0))
             if resp.status_code in (200, 201, 202):
                 run.message_ids.append(str(resp.json()["id"]))
             else:
