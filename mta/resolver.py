@@ -33,17 +33,23 @@ class MxRoute:
     hosts: tuple[tuple[int, str], ...]
 
 
+def async_resolver(settings: MtaSettings, lifetime: float) -> dns.asyncresolver.Resolver:
+    """The MTA's DNS resolver: the configured servers (tests, the demo's loopback DNS) or
+    the system's, with a total time budget per query."""
+    resolver = dns.asyncresolver.Resolver(configure=not settings.dns_servers)
+    if settings.dns_servers:
+        resolver.nameservers = list(settings.dns_servers)
+        resolver.port = settings.dns_port
+    resolver.lifetime = lifetime
+    return resolver
+
+
 class MxResolver:
     """Resolves recipient domains to MX hosts and hosts to addresses, with a TTL cache;
     concurrent misses of one name share one query (``SingleFlight``)."""
 
     def __init__(self, settings: MtaSettings, cache_seconds: float = 300.0) -> None:
-        resolver = dns.asyncresolver.Resolver(configure=not settings.dns_servers)
-        if settings.dns_servers:
-            resolver.nameservers = list(settings.dns_servers)
-            resolver.port = settings.dns_port
-        resolver.lifetime = 10.0
-        self._resolver = resolver
+        self._resolver = async_resolver(settings, lifetime=10.0)
         self._cache_seconds = cache_seconds
         self._mx: dict[str, tuple[float, MxRoute | Exception]] = {}
         self._addr: dict[str, tuple[float, list[str]]] = {}

@@ -26,6 +26,7 @@ from kibamail.settings import Settings
 
 from .coalesce import SingleFlight
 from .config import MtaConfig
+from .resolver import async_resolver
 
 CACHE_SECONDS = 300.0
 
@@ -37,12 +38,7 @@ class ReturnPaths:
         inbound = config.submission.inbound_domains
         self.platform_domain = (inbound[0] if inbound else mta.hostname).lower()
         self.target = mta.hostname.lower().rstrip(".")
-        resolver = dns.asyncresolver.Resolver(configure=not mta.dns_servers)
-        if mta.dns_servers:
-            resolver.nameservers = list(mta.dns_servers)
-            resolver.port = mta.dns_port
-        resolver.lifetime = 5.0
-        self._resolver = resolver
+        self._resolver = async_resolver(mta, lifetime=5.0)
         self._cache: dict[str, tuple[float, str]] = {}
         self._lookups = SingleFlight()
 

@@ -274,16 +274,8 @@ class KibaSMTP(FastAddressSMTP):
             self.connection_lost(failure if isinstance(failure, Exception) else None)
             return False
         self._original_transport = raw
-        self._tls_protocol = app  # type: ignore[assignment]  # truthy: TLS is on
         assert self.session is not None
-        self.session.ssl = {
-            name: app.get_extra_info(name)
-            for name in ("sslcontext", "peercert", "cipher", "compression", "ssl_object")
-        }
-        self._reader._transport = app  # type: ignore[attr-defined]
-        self._writer._transport = app  # type: ignore[attr-defined]
-        self.transport = app
-        self._reset_timeout()
+        self._adopt_tls(app)
         return True
 
     def connection_lost(self, error: Exception | None) -> None:
@@ -297,6 +289,20 @@ class KibaSMTP(FastAddressSMTP):
         super().connection_lost(error)
 
     # --- STARTTLS on the event loop's own TLS ------------------------------------------
+
+    def _adopt_tls(self, tls: asyncio.Transport) -> None:
+        """What aiosmtpd does once a handshake is done: the session's TLS facts, and the
+        stream reader/writer and ``self.transport`` moved onto the TLS transport."""
+        assert self.session is not None
+        self._tls_protocol = tls  # type: ignore[assignment]  # truthy: TLS is on
+        self.session.ssl = {
+            name: tls.get_extra_info(name)
+            for name in ("sslcontext", "peercert", "cipher", "compression", "ssl_object")
+        }
+        self._reader._transport = tls  # type: ignore[attr-defined]
+        self._writer._transport = tls  # type: ignore[attr-defined]
+        self.transport = tls
+        self._reset_timeout()
 
     async def smtp_STARTTLS(self, arg: str) -> None:
         """STARTTLS through ``loop.start_tls`` (uvloop: TLS in C) instead of aiosmtpd's
@@ -319,19 +325,11 @@ class KibaSMTP(FastAddressSMTP):
             raise TLSSetupException()
         proxy_data = self.session.proxy_data if self.session is not None else None
         self._original_transport = transport
-        self._tls_protocol = tls  # type: ignore[assignment]  # truthy: TLS is on
         self._set_rset_state()
         self.session = self._create_session()  # RFC 3207 4.2: forget the pre-TLS state
         self.session.peer = tls.get_extra_info("peername")
         self.session.proxy_data = proxy_data  # from the load balancer, not the client
-        self.session.ssl = {
-            name: tls.get_extra_info(name)
-            for name in ("sslcontext", "peercert", "cipher", "compression", "ssl_object")
-        }
-        self._reader._transport = tls  # type: ignore[attr-defined]
-        self._writer._transport = tls  # type: ignore[attr-defined]
-        self.transport = tls
-        self._reset_timeout()
+        self._adopt_tls(tls)
         hook = self._handle_hooks.get("STARTTLS")
         self._tls_handshake_okay = hook is None or hook(self, self.session, self.envelope)
 
