@@ -13,7 +13,6 @@ import ast
 import asyncio
 import smtplib
 import ssl
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -38,6 +37,7 @@ from kibamail.system_mail import send_system_email
 from mta.config import QueueConfig
 from mta.credentials import create_smtp_credential
 from mta.queue import SubmissionQueue
+from mta.tests.conftest import start_mta
 from mta.tests.helpers import with_policy, write_policy
 
 pytestmark = pytest.mark.integration
@@ -83,29 +83,14 @@ def submission_listener(
 ) -> Iterator[Settings]:
     """The MTA's SMTP listeners without delivery workers, so queued entries stay put."""
     from local_stack.stack import tcp_open
-    from mta.main import serve
 
     settings = with_policy(test_settings, write_policy(tmp_path / "policies.toml"))
-    loop = asyncio.new_event_loop()
-    stop: dict[str, asyncio.Event] = {}
-    ready = threading.Event()
-
-    def run() -> None:
-        asyncio.set_event_loop(loop)
-        stop["event"] = asyncio.Event()
-        ready.set()
-        loop.run_until_complete(serve(settings, stop["event"], listeners=True, delivery=False))
-        loop.close()
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    ready.wait(5)
+    _thread, stop = start_mta(settings, delivery=False)
     deadline = time.monotonic() + 10
     while not tcp_open(settings.mta.submission_port) and time.monotonic() < deadline:
         time.sleep(0.05)
     yield settings
-    loop.call_soon_threadsafe(stop["event"].set)
-    thread.join(30)
+    stop()
 
 
 def _smtp_submit(settings: Settings, redis: Any, team_id: str) -> str:

@@ -8,10 +8,8 @@ crosses it is refused (API 429, SMTP 451 4.7.1) and nothing beyond it is queued.
 
 from __future__ import annotations
 
-import asyncio
 import smtplib
 import ssl
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,6 +27,7 @@ from kibamail.redis_keys import RedisKeys
 from kibamail.settings import REPO_ROOT, SendingLimits, Settings
 from mta.config import load_config
 from mta.credentials import create_smtp_credential
+from mta.tests.conftest import start_mta
 from mta.tests.helpers import with_policy, write_policy
 
 pytestmark = pytest.mark.integration
@@ -58,7 +57,6 @@ def both_paths(
     """The API app and the MTA's SMTP listeners (no delivery: queued entries stay), both
     configured with the same team limits."""
     from local_stack.stack import tcp_open
-    from mta.main import serve
 
     policy = write_policy(
         tmp_path / "policies.toml",
@@ -67,20 +65,7 @@ def both_paths(
         per_day=limits.per_day,
     )
     mta_settings = with_policy(api_settings, policy)
-    loop = asyncio.new_event_loop()
-    stop: dict[str, asyncio.Event] = {}
-    ready = threading.Event()
-
-    def run() -> None:
-        asyncio.set_event_loop(loop)
-        stop["event"] = asyncio.Event()
-        ready.set()
-        loop.run_until_complete(serve(mta_settings, stop["event"], listeners=True, delivery=False))
-        loop.close()
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    ready.wait(5)
+    _thread, stop = start_mta(mta_settings, delivery=False)
     deadline = time.monotonic() + 10
     while not tcp_open(mta_settings.mta.submission_port) and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -93,8 +78,7 @@ def both_paths(
         with TestClient(app) as client:
             yield client, mta_settings
     finally:
-        loop.call_soon_threadsafe(stop["event"].set)
-        thread.join(30)
+        stop()
 
 
 class Smtp:

@@ -47,9 +47,11 @@ def start_mta(
     settings: Settings,
     listeners: bool = True,
     loop_factory: Callable[[], asyncio.AbstractEventLoop] = asyncio.new_event_loop,
+    delivery: bool = True,
 ) -> tuple[threading.Thread, Callable[[], None]]:
     """Run mta.main.serve on its own event loop thread (``kibamail mta`` itself runs on
-    uvloop: pass ``uvloop.new_event_loop``); returns (thread, stopper)."""
+    uvloop: pass ``uvloop.new_event_loop``); returns (thread, stopper). ``delivery=False``:
+    listeners only, so queued entries stay in the stream for a test to read."""
     from mta.main import serve
 
     loop = loop_factory()
@@ -60,7 +62,9 @@ def start_mta(
         asyncio.set_event_loop(loop)
         holder["stop"] = asyncio.Event()
         ready.set()
-        loop.run_until_complete(serve(settings, holder["stop"], listeners=listeners))
+        loop.run_until_complete(
+            serve(settings, holder["stop"], listeners=listeners, delivery=delivery)
+        )
         loop.close()
 
     thread = threading.Thread(target=runner, daemon=True)
