@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from kibamail.contracts import OutboundMessage
 from kibamail.redis_keys import RedisKeys
 from kibamail.settings import Settings
 from local_stack.stack import ServiceSpec, Stack, free_port, tcp_open
@@ -114,6 +115,17 @@ def haproxy(running_mta: Settings, test_stack: Stack, tmp_path: Path) -> Iterato
     test_stack.stop("haproxy")
 
 
+def _submit(client: smtplib.SMTP, msg: OutboundMessage) -> str:
+    """One transaction; returns the platform's message id from the DATA reply (the sink
+    counts deliveries by it, not by the client's Message-ID)."""
+    client.mail(msg.mail_from)
+    for rcpt in msg.recipients:
+        client.rcpt(rcpt)
+    code, reply = client.data(msg.data)
+    assert code == 250 and reply.startswith(b"2.0.0 OK queued as "), reply
+    return reply.decode().rsplit(" ", 1)[-1]
+
+
 @pytest.mark.parametrize("mta_settings", [50], indirect=True)
 def test_submission_through_haproxy_with_proxy_v2(
     haproxy: dict[str, int], running_mta: Settings, redis_client: Any, sink: SinkServer
@@ -127,13 +139,7 @@ def test_submission_through_haproxy_with_proxy_v2(
     with smtplib.SMTP("127.0.0.1", haproxy["submission"], timeout=15) as client:
         client.starttls(context=context)
         client.login(*credential)
-        client.mail(msg.mail_from)
-        for rcpt in msg.recipients:
-            client.rcpt(rcpt)
-        code, reply = client.data(msg.data)
-    # The MTA names its own message id in the reply; the sink counts deliveries by it.
-    assert code == 250 and reply.startswith(b"2.0.0 OK queued as "), reply
-    platform_id = reply.decode().rsplit(" ", 1)[-1]
+        platform_id = _submit(client, msg)
     assert wait_until(lambda: sink.delivered_counts()[platform_id] == 1, timeout=20)
 
 
@@ -150,12 +156,7 @@ def test_implicit_tls_through_haproxy_with_proxy_v2(
     msg = make_message(["lb465@example.org"], team="team-lb465")
     with smtplib.SMTP_SSL("127.0.0.1", haproxy["smtps"], timeout=15, context=context) as client:
         client.login(*credential)
-        client.mail(msg.mail_from)
-        for rcpt in msg.recipients:
-            client.rcpt(rcpt)
-        code, reply = client.data(msg.data)
-    assert code == 250 and reply.startswith(b"2.0.0 OK queued as "), reply
-    platform_id = reply.decode().rsplit(" ", 1)[-1]
+        platform_id = _submit(client, msg)
     assert wait_until(lambda: sink.delivered_counts()[platform_id] == 1, timeout=20)
 
 
