@@ -126,6 +126,12 @@ class MessageStatusEvent(Event):
     # domain hosted at Google is "google"; "default" when none matches). "" (older
     # producers) or "default": the Flink reputation job names the provider itself.
     provider_group: str = ""
+    # Why a bounce/deferral/complaint happened and what it makes us do, from the one
+    # classifier (kibamail.bounces: a Reason value, e.g. "user_unknown", and an Action,
+    # "suppress" | "retry" | "fix_our_side"); "" for outcomes that are not failures.
+    # bounce_class stays for existing consumers.
+    bounce_reason: str = ""
+    bounce_action: str = ""
 
 
 class MessageMapping(BaseModel):
