@@ -17,6 +17,8 @@ from typing import Any
 from kibamail.settings import REPO_ROOT
 from local_stack.stack import ServiceSpec, Stack, free_port, tcp_open
 
+from .report import RunMeter
+
 HARAKA_VERSION = "3.3.4"
 INSTALL_DIR = REPO_ROOT / ".stack" / "bench" / "haraka"
 USER, PASSWORD = "bench-user", "bench-password-123"
@@ -65,7 +67,7 @@ def haraka_accept_run(
     stack: Stack,
     state_dir: Path,
     args: argparse.Namespace,
-    accept_run: Callable[[int, tuple[str, str], argparse.Namespace], Any],
+    accept_run: Callable[[int, tuple[str, str], argparse.Namespace, RunMeter], Any],
 ) -> dict[str, Any]:
     try:
         binary = install_haraka()
@@ -88,8 +90,12 @@ def haraka_accept_run(
             timeout_seconds=60,
         )
     )
+    meter = RunMeter()
+    meter.add("haraka", stack.running_pid("haraka"))
+    meter.add_self("load_generator")
     try:
-        load = accept_run(port, (USER, PASSWORD), args)
+        load = accept_run(port, (USER, PASSWORD), args, meter)
+        report = meter.stop()
     finally:
         stack.stop("haraka")
     queue = home / "queue"
@@ -101,6 +107,14 @@ def haraka_accept_run(
     else:
         queued = 0
     summary = {**load.summary(), "queued_on_disk": queued, "version": HARAKA_VERSION}
+    # every message of the round and of the 50-message warm-up on its disk queue
+    summary["complete"] = (
+        load.failed == 0
+        and load.session_errors == 0
+        and load.sent == args.messages
+        and queued == args.messages + 50
+    )
+    summary.update(report, cpu_ms_per_accepted=meter.cpu_ms_per(load.sent))
     if load.first_error:
         summary["first_error"] = load.first_error
     return summary

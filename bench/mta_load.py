@@ -35,7 +35,11 @@ class LoadResult:
     seconds: float = 0.0
     latencies_ms: list[float] = field(default_factory=list)
     message_ids: list[str] = field(default_factory=list)
+    # The recipient of each accepted message (same order as message_ids).
+    recipients: list[str] = field(default_factory=list)
     first_error: str = ""
+    # Sessions that could not be opened or died mid-run (their messages are lost).
+    session_errors: int = 0
 
     @property
     def rate(self) -> float:
@@ -51,6 +55,7 @@ class LoadResult:
         return {
             "sent": self.sent,
             "failed": self.failed,
+            "session_errors": self.session_errors,
             "msgs_per_s": round(self.rate, 1),
             "p50_ms": self.percentile(0.50),
             "p99_ms": self.percentile(0.99),
@@ -153,6 +158,13 @@ async def run_load(
     counter = iter(range(messages))
 
     async def client() -> None:
+        try:
+            await session_loop()
+        except (OSError, ConnectionError, SmtpReplyError, asyncio.IncompleteReadError) as exc:
+            result.session_errors += 1
+            result.first_error = result.first_error or f"session: {exc}"
+
+    async def session_loop() -> None:
         session = await LeanSession.open(port, username, password, tls)
         try:
             for i in counter:
@@ -169,6 +181,7 @@ async def run_load(
                 # Kibamail names its own message id ("queued as <id>"); events carry it.
                 queued = _QUEUED_AS.search(answer)
                 result.message_ids.append(queued.group(1) if queued else message_id)
+                result.recipients.append(rcpt)
                 result.sent += 1
         finally:
             await session.close()

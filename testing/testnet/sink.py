@@ -17,6 +17,7 @@ recipient so another process (tests, the demo) can count deliveries per platform
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import random
 import threading
 import time
@@ -32,7 +33,13 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from kibamail.intake import message_id_of
 from mta.smtp_session import FastAddressSMTP
 
-from .provider_texts import answers_for, provider_of_domain, rate_limited, user_unknown
+from .provider_texts import (
+    ProviderAnswer,
+    answers_for,
+    provider_of_domain,
+    rate_limited,
+    user_unknown,
+)
 
 
 @dataclass
@@ -49,6 +56,9 @@ class SinkConfig:
     keep_messages: bool = False
     # Offer STARTTLS with a self-signed cert (like real MX hosts do).
     starttls: bool = False
+    # Decide defer/bounce (and which provider answer) from a hash of the recipient instead
+    # of the RNG: benchmarks then see the same mix in every run and for every retry.
+    by_recipient: bool = False
 
 
 @dataclass
@@ -67,6 +77,12 @@ def _local_part(address: str) -> str:
 
 def _domain(address: str) -> str:
     return address.rsplit("@", 1)[-1].lower()
+
+
+def recipient_draw(address: str) -> float:
+    """A stable number in [0, 1) per recipient (``SinkConfig.by_recipient``)."""
+    digest = hashlib.blake2b(address.lower().encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64
 
 
 class SinkHandler:
@@ -119,13 +135,18 @@ class SinkHandler:
         envelope.rcpt_tos.append(address)
         return "250 2.1.5 OK"
 
+    def _pick(self, answers: list[ProviderAnswer], draw: float) -> ProviderAnswer:
+        if self.config.by_recipient:  # the same answer for the same recipient every time
+            return answers[int(draw * 1_000_003) % len(answers)]
+        return self._rng.choice(answers)
+
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         data = envelope.original_content or b""
         message_id = message_id_of(data)
         rcpts = list(envelope.rcpt_tos)
         locals_ = {_local_part(r) for r in rcpts}
         cfg = self.config
-        draw = self._rng.random()
+        draw = recipient_draw(rcpts[0]) if cfg.by_recipient and rcpts else self._rng.random()
         if "disconnect" in locals_ or draw < cfg.disconnect_share:
             for rcpt in rcpts:
                 self._record(message_id, rcpt, 0)
@@ -137,9 +158,9 @@ class SinkHandler:
         provider = provider_of_domain(_domain(rcpts[0])) if rcpts else "generic"
         draw -= cfg.disconnect_share
         if draw < cfg.defer_share:
-            answer = self._rng.choice(answers_for(provider, temporary=True))
+            answer = self._pick(answers_for(provider, temporary=True), draw)
         elif draw < cfg.defer_share + cfg.bounce_share:
-            answer = self._rng.choice(answers_for(provider, temporary=False))
+            answer = self._pick(answers_for(provider, temporary=False), draw)
         else:
             peer = str((session.peer or ("",))[0])
             if cfg.keep_messages:
