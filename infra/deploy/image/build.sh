@@ -11,6 +11,8 @@
 #        the pipelines/flink project; the Flink job submitter role).
 # Env:   KIBAMAIL_BUILD_DIR (default /var/tmp/kibamail-image), DEBIAN_MIRROR,
 #        KIBAMAIL_REBUILD_BASE=1 to redo the debootstrap root.
+# Isolation: chroot by default (BUILDAH_ISOLATION=oci needs a runtime that supports the
+# host's cgroups; crun 1.8 refuses cgroup v1/hybrid hosts such as this one).
 # Needs: root (or a user with subuids), buildah, debootstrap, git, uv.
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
@@ -25,8 +27,19 @@ for tool in buildah debootstrap git uv; do
   command -v "$tool" >/dev/null 2>&1 || fail "$tool not found (infra/scripts/install.sh --image installs it)"
 done
 UV_BIN="$(command -v uv)"
+# A shim (pyenv's is a shell script) cannot run inside the build root: mount the real binary.
+if ! head -c 4 "$UV_BIN" | grep -q ELF; then
+  UV_BIN="$(pyenv which uv 2>/dev/null || python3 -c 'import uv; print(uv.find_uv_bin())')"
+fi
 UV_CACHE="$(uv cache dir)"
 mkdir -p "$BUILD_DIR" "$UV_CACHE"
+# Behind a TLS-intercepting egress proxy the build stage needs the host's CA bundle to reach
+# PyPI (uv's native-tls reads the system store); it is mounted for RUN steps only.
+tls_args=()
+if [ -f /etc/ssl/certs/ca-certificates.crt ]; then
+  tls_args=(--volume /etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt:ro
+            --build-arg UV_NATIVE_TLS=true)
+fi
 
 if [ "${KIBAMAIL_REBUILD_BASE:-0}" = 1 ] || ! buildah inspect --type image "$BASE_TAG" >/dev/null 2>&1; then
   rootfs="$BUILD_DIR/rootfs"
@@ -57,21 +70,21 @@ rm -rf "$context"/{tests,testing,local_stack,bench,conftest.py,.ci} "$context"/p
 find "$context" -type d -name tests -prune -exec rm -rf {} +
 
 echo "build: buildah build $TAG"
-buildah build --format docker --layers \
+buildah build --format docker --layers --isolation "${BUILDAH_ISOLATION:-chroot}" \
   --build-arg BASE="$BASE_TAG" \
   --build-arg VERSION="$(git describe --always --dirty)" \
   --volume "$UV_BIN:/usr/local/bin/uv:ro" \
   --volume "$UV_CACHE:/uv-cache" \
-  --network host \
+  --network host "${tls_args[@]}" \
   -f "$context/infra/deploy/image/Containerfile" -t "$TAG" "$context"
 echo "build: ok $TAG"
 
 if [ "${KIBAMAIL_BUILD_FLINK:-0}" = 1 ]; then
-  buildah build --format docker --layers \
+  buildah build --format docker --layers --isolation "${BUILDAH_ISOLATION:-chroot}" \
     --build-arg KIBAMAIL_IMAGE="$TAG" \
     --volume "$UV_BIN:/usr/local/bin/uv:ro" \
     --volume "$UV_CACHE:/uv-cache" \
-    --network host \
+    --network host "${tls_args[@]}" \
     -f "$flink_context/Containerfile.flink" -t "$TAG-flink" "$flink_context"
   echo "build: ok $TAG-flink"
 fi
