@@ -106,6 +106,17 @@ def deliverability_by_provider() -> dashboard.Dashboard:
                 f" FROM fct_deliverability_daily WHERE {DAYS} GROUP BY provider ORDER BY sent DESC",
             )
         )
+        .with_panel(
+            rows(
+                "Bounces by reason and provider",
+                "SELECT reason, action, provider, sum(bounced) AS bounced,"
+                " sum(deferred) AS deferred, sum(expired) AS expired,"
+                " sum(complaints) AS complaints, sum(suppressed) AS suppressed"
+                f" FROM fct_bounces_daily WHERE {DAYS}"
+                " GROUP BY reason, action, provider"
+                " ORDER BY bounced + deferred + expired + complaints DESC LIMIT 100",
+            )
+        )
     )
 
 

@@ -6,7 +6,9 @@ from dagster_dbt import build_schedule_from_dbt_selection
 from dagster_project.defs.warehouse.assets import kibamail_dbt_assets
 from dagster_project.resources import WarehouseResource
 
-HOURLY_SELECTION = "+fct_deliverability_daily +fct_reputation_daily +fct_contact_activity"
+HOURLY_SELECTION = (
+    "+fct_deliverability_daily +fct_reputation_daily +fct_contact_activity +fct_bounces_daily"
+)
 RAW_TABLES = ("raw_message_events", "raw_email_opens", "raw_email_clicks", "raw_unsubscribes")
 
 hourly_warehouse_schedule = build_schedule_from_dbt_selection(

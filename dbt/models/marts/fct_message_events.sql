@@ -6,6 +6,7 @@
         order_by='(team_id, event_date, message_id, event_id)',
         partition_by='toYYYYMM(event_date)',
         indexes=ingested_at_index(),
+        on_schema_change='append_new_columns',
     )
 }}
 -- One row per message event with its correlation fields (team, broadcast, contact,
@@ -40,6 +41,9 @@ select
     smtp_code,
     enhanced_code,
     bounce_class,
+    bounce_reason,
+    bounce_action,
+    provider_group,
     broadcast_id,
     contact_id,
     variant_id,
