@@ -21,11 +21,16 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import cast
 
+TIMEOUT_STATUS = 0  # recorded for a request with no answer within the timeout
+DROPPED_STATUS = 599  # the server closed the connection instead of answering
+
 
 @dataclass
 class LoadResult:
     requests: int = 0
-    errors: int = 0
+    ok: int = 0  # 2xx answers: the only ones a rate counts
+    errors: int = 0  # answered, but not 2xx (4xx, 5xx, dropped connections)
+    timeouts: int = 0
     statuses: dict[int, int] = field(default_factory=dict)
     latencies: list[float] = field(default_factory=list)
     # Open loop only: each request's due time (seconds from the start), beside its latency.
@@ -35,7 +40,22 @@ class LoadResult:
 
     @property
     def rate(self) -> float:
-        return self.requests / self.seconds if self.seconds else 0.0
+        """Successful (2xx) requests per second."""
+        return self.ok / self.seconds if self.seconds else 0.0
+
+    def summary(self) -> dict[str, object]:
+        return {
+            "sent": self.requests,
+            "ok_2xx": self.ok,
+            "errors": self.errors,
+            "timeouts": self.timeouts,
+            "statuses": {str(k): v for k, v in sorted(self.statuses.items())},
+            "ok_per_s": round(self.rate, 1),
+            "p50_ms": round(self.percentile(0.5) * 1000, 2),
+            "p99_ms": round(self.percentile(0.99) * 1000, 2),
+            "p99_9_ms": round(self.percentile(0.999) * 1000, 2),
+            "max_ms": round(max(self.latencies, default=0.0) * 1000, 2),
+        }
 
     def percentile(self, p: float) -> float:
         if not self.latencies:
@@ -55,7 +75,11 @@ class LoadResult:
         self.latencies.append(latency)
         self.statuses[status] = self.statuses.get(status, 0) + 1
         self.requests += 1
-        if status >= 400:
+        if 200 <= status < 300:
+            self.ok += 1
+        elif status == TIMEOUT_STATUS:
+            self.timeouts += 1
+        else:
             self.errors += 1
 
 
@@ -130,15 +154,21 @@ async def _closed_loop(
     requests: list[bytes],
     counter: list[int],
     result: LoadResult,
+    timeout: float,
 ) -> None:
     while counter[0] < len(requests):
         index = counter[0]
         counter[0] += 1
         sent = time.perf_counter()
         try:
-            status = await connection.request(requests[index])
+            status = await asyncio.wait_for(connection.request(requests[index]), timeout)
         except ConnectionError:  # the server dropped us: count it, carry on on a new one
-            status = 599
+            status = DROPPED_STATUS
+            connection = await _connect(port)
+        except TimeoutError:  # no answer in time: counted, and a fresh connection
+            status = TIMEOUT_STATUS
+            if connection.transport is not None:
+                connection.transport.abort()
             connection = await _connect(port)
         result.record(status, time.perf_counter() - sent)
 
@@ -152,6 +182,7 @@ class _OpenLoop:
         self.started = time.perf_counter()
         self._replacing: set[asyncio.Future[None]] = set()
         self._idle = deque(pool)
+        self.in_flight: dict[int, float] = {}  # id(connection) -> scheduled
         self._backlog: deque[tuple[float, bytes]] = deque()
         self._remaining = total
         self._result = result
@@ -163,14 +194,31 @@ class _OpenLoop:
         else:
             self._backlog.append((scheduled, data))
 
+    def expire(self) -> None:
+        """The run's deadline passed: everything still queued or in flight is a timeout
+        (latency up to now, so the tail shows it)."""
+        now = time.perf_counter()
+        for scheduled in [*self.in_flight.values(), *(s for s, _ in self._backlog)]:
+            self._result.record(TIMEOUT_STATUS, now - scheduled)
+            self._result.due.append(scheduled - self.started)
+        self._backlog.clear()
+        if not self.finished.done():
+            self.finished.set_result(None)
+
     def _start(self, connection: _Connection, scheduled: float, data: bytes) -> None:
+        self.in_flight[id(connection)] = scheduled
         future = connection.request(data)
         future.add_done_callback(lambda done: self._done(connection, scheduled, done))
 
     def _done(self, connection: _Connection, scheduled: float, future: asyncio.Future[int]) -> None:
+        if self.finished.done():  # already counted as a timeout
+            return
         failed = future.exception() is not None
-        self._result.record(599 if failed else future.result(), time.perf_counter() - scheduled)
+        self._result.record(
+            DROPPED_STATUS if failed else future.result(), time.perf_counter() - scheduled
+        )
         self._result.due.append(scheduled - self.started)
+        self.in_flight.pop(id(connection), None)
         self._remaining -= 1
         if failed:  # the server dropped this connection: replace it
             self._replacing.add(asyncio.ensure_future(self._replace()))
@@ -189,7 +237,7 @@ class _OpenLoop:
             self._idle.append(connection)
 
 
-async def _pace(requests: list[bytes], rate: float, open_loop: _OpenLoop) -> None:
+async def _pace(requests: list[bytes], rate: float, open_loop: _OpenLoop, timeout: float) -> None:
     start = open_loop.started = time.perf_counter()
     interval = 1.0 / rate
     for index, data in enumerate(requests):
@@ -198,23 +246,34 @@ async def _pace(requests: list[bytes], rate: float, open_loop: _OpenLoop) -> Non
         if delay > 0.0005:
             await asyncio.sleep(delay)
         open_loop.submit(when, data)
-    await open_loop.finished
+    try:
+        await asyncio.wait_for(asyncio.shield(open_loop.finished), timeout)
+    except TimeoutError:
+        open_loop.expire()
 
 
 async def run_load(
-    port: int, requests: list[bytes], connections: int, rate: float | None = None
+    port: int,
+    requests: list[bytes],
+    connections: int,
+    rate: float | None = None,
+    timeout: float = 10.0,
 ) -> LoadResult:
     """Send every request over `connections` keep-alive connections; open loop if `rate`
-    (then `connections` bounds the requests in flight)."""
+    (then `connections` bounds the requests in flight). A request unanswered after
+    `timeout` seconds (open loop: still pending `timeout` s after the last was due) is a
+    timeout, never a success."""
     result = LoadResult()
     pool = [await _connect(port) for _ in range(connections)]
     cpu = time.process_time()
     start = time.perf_counter()
     if rate:
-        await _pace(requests, rate, _OpenLoop(port, pool, len(requests), result))
+        await _pace(requests, rate, _OpenLoop(port, pool, len(requests), result), timeout)
     else:
         counter = [0]
-        await asyncio.gather(*(_closed_loop(port, c, requests, counter, result) for c in pool))
+        await asyncio.gather(
+            *(_closed_loop(port, c, requests, counter, result, timeout) for c in pool)
+        )
     result.seconds = time.perf_counter() - start
     result.client_cpu_seconds = time.process_time() - cpu
     for connection in pool:

@@ -20,13 +20,21 @@ from typing import Any
 
 from kibamail.settings import Settings
 from local_stack.services import kibamail_spec
-from local_stack.stack import Stack
+from local_stack.stack import Stack, tcp_open
 from mta.config import load_config
 
 from .mta_load import LeanSession, SmtpReplyError, make_message
 from .report import RunMeter
 
 RSS_TARGET_MB = 400.0
+
+
+def wait_port(port: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not tcp_open(port):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"port {port} did not open")
+        time.sleep(0.05)
 
 
 async def _idle_then_active(
@@ -124,6 +132,7 @@ def connections_run(
             settings, "mta", ["mta", "--no-delivery"], health_port=settings.mta.metrics_port
         )
     )
+    wait_port(settings.mta.submission_port)
     meter = RunMeter()
     meter.add("mta", stack.running_pid("mta"))
     meter.add("redis", stack.running_pid("redis"), children=False)
