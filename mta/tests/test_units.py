@@ -46,7 +46,8 @@ def test_bounce_classification_of_real_provider_answers(answer: object) -> None:
             BounceClass.POLICY,
         ),
         (421, "4.7.0 Try again later, closing connection.", BounceClass.SOFT),
-        (550, "something nobody wrote down", BounceClass.HARD),
+        # An unknown 5xx is not "user unknown" (issue 13): retried, never suppressed.
+        (550, "something nobody wrote down", BounceClass.SOFT),
         (503, "Error: send HELO first", BounceClass.POLICY),  # our protocol error
         (555, "5.5.4 MAIL FROM parameters not recognized", BounceClass.POLICY),
     ],

@@ -78,7 +78,7 @@ ANSWERS: tuple[ProviderAnswer, ...] = (
         "5.7.1",
         "Our system has detected that this message is likely unsolicited mail. To reduce the "
         "amount of spam sent to Gmail, this message has been blocked. - gsmtp",
-        "block",
+        "policy",  # spam detected in the content: fix our side, not an IP block
     ),
     # Outlook / Microsoft 365
     ProviderAnswer(
