@@ -7,15 +7,30 @@ parser only looks for its own markers.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import contextlib
 import email
+import email.header
 import email.policy
 import html
+import quopri
 import re
 from dataclasses import dataclass, field
 from email.message import Message
 from typing import cast
 
-_TAG = re.compile(r"<(script|style)\b.*?</\1>|<[^>]+>", re.IGNORECASE | re.DOTALL)
+# A tag, but not a bare address: NDRs write "<user@example.org>" in HTML as well.
+_TAG = re.compile(
+    r"<(script|style)\b.*?</\1>|<(?![^\s<>@]+@[^\s<>@]+>)[^>]+>", re.IGNORECASE | re.DOTALL
+)
+_SURROGATE = re.compile("[\udc80-\udcff]")
+_HEADER_BREAK = re.compile(r"\s*\r?\n\s*")
+# Parts the email package parses as nested messages but which carry report fields.
+STATUS_TYPES = frozenset({"message/delivery-status", "message/global-delivery-status"})
+QUOTED_TYPES = frozenset(
+    {"message/rfc822", "message/global", "text/rfc822-headers", "message/global-headers"}
+)
 _BLANKS = re.compile(r"[ \t\xa0]+")
 _HEADER_LINE = re.compile(r"^[A-Za-z][A-Za-z0-9-]*:[ \t]")
 
@@ -32,6 +47,51 @@ def _decode_part(part: Message) -> str:
         return payload.decode("utf-8", "replace")
 
 
+def unescape_8bit(text: str) -> str:
+    """Raw 8-bit bytes the parser kept as surrogates (RFC 6532 headers, 8bit status
+    parts), read as UTF-8 (else Latin-1) instead of left as lone surrogates."""
+    if not _SURROGATE.search(text):
+        return text
+    return _bytes_text(text.encode("ascii", "surrogateescape"))
+
+
+def _bytes_text(raw: bytes) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
+
+
+def part_text(part: Message) -> str:
+    """The raw text of a part whatever the email package made of it.
+
+    ``message/delivery-status`` is parsed into one sub-message per field block, and a
+    base64 or quoted-printable one into garbage blocks: rebuild the text, then decode.
+    """
+    payload = part.get_payload()
+    if not isinstance(payload, list):
+        return _decode_part(part)
+    blocks = []
+    for block in payload:
+        if not isinstance(block, Message):
+            continue
+        lines = [f"{name}: {value}" for name, value in block.raw_items()]
+        raw = block.get_payload(decode=True)  # bytes, 8-bit kept (get_payload() drops it)
+        body = _bytes_text(raw) if isinstance(raw, bytes) else ""
+        if body.strip():
+            lines.append(body if not lines else "\n" + body)
+        blocks.append("\n".join(lines))
+    text = "\n\n".join(blocks)
+    cte = str(part.get("Content-Transfer-Encoding", "")).strip().lower()
+    if cte == "base64":
+        with contextlib.suppress(binascii.Error, ValueError):
+            decoded = base64.b64decode("".join(text.split()), validate=False)
+            text = decoded.decode("utf-8", "replace")
+    elif cte == "quoted-printable":
+        text = quopri.decodestring(text.encode("utf-8", "replace")).decode("utf-8", "replace")
+    return unescape_8bit(text).replace("\r\n", "\n")
+
+
 def html_to_text(markup: str) -> str:
     text = _TAG.sub(
         lambda m: "\n" if m.group(0)[1:3].lower() in ("br", "p>", "tr", "di") else " ", markup
@@ -45,7 +105,7 @@ def header_text(value: object) -> str:
     if value is None:
         return ""
     try:
-        parts = email.header.decode_header(str(value))
+        parts = email.header.decode_header(unescape_8bit(str(value)))
     except Exception:
         return str(value)
     out = []
@@ -57,7 +117,7 @@ def header_text(value: object) -> str:
                 out.append(chunk.decode("utf-8", "replace"))
         else:
             out.append(chunk)
-    return re.sub(r"\s*\r?\n\s*", " ", "".join(out)).strip()
+    return _HEADER_BREAK.sub(" ", "".join(out)).strip()
 
 
 @dataclass
@@ -71,14 +131,17 @@ class Mail:
     # Headers of the message being reported on: from message/rfc822 or
     # text/rfc822-headers parts, else from the first header block quoted in the text.
     original: Message | None
+    # The report's parts in walk order; a quoted original counts as one part (its own
+    # sub-parts are not listed), a status part's field blocks are not parts.
     parts: list[Message] = field(default_factory=list)
+    raw: bytes = b""  # the message as received (attribution searches it last)
 
     def header(self, name: str) -> str:
         return header_text(self.message.get(name))
 
 
 def _is_quoted_original(part: Message) -> bool:
-    return part.get_content_type() in ("message/rfc822", "text/rfc822-headers")
+    return part.get_content_type() in QUOTED_TYPES
 
 
 def _text_parts(msg: Message) -> list[Message]:
@@ -88,6 +151,9 @@ def _text_parts(msg: Message) -> list[Message]:
     while stack:
         part = stack.pop(0)
         if _is_quoted_original(part):
+            continue
+        if part.get_content_type() in STATUS_TYPES:
+            found.append(part)
             continue
         if part.is_multipart():
             payload = part.get_payload()
@@ -99,14 +165,35 @@ def _text_parts(msg: Message) -> list[Message]:
     return found
 
 
+def _own_parts(msg: Message) -> list[Message]:
+    """Every part of the report in order, a quoted original as one part: its insides
+    (a bounce of a bounce's own status part) are the original's, never the report's."""
+    found: list[Message] = []
+    stack = [msg]
+    while stack:
+        part = stack.pop(0)
+        found.append(part)
+        if _is_quoted_original(part) or part.get_content_type() in STATUS_TYPES:
+            continue
+        payload = part.get_payload()
+        if isinstance(payload, list):
+            stack[0:0] = [p for p in payload if isinstance(p, Message)]
+    return found
+
+
 def _original_headers(msg: Message, text: str) -> Message | None:
     for part in msg.walk():
         ctype = part.get_content_type()
-        if ctype == "message/rfc822":
+        if ctype in ("message/rfc822", "message/global"):
             payload = part.get_payload()
             if isinstance(payload, list) and payload:
                 return cast(Message, payload[0])
-        if ctype == "text/rfc822-headers":
+            if isinstance(payload, str):
+                return email.message_from_string(_decode_part(part).lstrip())
+        if ctype in ("text/rfc822-headers", "message/global-headers"):
+            payload = part.get_payload()
+            if isinstance(payload, list) and payload and isinstance(payload[0], Message):
+                return cast(Message, payload[0])
             return email.message_from_string(_decode_part(part).lstrip())
     # Inlined originals: the first run of header lines that carries a Message-ID or a
     # From/To pair, after the report's own prose.
@@ -133,6 +220,9 @@ def read_mail(data: bytes) -> Mail:
     parts = _text_parts(msg)
     chunks = []
     for part in parts:
+        if part.get_content_type() in STATUS_TYPES:
+            chunks.append(part_text(part))
+            continue
         body = _decode_part(part)
         chunks.append(html_to_text(body) if part.get_content_subtype() == "html" else body)
     text = "\n".join(chunks).replace("\r\n", "\n")
@@ -142,5 +232,6 @@ def read_mail(data: bytes) -> Mail:
         sender=header_text(msg.get("From")),
         text=text,
         original=_original_headers(msg, text),
-        parts=list(msg.walk()),
+        parts=_own_parts(msg),
+        raw=data,
     )
