@@ -145,6 +145,31 @@ class RedisKeys:
         return f"mta:sent:{message_id}"
 
     @staticmethod
+    def client_message_id(header_id: str) -> str:
+        """Set of platform ids whose rendered message carried this client-chosen Message-ID
+        (two teams may share one); written with the delivered outcome (mta.commit), read by
+        mta.inbound to attribute a report that quotes only the Message-ID."""
+        return f"mta:msgid:{header_id}"
+
+    @staticmethod
+    def soft_bounces(team_id: str, address: str) -> str:
+        """Hash (count, first, last) of an address's soft bounces for a team; a delivery
+        deletes it, it expires after the window (mta.soft_bounces)."""
+        return f"mta:softbounce:{team_id}:{address.lower()}"
+
+    @staticmethod
+    def suppression_reasons(team_id: str) -> str:
+        """Hash address -> JSON {reason, source} for suppressions the MTA made (bounces,
+        complaints, the soft-bounce window); an ARF not-spam report lifts only those."""
+        return f"suppress:{team_id}:reasons"
+
+    @staticmethod
+    def fix_our_side(team_id: str, day: str) -> str:
+        """Hash reason -> count of a team's fix_our_side outcomes (blocks, policy,
+        authentication) on a UTC day: a reputation input (mta.reputation)."""
+        return f"mta:fixours:{team_id}:{day}"
+
+    @staticmethod
     def report_seen(team_id: str, message_id: str, recipient: str, kind: str) -> str:
         """Marker that an inbound report (kind: bounced | complained) was recorded once."""
         return f"mta:report:{team_id}:{kind}:{message_id}:{recipient.lower()}"

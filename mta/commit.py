@@ -1,7 +1,9 @@
 """Recording an entry's outcomes: events, retries, suppressions and the XACK, atomically.
 
 Everything an entry's delivery decided — status events into the outbox, retry/held jobs,
-hard-bounce suppressions — is queued with the entry's XACK in one MULTI, so a crash
+suppressions (only where the classifier's action is ``suppress``), the soft-bounce
+window's counters (``mta.soft_bounces``) and the team's fix_our_side reputation inputs
+(``mta.reputation``) — is queued with the entry's XACK in one MULTI, so a crash
 either redoes the whole entry (same deterministic event ids) or nothing. The MULTIs of
 concurrent deliveries share one round trip (``PipelineBatcher``): a batch is one
 MULTI/EXEC, still all-or-nothing per entry.
@@ -9,10 +11,12 @@ MULTI/EXEC, still all-or-nothing per entry.
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
-from kibamail.contracts import BounceClass, MessageStatus, OutboundMessage, Topic, TrafficKind
+from kibamail.contracts import MessageStatus, OutboundMessage, Topic, TrafficKind
+from kibamail.intake import PLATFORM_ID_HEADER
 from kibamail.redis_batching import PipelineBatcher
 from kibamail.redis_keys import RedisKeys
 
@@ -23,6 +27,8 @@ from .events import add_to_outbox, make_status_event
 from .features import submission_features
 from .outcomes import Outcome
 from .queue import SubmissionQueue, backoff_seconds
+from .reputation import fix_our_side_recorded, queue_fix_our_side
+from .soft_bounces import reason_action, suppression_reason, window
 
 # How long a delivered recipient can still be reported (bounced/complained) about.
 REPORT_WINDOW_SECONDS = 30 * 24 * 3600
@@ -31,6 +37,22 @@ REPORT_WINDOW_SECONDS = 30 * 24 * 3600
 def address_domain(address: str) -> str:
     """Lower-cased domain of an envelope address (shared with the delivery worker)."""
     return address.rsplit("@", 1)[-1].lower()
+
+
+_HEADERS = re.compile(
+    rb"^(message-id|" + re.escape(PLATFORM_ID_HEADER.encode()) + rb"):[ \t]*<?([^>\r\n]+)>?",
+    re.IGNORECASE | re.MULTILINE,
+)
+
+
+def client_message_id(data: bytes) -> str:
+    """The client's own Message-ID of a rendered message, when the platform id travels in
+    X-Kibamail-Message-ID beside it ("" when the Message-ID is the platform id)."""
+    head = data.split(b"\r\n\r\n", 1)[0][:65536]
+    found = {m.group(1).lower(): m.group(2).strip() for m in _HEADERS.finditer(head)}
+    if PLATFORM_ID_HEADER.lower().encode() not in found:
+        return ""
+    return found.get(b"message-id", b"").decode("utf-8", "replace")[:255]
 
 
 class OutcomeRecorder:
@@ -51,6 +73,10 @@ class OutcomeRecorder:
         await self.batcher.run(build)
         for o in outcomes:
             metrics.OUTCOMES.labels(o.status.value, o.bounce_class.value, o.pool, o.source_ip).inc()
+            if o.bounce_action == "fix_our_side":
+                fix_our_side_recorded(msg.team_id, o.bounce_reason, o.provider_group, o.text)
+            elif o.bounce_action == "suppress" and o.status == MessageStatus.BOUNCED:
+                metrics.SUPPRESSIONS.labels(o.bounce_reason).inc()
         if msg.attempt == 0:
             metrics.ACCEPTED.labels(msg.source).inc()
 
@@ -100,10 +126,18 @@ class OutcomeRecorder:
                 )
                 add_to_outbox(recorder, Topic.SUBMISSION_FEATURES, msg.team_id, features)
         retry: dict[float, list[str]] = {}
+        soft = window()
         for o in outcomes:
             status = o.status
+            # A soft bounce of the window: a 5xx whose reason retries, or giving up after a
+            # remote deferral that was about the recipient (not our throttle, not a block).
+            soft_bounce = status == MessageStatus.BOUNCED and soft.counts(
+                o.bounce_reason, o.bounce_action
+            )
             if status in (MessageStatus.DEFERRED, MessageStatus.HELD) and expired:
+                soft_bounce = status == MessageStatus.DEFERRED and o.bounce_action == "retry"
                 status = o.status = MessageStatus.EXPIRED
+                o.bounce_reason, o.bounce_action = "expired", reason_action("expired")
             emit(
                 o.rcpt,
                 status,
@@ -114,21 +148,39 @@ class OutcomeRecorder:
                 enhanced_code=enhanced_code(o.text),
                 smtp_response=o.text[:1000],
                 bounce_class=o.bounce_class,
+                bounce_reason=o.bounce_reason,
+                bounce_action=o.bounce_action,
                 reason=o.text[:500] if status != MessageStatus.DELIVERED else "",
                 transcript="\n".join(o.transcript)[-4000:],
             )
+            rcpt = o.rcpt.lower()
+            if o.bounce_action == "fix_our_side":
+                queue_fix_our_side(recorder, msg.team_id, o.bounce_reason, now)
+            if status == MessageStatus.BOUNCED and o.bounce_action == "suppress":
+                recorder.sadd(RedisKeys.suppression(msg.team_id), rcpt)
+                why = suppression_reason(o.bounce_reason, "delivery", now)
+                recorder.hset(RedisKeys.suppression_reasons(msg.team_id), rcpt, why)
+            elif soft_bounce:
+                soft.queue_soft_bounce(recorder, msg.team_id, rcpt, o.bounce_reason, now)
+            elif status == MessageStatus.DELIVERED:
+                soft.queue_delivered(recorder, msg.team_id, rcpt)
             if status == MessageStatus.DEFERRED:
                 due = now + backoff_seconds(self.config, msg.attempt + 1)
                 retry.setdefault(due, []).append(o.rcpt)
             elif status == MessageStatus.HELD:
                 retry.setdefault(now + o.retry_after, []).append(o.rcpt)
-            elif status == MessageStatus.BOUNCED and o.bounce_class == BounceClass.HARD:
-                recorder.sadd(RedisKeys.suppression(msg.team_id), o.rcpt.lower())
         delivered = {
             o.rcpt.lower(): o.return_ref for o in outcomes if o.status == MessageStatus.DELIVERED
         }
         if delivered:
-            record_sent(recorder, msg.message_id, msg.team_id, msg.kind.value, delivered)
+            record_sent(
+                recorder,
+                msg.message_id,
+                msg.team_id,
+                msg.kind.value,
+                delivered,
+                client_message_id(msg.data),
+            )
         # One job per due time: deferred recipients share one, held ones another.
         merged: dict[float, list[str]] = {}
         for due, rcpts in sorted(retry.items()):
@@ -141,16 +193,26 @@ class OutcomeRecorder:
 
 
 def record_sent(
-    pipe: Any, message_id: str, team_id: str, kind: str, rcpt_refs: dict[str, str]
+    pipe: Any,
+    message_id: str,
+    team_id: str,
+    kind: str,
+    rcpt_refs: dict[str, str],
+    client_id: str = "",
 ) -> None:
     """Remember which recipients a remote MX accepted, and under which return-path ref:
     the only reports mta.inbound lets change state are about these (queued on ``pipe``,
-    in the MULTI of the outcome)."""
+    in the MULTI of the outcome). ``client_id``: the client's own Message-ID, mapped back
+    to the platform id for reports that quote nothing else."""
     key = RedisKeys.sent_recipients(message_id)
     fields = {"team": team_id, "kind": kind}
     fields.update({f"rcpt:{rcpt.lower()}": ref for rcpt, ref in rcpt_refs.items()})
     pipe.hset(key, mapping=fields)
     pipe.expire(key, REPORT_WINDOW_SECONDS)
+    if client_id:
+        ids = RedisKeys.client_message_id(client_id)
+        pipe.sadd(ids, message_id)
+        pipe.expire(ids, REPORT_WINDOW_SECONDS)
     for ref in {ref for ref in rcpt_refs.values() if ref}:
         pipe.set(RedisKeys.return_path(ref), message_id, ex=REPORT_WINDOW_SECONDS)
 

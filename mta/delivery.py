@@ -21,7 +21,6 @@ import orjson
 
 from kibamail.clients import redis_client
 from kibamail.contracts import (
-    BounceClass,
     ContractError,
     MessageStatus,
     OutboundMessage,
@@ -33,7 +32,7 @@ from kibamail.redis_keys import RedisKeys
 from kibamail.settings import Settings
 
 from . import metrics
-from .bounces import classify, enhanced_code
+from .bounces import bounce_class, verdict_for_reply
 from .commit import OutcomeRecorder, address_domain
 from .config import MtaConfig
 from .dkim_signing import DkimSigner
@@ -48,6 +47,17 @@ from .sender_auth import PlatformSender
 from .smtp_client import ConnectionPool, DataHooks, TransientConnectError
 
 log = logging.getLogger(__name__)
+
+
+def classified(code: int, text: str, mx_host: str = "") -> dict[str, Any]:
+    """Outcome fields of a non-2xx reply: the one classifier's verdict (kibamail.bounces,
+    with the MX host for provider rules) and the class existing consumers read."""
+    verdict = verdict_for_reply(code, text, mx_host)
+    return {
+        "bounce_class": bounce_class(verdict),
+        "bounce_reason": verdict.reason.value,
+        "bounce_action": verdict.action.value,
+    }
 
 
 class DeliveryWorker:
@@ -221,11 +231,14 @@ class DeliveryWorker:
         try:
             route = await self.resolver.mx(domain)
         except NullMxError as exc:
-            return all_(MessageStatus.BOUNCED, 556, f"5.1.10 {exc}", bounce_class=BounceClass.HARD)
+            text = f"5.1.10 {exc}"
+            return all_(MessageStatus.BOUNCED, 556, text, **classified(556, text))
         except DomainNotFoundError as exc:
-            return all_(MessageStatus.BOUNCED, 550, f"5.1.2 {exc}", bounce_class=BounceClass.HARD)
+            text = f"5.1.2 {exc}"
+            return all_(MessageStatus.BOUNCED, 550, text, **classified(550, text))
         except TemporaryDnsError as exc:
-            return all_(MessageStatus.DEFERRED, 451, f"4.4.3 {exc}")
+            text = f"4.4.3 {exc}"
+            return all_(MessageStatus.DEFERRED, 451, text, **classified(451, text))
         group = provider_group(self.config, domain, route.hosts[0][1])
         ctx = PolicyContext(
             redis=self.redis,
@@ -328,25 +341,27 @@ class DeliveryWorker:
                 break
         metrics.DELIVERY_SECONDS.labels(group).observe(time.monotonic() - started)
         if result is None:
-            return outcomes + all_(MessageStatus.DEFERRED, 451, f"4.4.1 {last_error}", **common)
+            text = f"4.4.1 {last_error}"
+            return outcomes + all_(
+                MessageStatus.DEFERRED, 451, text, **common, **classified(451, text)
+            )
         for rcpt in rcpts:
             answer = result.rcpts[rcpt]
+            why: dict[str, Any] = {}
             if 200 <= answer.code < 300:
-                status, cls = MessageStatus.DELIVERED, BounceClass.NONE
-            elif answer.code >= 500:
-                status = MessageStatus.BOUNCED
-                cls = classify(answer.code, enhanced_code(answer.text), answer.text)
+                status = MessageStatus.DELIVERED
             else:
-                status, cls = MessageStatus.DEFERRED, classify(answer.code, "", answer.text)
+                status = MessageStatus.BOUNCED if answer.code >= 500 else MessageStatus.DEFERRED
+                why = classified(answer.code, answer.text, common["mx_host"])
             outcomes.append(
                 Outcome(
                     rcpt,
                     status,
                     answer.code,
                     answer.text,
-                    cls,
                     transcript=result.transcript,
                     **common,
+                    **why,
                 )
             )
         if record_progress:
@@ -359,6 +374,8 @@ class DeliveryWorker:
                         "pool": o.pool,
                         "source_ip": o.source_ip,
                         "bounce_class": o.bounce_class.value,
+                        "bounce_reason": o.bounce_reason,
+                        "bounce_action": o.bounce_action,
                         "provider_group": o.provider_group,
                     }
                 )

@@ -1,14 +1,25 @@
-"""Inbound mail on port 25: asynchronous bounces (DSN, RFC 3464), complaints (ARF, RFC
-5965) and DMARC/TLS reports.
+"""Inbound mail on port 25: asynchronous bounces, delay warnings, auto-replies,
+complaints (ARF, RFC 5965) and DMARC/TLS reports.
 
 Only our own domains are accepted (no relaying), plus signed return paths
-(``bounces+<token>@bounces.<sending domain>``, see ``mta.return_path``). A DSN with
-``Action: failed`` becomes a ``bounced`` status event for the original message; an ARF
-``abuse`` report becomes a ``complained`` event. Hard bounces and complaints put the
-address on the team's suppression list. An item changes state only when it is tied to a
-recipient we really delivered to (``mta.report_verify``): forged reports change nothing.
-DMARC/TLS reports go to ``dmarc+<team id>.<mac>@...`` (``kibamail.report_tokens``); a
-bare or wrongly signed tag is refused at RCPT.
+(``bounces+<token>@bounces.<sending domain>``, see ``mta.return_path``). Every message is
+read by the one parser (``kibamail.bounces.parse.parse_message``: RFC 3464 DSNs, the
+formats of real MTAs and providers, ARF, auto-replies) and classified by the one
+classifier the delivery worker uses for synchronous replies. Per recipient found:
+
+- a bounce becomes a ``bounced`` status event with its reason and action; only the
+  ``suppress`` action puts the address on the team's suppression list;
+- a delay warning becomes a ``deferred`` event, never a bounce;
+- a delivery notice, an auto-reply or a message that is no report changes nothing
+  (250 "not a bounce");
+- a complaint becomes a ``complained`` event and suppresses the address for that team;
+  an ARF not-spam report lifts the suppression the MTA made.
+
+An item changes state only when it is tied to a recipient we really delivered to
+(``mta.report_verify``: signed return path, then platform id, then the original
+Message-ID): forged reports change nothing. DMARC/TLS reports go to
+``dmarc+<team id>.<mac>@...`` (``kibamail.report_tokens``); a bare or wrongly signed tag
+is refused at RCPT.
 
 Parsing and storing run in worker processes (``mta.report_pool``) with caps on size,
 MIME parts, nesting, time and memory (``kibamail.mime_limits``): a hostile report is
@@ -20,15 +31,15 @@ from __future__ import annotations
 import email
 import email.policy
 import logging
-import re
-from email.message import Message
-from typing import Any, cast
+from dataclasses import dataclass, field
+from typing import Any
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from kibamail import dead_letters
+from kibamail.bounces.model import Finding, Kind, Reason
+from kibamail.bounces.parse import parse_message
 from kibamail.contracts import MessageStatus
-from kibamail.intake import original_message_id
 from kibamail.mime_limits import MimeLimitError, check_size, check_structure
 from kibamail.redis_keys import RedisKeys
 from kibamail.report_tokens import RETURN_PATH_MAILBOX, verify_return_path, verify_rua_tag
@@ -39,7 +50,7 @@ from .config import MtaConfig
 from .report_pool import JobLimitError, PoolBusy, ReportPool
 from .report_verify import REFUSALS, REPORT_ATTEMPT, ReportItem, ReportRecorder
 
-__all__ = ["REPORT_ATTEMPT", "InboundProcessor", "ReportItem", "parse_report"]
+__all__ = ["REPORT_ATTEMPT", "InboundProcessor", "ReportItem", "parse_inbound", "parse_report"]
 
 log = logging.getLogger(__name__)
 
@@ -47,40 +58,76 @@ PARSE_SECONDS = 30.0
 # Dead letters of this listener carry this source (not a topic: replay is by re-sending).
 INBOUND_SOURCE = "smtp-inbound"
 INGEST_SECONDS = 120.0
-_ADDR = re.compile(r"<?([^<>;\s]+@[^<>;\s]+)>?")
+
+_STATUS_OF_KIND = {
+    Kind.BOUNCE: MessageStatus.BOUNCED,
+    Kind.DELAYED: MessageStatus.DEFERRED,
+    Kind.COMPLAINT: MessageStatus.COMPLAINED,
+}
+# Complaint findings that are a person's complaint or its retraction (an ARF
+# auth-failure report is a DMARC failure report about us, not a complaint).
+_COMPLAINT_REASONS = {Reason.COMPLAINT, Reason.NOT_SPAM}
 
 
-def _address(value: str) -> str:
-    match = _ADDR.search(value.split(";", 1)[-1])
-    return match.group(1).lower() if match else ""
+@dataclass
+class InboundParse:
+    """What one received message holds: its kind, the items that may change state, and
+    the kind of every recipient found (for metrics)."""
+
+    kind: str
+    items: list[ReportItem] = field(default_factory=list)
+    kinds: list[str] = field(default_factory=list)
 
 
-def _original_headers(report: Message) -> Message | None:
-    for part in report.walk():
-        ctype = part.get_content_type()
-        if ctype == "message/rfc822":
-            payload = part.get_payload()
-            if isinstance(payload, list) and payload:
-                return cast(Message, payload[0])
-        if ctype == "text/rfc822-headers":
-            return email.message_from_string(
-                cast(bytes, part.get_payload(decode=True)).decode("utf-8", "replace")
-            )
-    return None
+def _item(finding: Finding) -> ReportItem | None:
+    status = _STATUS_OF_KIND.get(finding.kind)
+    if status is None:  # delivered, relayed, auto-reply: never a state change
+        return None
+    if status == MessageStatus.COMPLAINED and finding.reason not in _COMPLAINT_REASONS:
+        return None
+    code = finding.smtp_code
+    if not code and status != MessageStatus.COMPLAINED:
+        code = 450 if status == MessageStatus.DEFERRED or finding.status[:1] == "4" else 550
+    return ReportItem(
+        message_id=finding.platform_message_id or finding.message_id,
+        recipient=finding.recipient.strip().lower(),
+        status=status,
+        code=code,
+        enhanced=finding.status,
+        text=finding.diagnostic or f"{finding.reason.value} ({finding.source_format})",
+        reason=finding.reason.value,
+        action=finding.action.value,
+        return_path=finding.return_path,
+        header_message_id=finding.message_id,
+    )
+
+
+def parse_inbound(data: bytes) -> InboundParse:
+    """The parser's report as inbound items; raises ValueError for a message the parser
+    could not read at all (it is dead-lettered, not dropped)."""
+    report = parse_message(data)
+    unreadable = [w for w in report.warnings if w.startswith("unparseable")]
+    if report.kind is Kind.NONE and unreadable:
+        raise ValueError(unreadable[0])
+    items = [item for item in map(_item, report.findings) if item is not None]
+    return InboundParse(report.kind.value, items, [f.kind.value for f in report.findings])
 
 
 def parse_report(data: bytes) -> list[ReportItem]:
-    """Bounced/complained items of a DSN or ARF report ([] for anything else); an item's
-    message id is "" when the report quotes none (a signed return path still names it)."""
-    return _report_items(email.message_from_bytes(data, policy=email.policy.compat32))
+    """The bounced/complained items of a report ([] for anything else); an item's message
+    id is "" when the report quotes none (a signed return path still names it)."""
+    return [
+        item
+        for item in parse_inbound(data).items
+        if item.status != MessageStatus.DEFERRED and item.reason != Reason.NOT_SPAM
+    ]
 
 
-def parse_report_capped(data: bytes) -> list[ReportItem]:
-    """parse_report for a worker process: raises MimeLimitError beyond the caps."""
+def parse_inbound_capped(data: bytes) -> InboundParse:
+    """parse_inbound for a worker process: raises MimeLimitError beyond the caps."""
     check_size(data)
-    msg = email.message_from_bytes(data, policy=email.policy.compat32)
-    check_structure(msg)
-    return _report_items(msg)
+    check_structure(email.message_from_bytes(data, policy=email.policy.compat32))
+    return parse_inbound(data)
 
 
 _STORE: dict[str, Any] = {}
@@ -97,54 +144,6 @@ def ingest_report_capped(settings: Settings, data: bytes, team_id: str) -> tuple
     return result.accepted, "; ".join(result.errors)
 
 
-def _report_items(msg: Message) -> list[ReportItem]:
-    if msg.get_content_type() != "multipart/report":
-        return []
-    kind = str(msg.get_param("report-type") or "").lower()
-    original = _original_headers(msg)
-    message_id = original_message_id(original) if original is not None else ""
-    items: list[ReportItem] = []
-    for part in msg.walk():
-        ctype = part.get_content_type()
-        if kind == "delivery-status" and ctype == "message/delivery-status":
-            blocks = cast("list[Message]", part.get_payload())
-            for block in blocks:
-                action = (block.get("Action") or "").strip().lower()
-                if action != "failed" or not block.get("Final-Recipient"):
-                    continue
-                status = (block.get("Status") or "5.0.0").strip()
-                diagnostic = (block.get("Diagnostic-Code") or "").split(";", 1)[-1].strip()
-                code_match = re.match(r"(\d{3})", diagnostic)
-                code = int(code_match.group(1)) if code_match else 550
-                items.append(
-                    ReportItem(
-                        message_id,
-                        _address(block["Final-Recipient"]),
-                        MessageStatus.BOUNCED,
-                        code,
-                        status,
-                        diagnostic,
-                    )
-                )
-        elif kind == "feedback-report" and ctype == "message/feedback-report":
-            payload = part.get_payload()
-            fields = cast(Message, payload[0]) if isinstance(payload, list) else part
-            if (fields.get("Feedback-Type") or "").strip().lower() != "abuse":
-                continue
-            rcpt = fields.get("Original-Rcpt-To") or (original.get("To", "") if original else "")
-            items.append(
-                ReportItem(
-                    message_id,
-                    _address(rcpt or ""),
-                    MessageStatus.COMPLAINED,
-                    0,
-                    "",
-                    "complaint (ARF abuse report)",
-                )
-            )
-    return [i for i in items if i.recipient]
-
-
 class InboundProcessor:
     """aiosmtpd handler for port 25."""
 
@@ -158,7 +157,7 @@ class InboundProcessor:
             settings.mta.hostname.lower()
         }
         self.pool = ReportPool()
-        self.recorder = ReportRecorder(redis, config)
+        self.recorder = ReportRecorder(redis, config, self.secret)
 
     def close(self) -> None:
         self.pool.close()
@@ -278,7 +277,9 @@ class InboundProcessor:
         if team is not None:
             return await self.ingest_dmarc(server, data, team)
         try:
-            items = await self._in_worker(server, parse_report_capped, data, seconds=PARSE_SECONDS)
+            parsed = await self._in_worker(
+                server, parse_inbound_capped, data, seconds=PARSE_SECONDS
+            )
         except PoolBusy:
             return "451 4.3.2 Too many reports in progress, try again later"
         except (MimeLimitError, JobLimitError) as exc:
@@ -286,10 +287,14 @@ class InboundProcessor:
         except Exception as exc:
             log.exception("unparseable inbound report; dead-lettered")
             return await self.dead_letter(data, f"unparseable inbound report: {exc}")
-        if not items:
-            return "250 2.0.0 OK (not a report)"
+        for kind in parsed.kinds:
+            metrics.INBOUND_FINDINGS.labels(kind).inc()
+        if not parsed.items:
+            if parsed.kind == Kind.NONE.value:
+                return "250 2.0.0 OK (not a report)"
+            return f"250 2.0.0 OK (not a bounce: {parsed.kind}; nothing changed)"
         peer = str((session.peer or ("",))[0])
-        result = await self.recorder.record(items, self.return_ref(envelope), peer)
+        result = await self.recorder.record(parsed.items, self.return_ref(envelope), peer)
         if result.refused and not (result.recorded or result.duplicates):
             return f"550 5.7.1 Report refused: {REFUSALS[result.refused]}"
         return f"250 2.0.0 OK ({result.recorded} report items recorded)"

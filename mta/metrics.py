@@ -45,3 +45,22 @@ INBOUND_PROCESSING = Gauge(
     "kibamail_mta_inbound_reports_processing",
     "Inbound reports queued for or being parsed/stored by the report workers",
 )
+FIX_OUR_SIDE = Counter(
+    "kibamail_mta_fix_our_side_total",
+    "Bounces about us (blocks, reputation, policy, authentication, sender): the recipient is "
+    "never suppressed; alert on these",
+    ["reason", "provider_group"],
+)
+SUPPRESSIONS = Counter(
+    "kibamail_mta_suppressions_total",
+    "Addresses suppressed by the MTA (hard bounce, complaint, soft-bounce window)",
+    ["reason"],
+)
+UNSUPPRESSED = Counter(
+    "kibamail_mta_unsuppressed_total", "Suppressions lifted by an ARF not-spam report"
+)
+INBOUND_FINDINGS = Counter(
+    "kibamail_mta_inbound_findings_total",
+    "Recipients found in inbound reports, by kind (bounce, complaint, delayed, auto_reply, ...)",
+    ["kind"],
+)

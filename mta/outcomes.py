@@ -25,6 +25,9 @@ class Outcome:
     retry_after: float = 0.0
     # Ref of the signed return path this recipient was sent with (mta.return_path).
     return_ref: str = ""
+    # The classifier's reason and action (kibamail.bounces) for a non-2xx reply.
+    bounce_reason: str = ""
+    bounce_action: str = ""
 
 
 IN_DOUBT = "in_doubt"
@@ -57,5 +60,7 @@ def finished_outcomes(progress: Mapping[str, str | bytes], in_doubt: str) -> dic
             transcript=["(recorded before a worker restart)"],
             provider_group=fields.get("provider_group", ""),
             return_ref=fields.get("return_ref", ""),
+            bounce_reason=fields.get("bounce_reason", ""),
+            bounce_action=fields.get("bounce_action", ""),
         )
     return done

@@ -24,6 +24,7 @@ its TTL, ~1 s, in every process).
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import time
 from dataclasses import dataclass
@@ -34,7 +35,36 @@ from pydantic import Field
 
 from kibamail.redis_keys import RedisKeys
 
+from . import metrics
 from .policies import ACCEPT, REGISTRY, Params, Policy, PolicyContext, Verdict
+
+log = logging.getLogger(__name__)
+
+# How long a team's daily fix_our_side counts stay readable.
+FIX_OUR_SIDE_DAYS = 8
+
+
+def queue_fix_our_side(pipe: Any, team_id: str, reason: str, now: float) -> None:
+    """Count a fix_our_side outcome in the team's reputation inputs (on ``pipe``, in the
+    outcome's MULTI): ``RedisKeys.fix_our_side`` per UTC day, by reason."""
+    day = time.strftime("%Y-%m-%d", time.gmtime(now))
+    key = RedisKeys.fix_our_side(team_id, day)
+    pipe.hincrby(key, reason, 1)
+    pipe.expire(key, FIX_OUR_SIDE_DAYS * 86400)
+
+
+def fix_our_side_recorded(team_id: str, reason: str, provider_group: str, detail: str) -> None:
+    """The signal after the outcome is stored: a metric to alert on and a log line. The
+    recipient is not suppressed: the failure is about our IP, domain or content."""
+    metrics.FIX_OUR_SIDE.labels(reason, provider_group or "default").inc()
+    log.warning(
+        "fix our side: team %s, %s at %s: %s",
+        team_id,
+        reason,
+        provider_group or "default",
+        detail[:200],
+    )
+
 
 ThrottleAction = Literal["pause", "slow"]
 
