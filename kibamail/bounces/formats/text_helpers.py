@@ -24,10 +24,10 @@ ADDRESS = re.compile(
     r"[\w.!#$%&'*+/=?^`{|}~-]+@[^\W_](?:[\w-]*[^\W_])?(?:\.[\w-]+)*\.[^\W\d_]{2,}|"
     r"[\w.!#$%&'*+/=?^`{|}~-]+@\[[0-9.:a-fA-F]+\]"
 )
-_ENHANCED = re.compile(r"(?<![\w.#-])#?([245])\.(\d{1,3})\.(\d{1,3})(?![\d]|\.\d)")
+_ENHANCED = re.compile(r"(?<![\w.#])#?([245])\.(\d{1,3})\.(\d{1,3})(?![\d]|\.\d)")
 _QMAIL_STATUS = re.compile(r"\(#([245])\.(\d{1,3})\.(\d{1,3})\)")
 _REPLY = re.compile(r"(?:^|(?<=[\s:;\[(<>\"']))([245][0-5][0-9])(?=[ \t-]|$)")
-_QUOTE = re.compile(r"^(?:> ?)+(?!>>)")
+_QUOTE = re.compile(r"^(?:>(?!>>) ?)+")
 _SPACES = re.compile(r"\s+")
 _REMOTE = (
     re.compile(r"\bhost\s+([A-Za-z0-9][-A-Za-z0-9.]*[A-Za-z0-9])\s*\[[0-9a-fA-F.:]+\]"),
