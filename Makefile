@@ -5,13 +5,14 @@ export PATH := $(HOME)/.local/bin:$(PATH)
 UV_RUN := uv run --frozen --no-sync
 
 .PHONY: help deps demo up down status test test-unit test-fast lint format \
-        bench-warehouse bench-mta bench-api bench-pipelines bench-models bench-dmarc bench-validation
+        bench-warehouse bench-mta bench-api bench-pipelines bench-models bench-dmarc bench-validation \
+        bench-bounces
 
 help:
 	@echo "make demo    - install, start the embedded stack, send 1,000 emails end to end, print a summary"
 	@echo "make test    - install, start what tests need, run every test, stop everything"
 	@echo "make up/down - keep the stack running / stop it;  make test-unit - fast unit tests only"
-	@echo "make bench-* - benchmarks (warehouse, mta, api, pipelines, models, dmarc, validation)"
+	@echo "make bench-* - benchmarks (warehouse, mta, api, pipelines, models, dmarc, validation, bounces)"
 
 deps:
 	@bash infra/scripts/install.sh
@@ -68,3 +69,6 @@ bench-dmarc: deps
 
 bench-validation: deps
 	$(UV_RUN) python -m bench.validation
+
+bench-bounces: deps
+	$(UV_RUN) python -m bench.bounces

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import click
 
+from console.bounces import bounces
 from console.deadletters import deadletters
 from kibamail.settings import get_settings
 
@@ -350,6 +351,7 @@ def show_settings() -> None:
 
 
 main.add_command(deadletters)
+main.add_command(bounces)
 
 if __name__ == "__main__":
     main()

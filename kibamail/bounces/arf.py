@@ -47,6 +47,15 @@ class Complaint:
     diagnostic: str = ""
 
 
+def _line_of(text: str) -> str:
+    """The whole line of the report's prose that says what it is (for the diagnostic)."""
+    match = _ABUSE_TEXT.search(text)
+    if match is None:
+        return ""
+    end = text.find("\n", match.end())
+    return text[match.start() : end if end >= 0 else len(text)].strip()[:300]
+
+
 def _fields(text: str) -> dict[str, list[str]]:
     found: dict[str, list[str]] = {}
     for match in _FIELD.finditer(text):
@@ -105,12 +114,11 @@ def parse_arf(mail: Mail) -> Complaint | None:
         kind = _feedback_type((fields.get("feedback-type") or ["abuse"])[0])
         agent = (fields.get("user-agent") or [""])[0]
         source = "jmrp" if "hotmail" in agent.lower() or "microsoft" in agent.lower() else "arf"
-        diagnostic = _ABUSE_TEXT.search(mail.text)
         return Complaint(
             feedback_type=kind,
             recipients=_recipients(fields, original),
             source=source,
-            diagnostic=diagnostic.group(0) if diagnostic else f"Feedback-Type: {kind}",
+            diagnostic=_line_of(mail.text) or f"Feedback-Type: {kind}",
         )
     hm = original is not None and original.get("X-HmXmrOriginalRecipient") is not None
     loop = bool(_LOOP_SENDERS.search(mail.sender)) and bool(_LOOP_SUBJECT.search(mail.subject))
@@ -131,5 +139,5 @@ def parse_arf(mail: Mail) -> Complaint | None:
         feedback_type=kind,
         recipients=_recipients(fields, original),
         source=source,
-        diagnostic=abuse_text.group(0) if abuse_text else mail.subject,
+        diagnostic=_line_of(mail.text) or mail.subject,
     )
