@@ -24,6 +24,7 @@ from .provider_common import (
     has_header,
     lines,
     received,
+    record_failure,
     sweep,
 )
 
@@ -67,7 +68,7 @@ _GENERATING = re.compile(
     re.IGNORECASE,
 )
 _HASH_CODE = re.compile(r"#\s*([45]\d\d[ -][245]\.\d{1,3}\.\d{1,3}\b.*?)\s*##")
-_QUOTED_CODE = re.compile(r"'\s*([45]\d\d[ -].*?)'?\s*$")
+_QUOTED_CODE = re.compile(r"^\s*([45]\d\d[ -].*)$")
 _REMOTE_AT = re.compile(r"\bat\s+([A-Za-z0-9.-]+\.[A-Za-z]{2,})\s*(?:\([^)]*\))?\s+returned", re.I)
 _BARE_RECIPIENT = re.compile(r"^\s*<?(" + ADDRESS.pattern + r")>?\s*$")
 _MAILTO_RECIPIENT = re.compile(r"^\s*\S.*?<mailto:(" + ADDRESS.pattern + r")>\s*$")
@@ -110,9 +111,12 @@ def _code_text(line: str) -> str:
     if hashed:
         return hashed.group(1)
     if "'" in line:
-        quoted = _QUOTED_CODE.search(line[line.index("'") :])
+        # From the first quote to the last: the reply itself may hold apostrophes.
+        segment = line[line.index("'") + 1 :]
+        segment = segment[: segment.rindex("'")] if "'" in segment else segment
+        quoted = _QUOTED_CODE.match(segment)
         if quoted:
-            return quoted.group(1).rstrip("'")
+            return quoted.group(1).strip()
     return ""
 
 
@@ -152,8 +156,8 @@ def read_ndr_text(text_lines: list[str]) -> tuple[list[Failure], str]:
                 pending = line.strip()
                 continue
             code = _code_text(line)
-            if not code:
-                continue
+            if not code or found[current].smtp_code:
+                continue  # Exchange lists the latest attempt first
             remote = _REMOTE_AT.search(line)
             found[current] = failure(
                 current,
@@ -203,6 +207,8 @@ class _Exchange2007:
         if not marked:
             return None
         failures, generating = read_ndr_text(text_lines)
+        if not failures:  # the human part names no one: the DSN part does
+            return [record_failure(r, token_hint(r.diagnostic)) for r in dsn_records(mail)]
         records = {r.recipient.lower(): r for r in dsn_records(mail)}
         merged = []
         for item in failures:

@@ -26,21 +26,28 @@ class _Mimecast:
         marked = marked or ".mimecast.lan>" in mail.header("Message-ID").lower()
         if not marked:
             return None
-        found: list[tuple[str, list[str]]] = []
+        # "-- addr" lines, then "-- problem" and "-- additional information" for all of them.
+        recipients: list[str] = []
+        problem: list[str] = []
+        details: list[str] = []
+        section = problem
         for line in lines(mail):
+            if line.lower().startswith("additional information"):
+                section = details
             if not line.startswith("-- "):
                 continue
             value = line[3:].strip()
             if ADDRESS.fullmatch(value.strip("<>")):
-                found.append((value.strip("<>"), []))
-            elif found:
-                found[-1][1].append(value)
-        if not found:
+                recipients.append(value.strip("<>"))
+            elif recipients:
+                section.append(value)
+        if not recipients:
             return [record_failure(r) for r in dsn_records(mail)]
         records = {r.recipient.lower(): r for r in dsn_records(mail)}
         failures = []
-        for recipient, texts in found:
-            diagnostic = " ".join(texts)
+        for recipient in recipients:
+            # The remote reply first: it is what the classifier should read.
+            diagnostic = " ".join(details + problem)
             record = records.get(recipient.lower())
             hint = Reason.USER_UNKNOWN if _EDGE_BLOCK.search(diagnostic) else None
             item = failure(recipient, diagnostic, reason_hint=hint)

@@ -106,14 +106,11 @@ def _old_gmail(text_lines: list[str]) -> list[Failure]:
         )
         item = failure(
             addr,
-            diagnostic,
+            reply or diagnostic,
             action="delayed" if is_delayed else "failed",
             remote_mta=host.group(1).lower() if host else "",
             reason_hint=_old_hint(diagnostic, is_delayed),
         )
-        if reply:
-            item.smtp_code = failure("", reply).smtp_code
-            item.status = enhanced_status(reply) or item.status
         failures.append(item)
     return failures
 
@@ -134,6 +131,8 @@ _NEW_HINTS: tuple[tuple[str, Reason], ...] = (
     ("because the address couldn't be found", Reason.USER_UNKNOWN),
     ("because the address couldn\u2019t be found", Reason.USER_UNKNOWN),
     ("Null MX", Reason.NULL_MX),
+    ("Access denied. AS(201806281)", Reason.USER_UNKNOWN),  # Exchange Online's edge blocking
+    ("does not advertise AUTH capability", Reason.SECURITY_ERROR),
     (" had no relevant answers.", Reason.NETWORK_ERROR),
     (" responded with code NXDOMAIN", Reason.NETWORK_ERROR),
 )

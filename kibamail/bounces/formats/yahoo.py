@@ -19,7 +19,13 @@ _YAHOO_START = "sorry, we were unable to deliver your message to the following a
 _YAHOO_END = "--- below this line is a copy of the message"
 _RECIPIENT = re.compile(r"^\s*<([^<>\s]+@[^<>\s]+)>:\s*$")
 _COMMAND = re.compile(r"\[([A-Z_]{4,9})\]\s*$")
-_YAHOO_HINTS: tuple[tuple[str, Reason], ...] = (("no mx or a records for", Reason.HOST_UNKNOWN),)
+_YAHOO_HINTS: tuple[tuple[str, Reason], ...] = (
+    ("no mx or a records for", Reason.HOST_UNKNOWN),
+    # Yahoo's own replies: "554 delivery error: dd This user doesn't have a ... account".
+    ("delivery error: dd this user doesn't have a", Reason.USER_UNKNOWN),
+    ("delivery error: dd requested mail box not found", Reason.USER_UNKNOWN),
+    ("this mailbox is disabled (554.30)", Reason.SUSPENDED),
+)
 
 
 class _Yahoo:
