@@ -15,7 +15,7 @@ import re
 from ..mail import Mail
 from ..model import Reason
 from .base import Failure
-from .text_helpers import body_lines, failure, hint, merge_status, unique
+from .text_helpers import body_lines, failure, hint, merge_status, original_to, unique
 
 _OPENING = re.compile(
     r"^\s*This is the (?:Postfix program|\w+ Postfix program|\w+ program|mail system) at host\b"
@@ -109,7 +109,13 @@ class _Postfix:
             if reason is None and action == "failed" and _EXPIRY.search(text):
                 reason = Reason.EXPIRED
             found.append(failure(address, text, action=action, reason_hint=reason))
-        return unique(merge_status(found, mail))
+        found = merge_status(found, mail)
+        if not found and any("Delivery report unavailable" in line for line in lines):
+            # Postfix lost its log: the returned original's To is the only recipient left.
+            address = original_to(mail)
+            if address:
+                found.append(failure(address, "delivery report unavailable", action=action))
+        return unique(found)
 
 
 POSTFIX = _Postfix()

@@ -157,3 +157,16 @@ def test_a_person_quoting_bounce_wording_is_not_a_bounce() -> None:
     mail = read_mail(message("Jane Roe <jane@example.org>", "Re: odd email", body))
     for parser in OPEN_SOURCE_FORMATS:
         assert not parser(mail), parser.name
+
+
+def test_postfix_without_its_delivery_report_names_the_original_recipient() -> None:
+    raw = (
+        b"From: MAILER-DAEMON@mail.example.org\nSubject: Undelivered Mail Returned to Sender\n"
+        b"MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=b\n\n--b\n"
+        b"Content-Type: text/plain\n\nThis is the mail system at host mail.example.org.\n\n"
+        b"                   The mail system\n\n\t--- Delivery report unavailable ---\n--b\n"
+        b"Content-Type: message/rfc822\n\nFrom: news@shop.example.com\nTo: <lost@example.net>\n"
+        b"Message-ID: <m1@shop.example.com>\nSubject: hi\n\nbody\n--b--\n"
+    )
+    found = POSTFIX(read_mail(raw))
+    assert found is not None and [f.recipient for f in found] == ["lost@example.net"]
