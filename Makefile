@@ -5,7 +5,7 @@ export PATH := $(HOME)/.local/bin:$(PATH)
 UV_RUN := uv run --frozen --no-sync
 
 .PHONY: help deps demo up down status test test-unit test-fast lint format \
-        bench-warehouse bench-mta bench-api bench-pipelines bench-models bench-dmarc bench-validation \
+        bench-warehouse bench-mta bench-mta-connections bench-api bench-pipelines bench-models bench-dmarc bench-validation \
         bench-bounces
 
 help:
@@ -54,6 +54,9 @@ bench-warehouse: deps
 
 bench-mta: deps
 	$(UV_RUN) python -m bench.mta
+
+bench-mta-connections: deps
+	$(UV_RUN) python -m bench.mta --mode connections
 
 bench-api: deps
 	$(UV_RUN) python -m bench.api
