@@ -104,8 +104,11 @@ def header_text(value: object) -> str:
     """A header decoded from RFC 2047 words, unfolded; "" when absent or undecodable."""
     if value is None:
         return ""
+    text = unescape_8bit(str(value))
+    if "=?" not in text:  # no encoded words: unfolding is all there is to do
+        return _HEADER_BREAK.sub(" ", text).strip()
     try:
-        parts = email.header.decode_header(unescape_8bit(str(value)))
+        parts = email.header.decode_header(text)
     except Exception:
         return str(value)
     out = []
@@ -136,44 +139,29 @@ class Mail:
     parts: list[Message] = field(default_factory=list)
     raw: bytes = b""  # the message as received (attribution searches it last)
 
+    _headers: dict[str, str] = field(default_factory=dict, repr=False)
+
     def header(self, name: str) -> str:
-        return header_text(self.message.get(name))
+        """A header of the report, decoded once (every format parser asks for some)."""
+        key = name.lower()
+        if key not in self._headers:
+            self._headers[key] = header_text(self.message.get(name))
+        return self._headers[key]
 
 
-def _is_quoted_original(part: Message) -> bool:
-    return part.get_content_type() in QUOTED_TYPES
+def _walk(msg: Message) -> list[tuple[Message, str]]:
+    """The report's own parts with their content types, in walk order, in one pass.
 
-
-def _text_parts(msg: Message) -> list[Message]:
-    """Text parts of the report itself (a quoted original's body is not ours to read)."""
-    found: list[Message] = []
+    A quoted original is one part: its insides (a bounce of a bounce's own status part)
+    are the original's, never the report's. A status part's field blocks are not parts.
+    """
+    found: list[tuple[Message, str]] = []
     stack = [msg]
     while stack:
         part = stack.pop(0)
-        if _is_quoted_original(part):
-            continue
-        if part.get_content_type() in STATUS_TYPES:
-            found.append(part)
-            continue
-        if part.is_multipart():
-            payload = part.get_payload()
-            if isinstance(payload, list):
-                stack[0:0] = cast("list[Message]", payload)
-            continue
-        if part.get_content_maintype() == "text":
-            found.append(part)
-    return found
-
-
-def _own_parts(msg: Message) -> list[Message]:
-    """Every part of the report in order, a quoted original as one part: its insides
-    (a bounce of a bounce's own status part) are the original's, never the report's."""
-    found: list[Message] = []
-    stack = [msg]
-    while stack:
-        part = stack.pop(0)
-        found.append(part)
-        if _is_quoted_original(part) or part.get_content_type() in STATUS_TYPES:
+        ctype = part.get_content_type()
+        found.append((part, ctype))
+        if ctype in QUOTED_TYPES or ctype in STATUS_TYPES:
             continue
         payload = part.get_payload()
         if isinstance(payload, list):
@@ -181,9 +169,8 @@ def _own_parts(msg: Message) -> list[Message]:
     return found
 
 
-def _original_headers(msg: Message, text: str) -> Message | None:
-    for part in msg.walk():
-        ctype = part.get_content_type()
+def _original_headers(walked: list[tuple[Message, str]], text: str) -> Message | None:
+    for part, ctype in walked:
         if ctype in ("message/rfc822", "message/global"):
             payload = part.get_payload()
             if isinstance(payload, list) and payload:
@@ -217,21 +204,21 @@ def _original_headers(msg: Message, text: str) -> Message | None:
 def read_mail(data: bytes) -> Mail:
     """Parse and decode; never raises on malformed input (callers cap size first)."""
     msg = email.message_from_bytes(data, policy=email.policy.compat32)
-    parts = _text_parts(msg)
+    walked = _walk(msg)
     chunks = []
-    for part in parts:
-        if part.get_content_type() in STATUS_TYPES:
+    for part, ctype in walked:
+        if ctype in STATUS_TYPES:
             chunks.append(part_text(part))
-            continue
-        body = _decode_part(part)
-        chunks.append(html_to_text(body) if part.get_content_subtype() == "html" else body)
+        elif ctype.startswith("text/") and ctype not in QUOTED_TYPES:
+            body = _decode_part(part)
+            chunks.append(html_to_text(body) if ctype == "text/html" else body)
     text = "\n".join(chunks).replace("\r\n", "\n")
     return Mail(
         message=msg,
         subject=header_text(msg.get("Subject")),
         sender=header_text(msg.get("From")),
         text=text,
-        original=_original_headers(msg, text),
-        parts=_own_parts(msg),
+        original=_original_headers(walked, text),
+        parts=[part for part, _ in walked],
         raw=data,
     )
