@@ -34,7 +34,9 @@ _SIGNAL = re.compile(
     r"|relay(?:ing)? (?:denied|not permitted)|rejected|refused|blocked|blacklisted|blocklisted"
     r"|could not be delivered|permanent (?:error|failure)|timed? ?out|expired|too many"
     r"|spam|policy|suspended|unknown (?:recipient|address|mailbox)|account (?:disabled|closed)"
-    r"|unavailable|undeliverable|delivery (?:failed|failure)|retry time",
+    r"|unavailable|undeliverable|delivery (?:failed|failure)|retry time|not a valid"
+    r"|could not be reached|(?:address|recipient|user|mailbox) (?:was )?not found|no longer"
+    r"|does not accept|not accepting|unknown or illegal|not (?:listed|known)",
     re.IGNORECASE,
 )
 _DELAY = re.compile(
@@ -70,7 +72,8 @@ def _addresses(text: str) -> list[str]:
 
 
 def _excluded(mail: Mail) -> set[str]:
-    out = set(_addresses(mail.sender))
+    # The report's sender and addressee (us: the return path or the sending address).
+    out = set(_addresses(mail.sender)) | set(_addresses(mail.header("To")))
     original = mail.original
     if original is not None:
         for name in ("From", "Return-Path", "Sender", "Reply-To"):

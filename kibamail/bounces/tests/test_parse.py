@@ -137,3 +137,17 @@ def test_plain_bounce_without_any_format_uses_the_generic_reader() -> None:
     report = parse_message(text.encode())
     assert [f.recipient for f in report.findings] == ["zed@example.org"]
     assert report.findings[0].return_path.startswith("bounces+")
+
+
+def test_generic_reader_ignores_our_own_addresses_and_reads_unknown_phrasing() -> None:
+    text = (
+        "From: Mail Administrator <Postmaster@gw.example.net>\nTo: news@shop.example.com\n"
+        "Subject: Mail System Error - Returned Mail\n\n"
+        "This Message was undeliverable due to the following reason:\n\n"
+        "<ann@example.org> is not a valid mailbox\n\n"
+        "Please reply to Postmaster@gw.example.net if you feel this message to be in error.\n"
+        "Sent by news@shop.example.com.\n"
+    )
+    report = parse_message(text.encode())
+    assert [f.recipient for f in report.findings] == ["ann@example.org"]
+    assert report.findings[0].reason is Reason.USER_UNKNOWN
