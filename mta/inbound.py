@@ -50,7 +50,14 @@ from .config import MtaConfig
 from .report_pool import JobLimitError, PoolBusy, ReportPool
 from .report_verify import REFUSALS, REPORT_ATTEMPT, ReportItem, ReportRecorder
 
-__all__ = ["REPORT_ATTEMPT", "InboundProcessor", "ReportItem", "parse_inbound", "parse_report"]
+__all__ = [
+    "REPORT_ATTEMPT",
+    "InboundProcessor",
+    "ReportItem",
+    "parse_inbound",
+    "parse_report",
+    "parse_report_capped",
+]
 
 log = logging.getLogger(__name__)
 
@@ -113,14 +120,18 @@ def parse_inbound(data: bytes) -> InboundParse:
     return InboundParse(report.kind.value, items, [f.kind.value for f in report.findings])
 
 
+def _bounces_and_complaints(parsed: InboundParse) -> list[ReportItem]:
+    return [
+        item
+        for item in parsed.items
+        if item.status != MessageStatus.DEFERRED and item.reason != Reason.NOT_SPAM
+    ]
+
+
 def parse_report(data: bytes) -> list[ReportItem]:
     """The bounced/complained items of a report ([] for anything else); an item's message
     id is "" when the report quotes none (a signed return path still names it)."""
-    return [
-        item
-        for item in parse_inbound(data).items
-        if item.status != MessageStatus.DEFERRED and item.reason != Reason.NOT_SPAM
-    ]
+    return _bounces_and_complaints(parse_inbound(data))
 
 
 def parse_inbound_capped(data: bytes) -> InboundParse:
@@ -128,6 +139,11 @@ def parse_inbound_capped(data: bytes) -> InboundParse:
     check_size(data)
     check_structure(email.message_from_bytes(data, policy=email.policy.compat32))
     return parse_inbound(data)
+
+
+def parse_report_capped(data: bytes) -> list[ReportItem]:
+    """parse_report within the caps (MimeLimitError beyond them)."""
+    return _bounces_and_complaints(parse_inbound_capped(data))
 
 
 _STORE: dict[str, Any] = {}
