@@ -30,28 +30,32 @@ PLAIN = "bounces@bounces.kibamail.test"
 def exim(verp: str, rcpt: str, platform_id: str = "") -> bytes:
     quoted_id = f"X-Kibamail-Message-ID: <{platform_id}>\n" if platform_id else ""
     return (
-        "Return-Path: <>\n"
-        "From: Mail Delivery System <Mailer-Daemon@mx.example.org>\n"
-        f"To: {verp}\n"
-        "Subject: Mail delivery failed: returning message to sender\n"
-        f"X-Failed-Recipients: {rcpt}\n"
-        "Content-Type: text/plain; charset=us-ascii\n\n"
-        "This message was created automatically by mail delivery software.\n\n"
-        "A message that you sent could not be delivered to one or more of its\n"
-        "recipients. This is a permanent error. The following address(es) failed:\n\n"
-        f"  {rcpt}\n"
-        "    host mx.example.org [192.0.2.50]\n"
-        f"    SMTP error from remote mail server after RCPT TO:<{rcpt}>:\n"
-        f"    550 5.1.1 <{rcpt}>: Recipient address rejected: User unknown in local "
-        "recipient table\n\n"
-        "------ This is a copy of the message, including all the headers. ------\n\n"
-        f"Return-Path: <{verp}>\n"
-        "From: news@sender.example\n"
-        f"To: <{rcpt}>\n"
-        "Subject: hello\n"
-        f"{quoted_id}\n"
-        "Hello there.\n"
-    ).replace("\n", "\r\n").encode()  # SMTP lines end in CRLF
+        (
+            "Return-Path: <>\n"
+            "From: Mail Delivery System <Mailer-Daemon@mx.example.org>\n"
+            f"To: {verp}\n"
+            "Subject: Mail delivery failed: returning message to sender\n"
+            f"X-Failed-Recipients: {rcpt}\n"
+            "Content-Type: text/plain; charset=us-ascii\n\n"
+            "This message was created automatically by mail delivery software.\n\n"
+            "A message that you sent could not be delivered to one or more of its\n"
+            "recipients. This is a permanent error. The following address(es) failed:\n\n"
+            f"  {rcpt}\n"
+            "    host mx.example.org [192.0.2.50]\n"
+            f"    SMTP error from remote mail server after RCPT TO:<{rcpt}>:\n"
+            f"    550 5.1.1 <{rcpt}>: Recipient address rejected: User unknown in local "
+            "recipient table\n\n"
+            "------ This is a copy of the message, including all the headers. ------\n\n"
+            f"Return-Path: <{verp}>\n"
+            "From: news@sender.example\n"
+            f"To: <{rcpt}>\n"
+            "Subject: hello\n"
+            f"{quoted_id}\n"
+            "Hello there.\n"
+        )
+        .replace("\n", "\r\n")
+        .encode()
+    )  # SMTP lines end in CRLF
 
 
 def office365(verp: str, rcpt: str) -> bytes:
