@@ -12,7 +12,9 @@ loopback ports, then measures in one run, on the production server stack (uvicor
    the SAME stack (uvicorn setup and middlewares) answering 202 from a trivial raw ASGI
    handler for the same requests. Rates count 2xx answers only;
 2. the send paced at 1,000 req/s for ``--paced-seconds`` (60): p50/p99/p99.9 from each
-   request's due time (open loop: no coordinated omission), timeouts included;
+   request's due time (open loop: no coordinated omission), timeouts included; with the
+   evidence of stalls (GC pauses and event-loop lag inside the workers, Redis' latency
+   monitor: ``bench.api_probe``);
 3. the open pixel, counted when its event is read back from Kafka (outbox publisher on);
 4. broadcast fan-out to K contacts, done when every contact's message is queued.
 
@@ -37,7 +39,8 @@ from pathlib import Path
 from typing import Any
 
 from .api_load import LoadResult, build_request, run_load
-from .api_phases import fanout_to_queue, pixel_at_broker
+from .api_phases import fanout_to_queue, pixel_at_broker, prepare_fanout
+from .api_probe import collect, redis_latency, wrap
 from .report import RunMeter, finish, load_summary
 
 TARGETS = {
@@ -98,7 +101,7 @@ def serve(kind: str) -> None:
 def real_app() -> Any:
     from api.app import create_app
 
-    return create_app()  # the bench settings lift the per-key rate limit
+    return wrap(create_app())  # the bench settings lift the per-key rate limit
 
 
 def bare_app() -> Any:
@@ -156,65 +159,6 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait()
 
 
-def prepare_fanout(settings: Any, team_id: str, domain: str, contacts: int) -> Any:
-    """Creates the list, contacts and broadcast; returns the call that enqueues its fan-out."""
-    from sqlalchemy import insert
-
-    from api.db import make_engine, make_sessionmaker, new_id, utcnow
-    from api.jobs.broadcast_fanout import BroadcastJobs, progress_key
-    from api.jobs.queue import JOB_STREAM
-    from api.models import Broadcast, Contact, ContactList
-    from api.services.security import Signer
-    from kibamail.clients import redis_client
-
-    engine = make_engine(settings.database.url)
-    sessions = make_sessionmaker(engine)
-    with sessions.begin() as db:
-        contact_list = ContactList(team_id=team_id, name="bench")
-        db.add(contact_list)
-        db.flush()
-        now = utcnow()
-        rows = [
-            {
-                "id": new_id(),
-                "team_id": team_id,
-                "list_id": contact_list.id,
-                "email": f"c{i}@example.org",
-                "first_name": "",
-                "last_name": "",
-                "fields": {},
-                "status": "subscribed",
-                "created_at": now,
-            }
-            for i in range(contacts)
-        ]
-        db.execute(insert(Contact), rows)
-        broadcast = Broadcast(
-            team_id=team_id,
-            name="bench",
-            list_id=contact_list.id,
-            from_address=f"news@{domain}",
-            variants=[{"id": "a", "subject": "s", "text": "t"}],
-            status="sending",
-        )
-        db.add(broadcast)
-        db.flush()
-        broadcast_id = broadcast.id
-    redis = redis_client(settings)
-    redis.delete(JOB_STREAM)  # before the workers create their consumer group
-    redis.hset(progress_key(broadcast_id), "status", "sending")
-
-    def enqueue() -> dict[str, Any]:
-        jobs = BroadcastJobs(settings, sessions, redis, Signer(settings.api.secret_key))
-        jobs.send_broadcast({"broadcast_id": broadcast_id})
-        queued = redis.xlen(JOB_STREAM)
-        redis.close()
-        engine.dispose()
-        return {"contacts": contacts, "jobs_enqueued": queued}
-
-    return enqueue
-
-
 def measured(
     pids: dict[str, int],
     port: int,
@@ -240,6 +184,38 @@ def measured(
         **report,
         "cpu_ms_per_ok": meter.cpu_ms_per(load.ok),
     }
+
+
+def paced_with_evidence(
+    args: argparse.Namespace,
+    settings: Any,
+    env: dict[str, str],
+    port: int,
+    redis_pid: int,
+    warmup: list[bytes],
+    paced_posts: list[bytes],
+) -> dict[str, Any]:
+    """The paced run on a fresh server whose workers record GC pauses and event-loop lag
+    (``bench.api_probe``), with Redis' latency monitor on: where the tail comes from."""
+    from kibamail.clients import redis_client
+
+    probe_dir = Path(tempfile.mkdtemp(prefix="kibamail-bench-api-probe-"))
+    redis = redis_client(settings)
+    redis.config_set("latency-monitor-threshold", 5)
+    redis.execute_command("LATENCY", "RESET")
+    server = _start_server("real", {**env, "KIBAMAIL_BENCH_PROBE_DIR": str(probe_dir)}, port)
+    try:
+        asyncio.run(run_load(port, warmup, args.connections))
+        pids = {"api_server": server.pid, "redis": redis_pid}
+        paced = measured(pids, port, paced_posts, 256, rate=args.paced_rate)
+    finally:
+        _stop(server)
+    paced["stall_evidence"] = {
+        "api_workers": collect(probe_dir),
+        "redis_latency_monitor_ms": redis_latency(redis),
+    }
+    redis.close()
+    return paced
 
 
 def main() -> None:
@@ -320,7 +296,12 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
             pids = {"api_server": real.pid, "redis": redis_pid}
             asyncio.run(run_load(port, warmup, args.connections))
             emails = measured(pids, port, posts, args.connections)
-            paced = measured(pids, port, paced_posts, 256, rate=args.paced_rate)
+        finally:
+            _stop(real)
+        paced = paced_with_evidence(args, settings, env, port, redis_pid, warmup, paced_posts)
+        real = _start_server("real", env, port)
+        try:
+            pids = {"api_server": real.pid, "redis": redis_pid}
             asyncio.run(run_load(port, warm_pixels, args.connections))
             pixel = pixel_at_broker(
                 stack, settings, {**pids, "kafka": kafka_pid}, port, pixels, open_ids,

@@ -147,3 +147,62 @@ def fanout_to_queue(
         "api_workers": workers,
         **report,
     }
+
+
+def prepare_fanout(settings: Any, team_id: str, domain: str, contacts: int) -> Any:
+    """Creates the list, contacts and broadcast; returns the call that enqueues its fan-out."""
+    from sqlalchemy import insert
+
+    from api.db import make_engine, make_sessionmaker, new_id, utcnow
+    from api.jobs.broadcast_fanout import BroadcastJobs, progress_key
+    from api.jobs.queue import JOB_STREAM
+    from api.models import Broadcast, Contact, ContactList
+    from api.services.security import Signer
+    from kibamail.clients import redis_client
+
+    engine = make_engine(settings.database.url)
+    sessions = make_sessionmaker(engine)
+    with sessions.begin() as db:
+        contact_list = ContactList(team_id=team_id, name="bench")
+        db.add(contact_list)
+        db.flush()
+        now = utcnow()
+        rows = [
+            {
+                "id": new_id(),
+                "team_id": team_id,
+                "list_id": contact_list.id,
+                "email": f"c{i}@example.org",
+                "first_name": "",
+                "last_name": "",
+                "fields": {},
+                "status": "subscribed",
+                "created_at": now,
+            }
+            for i in range(contacts)
+        ]
+        db.execute(insert(Contact), rows)
+        broadcast = Broadcast(
+            team_id=team_id,
+            name="bench",
+            list_id=contact_list.id,
+            from_address=f"news@{domain}",
+            variants=[{"id": "a", "subject": "s", "text": "t"}],
+            status="sending",
+        )
+        db.add(broadcast)
+        db.flush()
+        broadcast_id = broadcast.id
+    redis = redis_client(settings)
+    redis.delete(JOB_STREAM)  # before the workers create their consumer group
+    redis.hset(progress_key(broadcast_id), "status", "sending")
+
+    def enqueue() -> dict[str, Any]:
+        jobs = BroadcastJobs(settings, sessions, redis, Signer(settings.api.secret_key))
+        jobs.send_broadcast({"broadcast_id": broadcast_id})
+        queued = redis.xlen(JOB_STREAM)
+        redis.close()
+        engine.dispose()
+        return {"contacts": contacts, "jobs_enqueued": queued}
+
+    return enqueue
