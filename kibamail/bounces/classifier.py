@@ -21,6 +21,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from re import _constants as sre_constants  # type: ignore[attr-defined]
+from re import _parser as sre_parse  # type: ignore[attr-defined]
+from typing import cast
 
 from .model import Action, Reason, Verdict
 from .taxonomy import SUPPRESS_WHEN_PERMANENT, TAXONOMY, Rule, Taxonomy
@@ -90,10 +93,71 @@ class _Compiled:
         return any(status.startswith(p) or x_status.startswith(p) for p in self.status_prefixes)
 
 
+def _lowered(pattern: str) -> str:
+    """``pattern`` for lower-cased input: letters folded, escapes (``\\S``) kept."""
+    out: list[str] = []
+    i = 0
+    while i < len(pattern):
+        if pattern[i] == "\\" and i + 1 < len(pattern):
+            out.append(pattern[i : i + 2])
+            i += 2
+        else:
+            out.append(pattern[i].lower())
+            i += 1
+    return "".join(out)
+
+
 def _alternation(patterns: list[str]) -> re.Pattern[str] | None:
+    # Matched against lower-cased text: Python's re is several times slower with
+    # IGNORECASE on long alternations.
     if not patterns:
         return None
-    return re.compile("|".join(f"(?:{p})" for p in patterns), re.IGNORECASE)
+    return re.compile("|".join(f"(?:{_lowered(p)})" for p in patterns))
+
+
+def _requirement(items: list[tuple[object, object]]) -> list[str] | None:
+    """Literals one of which every match of this sequence contains (None: unknown)."""
+    options: list[list[str]] = []
+    run = ""
+    for op, arg in items:
+        if op is sre_constants.LITERAL:
+            run += chr(cast(int, arg))
+            continue
+        if len(run) >= 3:
+            options.append([run])
+        run = ""
+        inner = None
+        if op is sre_constants.SUBPATTERN:
+            inner = _alternatives(list(arg[3]))  # type: ignore[index]
+        elif op is sre_constants.BRANCH:  # a (?:a|b) group, inlined by the parser
+            inner = _alternatives([(op, arg)])
+        if inner is not None:
+            options.append(inner)
+    if len(run) >= 3:
+        options.append([run])
+    if not options:
+        return None
+    return max(options, key=lambda o: (min(len(x) for x in o), -len(o)))
+
+
+def _alternatives(items: list[tuple[object, object]]) -> list[str] | None:
+    if len(items) == 1 and items[0][0] is sre_constants.BRANCH:
+        found: list[str] = []
+        for alternative in items[0][1][1]:  # type: ignore[index]
+            requirement = _requirement(list(alternative))
+            if requirement is None:
+                return None
+            found.extend(requirement)
+        return found
+    return _requirement(items)
+
+
+def _required_literals(pattern: str) -> list[str] | None:
+    """Literals one of which any match of ``pattern`` contains (None: no such set).
+
+    They feed a cheap substring prefilter ahead of the regexes.
+    """
+    return _alternatives(list(sre_parse.parse(_lowered(pattern))))
 
 
 def _compile(rule: Rule) -> _Compiled:
@@ -120,9 +184,24 @@ class Classifier:
         self._status_codes = dict(taxonomy.status_codes)
         self._status_classes = dict(taxonomy.status_classes)
         self._reply_codes = dict(taxonomy.reply_codes)
-        # One pass over all texts first: most replies name no rule's text at all
-        # or only a few, and this keeps the per-rule loop off the common path.
-        self._any_text = _alternation([c.text.pattern for c in self.rules if c.text is not None])
+        # Substring prefilter: each text pattern is indexed by the literals one of which
+        # any match of it contains (keyed by their first three characters); a pattern
+        # runs only when one of its literals is in the text, and only rules with a
+        # running pattern (or no text matcher at all) are tried.
+        by_gram: dict[str, list[tuple[str, int, re.Pattern[str]]]] = {}
+        unfiltered: dict[int, list[re.Pattern[str]]] = {}
+        for index, rule in enumerate(taxonomy.rules):
+            for pattern in rule.text:
+                compiled = re.compile(_lowered(pattern))
+                literals = _required_literals(pattern)
+                if literals is None:
+                    unfiltered.setdefault(index, []).append(compiled)
+                    continue
+                for literal in literals:
+                    by_gram.setdefault(literal[:3], []).append((literal, index, compiled))
+        self._by_gram = by_gram
+        self._unfiltered = unfiltered
+        self._textless = frozenset(i for i, r in enumerate(self.rules) if r.text is None)
 
     def verdict(self, reason: Reason, status: str, rule: str, temporary: bool) -> Verdict:
         action = self._actions[reason]
@@ -130,20 +209,28 @@ class Classifier:
             action = Action.RETRY
         return Verdict(reason=reason, action=action, status=status, rule=rule)
 
+    def _candidates(self, low: str) -> dict[int, list[re.Pattern[str]]]:
+        found: dict[int, list[re.Pattern[str]]] = {i: list(p) for i, p in self._unfiltered.items()}
+        by_gram = self._by_gram
+        for gram in {low[i : i + 3] for i in range(len(low) - 2)}:
+            for literal, index, pattern in by_gram.get(gram, ()):
+                if literal in low:
+                    found.setdefault(index, []).append(pattern)
+        return found
+
     def match_rule(
         self, diagnostic: str, status: str, code: int, remote_host: str
     ) -> _Compiled | None:
         """The first rule whose matchers all match."""
-        texts_possible = bool(
-            diagnostic and self._any_text is not None and self._any_text.search(diagnostic)
-        )
+        low = diagnostic.lower()
+        candidates = self._candidates(low) if low else {}
         x_status = _x_form(status)
-        host_target = remote_host or diagnostic
+        host_target = remote_host or low
         hosts_seen: dict[str, bool] = {}
-        for rule in self.rules:
-            if rule.text is not None:
-                if not texts_possible or not rule.text.search(diagnostic):
-                    continue
+        for index in sorted(self._textless.union(candidates)):
+            rule = self.rules[index]
+            if rule.text is not None and not any(p.search(low) for p in candidates[index]):
+                continue
             if rule.codes and code not in rule.codes:
                 continue
             if not rule.status_ok(status, x_status):
@@ -181,8 +268,13 @@ class Classifier:
         if (200 <= code < 300 and status[:1] not in ("4", "5")) or status.startswith("2."):
             return self.verdict(Reason.DELIVERED, status, "code", True)
         temporary = 400 <= code < 500 or status.startswith("4.")
+        # An asynchronous report (no reply code of its own) that failed on a temporary
+        # code: the remote MTA gave up retrying.
+        gave_up = not smtp_code and status.startswith("4.") and action == "failed"
         rule = self.match_rule(diagnostic, status, code, remote_host.lower())
         if rule is not None:
+            if gave_up and rule.reason is Reason.ON_HOLD:
+                return self.verdict(Reason.EXPIRED, status, rule.id, True)
             return self.verdict(rule.reason, status, rule.id, temporary)
         x_status = _x_form(status)
         by_status = self._status_codes.get(x_status) or self._status_codes.get(status)
@@ -190,9 +282,7 @@ class Classifier:
             return self.verdict(by_status, status, f"status:{x_status}", temporary)
         if reason_hint is not None:
             return self.verdict(reason_hint, status, "hint", temporary)
-        if not smtp_code and status.startswith("4.") and action == "failed":
-            # An asynchronous report that failed on a temporary code: the remote MTA
-            # gave up retrying.
+        if gave_up:
             return self.verdict(Reason.EXPIRED, status, "async_temporary", True)
         if status:
             subject = x_status.rsplit(".", 1)[0]

@@ -52,7 +52,12 @@ def test_only_permanent_recipient_failures_and_complaints_suppress() -> None:
         Reason.NULL_MX,
         Reason.COMPLAINT,
     }
-    for reason in (Reason.BLOCKED, Reason.AUTH_FAILURE, Reason.SENDER_REJECTED, Reason.SPAM_DETECTED):
+    for reason in (
+        Reason.BLOCKED,
+        Reason.AUTH_FAILURE,
+        Reason.SENDER_REJECTED,
+        Reason.SPAM_DETECTED,
+    ):
         assert TAXONOMY.action(reason) is Action.FIX_OUR_SIDE
 
 
@@ -70,13 +75,16 @@ def test_soft_bounce_window_is_documented() -> None:
         (lambda t: t.replace('reason = "user_unknown"', 'reason = "nobody_home"', 1), "reason"),
         (lambda t: t.replace("text = ['email account", "text = ['(unclosed", 1), "regex"),
         (lambda t: t.replace("status = ['x.7.505'", "status = ['7.505'", 1), "status"),
-        (lambda t: t.replace("[reasons.delayed]\naction", "[reasons.delayed]\nnoise = 1\naction", 1), "extra"),
+        (
+            lambda t: t.replace(
+                "[reasons.delayed]\naction", "[reasons.delayed]\nnoise = 1\naction", 1
+            ),
+            "extra",
+        ),
         (lambda t: t.replace("[reasons.delayed]", "[reasons.not_a_reason]", 1), "reason"),
     ],
 )
-def test_a_bad_taxonomy_fails_loudly(
-    tmp_path: Path, mutation: object, message: str
-) -> None:
+def test_a_bad_taxonomy_fails_loudly(tmp_path: Path, mutation: object, message: str) -> None:
     bad = tmp_path / "taxonomy.toml"
     bad.write_text(mutation(TAXONOMY_PATH.read_text()))  # type: ignore[operator]
     with pytest.raises(ValidationError):
