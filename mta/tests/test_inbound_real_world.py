@@ -228,3 +228,46 @@ def test_a_complaint_suppresses_for_that_team_only_and_not_spam_lifts_it(
     assert code == 250 and b"1 report items recorded" in text
     assert redis_client.scard(RedisKeys.suppression("team-rwd")) == 0
     assert not redis_client.hexists(RedisKeys.suppression_reasons("team-rwd"), RCPT)
+
+
+def test_a_report_quoting_only_the_clients_message_id_is_attributed(
+    running_mta: Settings, redis_client: Any, sink: SinkServer
+) -> None:
+    """The client kept its own Message-ID (the platform id rode in X-Kibamail-Message-ID);
+    a report that quotes only the former is mapped back, for that team's recipient only."""
+    from kibamail.intake import submit
+
+    from .helpers import make_message, wait_until
+
+    team, client_id = "team-rwf", "client-chosen-77@app.example"
+    redis_client.set(RedisKeys.domain_ready(team, "sender.example"), "1")
+    msg = make_message([RCPT], team=team)
+    data = msg.data.replace(
+        f"Message-ID: <{msg.message_id}>".encode(),
+        f"Message-ID: <{client_id}>\r\nX-Kibamail-Message-ID: <{msg.message_id}>".encode(),
+    )
+    submit(redis_client, msg.model_copy(update={"data": data}))
+    assert wait_until(lambda: redis_client.exists(RedisKeys.sent_recipients(msg.message_id)))
+    assert redis_client.smembers(RedisKeys.client_message_id(client_id)) == {
+        msg.message_id.encode()
+    }
+
+    def quoting(rcpt: str) -> bytes:
+        return (
+            "From: MAILER-DAEMON@mx.example.org\r\nSubject: Undelivered Mail\r\n"
+            "MIME-Version: 1.0\r\n"
+            'Content-Type: multipart/report; report-type=delivery-status; boundary="B"\r\n'
+            "\r\n--B\r\nContent-Type: message/delivery-status\r\n\r\n"
+            "Reporting-MTA: dns; mx.example.org\r\n\r\n"
+            f"Final-Recipient: rfc822; {rcpt}\r\nAction: failed\r\nStatus: 5.1.1\r\n"
+            f"Diagnostic-Code: smtp; 550 5.1.1 <{rcpt}>: User unknown\r\n"
+            "--B\r\nContent-Type: text/rfc822-headers\r\n\r\n"
+            f"From: news@sender.example\r\nMessage-ID: <{client_id}>\r\n--B--\r\n"
+        ).encode()
+
+    code, text = send(running_mta, PLAIN, quoting("stranger@example.org"))
+    assert code == 550 and b"never sent to the reported recipient" in text
+    assert redis_client.scard(RedisKeys.suppression(team)) == 0
+    code, text = send(running_mta, PLAIN, quoting(RCPT))
+    assert code == 250 and b"1 report items recorded" in text
+    assert redis_client.smembers(RedisKeys.suppression(team)) == {RCPT.encode()}
