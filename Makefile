@@ -5,13 +5,14 @@ export PATH := $(HOME)/.local/bin:$(PATH)
 UV_RUN := uv run --frozen --no-sync
 
 .PHONY: help deps demo up down status test test-unit test-fast lint format \
-        bench-warehouse bench-mta bench-mta-connections bench-api bench-pipelines bench-models bench-dmarc bench-validation \
+        image bench-warehouse bench-mta bench-mta-connections bench-api bench-pipelines bench-models bench-dmarc bench-validation \
         bench-bounces
 
 help:
 	@echo "make demo    - install, start the embedded stack, send 1,000 emails end to end, print a summary"
 	@echo "make test    - install, start what tests need, run every test, stop everything"
 	@echo "make up/down - keep the stack running / stop it;  make test-unit - fast unit tests only"
+	@echo "make image   - build the container image (buildah, TAG=kibamail:x to name it)"
 	@echo "make bench-* - benchmarks (warehouse, mta, api, pipelines, models, dmarc, validation, bounces)"
 
 deps:
@@ -48,6 +49,12 @@ lint:
 format:
 	$(UV_RUN) ruff format .
 	$(UV_RUN) ruff check --fix .
+
+# The container image (infra/deploy/image): buildah over a debootstrap root, no registry;
+# a few minutes, so not part of `make test` (its manifests and scripts are checked there).
+image:
+	@KIBAMAIL_INSTALL_IMAGE_TOOLS=1 bash infra/scripts/install.sh
+	bash infra/deploy/image/build.sh $(TAG)
 
 bench-warehouse: deps
 	$(UV_RUN) python -m bench.warehouse

