@@ -4,11 +4,14 @@ Every path that meets a non-2xx outcome calls :func:`classify` (the MTA's synchr
 replies, the inbound report handler, ``kibamail bounces parse``). The order, and why:
 
 1. the DSN ``Action`` (delayed, delivered/relayed/expanded) and non-failure hints
-   (complaint, auto-reply) decide at once: they are not failures;
+   (complaint, auto-reply) decide at once: they are not failures; so does a format
+   parser's hint that states a cause (Biglobe's "User unknown" is its filter, Sisimai
+   reads it the same way), except the weak ones (user/host unknown, expired, suspended,
+   network, system, security, on hold), which the text may refine;
 2. the taxonomy's rules in file order: providers reuse 5.7.1, 5.5.0, 550 and 554 for many
    causes, so the text (read together with the enhanced code and, for provider rules, the
    remote host) is the most specific evidence;
-3. the exact enhanced status code, then the format parser's hint, then the status subject,
+3. the exact enhanced status code, then a weak hint, then the status subject,
    then the reply code;
 4. nothing recognisable: ``on_hold``/``undetermined`` (retry). An unknown 5xx is never
    ``user_unknown``: suppressing on a guess loses good contacts.
@@ -46,6 +49,21 @@ _NOT_FAILURES = frozenset(
     {Reason.COMPLAINT, Reason.NOT_SPAM, Reason.AUTO_REPLY, Reason.DELIVERED, Reason.DELAYED}
 )
 _DELIVERED_ACTIONS = frozenset({"delivered", "relayed", "expanded"})
+# Hints a format parser may give that the texts and codes can still refine (as the
+# reference analyser re-reads them); any other hint states the cause and decides.
+_WEAK_HINTS = frozenset(
+    {
+        Reason.USER_UNKNOWN,
+        Reason.HOST_UNKNOWN,
+        Reason.EXPIRED,
+        Reason.SUSPENDED,
+        Reason.NETWORK_ERROR,
+        Reason.SYSTEM_ERROR,
+        Reason.SECURITY_ERROR,
+        Reason.ON_HOLD,
+        Reason.UNDETERMINED,
+    }
+)
 
 
 def enhanced_code(text: str) -> str:
@@ -268,6 +286,8 @@ class Classifier:
         if (200 <= code < 300 and status[:1] not in ("4", "5")) or status.startswith("2."):
             return self.verdict(Reason.DELIVERED, status, "code", True)
         temporary = 400 <= code < 500 or status.startswith("4.")
+        if reason_hint is not None and reason_hint not in _WEAK_HINTS:
+            return self.verdict(reason_hint, status, "hint", temporary)
         # An asynchronous report (no reply code of its own) that failed on a temporary
         # code: the remote MTA gave up retrying.
         gave_up = not smtp_code and status.startswith("4.") and action == "failed"

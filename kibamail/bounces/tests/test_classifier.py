@@ -111,3 +111,11 @@ def test_blocks_and_policy_are_our_side_even_with_a_5_1_1() -> None:
 )
 def test_status_table(text: str, reason: Reason) -> None:
     assert classify(smtp_code=int(text[:3]), diagnostic=text).reason is reason
+
+
+def test_a_hint_that_states_the_cause_decides() -> None:
+    # Biglobe's "User unknown" is its recipient filter; the format parser says so.
+    verdict = classify(
+        diagnostic="Mail Delivery Failed... User unknown", reason_hint=Reason.FILTERED
+    )
+    assert verdict.reason is Reason.FILTERED and not verdict.suppress
