@@ -16,6 +16,7 @@ import click
 
 from console.bounces import bounces
 from console.deadletters import deadletters
+from console.teams import teams
 from kibamail.settings import get_settings
 
 
@@ -352,6 +353,7 @@ def show_settings() -> None:
 
 main.add_command(deadletters)
 main.add_command(bounces)
+main.add_command(teams)
 
 if __name__ == "__main__":
     main()

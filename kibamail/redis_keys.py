@@ -31,6 +31,27 @@ class RedisKeys:
         """Pause flag (JSON reason) written by the API or the scoring dataflow."""
         return f"team:{team_id}:paused"
 
+    # Every team's pause flag (SCAN match), for the operators' list (kibamail.team_pauses).
+    TEAM_PAUSED_PATTERN: ClassVar[str] = "team:*:paused"
+
+    @staticmethod
+    def team_pause_audit(team_id: str) -> str:
+        """List of JSON audit entries (lift, confirm, review request) of a team's pauses,
+        newest first, capped (kibamail.team_pauses)."""
+        return f"team:{team_id}:pause_audit"
+
+    @staticmethod
+    def team_recent_subjects(team_id: str) -> str:
+        """The subjects of a team's last few transactional SMTP submissions (capped list,
+        expiring; written by mta.commit): a pause's sample evidence."""
+        return f"team:{team_id}:recent_subjects"
+
+    @staticmethod
+    def scoring_reset(team_id: str) -> str:
+        """Unix time a lifted pause reset the team's bulk-scoring window: the scoring
+        dataflow ignores submissions from before it (kibamail.team_pauses)."""
+        return f"team:{team_id}:scoring_reset"
+
     @staticmethod
     def domain_ready(team_id: str, domain: str) -> str:
         """'1' when SPF/DKIM/DMARC pass for a team's sending domain (only

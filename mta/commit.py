@@ -19,6 +19,7 @@ from kibamail.contracts import MessageStatus, OutboundMessage, Topic, TrafficKin
 from kibamail.intake import PLATFORM_ID_HEADER
 from kibamail.redis_batching import PipelineBatcher
 from kibamail.redis_keys import RedisKeys
+from kibamail.team_pauses import queue_sample_subject
 
 from . import metrics
 from .bounces import enhanced_code
@@ -125,6 +126,7 @@ class OutcomeRecorder:
                     msg.team_id, msg.message_id, msg.recipients, msg.data
                 )
                 add_to_outbox(recorder, Topic.SUBMISSION_FEATURES, msg.team_id, features)
+                queue_sample_subject(recorder, msg.team_id, msg.data)  # a pause's evidence
         retry: dict[float, list[str]] = {}
         soft = window()
         for o in outcomes:

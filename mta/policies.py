@@ -9,7 +9,6 @@ pick the pool and source IP. The first non-accept verdict stops the chain.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
@@ -20,6 +19,7 @@ from kibamail import team_budget
 from kibamail.contracts import TrafficKind
 from kibamail.redis_keys import RedisKeys
 from kibamail.settings import SendingLimits
+from kibamail.team_pauses import pause_reason
 
 from . import metrics
 from .coalesce import SingleFlight
@@ -189,11 +189,7 @@ class TeamPaused(Policy):
         )
         if not raw:
             return ACCEPT
-        try:
-            reason = str(json.loads(raw).get("reason", "")) or "sending paused"
-        except (ValueError, AttributeError):
-            reason = raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw)
-        text = f"Sending is paused for this team: {reason}"
+        text = f"Sending is paused for this team: {pause_reason(raw)}"  # kibamail.team_pauses
         if ctx.stage == "delivery":
             return Verdict("hold", 451, "4.7.1", text, self.config.queue.held_retry_seconds)
         if self.params.temporary:  # type: ignore[attr-defined]

@@ -42,6 +42,7 @@ from kibamail.contracts import (
 )
 from kibamail.redis_keys import RedisKeys
 from kibamail.settings import PipelineTuning, Settings
+from kibamail.team_pauses import ScoringResets
 from pipelines.correlation import SinkItem, to_dead_letter
 from pipelines.kafka_io import RawMessage
 from pipelines.metrics import ERRORS, EVENTS_IN, EVENTS_OUT
@@ -83,6 +84,7 @@ class TeamWindow:
     hourly: dict[int, int] = field(default_factory=dict)
     first_hour: int | None = None
     paused_until: float = 0.0
+    reset_at: float = 0.0
 
     def evict_before(self, cutoff: float) -> None:
         while self.entries and self.entries[0].at < cutoff:
@@ -183,9 +185,15 @@ def score_window(window: TeamWindow, now: float, tuning: PipelineTuning) -> tupl
 
 
 class ScoringLogic(StatefulBatchLogic[SubmissionFeatures, Verdict | ScoreUpdate, TeamWindow]):
-    def __init__(self, tuning: PipelineTuning, state: TeamWindow | None) -> None:
+    def __init__(
+        self,
+        tuning: PipelineTuning,
+        state: TeamWindow | None,
+        resets: Callable[[str], float] | None = None,
+    ) -> None:
         self._tuning = tuning
         self._window = state or TeamWindow()
+        self._resets = resets  # kibamail.team_pauses.ScoringResets: a lifted pause
 
     def on_batch(
         self, values: list[SubmissionFeatures]
@@ -193,9 +201,14 @@ class ScoringLogic(StatefulBatchLogic[SubmissionFeatures, Verdict | ScoreUpdate,
         tuning, window = self._tuning, self._window
         verdicts: list[Verdict | ScoreUpdate] = []
         latest: ScoreUpdate | None = None
+        reset_at = self._resets(values[0].team_id) if self._resets and values else 0.0
+        if reset_at > window.reset_at:  # lifted: judge the team on mail from now on only
+            window.reset_at, window.paused_until = reset_at, 0.0
         for features in values:
             at = features.occurred_at.timestamp()
-            window.evict_before(at - tuning.scoring_window_seconds)
+            if at < window.reset_at:
+                continue
+            window.evict_before(max(at - tuning.scoring_window_seconds, window.reset_at))
             window.add(
                 features, at, tuning.scoring_max_window_entries, tuning.scoring_baseline_hours
             )
@@ -288,6 +301,7 @@ def build_flow(
     pauser = Pauser(
         redis_factory or (lambda: redis_client(settings)), tuning.scoring_window_seconds
     )
+    resets = ScoringResets(redis_factory or (lambda: redis_client(settings)))
     flow = Dataflow(FLOW)
     features = op.input(
         "features",
@@ -299,7 +313,7 @@ def build_flow(
     verdicts = op.stateful_batch(
         "team_window",
         op.key_on("by_team", cast("Stream[SubmissionFeatures]", split.falses), lambda f: f.team_id),
-        lambda state: ScoringLogic(tuning, state),
+        lambda state: ScoringLogic(tuning, state, resets),
     )
     pauses = op.flat_map_batch("pause", op.key_rm("unkey", verdicts), pauser.apply)
     merged: Stream[SinkItem] = op.merge("all_out", split.trues, pauses)

@@ -30,6 +30,7 @@ class Action(StrEnum):
     DOMAINS_MANAGE = "domains:manage"
     BILLING = "billing"
     EXPORT = "export"
+    SENDING_REVIEW = "sending:review"  # ask the operators to review a sending pause
 
 
 _ALL = frozenset(Role)
@@ -50,6 +51,7 @@ PERMISSIONS: dict[Action, frozenset[Role]] = {
     Action.DOMAINS_MANAGE: _ADMINS,
     Action.BILLING: _ADMINS,
     Action.EXPORT: _ADMINS,
+    Action.SENDING_REVIEW: _ADMINS,
 }
 
 SENDING_KEY_ACTIONS = frozenset({Action.SEND})
