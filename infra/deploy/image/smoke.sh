@@ -7,7 +7,9 @@ TAG="${1:?usage: smoke.sh IMAGE_TAG}"
 WORK="$(mktemp -d)"
 pids=(); ctrs=()
 cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  # buildah run's child is the role's process: stop it first, then buildah run itself.
+  for pid in "${pids[@]}"; do pkill -TERM -P "$pid" 2>/dev/null || true; kill "$pid" 2>/dev/null || true; done
+  sleep 2
   for ctr in "${ctrs[@]}"; do buildah rm "$ctr" >/dev/null 2>&1 || true; done
   rm -rf "$WORK"
 }
@@ -30,11 +32,11 @@ env_args=(
   --env KIBAMAIL_MTA__INBOUND_PORT="$(free_port)" --env KIBAMAIL_MTA__METRICS_PORT="$METRICS_PORT"
   --env KIBAMAIL_MTA__DNS_SERVERS='["127.0.0.1"]'
 )
-start_role() {  # role words...
-  local ctr; ctr="$(buildah from "$TAG")"; ctrs+=("$ctr")
+# Runs in this shell (not a $(...) subshell), so cleanup sees every container and PID.
+start_role() {  # role words...; sets $ctr
+  ctr="$(buildah from "$TAG")"; ctrs+=("$ctr")
   buildah run --isolation chroot --network host "${env_args[@]}" "$ctr" -- "$@" \
     >"$WORK/${ctr}.log" 2>&1 & pids+=($!)
-  echo "$ctr"
 }
 probe() {  # ctr role...
   local ctr="$1"; shift
@@ -45,8 +47,8 @@ probe() {  # ctr role...
   done
   echo "smoke: $* never became healthy; log:"; cat "$WORK/${ctr}.log"; return 1
 }
-api_ctr="$(start_role kibamail api)"
-mta_ctr="$(start_role kibamail mta)"
+start_role kibamail api; api_ctr="$ctr"
+start_role kibamail mta; mta_ctr="$ctr"
 probe "$api_ctr" api
 probe "$mta_ctr" mta
 echo "smoke: image user: $(buildah run --isolation chroot "$api_ctr" -- id -u)"
