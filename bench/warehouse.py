@@ -29,6 +29,8 @@ from kibamail.settings import ClickHouseSettings, Settings, StackSettings
 from local_stack.services import warehouse_spec
 from local_stack.stack import Stack, free_port
 
+from .report import RunMeter, finish
+
 TARGET_INSERT_RATIO = 0.7
 READS = 3
 COLUMNS = (
@@ -102,17 +104,22 @@ def timed_insert(client: Any, table: str, rows: list[list[Any]]) -> float:
     return time.perf_counter() - started
 
 
+# Row-count mismatches seen (inserted rows missing or read back short): the run is then
+# ``"complete": false`` and meets no target.
+MISMATCHES: list[str] = []
+
+
 def timed_read(client: Any, table: str, expected: int) -> float:
     """Count, then read three columns of every row into Python objects."""
     count = int(client.command(f"SELECT count() FROM {table}"))
     if count != expected:
-        raise SystemExit(f"{table}: expected {expected} rows, found {count}")
+        MISMATCHES.append(f"{table}: expected {expected} rows, found {count}")
     started = time.perf_counter()
     result = client.query(f"SELECT event_id, occurred_at, status FROM {table}")
     read = len(result.result_rows)
     elapsed = time.perf_counter() - started
     if read != expected:
-        raise SystemExit(f"{table}: read {read} rows, expected {expected}")
+        MISMATCHES.append(f"{table}: read {read} rows, expected {expected}")
     return elapsed
 
 
@@ -198,7 +205,12 @@ def main() -> None:
             timed_read(client, "warmup", len(warm))
         pid = stack.running_pid("warehouse")
         assert pid is not None
+        meter = RunMeter()
+        meter.add("gateway", pid)
+        meter.add_self("bench_process (client + in-process chDB)")
+        meter.start()
         seconds = compare(gateway, inprocess, rows, args.batch, pid)
+        report = meter.stop()
         gateway.close()
         inprocess.close()
     finally:
@@ -209,8 +221,9 @@ def main() -> None:
     gw_insert, ip_insert = n / seconds["gateway_insert_s"], n / seconds["inprocess_insert_s"]
     gw_read, ip_read = n / seconds["gateway_read_s"], n / seconds["inprocess_read_s"]
     ratio = gw_insert / ip_insert
-    print(json.dumps({
+    result = {
         "bench": "warehouse",
+        "mode": "gateway over HTTP vs in-process chDB",
         "rows": n,
         "gateway_insert_rows_per_s": round(gw_insert),
         "inprocess_insert_rows_per_s": round(ip_insert),
@@ -219,8 +232,11 @@ def main() -> None:
         "inprocess_read_rows_per_s": round(ip_read),
         "read_ratio": round(gw_read / ip_read, 3),
         "target_insert_ratio": TARGET_INSERT_RATIO,
-        "meets_target": ratio >= TARGET_INSERT_RATIO,
-    }))  # fmt: skip
+        "row_count_mismatches": MISMATCHES,
+        **report,
+    }  # fmt: skip
+    finish(result, not MISMATCHES, {"insert_ratio_ge_0_7": ratio >= TARGET_INSERT_RATIO})
+    print(json.dumps(result))
     sys.stdout.flush()
 
 
