@@ -66,3 +66,31 @@ async def test_sink_by_recipient_answers_what_expected_status_says() -> None:
         want = expected_status(rcpt, 0.03, 0.02)
         assert {"delivered": 250 <= code < 300, "deferred": 400 <= code < 500,
                 "bounced": code >= 500}[want]  # fmt: skip
+
+
+def test_validation_line_has_the_honest_structure() -> None:
+    from bench.validation import run
+
+    result = run(300, 2)
+    assert result["complete"] is True
+    for key in ("cpu_seconds", "peak_rss_mb", "load_average", "targets_met", "mode"):
+        assert key in result
+    for figures in (result["generated"], result["real_world_fixture_addresses"]):
+        assert {"email_validator_syntax_only_per_s", "email_validator_same_cache_per_s"} <= set(
+            figures
+        )
+
+
+def test_dmarc_line_compares_on_the_shared_fixtures() -> None:
+    from bench.dmarc import FIXTURES, run
+
+    if not FIXTURES.is_dir():
+        pytest.skip(f"no shared fixtures at {FIXTURES}")
+    result = run(20, 7, 1)
+    real = result["real_world"]
+    assert real["files"] == len([p for p in FIXTURES.iterdir() if p.is_file()])
+    assert real["disagreeing_files"] == [] and result["complete"] is True
+    assert set(result["targets_met"]) == {
+        "real_world_ge_5x_parsedmarc",
+        "generated_ge_5x_parsedmarc",
+    }
