@@ -21,6 +21,7 @@ from local_stack.services import kibamail_spec
 from local_stack.stack import Stack, free_port
 from testing.testnet.sink import recipient_draw
 
+from .mta_conns import wait_port
 from .mta_cpu import ThreadCpu
 from .mta_load import generate
 from .report import RunMeter
@@ -100,6 +101,7 @@ def e2e_run(
     spec.cwd = REPO_ROOT
     stack.start(spec)
     names = start_mtas(stack, settings, processes, args.split)
+    wait_port(mta.submission_port)  # the metrics port answers before the listeners
     meter = RunMeter()
     for name in [*names, "testnet", "redis", "kafka"]:
         meter.add(name, stack.running_pid(name), children=name != "redis")
@@ -154,6 +156,7 @@ def e2e_run(
         "outcomes": counts,
         "unaccounted": counts.get("unaccounted", 0),
         "outcome_mismatches_vs_testnet": mismatches,
+        "first_error": load.first_error,
         "complete": complete,
         # delivered-and-recorded messages per second, first submission to last event
         "delivered_msgs_per_s": round(delivered / seconds, 1) if delivered else 0.0,
@@ -163,7 +166,7 @@ def e2e_run(
         **report,
         "cpu_ms_per_delivered": {
             **meter.cpu_ms_per(delivered),
-            "platform_total": round(1000 * platform_cpu / max(delivered, 1), 3),
+            "platform_total": round(1000 * platform_cpu / delivered, 3) if delivered else None,
             # inside bench_process, shown apart: the MTA's own cost is the rest
             "load_generator_thread": round(1000 * generator_seconds / max(delivered, 1), 3),
             "kafka_watcher_thread": round(1000 * watcher.cpu_seconds / max(delivered, 1), 3),
