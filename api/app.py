@@ -16,6 +16,7 @@ from api.db import make_engine, make_sessionmaker
 from api.errors import install_error_handlers
 from api.fastpath.asgi import HotPaths
 from api.middleware import BodyLimitMiddleware, MetricsAuthMiddleware, MetricsMiddleware
+from api.openapi import install_openapi, operation_id
 from api.routers import ROUTERS
 from api.services.event_producer import EventProducer
 from api.services.ratelimit import ApiKeyLimiter
@@ -83,10 +84,12 @@ def create_app(
         version="1.0",
         description="Transactional and marketing email: send, track, manage teams and contacts.",
         lifespan=lifespan,
+        generate_unique_id_function=operation_id,
     )
     install_error_handlers(app)
     for router in ROUTERS:
         app.include_router(router)
+    install_openapi(app)
     app.add_middleware(HotPaths)  # innermost: body limit and metrics apply to it too
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.api.max_request_bytes)
     app.add_middleware(MetricsMiddleware)

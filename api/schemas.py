@@ -5,12 +5,20 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from email.utils import getaddresses
 from functools import lru_cache
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    WithJsonSchema,
+    field_validator,
+)
 
 _ADDR_SPEC = re.compile(
     r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?$"
@@ -67,8 +75,22 @@ def email_address(value: str) -> str:
     return value.strip()
 
 
-SafeLine = Annotated[str, AfterValidator(no_line_breaks)]
-EmailAddress = Annotated[str, AfterValidator(email_address)]
+SafeLine = Annotated[
+    str, AfterValidator(no_line_breaks), Field(json_schema_extra={"pattern": r"^[^\r\n]*$"})
+]
+Tag = Annotated[str, Field(json_schema_extra={"pattern": _TAG.pattern})]
+EmailAddress = Annotated[
+    str,
+    AfterValidator(email_address),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "format": "email",
+            "maxLength": 320,
+            "description": "`a@example.com`, or `Name <a@example.com>`",
+        }
+    ),
+]
 
 
 def _as_list(value: Any) -> Any:
@@ -113,13 +135,13 @@ class EmailIn(BaseModel):
     text: str | None = None
     headers: dict[str, SafeLine] = Field(default_factory=dict, max_length=50)
     attachments: Annotated[list[AttachmentIn], Field(max_length=20)] = []
-    tags: Annotated[list[str], Field(max_length=10)] = []
+    tags: Annotated[list[Tag], Field(max_length=10)] = []
     metadata: dict[str, SafeLine] = Field(default_factory=dict, max_length=20)
     template_id: str | None = None
     variables: dict[str, Any] = Field(default_factory=dict)
     send_at: datetime | None = None
-    track_opens: bool = True
-    track_clicks: bool = True
+    track_opens: StrictBool = True
+    track_clicks: StrictBool = True
 
     _lists = field_validator("to", "cc", "bcc", "reply_to", mode="before")(_as_list)
 
@@ -149,3 +171,13 @@ class EmailIn(BaseModel):
 
 class BatchIn(BaseModel):
     emails: Annotated[list[EmailIn], Field(min_length=1, max_length=100)]
+
+
+def iso_utc(value: datetime | None) -> str | None:
+    """ISO-8601 in UTC with a `Z` (the API's one timestamp format). The database stores
+    naive UTC datetimes; aware ones are converted."""
+    if value is None:
+        return None
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC).replace(tzinfo=None)
+    return value.isoformat() + "Z"

@@ -5,15 +5,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 
 from api.deps import DbDep, StateDep, TeamCampaigns, TeamContentWrite, TeamLaunch
 from api.errors import ApiError
 from api.models import Broadcast, Contact, ContactList, Domain
+from api.routers.etag import IfMatch, check_if_match, tagged
 from api.routers.pagination import Cursor, Limit, paginate
-from api.schemas import EmailAddress, SafeLine
+from api.schemas import EmailAddress, SafeLine, iso_utc
 from api.services import broadcast_lifecycle as lifecycle
 from api.services.rendering import address_domain
 from api.services.templating import check_template
@@ -51,7 +52,7 @@ def _out(b: Broadcast, state: StateDep) -> dict[str, Any]:
         "reply_to": b.reply_to or None,
         "variants": b.variants,
         "status": b.status,
-        "send_at": b.send_at.isoformat() if b.send_at else None,
+        "send_at": iso_utc(b.send_at),
         "progress": progress,
     }
 
@@ -105,24 +106,34 @@ def list_broadcasts(
 
 @router.post("", status_code=201, summary="Create a broadcast (draft)")
 def create(
-    team_id: str, body: BroadcastIn, ctx: TeamContentWrite, db: DbDep, state: StateDep
+    team_id: str,
+    body: BroadcastIn,
+    ctx: TeamContentWrite,
+    db: DbDep,
+    state: StateDep,
+    response: Response,
 ) -> dict[str, Any]:
     _validate(db, ctx.team_id, body)
     row = Broadcast(team_id=ctx.team_id)
     _apply(row, body)
     db.add(row)
     db.flush()
-    return _out(row, state)
+    return tagged(response, _out(row, state))
 
 
-@router.get("/{broadcast_id}", summary="One broadcast with progress")
+@router.get("/{broadcast_id}", summary="One broadcast with progress (and its ETag)")
 def get(
-    team_id: str, broadcast_id: str, ctx: TeamCampaigns, db: DbDep, state: StateDep
+    team_id: str,
+    broadcast_id: str,
+    ctx: TeamCampaigns,
+    db: DbDep,
+    state: StateDep,
+    response: Response,
 ) -> dict[str, Any]:
-    return _out(_get(db, ctx.team_id, broadcast_id), state)
+    return tagged(response, _out(_get(db, ctx.team_id, broadcast_id), state))
 
 
-@router.put("/{broadcast_id}", summary="Edit a draft or scheduled broadcast")
+@router.put("/{broadcast_id}", summary="Edit a draft or scheduled broadcast (If-Match)")
 def edit(
     team_id: str,
     broadcast_id: str,
@@ -130,13 +141,16 @@ def edit(
     ctx: TeamContentWrite,
     db: DbDep,
     state: StateDep,
+    response: Response,
+    if_match: IfMatch = None,
 ) -> dict[str, Any]:
     row = _get(db, ctx.team_id, broadcast_id)
+    check_if_match(if_match, _out(row, state))
     if row.status not in {"draft", "scheduled"}:
         raise ApiError(409, f"a {row.status} broadcast cannot be edited")
     _validate(db, ctx.team_id, body)
     _apply(row, body)
-    return _out(row, state)
+    return tagged(response, _out(row, state))
 
 
 @router.delete("/{broadcast_id}", summary="Delete a draft")

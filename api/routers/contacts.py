@@ -12,9 +12,9 @@ from __future__ import annotations
 import html
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import HTMLResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictBool
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
@@ -22,8 +22,9 @@ from api.db import utcnow
 from api.deps import DbDep, StateDep, TeamContactsRead, TeamContentWrite
 from api.errors import ApiError
 from api.models import Contact, ContactList, CustomField, Role
+from api.routers.etag import IfMatch, check_if_match, tagged
 from api.routers.pagination import Cursor, Limit, paginate
-from api.schemas import EmailAddress
+from api.schemas import EmailAddress, iso_utc
 from api.services.contacts_import import import_csv
 from api.services.notifications import CONFIRM_PURPOSE, send_confirmation
 from api.services.security import TokenError
@@ -36,7 +37,7 @@ CONFIRM_MAX_AGE = 7 * 24 * 3600
 
 class ListIn(BaseModel):
     name: str = Field(min_length=1, max_length=200)
-    double_opt_in: bool = False
+    double_opt_in: StrictBool = False
 
 
 class ContactIn(BaseModel):
@@ -71,7 +72,7 @@ def contact_out(c: Contact) -> dict[str, Any]:
         "last_name": c.last_name,
         "fields": c.fields,
         "status": c.status,
-        "created_at": c.created_at.isoformat(),
+        "created_at": iso_utc(c.created_at),
     }
 
 
@@ -133,11 +134,18 @@ def delete_list(team_id: str, list_id: str, ctx: TeamContentWrite, db: DbDep) ->
 
 
 @router.get("/fields", summary="Custom fields")
-def fields(team_id: str, ctx: TeamContactsRead, db: DbDep) -> dict[str, Any]:
-    rows = db.scalars(
-        select(CustomField).where(CustomField.team_id == ctx.team_id).order_by(CustomField.name)
+def fields(
+    team_id: str, ctx: TeamContactsRead, db: DbDep, cursor: Cursor = None, limit: Limit = 100
+) -> dict[str, Any]:
+    """Ordered by name (unique per team), which is also the cursor."""
+    return paginate(
+        db,
+        select(CustomField).where(CustomField.team_id == ctx.team_id),
+        CustomField.name,
+        cursor,
+        limit,
+        lambda f: {"id": f.id, "name": f.name, "kind": f.kind},
     )
-    return {"data": [{"id": f.id, "name": f.name, "kind": f.kind} for f in rows]}
 
 
 @router.post("/fields", status_code=201, summary="Define a custom field")
@@ -166,7 +174,13 @@ def contacts(
 
 @router.post("/lists/{list_id}/contacts", status_code=201, summary="Add a contact")
 def add_contact(
-    team_id: str, list_id: str, body: ContactIn, ctx: TeamContentWrite, db: DbDep, state: StateDep
+    team_id: str,
+    list_id: str,
+    body: ContactIn,
+    ctx: TeamContentWrite,
+    db: DbDep,
+    state: StateDep,
+    response: Response,
 ) -> dict[str, Any]:
     contact_list = _list(db, ctx.team_id, list_id)
     _check_fields(db, ctx.team_id, body.fields)
@@ -184,7 +198,7 @@ def add_contact(
     )
     db.add(row)
     db.flush()
-    out = contact_out(row)
+    out = tagged(response, contact_out(row))
     if contact_list.double_opt_in:
         send_confirmation(  # 429 over the team's cap: the contact is rolled back too
             state.sync_redis,
@@ -199,18 +213,22 @@ def add_contact(
     return out
 
 
-@router.get("/contacts/{contact_id}", summary="One contact")
-def get_contact(team_id: str, contact_id: str, ctx: TeamContactsRead, db: DbDep) -> dict[str, Any]:
-    return contact_out(_contact(db, ctx.team_id, contact_id))
+@router.get("/contacts/{contact_id}", summary="One contact (with its ETag)")
+def get_contact(
+    team_id: str, contact_id: str, ctx: TeamContactsRead, db: DbDep, response: Response
+) -> dict[str, Any]:
+    return tagged(response, contact_out(_contact(db, ctx.team_id, contact_id)))
 
 
-@router.patch("/contacts/{contact_id}", summary="Update a contact")
+@router.patch("/contacts/{contact_id}", summary="Update a contact (If-Match: no lost update)")
 def patch_contact(
     team_id: str,
     contact_id: str,
     body: ContactPatch,
     ctx: TeamContentWrite,
     db: DbDep,
+    response: Response,
+    if_match: IfMatch = None,
     confirmed_consent: Annotated[
         bool,
         Query(
@@ -221,6 +239,7 @@ def patch_contact(
     ] = False,
 ) -> dict[str, Any]:
     row = _contact(db, ctx.team_id, contact_id)
+    check_if_match(if_match, contact_out(row))
     resubscribe = body.status == "subscribed" and row.status != "subscribed"
     if resubscribe and (ctx.role != Role.ADMIN or not confirmed_consent):
         raise ApiError(
@@ -236,14 +255,16 @@ def patch_contact(
         value = getattr(body, name)
         if value is not None:
             setattr(row, name, value)
-    return contact_out(row)
+    return tagged(response, contact_out(row))
 
 
 @router.delete("/contacts/{contact_id}", summary="Delete a contact")
 def delete_contact(
-    team_id: str, contact_id: str, ctx: TeamContentWrite, db: DbDep
+    team_id: str, contact_id: str, ctx: TeamContentWrite, db: DbDep, if_match: IfMatch = None
 ) -> dict[str, Any]:
-    db.delete(_contact(db, ctx.team_id, contact_id))
+    row = _contact(db, ctx.team_id, contact_id)
+    check_if_match(if_match, contact_out(row))
+    db.delete(row)
     return {"deleted": contact_id}
 
 
@@ -289,7 +310,7 @@ async def suppressions(
     team_id: str,
     ctx: TeamContactsRead,
     state: StateDep,
-    cursor: Cursor = None,
+    cursor: Annotated[str | None, Query(pattern=r"^[0-9]{1,20}$")] = None,
     limit: Limit = 100,
     kind: Literal["all", "marketing"] = "all",
 ) -> dict[str, Any]:

@@ -10,13 +10,16 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from fastapi import APIRouter
-from pydantic import BaseModel, Field, field_validator
+from fastapi import APIRouter, Response
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import select
 
 from api.deps import DbDep, StateDep, TeamDomains
 from api.errors import ApiError
 from api.models import Domain
+from api.routers.etag import IfMatch, check_if_match, tagged
+from api.routers.pagination import Cursor, Limit, decode_cursor, encode_cursor
+from api.schemas import iso_utc
 from api.services.domains import (
     api_status,
     check_status,
@@ -36,7 +39,15 @@ _DOMAIN = re.compile(r"^(?=.{4,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z
 
 
 class DomainIn(BaseModel):
-    name: str = Field(max_length=253)
+    model_config = ConfigDict(json_schema_extra={"examples": [{"name": "mail.example.com"}]})
+
+    name: str = Field(
+        max_length=253,
+        json_schema_extra={
+            "minLength": 4,
+            "pattern": r"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$",
+        },
+    )
 
     @field_validator("name")
     @classmethod
@@ -54,8 +65,8 @@ def _out(domain: Domain, state: StateDep, db: DbDep) -> dict[str, Any]:
         "id": domain.id,
         "name": domain.name,
         "status": domain.status,
-        "verified_at": domain.verified_at.isoformat() if domain.verified_at else None,
-        "last_checked_at": domain.last_checked_at.isoformat() if domain.last_checked_at else None,
+        "verified_at": iso_utc(domain.verified_at),
+        "last_checked_at": iso_utc(domain.last_checked_at),
         "records": [
             {
                 "record": r.key,
@@ -89,15 +100,28 @@ def _get(db: DbDep, team_id: str, domain_id: str) -> Domain:
     return domain
 
 
-@router.get("", summary="Sending domains")
-def list_domains(team_id: str, ctx: TeamDomains, db: DbDep, state: StateDep) -> dict[str, Any]:
-    rows = db.scalars(select(Domain).where(Domain.team_id == ctx.team_id).order_by(Domain.name))
-    return {"data": [_out(d, state, db) for d in rows]}
+@router.get("", summary="Sending domains (by name; the name is the cursor)")
+def list_domains(
+    team_id: str,
+    ctx: TeamDomains,
+    db: DbDep,
+    state: StateDep,
+    cursor: Cursor = None,
+    limit: Limit = 100,
+) -> dict[str, Any]:
+    query = select(Domain).where(Domain.team_id == ctx.team_id)
+    if cursor:
+        query = query.where(Domain.name > decode_cursor(cursor))
+    rows = list(db.scalars(query.order_by(Domain.name).limit(limit + 1)))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    next_cursor = encode_cursor(rows[-1].name) if more and rows else None
+    return {"data": [_out(d, state, db) for d in rows], "next_cursor": next_cursor}
 
 
 @router.post("", status_code=201, summary="Add a domain; returns the DNS records to publish")
 def add_domain(
-    team_id: str, body: DomainIn, ctx: TeamDomains, db: DbDep, state: StateDep
+    team_id: str, body: DomainIn, ctx: TeamDomains, db: DbDep, state: StateDep, response: Response
 ) -> dict[str, Any]:
     if reserved_for_platform(state.settings, body.name, ctx.team_id):
         raise ApiError(
@@ -114,19 +138,19 @@ def add_domain(
     db.add(domain)
     db.flush()
     publish_dkim_key(state.sync_redis, domain)
-    return _out(domain, state, db)
+    return tagged(response, _out(domain, state, db))
 
 
-@router.get("/{domain_id}", summary="One domain with per-record status")
+@router.get("/{domain_id}", summary="One domain with per-record status (and its ETag)")
 def get_domain(
-    team_id: str, domain_id: str, ctx: TeamDomains, db: DbDep, state: StateDep
+    team_id: str, domain_id: str, ctx: TeamDomains, db: DbDep, state: StateDep, response: Response
 ) -> dict[str, Any]:
-    return _out(_get(db, ctx.team_id, domain_id), state, db)
+    return tagged(response, _out(_get(db, ctx.team_id, domain_id), state, db))
 
 
 @router.post("/{domain_id}/verify", summary="Check the DNS records now")
 def verify(
-    team_id: str, domain_id: str, ctx: TeamDomains, db: DbDep, state: StateDep
+    team_id: str, domain_id: str, ctx: TeamDomains, db: DbDep, state: StateDep, response: Response
 ) -> dict[str, Any]:
     domain = _get(db, ctx.team_id, domain_id)
 
@@ -135,14 +159,21 @@ def verify(
 
     verify_domain(db, domain, state.settings, state.sync_redis, publish)
     state.domain_cache.clear()
-    return _out(domain, state, db)
+    return tagged(response, _out(domain, state, db))
 
 
 @router.delete("/{domain_id}", summary="Remove a domain (the MTA stops signing for it)")
 def delete_domain(
-    team_id: str, domain_id: str, ctx: TeamDomains, db: DbDep, state: StateDep
+    team_id: str,
+    domain_id: str,
+    ctx: TeamDomains,
+    db: DbDep,
+    state: StateDep,
+    if_match: IfMatch = None,
 ) -> dict[str, Any]:
+    """With If-Match, only the version you looked at is removed (its records, keys)."""
     domain = _get(db, ctx.team_id, domain_id)
+    check_if_match(if_match, _out(domain, state, db))
     withdraw_domain(state.sync_redis, domain)
     db.delete(domain)
     state.domain_cache.clear()

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from api.deps import StateDep, TeamSend
 from api.errors import ApiError, field_path
 from api.schemas import EmailIn
-from api.services.idempotency import IdempotencyClaim
+from api.services.idempotency import MAX_KEY_LENGTH, IdempotencyClaim
 from api.services.ratelimit import charge_team
 from api.services.send_time import in_future
 from api.services.sending import cancel_scheduled, enqueue, prepare, send_now
@@ -19,7 +19,9 @@ from api.state import AppState
 router = APIRouter(prefix="/v1/emails", tags=["emails"])
 
 MAX_BATCH = 100
-IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
+IdempotencyKey = Annotated[
+    str | None, Header(alias="Idempotency-Key", min_length=1, max_length=MAX_KEY_LENGTH)
+]
 
 
 async def _idempotent(
@@ -87,7 +89,24 @@ async def send_email(
     return result
 
 
-@router.post("/batch", summary="Send up to 100 emails in one request")
+BATCH_SCHEMA = {
+    "type": "array",
+    "items": {"$ref": "#/components/schemas/EmailIn"},
+    "minItems": 1,
+    "maxItems": MAX_BATCH,
+}
+
+
+@router.post(
+    "/batch",
+    summary="Send up to 100 emails in one request",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": BATCH_SCHEMA}},
+        }
+    },
+)
 async def send_batch(
     emails: Annotated[list[dict[str, Any]], Body()],
     request: Request,

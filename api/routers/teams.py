@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 
@@ -21,8 +21,16 @@ from api.deps import (
 )
 from api.errors import ApiError
 from api.models import ApiKey, ApiKeyScope, Invitation, Membership, Role, Team, User
-from api.routers.pagination import Cursor, Limit, paginate
-from api.schemas import EmailAddress
+from api.routers.etag import IfMatch, check_if_match, tagged
+from api.routers.pagination import (
+    Cursor,
+    Limit,
+    decode_cursor,
+    encode_cursor,
+    paginate,
+    paginate_items,
+)
+from api.schemas import EmailAddress, iso_utc
 from api.services.accounts import create_api_key, create_team, revoke_api_key
 from api.services.email_verification import not_verified_error, team_sender_verified
 from api.services.notifications import INVITE_PURPOSE, send_invitation
@@ -64,34 +72,71 @@ def _key_out(key: ApiKey) -> dict[str, Any]:
         "prefix": key.prefix,
         "scope": key.scope,
         "role": key.role,
-        "created_at": key.created_at.isoformat(),
-        "last_used_at": key.last_used_at.isoformat() if key.last_used_at else None,
+        "created_at": iso_utc(key.created_at),
+        "last_used_at": iso_utc(key.last_used_at),
         "revoked": key.revoked_at is not None,
     }
 
 
 @router.post("/teams", status_code=201, summary="Create a team (you become its Administrator)")
-def new_team(body: TeamIn, user: CurrentUser, db: DbDep) -> dict[str, Any]:
+def new_team(body: TeamIn, user: CurrentUser, db: DbDep, response: Response) -> dict[str, Any]:
     team = create_team(db, user, body.name)
-    return {"id": team.id, "name": team.name, "role": Role.ADMIN.value}
+    return tagged(response, _team_out(team, Role.ADMIN))
 
 
-@router.get("/teams/{team_id}", summary="Team details")
-def get_team(team_id: str, ctx: TeamReports, db: DbDep) -> dict[str, Any]:
+def _team_out(team: Team, role: Role) -> dict[str, Any]:
+    return {
+        "id": team.id,
+        "name": team.name,
+        "role": role.value,
+        "your_role": role.value,
+        "created_at": iso_utc(team.created_at),
+    }
+
+
+def _team(db: DbDep, ctx: TeamContext) -> Team:
     team = db.get(Team, ctx.team_id)
-    assert team is not None
-    return {"id": team.id, "name": team.name, "your_role": ctx.role.value}
+    if team is None:  # deleted between the membership check and this read
+        raise ApiError(404, "team not found")
+    return team
+
+
+@router.get("/teams/{team_id}", summary="Team details (with its ETag)")
+def get_team(team_id: str, ctx: TeamReports, db: DbDep, response: Response) -> dict[str, Any]:
+    return tagged(response, _team_out(_team(db, ctx), ctx.role))
+
+
+@router.patch("/teams/{team_id}", summary="Rename a team (If-Match: no lost update)")
+def update_team(
+    team_id: str,
+    body: TeamIn,
+    ctx: TeamMembers,
+    db: DbDep,
+    response: Response,
+    if_match: IfMatch = None,
+) -> dict[str, Any]:
+    team = _team(db, ctx)
+    check_if_match(if_match, _team_out(team, ctx.role))
+    team.name = body.name
+    return tagged(response, _team_out(team, ctx.role))
 
 
 @router.get("/teams/{team_id}/members", summary="Members and roles")
-def list_members(team_id: str, ctx: TeamReports, db: DbDep) -> dict[str, Any]:
-    rows = db.execute(
+def list_members(
+    team_id: str, ctx: TeamReports, db: DbDep, cursor: Cursor = None, limit: Limit = 100
+) -> dict[str, Any]:
+    """Ordered by email address (unique per account), which is also the cursor."""
+    query = (
         select(User.id, User.email, Membership.role)
         .join(Membership, Membership.user_id == User.id)
         .where(Membership.team_id == ctx.team_id)
-        .order_by(User.email)
     )
-    return {"data": [{"user_id": u, "email": e, "role": r} for u, e, r in rows]}
+    if cursor:
+        query = query.where(User.email > decode_cursor(cursor))
+    rows = list(db.execute(query.order_by(User.email).limit(limit + 1)))
+    page = [{"user_id": u, "email": e, "role": r} for u, e, r in rows[:limit]]
+    more = len(rows) > limit
+    return {"data": page, "next_cursor": encode_cursor(page[-1]["email"]) if more else None}
 
 
 def _membership(db: DbDep, team_id: str, user_id: str) -> Membership:
@@ -164,7 +209,7 @@ def _invitation_out(invitation: Invitation, sent: bool) -> dict[str, Any]:
         "id": invitation.id,
         "email": invitation.email,
         "role": invitation.role,
-        "expires_at": invitation.expires_at.isoformat(),
+        "expires_at": iso_utc(invitation.expires_at),
         "email_sent": sent,
     }
 
@@ -239,7 +284,7 @@ def show_invitation(token: TokenQuery, db: DbDep, state: StateDep) -> dict[str, 
         "team_name": team.name if team else "",
         "email": invitation.email,
         "role": invitation.role,
-        "expires_at": invitation.expires_at.isoformat(),
+        "expires_at": iso_utc(invitation.expires_at),
         "accept": "POST this URL with the invitee's session token",
     }
 
@@ -310,10 +355,13 @@ def delete_key(
 
 
 @router.get("/teams/{team_id}/smtp-credentials", summary="SMTP credential usernames")
-def list_smtp(team_id: str, ctx: TeamApiKeys, state: StateDep) -> dict[str, Any]:
+def list_smtp(
+    team_id: str, ctx: TeamApiKeys, state: StateDep, cursor: Cursor = None, limit: Limit = 100
+) -> dict[str, Any]:
     from mta.credentials import list_smtp_credentials
 
-    return {"data": list_smtp_credentials(state.sync_redis, ctx.team_id)}
+    names = list(list_smtp_credentials(state.sync_redis, ctx.team_id))
+    return paginate_items(names, str, cursor, limit)
 
 
 @router.post("/teams/{team_id}/smtp-credentials", status_code=201, summary="New SMTP credential")

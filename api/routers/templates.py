@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
 from api.deps import DbDep, TeamCampaigns, TeamContentWrite
 from api.errors import ApiError
 from api.models import Template
+from api.routers.etag import IfMatch, check_if_match, tagged
 from api.routers.pagination import Cursor, Limit, paginate
 from api.schemas import SafeLine
 from api.services.templating import MAX_OUTPUT_CHARS, check_template, render_parts
@@ -65,33 +66,48 @@ def list_templates(
 
 
 @router.post("", status_code=201, summary="Create a template")
-def create(team_id: str, body: TemplateIn, ctx: TeamContentWrite, db: DbDep) -> dict[str, Any]:
+def create(
+    team_id: str, body: TemplateIn, ctx: TeamContentWrite, db: DbDep, response: Response
+) -> dict[str, Any]:
     _check(body)
     row = Template(team_id=ctx.team_id, **body.model_dump())
     db.add(row)
     db.flush()
-    return _out(row)
+    return tagged(response, _out(row))
 
 
-@router.get("/{template_id}", summary="One template")
-def get(team_id: str, template_id: str, ctx: TeamCampaigns, db: DbDep) -> dict[str, Any]:
-    return _out(_get(db, ctx.team_id, template_id))
-
-
-@router.put("/{template_id}", summary="Replace a template")
-def update(
-    team_id: str, template_id: str, body: TemplateIn, ctx: TeamContentWrite, db: DbDep
+@router.get("/{template_id}", summary="One template (with its ETag)")
+def get(
+    team_id: str, template_id: str, ctx: TeamCampaigns, db: DbDep, response: Response
 ) -> dict[str, Any]:
-    _check(body)
+    return tagged(response, _out(_get(db, ctx.team_id, template_id)))
+
+
+@router.put("/{template_id}", summary="Replace a template (If-Match: no lost update)")
+def update(
+    team_id: str,
+    template_id: str,
+    body: TemplateIn,
+    ctx: TeamContentWrite,
+    db: DbDep,
+    response: Response,
+    if_match: IfMatch = None,
+) -> dict[str, Any]:
     row = _get(db, ctx.team_id, template_id)
+    check_if_match(if_match, _out(row))
+    _check(body)
     for name, value in body.model_dump().items():
         setattr(row, name, value)
-    return _out(row)
+    return tagged(response, _out(row))
 
 
 @router.delete("/{template_id}", summary="Delete a template")
-def delete(team_id: str, template_id: str, ctx: TeamContentWrite, db: DbDep) -> dict[str, Any]:
-    db.delete(_get(db, ctx.team_id, template_id))
+def delete(
+    team_id: str, template_id: str, ctx: TeamContentWrite, db: DbDep, if_match: IfMatch = None
+) -> dict[str, Any]:
+    row = _get(db, ctx.team_id, template_id)
+    check_if_match(if_match, _out(row))
+    db.delete(row)
     return {"deleted": template_id}
 
 

@@ -63,7 +63,13 @@ async def open_pixel(token: str, request: Request, state: StateDep) -> Response:
     return Response(PIXEL_GIF, media_type="image/gif", headers=NO_CACHE_HEADERS)
 
 
-@router.get("/c/{token}", summary="Click redirect", response_class=RedirectResponse)
+@router.get(
+    "/c/{token}",
+    summary="Click redirect",
+    response_class=RedirectResponse,
+    status_code=302,
+    responses={302: {"description": "To the link's target (the `Location` header)."}},
+)
 async def click(token: str, request: Request, state: StateDep) -> RedirectResponse:
     event = click_event(state.signer, token, *_client(request))
     await event_outbox(state).add(Topic.EMAIL_CLICKS, event, key=event.message_id)

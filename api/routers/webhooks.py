@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
-from pydantic import BaseModel, Field, field_validator
+from fastapi import APIRouter, Response
+from pydantic import BaseModel, Field, StrictBool, field_validator
 from sqlalchemy import select
 
 from api.db import utcnow
 from api.deps import DbDep, StateDep, TeamWebhooks
 from api.errors import ApiError
 from api.models import WebhookDelivery, WebhookEndpoint
-from api.routers.pagination import Cursor, Limit, paginate
+from api.routers.etag import IfMatch, check_if_match, tagged
+from api.routers.pagination import Cursor, Limit, paginate, paginate_items
+from api.schemas import iso_utc
 from api.webhooks.delivery import EVENT_TYPES
 from api.webhooks.signing import new_secret
 from api.webhooks.ssrf import UnsafeWebhookUrl, guard_from_settings
@@ -22,8 +24,12 @@ router = APIRouter(prefix="/v1/teams/{team_id}/webhooks", tags=["webhooks"])
 
 class EndpointIn(BaseModel):
     url: str = Field(max_length=2000, pattern=r"^https?://[^\s]+$")
-    event_types: list[str] = Field(default_factory=list, description="empty = every event")
-    enabled: bool = True
+    event_types: list[str] = Field(
+        default_factory=list,
+        description="empty = every event",
+        json_schema_extra={"items": {"type": "string", "enum": list(EVENT_TYPES)}},
+    )
+    enabled: StrictBool = True
 
     @field_validator("event_types")
     @classmethod
@@ -47,8 +53,8 @@ def _delivery_out(d: WebhookDelivery) -> dict[str, Any]:
         "attempts": d.attempts,
         "last_status_code": d.last_status_code,
         "last_error": d.last_error,
-        "next_attempt_at": d.next_attempt_at.isoformat() if d.next_attempt_at else None,
-        "delivered_at": d.delivered_at.isoformat() if d.delivered_at else None,
+        "next_attempt_at": iso_utc(d.next_attempt_at),
+        "delivered_at": iso_utc(d.delivered_at),
     }
 
 
@@ -70,29 +76,39 @@ def _get(db: DbDep, team_id: str, endpoint_id: str) -> WebhookEndpoint:
 
 
 @router.get("/event-types", summary="Event types an endpoint can subscribe to")
-def event_types(team_id: str, ctx: TeamWebhooks) -> dict[str, Any]:
-    return {"data": EVENT_TYPES}
+def event_types(
+    team_id: str, ctx: TeamWebhooks, cursor: Cursor = None, limit: Limit = 100
+) -> dict[str, Any]:
+    return paginate_items(list(EVENT_TYPES), str, cursor, limit)
 
 
 @router.get("", summary="Webhook endpoints")
-def list_endpoints(team_id: str, ctx: TeamWebhooks, db: DbDep) -> dict[str, Any]:
-    rows = db.scalars(select(WebhookEndpoint).where(WebhookEndpoint.team_id == ctx.team_id))
-    return {"data": [_out(e) for e in rows]}
+def list_endpoints(
+    team_id: str, ctx: TeamWebhooks, db: DbDep, cursor: Cursor = None, limit: Limit = 100
+) -> dict[str, Any]:
+    query = select(WebhookEndpoint).where(WebhookEndpoint.team_id == ctx.team_id)
+    return paginate(db, query, WebhookEndpoint.id, cursor, limit, _out)
 
 
 @router.post("", status_code=201, summary="Add an endpoint (the signing secret is shown once)")
 def create(
-    team_id: str, body: EndpointIn, ctx: TeamWebhooks, db: DbDep, state: StateDep
+    team_id: str,
+    body: EndpointIn,
+    ctx: TeamWebhooks,
+    db: DbDep,
+    state: StateDep,
+    response: Response,
 ) -> dict[str, Any]:
     _check_url(state, body.url)
     secret = new_secret()
     row = WebhookEndpoint(team_id=ctx.team_id, secrets=[secret], **body.model_dump())
     db.add(row)
     db.flush()
+    tagged(response, _out(row))  # the ETag of what a GET/PUT sees (without the secret)
     return {**_out(row), "secret": secret}
 
 
-@router.put("/{endpoint_id}", summary="Change URL, event filter or enabled flag")
+@router.put("/{endpoint_id}", summary="Change URL, event filter or enabled flag (If-Match)")
 def update(
     team_id: str,
     endpoint_id: str,
@@ -100,12 +116,15 @@ def update(
     ctx: TeamWebhooks,
     db: DbDep,
     state: StateDep,
+    response: Response,
+    if_match: IfMatch = None,
 ) -> dict[str, Any]:
     row = _get(db, ctx.team_id, endpoint_id)
+    check_if_match(if_match, _out(row))
     _check_url(state, body.url)
     for name, value in body.model_dump().items():
         setattr(row, name, value)
-    return _out(row)
+    return tagged(response, _out(row))
 
 
 @router.delete("/{endpoint_id}", summary="Remove an endpoint")
