@@ -104,6 +104,13 @@ def header_text(value: object) -> str:
     """A header decoded from RFC 2047 words, unfolded; "" when absent or undecodable."""
     if value is None:
         return ""
+    if isinstance(value, email.header.Header):
+        # Raw 8-bit bytes in a header (common in auto-replies): compat32 hands back a
+        # Header whose str() is U+FFFD; read the bytes as UTF-8, else Latin-1.
+        value = "".join(
+            _bytes_text(chunk) if isinstance(chunk, bytes) else chunk
+            for chunk, _ in email.header.decode_header(value)
+        )
     text = unescape_8bit(str(value))
     if "=?" not in text:  # no encoded words: unfolding is all there is to do
         return _HEADER_BREAK.sub(" ", text).strip()

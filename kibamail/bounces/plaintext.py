@@ -97,7 +97,11 @@ def _paragraph_failure(address: str, paragraph: str, action: str) -> Failure:
 
 
 def looks_like_bounce(mail: Mail) -> bool:
-    return bool(DAEMON.search(mail.sender) or BOUNCE_SUBJECT.search(mail.subject))
+    if DAEMON.search(mail.sender):
+        return True
+    if mail.message.get("List-Unsubscribe") or mail.message.get("List-Id"):
+        return False  # a shop's "delivery status" newsletter; no MTA report carries these
+    return bool(BOUNCE_SUBJECT.search(mail.subject))
 
 
 def generic_failures(mail: Mail) -> list[Failure] | None:

@@ -95,7 +95,18 @@ _HINTS = (
     ),
     (re.compile(r"Too many \"Received\" headers", re.I), Reason.CONTENT_ERROR),
     (re.compile(r"remote (?:mail server|mailer) after (?:HELO|EHLO)", re.I), Reason.BLOCKED),
-    (re.compile(r"remote (?:mail server|mailer) after MAIL", re.I), Reason.SENDER_REJECTED),
+    # A refusal of MAIL FROM says when, not why (a blocklisted IP is refused there too):
+    # a weak hint, the reply text decides (the reference reads it as "onhold" the same way).
+    # ... except that an address refused at MAIL FROM can only be ours.
+    (
+        re.compile(
+            r"remote (?:mail server|mailer) after (?:pipelined )?MAIL FROM:\S*(?: SIZE=\d+)?:"
+            r".*(?:sender|address rejected|envelope)",
+            re.I,
+        ),
+        Reason.SENDER_REJECTED,
+    ),
+    (re.compile(r"remote (?:mail server|mailer) after (?:pipelined )?MAIL", re.I), Reason.ON_HOLD),
     (
         re.compile(
             r"retry timeout exceeded|retry time not reached for any host after a long failure"

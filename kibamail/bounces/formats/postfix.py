@@ -54,6 +54,12 @@ _HINTS = (
     (re.compile(r"Message size exceeds fixed limit", re.I), Reason.MESSAGE_TOO_BIG),
     (re.compile(r"Disk quota exceeded|mailbox (?:is )?full|over quota", re.I), Reason.MAILBOX_FULL),
     (re.compile(r"refused to talk to me", re.I), Reason.BLOCKED),
+    # pipe(8)/local(8) running a program at the recipient: its words ("Invalid user
+    # settings") are the program's, not a verdict on the address.
+    (
+        re.compile(r"Command died with (?:status|signal)|Command time limit exceeded", re.I),
+        Reason.MAILER_ERROR,
+    ),
 )
 _EXPIRY = re.compile(
     r"delivery temporarily suspended|Connection timed out|Connection refused"
@@ -62,13 +68,19 @@ _EXPIRY = re.compile(
 )
 
 
+_SENDER_WORDS = re.compile(r"sender|address rejected|envelope", re.I)
+
+
 def _command_hint(text: str) -> Reason | None:
     match = _COMMAND.search(text)
     if match is None:
         return None
     command = match.group(1).upper()
     if command == "MAIL":
-        return Reason.SENDER_REJECTED
+        # When, not why: a blocklisted IP, a rate limit or STARTTLS-required are refused at
+        # MAIL FROM too. A weak hint (the reference reads it as "onhold"): the text decides,
+        # except that an address refused at MAIL FROM can only be ours.
+        return Reason.SENDER_REJECTED if _SENDER_WORDS.search(text) else Reason.ON_HOLD
     if command in ("HELO", "EHLO"):
         return Reason.BLOCKED
     return None

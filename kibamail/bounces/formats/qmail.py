@@ -115,6 +115,9 @@ class _Qmail:
             host = re.match(
                 r"^([-\w.:]+) (?:does not like recipient|failed on DATA|failed after I sent)", text
             )
+            # "Giving up on <host>." is qmail-remote's sign-off for every permanent
+            # failure, not a queue expiry: keep it out of what the classifier reads.
+            text = re.sub(r"\s*Giving up on [^\s]+?\.?$", "", text)
             found.append(
                 failure(
                     address,
