@@ -109,3 +109,17 @@ def auto_reply_rule(mail: Mail) -> str:
     if challenge_subject and _CHALLENGE_TEXT.search(mail.text):
         return "challenge:text"
     return ""
+
+
+# "This email inbox info@... is no longer in use": the answer of a retired mailbox, which
+# the reference reads as a suspended address (still an auto-reply: never suppressed).
+_RETIRED = re.compile(
+    r"this e-?mail (?:inbox|address|account)\b[^\n]{0,120}?"
+    r"\bis no longer (?:in use|used|monitored)",
+    re.IGNORECASE,
+)
+
+
+def retired_mailbox(mail: Mail) -> bool:
+    """Whether an auto-reply says the mailbox is no longer in use."""
+    return bool(_RETIRED.search(mail.text[:2000]))

@@ -15,7 +15,7 @@ from dataclasses import replace
 
 from .arf import Complaint, parse_arf
 from .attribution import Attribution, attribute
-from .autoreply import auto_reply_rule
+from .autoreply import auto_reply_rule, retired_mailbox
 from .classifier import classify
 from .formats import FORMATS
 from .formats.base import Failure
@@ -68,7 +68,7 @@ def _auto_reply_finding(mail: Mail, rule: str, who: Attribution) -> Finding:
     return Finding(
         recipient=sender,
         kind=Kind.AUTO_REPLY,
-        reason=Reason.AUTO_REPLY,
+        reason=Reason.SUSPENDED if retired_mailbox(mail) else Reason.AUTO_REPLY,
         action=Action.RETRY,
         diagnostic=mail.subject[:300],
         return_path=who.return_path,
