@@ -11,6 +11,7 @@ import base64
 import binascii
 import contextlib
 import email
+import email.errors
 import email.header
 import email.policy
 import html
@@ -208,9 +209,28 @@ def _original_headers(walked: list[tuple[Message, str]], text: str) -> Message |
     return None
 
 
+_BOUNDARY_PARAM = re.compile(rb"(boundary\s*=\s*)(\"[^\"\r\n]*\"|[^;\s]+)", re.IGNORECASE)
+_BOUNDARY_LINE = re.compile(rb"^--([!-~]{1,200}?)[ \t]*\r?$", re.MULTILINE)
+
+
+def _repaired(msg: Message, data: bytes) -> Message:
+    """A multipart whose declared boundary never occurs (gateways rewrite one and not the
+    other): parse again with the boundary the body actually uses."""
+    if not any(isinstance(d, email.errors.StartBoundaryNotFoundDefect) for d in msg.defects):
+        return msg
+    head, sep, body = data.partition(b"\r\n\r\n" if b"\r\n\r\n" in data[:65536] else b"\n\n")
+    line = _BOUNDARY_LINE.search(body)
+    if not sep or line is None:
+        return msg
+    boundary = line.group(1).removesuffix(b"--")
+    fixed = _BOUNDARY_PARAM.sub(lambda m: m.group(1) + b'"' + boundary + b'"', head, count=1)
+    repaired = email.message_from_bytes(fixed + sep + body, policy=email.policy.compat32)
+    return repaired if repaired.is_multipart() else msg
+
+
 def read_mail(data: bytes) -> Mail:
     """Parse and decode; never raises on malformed input (callers cap size first)."""
-    msg = email.message_from_bytes(data, policy=email.policy.compat32)
+    msg = _repaired(email.message_from_bytes(data, policy=email.policy.compat32), data)
     walked = _walk(msg)
     chunks = []
     for part, ctype in walked:

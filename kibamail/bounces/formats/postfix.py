@@ -53,7 +53,8 @@ _HINTS = (
     (re.compile(r"loops back to myself|mail forwarding loop for", re.I), Reason.NETWORK_ERROR),
     (re.compile(r"Message size exceeds fixed limit", re.I), Reason.MESSAGE_TOO_BIG),
     (re.compile(r"Disk quota exceeded|mailbox (?:is )?full|over quota", re.I), Reason.MAILBOX_FULL),
-    (re.compile(r"refused to talk to me", re.I), Reason.BLOCKED),
+    # A banner refusal says when, not why ("poor reputation", a blocklist, "go away"): weak.
+    (re.compile(r"refused to talk to me", re.I), Reason.ON_HOLD),
     # pipe(8)/local(8) running a program at the recipient: its words ("Invalid user
     # settings") are the program's, not a verdict on the address.
     (
