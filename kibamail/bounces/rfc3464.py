@@ -108,6 +108,12 @@ def _failure(block: dict[str, str], reporting: dict[str, str]) -> Failure | None
     status = status_of(block.get("status", ""))
     diagnostic = block.get("diagnostic-code", "")
     diagnostic = re.sub(r"^\s*smtp\s*;\s*", "", diagnostic, flags=re.IGNORECASE)
+    if status.endswith(".0.0"):
+        # "Status: 5.0.0" says only "failed" (Exim, Courier, Domino write it always); the
+        # remote reply's own code in Diagnostic-Code is the specific one.
+        quoted = status_of(diagnostic)
+        if quoted[:1] == status[:1] and not quoted.endswith(".0.0"):
+            status = quoted
     action_text = block.get("action", "").strip().lower().split(" ")[0].rstrip(";.")
     action = _ACTIONS.get(action_text, "")
     if not action:

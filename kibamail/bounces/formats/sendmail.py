@@ -163,7 +163,10 @@ def _fatal_addresses(lines: list[str]) -> dict[str, str]:
         if line.startswith("(expanded from"):
             continue
         address = ""
-        bracketed = re.search(r"<([^\s<>]+@[^\s<>]+)>", line)
+        # The list's own lines open with the address; an address further in is a reply's
+        # ("please try <new@...>") or a DSN field's, never a failed recipient.
+        # (ActiveHunter writes ">>> addr <addr>".)
+        bracketed = re.match(r"(?:>>>\s*\S+\s+)?<([^\s<>]+@[^\s<>]+)>", line)
         if bracketed:
             address = bracketed.group(1)
         elif ADDRESS.fullmatch(line.rstrip(".")):
