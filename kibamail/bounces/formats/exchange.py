@@ -278,13 +278,14 @@ class _Exchange2003:
         only_old_wording = "could not be reached" not in lowered and "msexch:" not in lowered
         if only_old_wording and not _exchange2003_headers(mail):
             return None
+        # "The following recipient(s) could not be reached:" (2000) / "cannot be reached:" (2003)
+        markers = ("did not reach the following", "could not be reached", "cannot be reached")
         start = next(
-            i
-            for i, line in enumerate(text_lines)
-            if any(
-                m in line.lower() for m in ("did not reach the following", "could not be reached")
-            )
+            (i for i, line in enumerate(text_lines) if any(m in line.lower() for m in markers)),
+            -1,
         )
+        if start < 0:
+            return None
         found: list[tuple[str, list[str], str, str, Reason | None]] = []
         for line in text_lines[start + 1 :]:
             if _HEADER_LINE.match(line) and found:

@@ -95,6 +95,15 @@ def _old_gmail(text_lines: list[str]) -> list[Failure]:
             found.append((recipient.group(1), [], delayed))
         elif found:
             found[-1][1].append(line.strip())
+    # "Delivery to the following recipients failed permanently:" lists several addresses
+    # above one "Technical details" block: it explains every one of them.
+    shared: list[str] = []
+    for index in range(len(found) - 1, -1, -1):
+        addr, texts, is_delayed = found[index]
+        if texts:
+            shared = texts
+        else:
+            found[index] = (addr, shared, is_delayed)
     failures = []
     for addr, texts, is_delayed in found:
         diagnostic = sweep(" ".join(texts))

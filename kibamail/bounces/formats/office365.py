@@ -104,6 +104,31 @@ def _new_layout(text_lines: list[str]) -> list[Failure]:
     ]
 
 
+def _with_admin(new: list[Failure], admin: list[Failure]) -> list[Failure]:
+    """The new layout's recipients, each with the SMTP reply of the administrators' section.
+
+    An HTML-only NDR (no DSN part) names only the first recipient in its headline and
+    gives the replies ("Remote Server returned '550 5.1.10 ...'") per recipient below.
+    """
+    by_address = {item.recipient.lower(): item for item in new}
+    for found in admin:
+        if not found.smtp_code:
+            continue
+        item = by_address.get(found.recipient.lower())
+        if item is None:
+            new.append(found)
+            by_address[found.recipient.lower()] = found
+        elif not item.smtp_code:
+            item.diagnostic, item.smtp_code, item.status = (
+                found.diagnostic,
+                found.smtp_code,
+                found.status,
+            )
+            item.reason_hint = found.reason_hint or item.reason_hint
+            item.remote_mta = item.remote_mta or found.remote_mta
+    return new
+
+
 def _merge(text: list[Failure], mail: Mail, generating: str = "") -> list[Failure]:
     """The text's recipients completed from the DSN part; the DSN's alone when the text has none."""
     records = dsn_records(mail)
@@ -159,7 +184,8 @@ class _Office365:
         if new:
             if not _is_office365(mail) and not any(_LABEL_ERROR.match(t) for t in text_lines):
                 return None
-            return _merge(new, mail)
+            admin, generating = read_ndr_text(text_lines)
+            return _merge(_with_admin(new, admin), mail, generating)
         if not _is_office365(mail):
             return None
         failures, generating = read_ndr_text(text_lines)
