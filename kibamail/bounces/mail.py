@@ -148,6 +148,9 @@ class Mail:
     raw: bytes = b""  # the message as received (attribution searches it last)
 
     _headers: dict[str, str] = field(default_factory=dict, repr=False)
+    # What the format readers derive from the mail (normalized lines, status fields),
+    # computed once for all of them (formats/text_helpers.py).
+    memo: dict[str, object] = field(default_factory=dict, repr=False)
 
     def header(self, name: str) -> str:
         """A header of the report, decoded once (every format parser asks for some)."""

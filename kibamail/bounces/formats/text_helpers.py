@@ -8,15 +8,13 @@ provider formats), so each parser only states its own markers.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import quopri
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from email.message import Message
+from typing import cast
 
-from ..mail import Mail, header_text
+from ..mail import Mail, header_text, part_text
 from ..model import Reason
 from .base import Failure
 
@@ -60,7 +58,12 @@ def normalize(text: str) -> str:
 
 
 def body_lines(mail: Mail) -> list[str]:
-    return normalize(mail.text).split("\n")
+    """The report's text as normalized lines; computed once per mail (every format reader
+    asks), a fresh list each time so a reader may change its copy."""
+    cached = mail.memo.get("lines")
+    if cached is None:
+        cached = mail.memo["lines"] = tuple(normalize(mail.text).split("\n"))
+    return list(cast("tuple[str, ...]", cached))
 
 
 def cut(lines: Sequence[str], boundary: re.Pattern[str]) -> list[str]:
@@ -173,28 +176,10 @@ class DsRecipient:
 _STATUS_TYPES = ("message/delivery-status", "message/global-delivery-status")
 
 
-def _status_text(part: Message) -> str:
-    """The status part's text, whatever its transfer encoding."""
-    payload = part.get_payload()
-    cte = str(part.get("Content-Transfer-Encoding", "")).strip().lower()
-    if isinstance(payload, list):
-        raw = "\n\n".join(p.as_string() for p in payload if isinstance(p, Message))
-    else:
-        raw = str(payload)
-    if cte == "base64":
-        try:
-            return base64.b64decode("".join(raw.split())).decode("utf-8", "replace")
-        except (ValueError, binascii.Error):
-            return raw
-    if cte == "quoted-printable":
-        return quopri.decodestring(raw.encode("utf-8", "replace")).decode("utf-8", "replace")
-    return raw
-
-
 def _fields(part: Message) -> list[tuple[str, str]]:
     """(name, value) of every field of the status part, in order, continuations joined."""
     out: list[tuple[str, str]] = []
-    for line in _status_text(part).replace("\r\n", "\n").split("\n"):
+    for line in part_text(part).split("\n"):
         if line[:1] in (" ", "\t") and out:
             out[-1] = (out[-1][0], out[-1][1] + " " + line.strip())
             continue
@@ -220,6 +205,13 @@ def delivery_status(mail: Mail) -> list[DsRecipient]:
     Original-Recipient not followed by one), so blocks run together without blank lines
     are still told apart.
     """
+    cached = mail.memo.get("delivery_status")
+    if cached is None:
+        cached = mail.memo["delivery_status"] = tuple(_delivery_status(mail))
+    return list(cast("tuple[DsRecipient, ...]", cached))
+
+
+def _delivery_status(mail: Mail) -> list[DsRecipient]:
     found: list[DsRecipient] = []
     for part in mail.parts:
         if part.get_content_type() not in _STATUS_TYPES:
