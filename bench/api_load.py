@@ -211,9 +211,9 @@ class _OpenLoop:
         future.add_done_callback(lambda done: self._done(connection, scheduled, done))
 
     def _done(self, connection: _Connection, scheduled: float, future: asyncio.Future[int]) -> None:
+        failed = future.exception() is not None  # retrieved even when counted already
         if self.finished.done():  # already counted as a timeout
             return
-        failed = future.exception() is not None
         self._result.record(
             DROPPED_STATUS if failed else future.result(), time.perf_counter() - scheduled
         )
