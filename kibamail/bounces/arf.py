@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass, field
 from email.message import Message
 
+from .formats.amazonses import json_notification
 from .mail import Mail, part_text
 from .rfc3464 import address_in
 
@@ -43,7 +44,7 @@ _TYPES = {"abuse", "fraud", "virus", "other", "not-spam", "auth-failure", "dmarc
 class Complaint:
     feedback_type: str  # normalised: abuse, fraud, virus, other, not-spam, auth-failure
     recipients: list[str] = field(default_factory=list)  # [] when redacted everywhere
-    source: str = "arf"  # arf | jmrp | aol | loop
+    source: str = "arf"  # arf | jmrp | aol | loop | amazonses
     diagnostic: str = ""
 
 
@@ -104,8 +105,34 @@ def _feedback_text(mail: Mail) -> str | None:
     return None
 
 
+def _ses_complaint(mail: Mail) -> Complaint | None:
+    """Amazon SES's feedback loop forwarded as an SNS JSON notification."""
+    document = json_notification(mail)
+    if document is None or (document.get("notificationType") or document.get("eventType")) != (
+        "Complaint"
+    ):
+        return None
+    complaint = document.get("complaint") or {}
+    recipients = [
+        str(entry.get("emailAddress") or "").lower()
+        for entry in complaint.get("complainedRecipients") or []
+        if isinstance(entry, dict) and "@" in str(entry.get("emailAddress") or "")
+    ]
+    kind = _feedback_type(str(complaint.get("complaintFeedbackType") or "abuse"))
+    return Complaint(
+        feedback_type=kind,
+        recipients=recipients,
+        source="amazonses",
+        diagnostic=f"Amazon SES complaint notification (feedback type {kind})",
+    )
+
+
 def parse_arf(mail: Mail) -> Complaint | None:
     """The complaint in ``mail``; None when it is not a feedback report."""
+    if "notificationType" in mail.text or "eventType" in mail.text:
+        ses = _ses_complaint(mail)
+        if ses is not None:
+            return ses
     ctype = str(mail.message.get("Content-Type", "")).lower()
     report = _feedback_text(mail)
     original = _original(mail)

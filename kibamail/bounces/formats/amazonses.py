@@ -51,7 +51,8 @@ def _sharpen(item: Failure) -> Failure:
     return item
 
 
-def _json_document(mail: Mail) -> dict[str, Any] | None:
+def json_notification(mail: Mail) -> dict[str, Any] | None:
+    """An SES notification (SNS JSON, possibly wrapped in an SNS envelope) sent as mail."""
     text = mail.text
     if "notificationType" not in text:
         return None
@@ -113,7 +114,7 @@ def _from_json(document: dict[str, Any]) -> list[Failure] | None:
             for r in delivery.get("recipients") or []
             if ADDRESS.fullmatch(str(r))
         ]
-    return None  # complaints are feedback reports, not bounces
+    return None  # complaints are feedback reports: kibamail.bounces.arf reads them
 
 
 class _AmazonSes:
@@ -121,7 +122,7 @@ class _AmazonSes:
 
     def __call__(self, mail: Mail) -> list[Failure] | None:
         if has_header(mail, "X-Amz-Sns-Message-Id") or mail.text.lstrip().startswith("{"):
-            document = _json_document(mail)
+            document = json_notification(mail)
             if document is not None:
                 return _from_json(document)
         if mail.header("X-Mailer").startswith("Amazon WorkMail") or not _from_ses(mail):
