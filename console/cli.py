@@ -40,9 +40,15 @@ def main() -> None:
 def up(with_app: bool) -> None:
     """Start the embedded stack and keep it running; prints the URLs."""
     require_source_checkout("up", "local_stack")
-    from local_stack.up import start_stack
+    from local_stack.up import TestnetOptions, start_stack
 
-    start_stack(get_settings(), with_app=with_app, announce=True)
+    # Mailboxes and published domain records: a newcomer's first email (README).
+    options = TestnetOptions(mailbox_dir="default", publish_api_domains=True)
+    start_stack(get_settings(), with_app=with_app, announce=True, testnet=options)
+    if with_app:  # platform mail (the sign-up verification link) reaches the mailboxes
+        from console.demo import mark_platform_sender_ready
+
+        mark_platform_sender_ready(get_settings())
 
 
 @main.command()
@@ -204,6 +210,15 @@ def mta(delivery: bool, listeners: bool) -> None:
     help="Listen address, also the A answer for MX hosts.",
 )
 @click.option("--seed", type=int, default=None)
+@click.option(
+    "--mailbox-dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Write each accepted message to <dir>/<recipient>/<n>.eml.",
+)
+@click.option(
+    "--publish-api-domains", is_flag=True, help="Answer each API sending domain's DNS records."
+)
 def testnet(
     smtp_port: int,
     dns_port: int,
@@ -216,6 +231,8 @@ def testnet(
     zone_file: Path | None,
     address: str,
     seed: int | None,
+    mailbox_dir: Path | None,
+    publish_api_domains: bool,
 ) -> None:
     """Run the test internet: a provider-like SMTP sink and a loopback DNS server."""
     require_source_checkout("testnet", "testing", "local_stack")
@@ -233,6 +250,8 @@ def testnet(
         zone_file=zone_file,
         address=address,
         seed=seed,
+        mailbox_dir=mailbox_dir,
+        publish_api_domains=publish_api_domains,
     )
 
 

@@ -45,6 +45,10 @@ class TestnetOptions:
     defer_share: float = 0.05
     bounce_share: float = 0.03
     record_file: str = ""
+    # The local mailboxes (the sink keeps what it accepts) and each API sending domain's
+    # DNS records (testing.testnet.api_zone): a newcomer's first email (README; `kibamail up`).
+    mailbox_dir: str = ""  # "default": <state dir>/mailboxes
+    publish_api_domains: bool = False
 
 
 def testnet_spec(settings: Settings, options: TestnetOptions) -> ServiceSpec:
@@ -61,6 +65,12 @@ def testnet_spec(settings: Settings, options: TestnetOptions) -> ServiceSpec:
     ]
     if options.record_file:
         args += ["--record-file", options.record_file]
+    mailbox = options.mailbox_dir
+    if mailbox:
+        default = str(settings.stack.state_dir / "mailboxes")
+        args += ["--mailbox-dir", default if mailbox == "default" else mailbox]
+    if options.publish_api_domains:
+        args.append("--publish-api-domains")
     spec = kibamail_spec(settings, "testnet", args, settings.mta.delivery_port)
     spec.ports.append(settings.mta.dns_port)
     return spec

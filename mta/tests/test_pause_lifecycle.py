@@ -20,9 +20,7 @@ from typing import Any
 
 import orjson
 import pytest
-from click.testing import CliRunner
 
-from console.cli import main as cli
 from kibamail import team_pauses
 from kibamail.contracts import SubmissionFeatures, TeamPauseEvent, Topic, deserialize
 from kibamail.redis_keys import RedisKeys
@@ -99,35 +97,6 @@ def test_evidence_lift_confirm_review_and_audit(redis_client: Any) -> None:
     with pytest.raises(team_pauses.PauseError, match="not paused"):
         team_pauses.lift(redis_client, team, operator="ops", reason="twice")
     assert len(outbox_events(redis_client, team)) == 1
-
-
-@pytest.mark.integration
-def test_console_lists_lifts_and_confirms(redis_client: Any, test_settings: Settings) -> None:
-    from api.webhooks.delivery import event_type
-    from kibamail.settings import settings_to_env
-
-    env = settings_to_env(test_settings)
-    runner = CliRunner()
-    team, other = paused_team(redis_client), paused_team(redis_client)
-    listed = runner.invoke(cli, ["teams", "pauses", "list", "--json"], env=env)
-    assert listed.exit_code == 0, listed.output
-    rows = {r["team_id"]: r for r in map(orjson.loads, listed.output.splitlines())}
-    assert rows[team]["components"]["near_duplicate_share"] == 0.97
-    assert rows[team]["sample_subjects"][0] == "Spring deals"
-    refused = runner.invoke(cli, ["teams", "pauses", "lift", team], env=env)
-    assert refused.exit_code != 0 and "--reason" in refused.output
-    assert redis_client.exists(RedisKeys.team_paused(team)) == 1
-    args = ["--reason", "false positive", "--operator", "ops-ana"]
-    lifted = runner.invoke(cli, ["teams", "pauses", "lift", team, *args], env=env)
-    assert lifted.exit_code == 0, lifted.output
-    (event,) = outbox_events(redis_client, team)
-    assert event_type(Topic.TEAM_PAUSES.value, event.model_dump(mode="json")) == "team.unpaused"
-    done = runner.invoke(cli, ["teams", "pauses", "confirm", other, *args], env=env)
-    assert done.exit_code == 0 and redis_client.exists(RedisKeys.team_paused(other)) == 1
-    again = runner.invoke(cli, ["teams", "pauses", "lift", team, *args], env=env)
-    assert again.exit_code != 0 and "not paused" in again.output
-    audit = runner.invoke(cli, ["teams", "pauses", "audit", team], env=env)
-    assert orjson.loads(audit.output.splitlines()[0])["by"] == "ops-ana"
 
 
 def features(team: str, at: datetime, n: int, bulk: bool) -> SubmissionFeatures:

@@ -44,6 +44,8 @@ def run(
     zone_file: Path | None = None,
     address: str = "127.0.0.1",
     seed: int | None = None,
+    mailbox_dir: Path | None = None,
+    publish_api_domains: bool = False,
 ) -> None:
     """Serve the sink and the DNS server until SIGTERM/SIGINT."""
     config = SinkConfig(
@@ -54,13 +56,20 @@ def run(
         slow_seconds=slow_seconds,
         record_file=record_file,
         seed=seed,
+        mailbox_dir=mailbox_dir,
     )
     zone = Zone.from_file(zone_file) if zone_file else Zone()
+    published = None
+    if publish_api_domains:  # each sending domain's records (testing.testnet.api_zone)
+        from kibamail.settings import get_settings
+        from testing.testnet.api_zone import ApiDomainRecords
+
+        published = ApiDomainRecords(get_settings())
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     sink = SinkServer(address, smtp_port, config).start()
-    dns = DnsServer(address, dns_port, zone).start()
+    dns = DnsServer(address, dns_port, zone, published=published).start()
     print(f"testnet: smtp sink on {address}:{smtp_port}, dns on {address}:{dns_port}", flush=True)
     try:
         stop.wait()

@@ -18,7 +18,7 @@ times out). Serves UDP and TCP on the same port (TCP for truncated answers such 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -135,9 +135,15 @@ class Unanswered(DNSError):
 
 
 class TestnetResolver(BaseResolver):
-    def __init__(self, zone: Zone, default_address: str = "127.0.0.1"):
+    def __init__(
+        self,
+        zone: Zone,
+        default_address: str = "127.0.0.1",
+        published: Callable[[str, str], list[tuple[str, str]] | None] | None = None,
+    ):
         self.zone = zone
         self.default_address = default_address
+        self.published = published  # e.g. testing.testnet.api_zone.ApiDomainRecords
         self.queries = 0
 
     def _lookup(self, name: str, qtype: str) -> tuple[int, list[tuple[str, str]]]:
@@ -151,6 +157,10 @@ class TestnetResolver(BaseResolver):
         if qtype == "MX" and name in zone.null_mx:
             return RCODE.NOERROR, [("MX", "0 .")]
         explicit = zone.records.get(name)
+        if explicit is None and self.published is not None:
+            found = self.published(name, qtype)
+            if found:
+                return RCODE.NOERROR, found
         if explicit is not None:
             matching = [r for r in explicit if r[0] == qtype or qtype == "ANY"]
             if not matching and qtype != "CNAME":
@@ -188,6 +198,7 @@ class DnsServer:
         port: int = 0,
         zone: Zone | None = None,
         default_address: str = "127.0.0.1",
+        published: Callable[[str, str], list[tuple[str, str]] | None] | None = None,
     ) -> None:
         if port == 0:
             from local_stack.stack import free_port
@@ -196,7 +207,7 @@ class DnsServer:
         self.host = host
         self.port = port
         self.zone = zone or Zone()
-        self.resolver = TestnetResolver(self.zone, default_address)
+        self.resolver = TestnetResolver(self.zone, default_address, published)
         quiet = DNSLogger(log="-request,-reply,-truncated,-error,-recv,-send,-data", prefix=False)
         self._servers = [
             DNSServer(self.resolver, port=port, address=host, tcp=tcp, logger=quiet)

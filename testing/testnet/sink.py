@@ -54,6 +54,9 @@ class SinkConfig:
     max_message_bytes: int = 50 * 1024 * 1024
     # Keep accepted message bytes in memory (tests that inspect DKIM signatures).
     keep_messages: bool = False
+    # Also write each accepted message to <mailbox_dir>/<recipient>/<n>.eml: the local
+    # stack's mailboxes, where a newcomer reads the verification link (README).
+    mailbox_dir: Path | None = None
     # Offer STARTTLS with a self-signed cert (like real MX hosts do).
     starttls: bool = False
     # Decide defer/bounce (and which provider answer) from a hash of the recipient instead
@@ -165,6 +168,11 @@ class SinkHandler:
             peer = str((session.peer or ("",))[0])
             if cfg.keep_messages:
                 self.messages[message_id] = data
+            if cfg.mailbox_dir is not None:
+                for rcpt in rcpts:
+                    box = cfg.mailbox_dir / rcpt.lower().replace("/", "_")
+                    box.mkdir(parents=True, exist_ok=True)
+                    (box / f"{time.time_ns()}.eml").write_bytes(data)
             if session.ssl is not None:
                 self.tls_message_ids.add(message_id)
             for rcpt in rcpts:

@@ -3,8 +3,6 @@ confirm one with an audited reason. The same functions as `kibamail teams pauses
 (kibamail.team_pauses), so a lift from either place emits `team.unpaused` and resets the
 team's scoring window."""
 
-from __future__ import annotations
-
 from typing import Any
 
 import dagster as dg
