@@ -5,14 +5,17 @@ from api.routers import (
     auth,
     broadcasts,
     contacts,
+    deliverability,
     dmarc,
     domains,
     emails,
     health,
+    reputation,
     teams,
     templates,
     tracking,
     unsubscribe,
+    usage,
     webhooks,
 )
 
@@ -33,4 +36,9 @@ ROUTERS = [
     activity.router,
     dmarc.validation_router,
     dmarc.dmarc_router,
+    # Customer self-service reads (warehouse marts) and the sending state.
+    usage.router,
+    deliverability.router,
+    dmarc.reads_router,
+    reputation.router,
 ]
