@@ -16,6 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from api.deps import StateDep, TeamContext, require
 from api.errors import ApiError
 from api.routers.pagination import Cursor, Limit
+from api.services import usage_reads as billing
 from api.services import warehouse_reads as reads
 from api.services.rbac import Action
 
@@ -28,14 +29,14 @@ Month = Annotated[
 
 @router.get("/usage", summary="This month so far: recipients, free allowance left, projection")
 async def this_month(team_id: str, ctx: TeamBilling, state: StateDep) -> dict[str, Any]:
-    return await run_in_threadpool(reads.usage_this_month, state, ctx.team_id)
+    return await run_in_threadpool(billing.usage_this_month, state, ctx.team_id)
 
 
 @router.get("/usage/months", summary="Usage and charge per month, newest first")
 async def months(
     team_id: str, ctx: TeamBilling, state: StateDep, cursor: Cursor = None, limit: Limit = 24
 ) -> dict[str, Any]:
-    return await run_in_threadpool(reads.months, state, ctx.team_id, cursor, limit)
+    return await run_in_threadpool(billing.months, state, ctx.team_id, cursor, limit)
 
 
 @router.get("/usage/breakdown", summary="A month's recipients by broadcast and kind")
@@ -47,15 +48,15 @@ async def breakdown(
         start = date(now.year, now.month, 1)
     else:
         year, number = (int(part) for part in month.split("-"))
-        start = date(year, number, 1)
-    return await run_in_threadpool(reads.breakdown, state, ctx.team_id, start)
+        start = reads.warehouse_day(date(max(year, 1), number, 1), "month")
+    return await run_in_threadpool(billing.breakdown, state, ctx.team_id, start)
 
 
 @router.get("/invoices", summary="Invoices of closed months, newest first")
 async def invoices(
     team_id: str, ctx: TeamBilling, state: StateDep, cursor: Cursor = None, limit: Limit = 24
 ) -> dict[str, Any]:
-    return await run_in_threadpool(reads.invoices, state, ctx.team_id, cursor, limit)
+    return await run_in_threadpool(billing.invoices, state, ctx.team_id, cursor, limit)
 
 
 _INVOICE_ID = re.compile(r"^inv_\d{6}_[\w-]{1,64}$")
@@ -67,4 +68,4 @@ async def invoice(
 ) -> dict[str, Any]:
     if not _INVOICE_ID.match(invoice_id):
         raise ApiError(404, "invoice not found")
-    return await run_in_threadpool(reads.invoice, state, ctx.team_id, invoice_id)
+    return await run_in_threadpool(billing.invoice, state, ctx.team_id, invoice_id)

@@ -328,3 +328,19 @@ def test_billing_is_for_administrators_and_review_needs_a_pause(
     assert review.status_code == 409 and "not paused" in review.json()["error"]["message"]
     bad = client.get(f"/v1/teams/{a.team_id}/deliverability/daily?cursor=Zm9v", headers=a.auth)
     assert bad.status_code == 422
+
+
+@pytest.mark.unit
+def test_projection_uses_the_marts_price_rule() -> None:
+    """The API's price constants are the dbt vars and the monthly close's."""
+    import yaml
+
+    from api.services import usage_reads
+    from dagster_project.defs.billing import invoices
+
+    variables = yaml.safe_load((DBT_PROJECT_DIR / "dbt_project.yml").read_text())["vars"]
+    assert usage_reads.FREE_RECIPIENTS == variables["billing_free_emails"] == invoices.FREE_EMAILS
+    assert usage_reads.BLOCK_SIZE == variables["billing_block_size"] == invoices.BLOCK_SIZE
+    assert variables["billing_block_price_micros"] == usage_reads.BLOCK_PRICE_MICROS
+    assert usage_reads.charge_micros(10_001) == (1, 250_000)
+    assert usage_reads.charge_micros(25_000) == (15, 3_750_000)
