@@ -135,6 +135,12 @@ class MtaSettings(BaseModel):
     # Address /metrics binds to: loopback unless a Prometheus on another host scrapes it.
     metrics_host: str = "127.0.0.1"
     delivery_concurrency: int = 100  # measured: 100 beats 50 (bigger group commits)
+    # The MTA process's async Redis pool: callers beyond the size wait up to the timeout
+    # for a free connection (never a refusal); 0: 2 x delivery_concurrency + 20.
+    redis_max_connections: int = Field(default=0, ge=0)
+    redis_pool_timeout_seconds: float = Field(default=20.0, gt=0)
+    # Accept backlog of each SMTP listener (a burst of connects beyond it goes un-greeted).
+    listen_backlog: int = Field(default=4096, ge=1)
     # Keys the signed return path (VERP) of every delivery and the teams' DMARC rua tags
     # (kibamail.report_tokens): reports to unsigned addresses change nothing. Shared by the
     # API and every MTA process; changing it orphans reports to the old addresses.

@@ -24,12 +24,12 @@ async def serve(
     settings: Settings, stop: asyncio.Event, *, listeners: bool = True, delivery: bool = True
 ) -> None:
     """Run every MTA component until ``stop`` is set."""
-    from kibamail.clients import async_redis_client
-
+    from .redis_pool import mta_redis_client
     from .server import SubmissionServers
 
     config = load_config(settings.mta.policy_file)
-    redis = async_redis_client(settings, max_connections=settings.mta.delivery_concurrency * 2 + 20)
+    # Blocking pool: sessions beyond its size wait for a connection, never get a 500.
+    redis = mta_redis_client(settings)
     worker = DeliveryWorker(settings, config, redis)
     publisher = OutboxPublisher(settings, redis)
     servers = SubmissionServers(settings, config, redis) if listeners else None

@@ -333,7 +333,7 @@ class SubmissionServers:
                 port=port,
                 ssl=ssl_ctx,
                 reuse_address=True,
-                backlog=512,
+                backlog=mta.listen_backlog,
             )
             self._servers.append(server)
         log.info(
