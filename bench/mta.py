@@ -268,6 +268,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             credential = prepare_redis(settings, args.dkim)
             runs.append(e2e_run(stack, settings, args, processes, credential))
         result["end_to_end"] = runs
+        # Per-process delivered rate against the first --processes run's (1.0 = linear).
+        base = runs[0]["delivered_msgs_per_s"] / runs[0]["mta_processes"]
+        result["scaling_efficiency"] = {
+            str(r["mta_processes"]): round(r["delivered_msgs_per_s"] / r["mta_processes"] / base, 3)
+            for r in runs
+            if base
+        }
         complete = complete and all(r["complete"] for r in runs)
         best = max(runs, key=lambda r: r["delivered_msgs_per_s"])
         result["e2e_delivered_msgs_per_s"] = best["delivered_msgs_per_s"]
