@@ -14,7 +14,7 @@ from fastapi import APIRouter, Query
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import StateDep, TeamReports
-from api.routers.pagination import Cursor, Limit
+from api.routers.pagination import Limit
 from api.services import warehouse_reads as reads
 from api.services.domains import api_status, check_status, stored_checks
 
@@ -24,6 +24,8 @@ Since = Annotated[
     date | None, Query(alias="from", description="First UTC day (default: 30 days ago)")
 ]
 Until = Annotated[date | None, Query(alias="to", description="Last UTC day (default: today)")]
+# Aggregated reads page by position in their fixed order (as the activity reads do).
+Cursor = Annotated[str | None, Query(pattern=r"^[0-9]{1,9}$", description="opaque")]
 Provider = Annotated[
     str | None,
     Query(

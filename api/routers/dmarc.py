@@ -10,8 +10,8 @@ from fastapi import APIRouter, Depends, Path, Query
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import StateDep, TeamContext, TeamReports, require
-from api.routers.deliverability import Since, Until
-from api.routers.pagination import Cursor, Limit
+from api.routers.deliverability import Cursor, Since, Until
+from api.routers.pagination import Limit
 from api.services import warehouse_reads as reads
 from api.services.rbac import Action
 from api.state import AppState

@@ -18,8 +18,8 @@ from starlette.concurrency import run_in_threadpool
 
 from api.deps import StateDep, TeamContext, TeamReports, require
 from api.errors import ApiError
-from api.routers.deliverability import Since, Until
-from api.routers.pagination import Cursor, Limit
+from api.routers.deliverability import Cursor, Since, Until
+from api.routers.pagination import Limit
 from api.services import warehouse_reads as reads
 from api.services.rbac import Action
 from api.state import AppState

@@ -15,7 +15,8 @@ from starlette.concurrency import run_in_threadpool
 
 from api.deps import StateDep, TeamContext, require
 from api.errors import ApiError
-from api.routers.pagination import Cursor, Limit
+from api.routers.deliverability import Cursor
+from api.routers.pagination import Limit
 from api.services import usage_reads as billing
 from api.services import warehouse_reads as reads
 from api.services.rbac import Action

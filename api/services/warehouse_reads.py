@@ -5,7 +5,8 @@ billing's own reads are api.services.usage_reads.
 Every query binds the caller's team id as a server-side parameter in its WHERE clause, so
 no request can read another team's rows; the routers add the 404 for ids and domains the
 team does not own. Dates are UTC days, timestamps ISO-8601 UTC (`api.schemas.iso_utc`).
-A warehouse that does not answer is 503, never an empty answer.
+A warehouse that does not answer is 503, never an empty answer; a mart no dbt build has
+made yet (a new installation) reads as no rows.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from typing import Any
 import orjson
 
 from api.errors import ApiError
-from api.routers.pagination import decode_cursor, encode_cursor
 from api.schemas import iso_utc
 from api.state import AppState
 
@@ -40,18 +40,16 @@ def query(state: AppState, sql: str, params: dict[str, Any]) -> list[dict[str, A
     try:
         result = state.warehouse().query(sql, parameters=params)
     except Exception as exc:  # the warehouse being down must not look like "no data"
+        if "UNKNOWN_TABLE" in str(exc):  # it answered: no dbt build has made the mart yet
+            return []
         raise ApiError(503, f"event store unavailable: {type(exc).__name__}") from exc
     return [{k: json_value(v) for k, v in row.items()} for row in result.named_results()]
 
 
 def offset_of(cursor: str | None) -> int:
-    """Aggregated reads page by position in their fixed order: the cursor is an offset."""
-    if not cursor:
-        return 0
-    value = decode_cursor(cursor)
-    if not value.isdigit() or len(value) > 9:
-        raise ApiError(422, "invalid cursor", details=[{"path": "cursor", "message": "invalid"}])
-    return int(value)
+    """Aggregated reads page by position in their fixed order: the cursor is an offset
+    (the routers' OffsetCursor admits digits only, like the activity reads)."""
+    return int(cursor) if cursor else 0
 
 
 def page(
@@ -67,7 +65,7 @@ def page(
     more = len(rows) > limit
     return {
         "data": rows[:limit],
-        "next_cursor": encode_cursor(str(offset + limit)) if more else None,
+        "next_cursor": str(offset + limit) if more else None,
     }
 
 
@@ -241,8 +239,9 @@ def reputation_inputs(state: AppState, team_id: str, since: date, until: date) -
         "FROM {db}.fct_reputation_daily WHERE team_id = {team:String} "
         "AND event_date BETWEEN {since:Date} AND {until:Date}"
     )
-    row = query(state, sql, {"team": team_id, "since": since, "until": until})[0]
-    counts = {k: int(v or 0) for k, v in row.items()}
+    rows = query(state, sql, {"team": team_id, "since": since, "until": until})
+    names = ("delivered", "deferred", "bounced", "complaints", "unique_human_opens")
+    counts = {k: int((rows[0] if rows else {}).get(k) or 0) for k in names}
     attempts = counts["delivered"] + counts["deferred"] + counts["bounced"]
     delivered = counts["delivered"]
     rates = {

@@ -326,7 +326,7 @@ def test_billing_is_for_administrators_and_review_needs_a_pause(
         f"/v1/teams/{a.team_id}/reputation/review", json={"note": "fixed it"}, headers=a.auth
     )
     assert review.status_code == 409 and "not paused" in review.json()["error"]["message"]
-    bad = client.get(f"/v1/teams/{a.team_id}/deliverability/daily?cursor=Zm9v", headers=a.auth)
+    bad = client.get(f"/v1/teams/{a.team_id}/deliverability/daily?cursor=abc", headers=a.auth)
     assert bad.status_code == 422
 
 
