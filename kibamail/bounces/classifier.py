@@ -24,11 +24,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from re import _constants as sre_constants  # type: ignore[attr-defined]
-from re import _parser as sre_parse  # type: ignore[attr-defined]
-from typing import cast
+from functools import lru_cache
 
 from .model import Action, Reason, Verdict
+from .rule_patterns import Pattern, compile_pattern, fold
 from .taxonomy import SUPPRESS_WHEN_PERMANENT, TAXONOMY, Rule, Taxonomy
 
 __all__ = ["classify", "enhanced_code"]
@@ -44,6 +43,11 @@ _ENHANCED_FORMS = (
 _CODE_AT_START = re.compile(r"^\s*(?:[a-z][a-z-]*;\s*)?([245]\d\d)(?:[ -]|$)", re.IGNORECASE)
 _CODE_SAID = re.compile(r"said:\s*([245]\d\d)\b", re.IGNORECASE)
 _CODE_BEFORE_STATUS = re.compile(r"(?<![\d.])([245]\d\d)[ -]#?[245]\.\d{1,3}\.\d{1,3}")
+
+# Verdicts remembered (each key holds a diagnostic of at most _CACHED_TEXT_MAX characters,
+# so the cache stays under ~20 MB); longer diagnostics are classified every time.
+_CACHE_SIZE = 4096
+_CACHED_TEXT_MAX = 4096
 
 _NOT_FAILURES = frozenset(
     {Reason.COMPLAINT, Reason.NOT_SPAM, Reason.AUTO_REPLY, Reason.DELIVERED, Reason.DELAYED}
@@ -91,12 +95,12 @@ def _x_form(status: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class _Compiled:
-    """A rule ready to run: one alternation per matcher kind."""
+    """A rule ready to run (the first matching rule's ``id`` and ``reason`` decide)."""
 
     id: str
     reason: Reason
-    text: re.Pattern[str] | None
-    hosts: re.Pattern[str] | None
+    text: tuple[Pattern, ...]  # any of them (none: no text matcher)
+    hosts: tuple[Pattern, ...]  # any of them, on the remote host (else the text)
     statuses: frozenset[str]  # "x.7.26", "5.7.26"
     status_prefixes: tuple[str, ...]  # "x.7.", "5.7."
     codes: frozenset[int]
@@ -111,115 +115,56 @@ class _Compiled:
         return any(status.startswith(p) or x_status.startswith(p) for p in self.status_prefixes)
 
 
-def _lowered(pattern: str) -> str:
-    """``pattern`` for lower-cased input: letters folded, escapes (``\\S``) kept."""
-    out: list[str] = []
-    i = 0
-    while i < len(pattern):
-        if pattern[i] == "\\" and i + 1 < len(pattern):
-            out.append(pattern[i : i + 2])
-            i += 2
-        else:
-            out.append(pattern[i].lower())
-            i += 1
-    return "".join(out)
-
-
-def _alternation(patterns: list[str]) -> re.Pattern[str] | None:
-    # Matched against lower-cased text: Python's re is several times slower with
-    # IGNORECASE on long alternations.
-    if not patterns:
-        return None
-    return re.compile("|".join(f"(?:{_lowered(p)})" for p in patterns))
-
-
-def _requirement(items: list[tuple[object, object]]) -> list[str] | None:
-    """Literals one of which every match of this sequence contains (None: unknown)."""
-    options: list[list[str]] = []
-    run = ""
-    for op, arg in items:
-        if op is sre_constants.LITERAL:
-            run += chr(cast(int, arg))
-            continue
-        if len(run) >= 3:
-            options.append([run])
-        run = ""
-        inner = None
-        if op is sre_constants.SUBPATTERN:
-            inner = _alternatives(list(arg[3]))  # type: ignore[index]
-        elif op is sre_constants.BRANCH:  # a (?:a|b) group, inlined by the parser
-            inner = _alternatives([(op, arg)])
-        if inner is not None:
-            options.append(inner)
-    if len(run) >= 3:
-        options.append([run])
-    if not options:
-        return None
-    return max(options, key=lambda o: (min(len(x) for x in o), -len(o)))
-
-
-def _alternatives(items: list[tuple[object, object]]) -> list[str] | None:
-    if len(items) == 1 and items[0][0] is sre_constants.BRANCH:
-        found: list[str] = []
-        for alternative in items[0][1][1]:  # type: ignore[index]
-            requirement = _requirement(list(alternative))
-            if requirement is None:
-                return None
-            found.extend(requirement)
-        return found
-    return _requirement(items)
-
-
-def _required_literals(pattern: str) -> list[str] | None:
-    """Literals one of which any match of ``pattern`` contains (None: no such set).
-
-    They feed a cheap substring prefilter ahead of the regexes.
-    """
-    return _alternatives(list(sre_parse.parse(_lowered(pattern))))
-
-
 def _compile(rule: Rule) -> _Compiled:
     exact = frozenset(s for s in rule.status if s.count(".") == 2)
     prefixes = tuple(s + "." for s in rule.status if s.count(".") == 1)
     return _Compiled(
         id=rule.id,
         reason=rule.reason,
-        text=_alternation(rule.text),
-        hosts=_alternation(rule.hosts),
+        text=tuple(compile_pattern(p) for p in rule.text),
+        hosts=tuple(compile_pattern(p) for p in rule.hosts),
         statuses=exact,
         status_prefixes=prefixes,
         codes=frozenset(rule.codes),
     )
 
 
-class Classifier:
-    """A taxonomy compiled once; :func:`classify` uses the shipped one."""
+def _ascii_lower(text: str) -> str | None:
+    return text.lower() if text.isascii() else None
 
-    def __init__(self, taxonomy: Taxonomy) -> None:
+
+class Classifier:
+    """A taxonomy compiled once; :func:`classify` uses the shipped one.
+
+    Verdicts are kept in a bounded LRU keyed by every input (real traffic repeats the
+    same replies); a verdict is immutable, so sharing one is safe.
+    """
+
+    def __init__(self, taxonomy: Taxonomy, cache_size: int = _CACHE_SIZE) -> None:
         self.taxonomy = taxonomy
         self.rules = tuple(_compile(r) for r in taxonomy.rules)
         self._actions = {reason: entry.action for reason, entry in taxonomy.reasons.items()}
         self._status_codes = dict(taxonomy.status_codes)
         self._status_classes = dict(taxonomy.status_classes)
         self._reply_codes = dict(taxonomy.reply_codes)
-        # Substring prefilter: each text pattern is indexed by the literals one of which
-        # any match of it contains (keyed by their first three characters); a pattern
-        # runs only when one of its literals is in the text, and only rules with a
-        # running pattern (or no text matcher at all) are tried.
-        by_gram: dict[str, list[tuple[str, int, re.Pattern[str]]]] = {}
-        unfiltered: dict[int, list[re.Pattern[str]]] = {}
-        for index, rule in enumerate(taxonomy.rules):
+        # Substring prefilter (rule_patterns.py): each text pattern is indexed by the
+        # folded literals one of which any match of it contains, keyed by their first
+        # three characters; a pattern runs only when one of its literals is in the folded
+        # text, and only rules with such a pattern (or no text matcher) are tried.
+        by_gram: dict[str, list[tuple[str, int, Pattern]]] = {}
+        unfiltered: dict[int, list[Pattern]] = {}
+        for index, rule in enumerate(self.rules):
             for pattern in rule.text:
-                compiled = re.compile(_lowered(pattern))
-                literals = _required_literals(pattern)
-                if literals is None:
-                    unfiltered.setdefault(index, []).append(compiled)
+                if pattern.literals is None:
+                    unfiltered.setdefault(index, []).append(pattern)
                     continue
-                for literal in literals:
-                    by_gram.setdefault(literal[:3], []).append((literal, index, compiled))
-        self._by_gram = by_gram
+                for literal in pattern.literals:
+                    by_gram.setdefault(literal[:3], []).append((literal, index, pattern))
+        self._by_gram = {gram: tuple(entries) for gram, entries in by_gram.items()}
+        self._grams = frozenset(by_gram)
         self._unfiltered = unfiltered
-        self._textless = frozenset(i for i, r in enumerate(self.rules) if r.text is None)
+        self._textless = frozenset(i for i, r in enumerate(self.rules) if not r.text)
+        self._cached = lru_cache(maxsize=cache_size)(self._classify)
 
     def verdict(self, reason: Reason, status: str, rule: str, temporary: bool) -> Verdict:
         action = self._actions[reason]
@@ -227,37 +172,42 @@ class Classifier:
             action = Action.RETRY
         return Verdict(reason=reason, action=action, status=status, rule=rule)
 
-    def _candidates(self, low: str) -> dict[int, list[re.Pattern[str]]]:
-        found: dict[int, list[re.Pattern[str]]] = {i: list(p) for i, p in self._unfiltered.items()}
+    def _candidates(self, folded: str) -> dict[int, list[Pattern]]:
+        """Rule index -> the text patterns of that rule the prefilter lets run."""
+        found = {i: list(p) for i, p in self._unfiltered.items()}
+        grams = self._grams.intersection({folded[i : i + 3] for i in range(len(folded) - 2)})
         by_gram = self._by_gram
-        for gram in {low[i : i + 3] for i in range(len(low) - 2)}:
-            for literal, index, pattern in by_gram.get(gram, ()):
-                if literal in low:
-                    found.setdefault(index, []).append(pattern)
+        for gram in grams:
+            for literal, index, pattern in by_gram[gram]:
+                if literal in folded:
+                    patterns = found.setdefault(index, [])
+                    if pattern not in patterns:
+                        patterns.append(pattern)
         return found
 
     def match_rule(
         self, diagnostic: str, status: str, code: int, remote_host: str
     ) -> _Compiled | None:
         """The first rule whose matchers all match."""
-        low = diagnostic.lower()
-        candidates = self._candidates(low) if low else {}
+        low = _ascii_lower(diagnostic)
+        candidates = self._candidates(low if low is not None else fold(diagnostic))
         x_status = _x_form(status)
-        host_target = remote_host or low
-        hosts_seen: dict[str, bool] = {}
+        host_raw = remote_host or diagnostic
+        host_low = _ascii_lower(host_raw)
+        hosts_seen: dict[tuple[Pattern, ...], bool] = {}
         for index in sorted(self._textless.union(candidates)):
             rule = self.rules[index]
-            if rule.text is not None and not any(p.search(low) for p in candidates[index]):
+            if rule.text and not any(p.search(diagnostic, low) for p in candidates[index]):
                 continue
             if rule.codes and code not in rule.codes:
                 continue
             if not rule.status_ok(status, x_status):
                 continue
-            if rule.hosts is not None:
-                seen = hosts_seen.get(rule.hosts.pattern)
+            if rule.hosts:
+                seen = hosts_seen.get(rule.hosts)
                 if seen is None:
-                    seen = bool(host_target) and rule.hosts.search(host_target) is not None
-                    hosts_seen[rule.hosts.pattern] = seen
+                    seen = bool(host_raw) and any(p.search(host_raw, host_low) for p in rule.hosts)
+                    hosts_seen[rule.hosts] = seen
                 if not seen:
                     continue
             return rule
@@ -272,6 +222,21 @@ class Classifier:
         dsn_action: str = "failed",
         remote_host: str = "",
         reason_hint: Reason | None = None,
+    ) -> Verdict:
+        """Reason and action of one outcome (see the module docstring for the order)."""
+        args = (smtp_code, status, diagnostic, dsn_action, remote_host, reason_hint)
+        if len(diagnostic) > _CACHED_TEXT_MAX:  # keeps the cache's memory bounded
+            return self._classify(*args)
+        return self._cached(*args)
+
+    def _classify(
+        self,
+        smtp_code: int,
+        status: str,
+        diagnostic: str,
+        dsn_action: str,
+        remote_host: str,
+        reason_hint: Reason | None,
     ) -> Verdict:
         action = (dsn_action or "failed").strip().lower()
         status = enhanced_code(status) or enhanced_code(diagnostic)
@@ -291,7 +256,7 @@ class Classifier:
         # An asynchronous report (no reply code of its own) that failed on a temporary
         # code: the remote MTA gave up retrying.
         gave_up = not smtp_code and status.startswith("4.") and action == "failed"
-        rule = self.match_rule(diagnostic, status, code, remote_host.lower())
+        rule = self.match_rule(diagnostic, status, code, remote_host)
         if rule is not None:
             if gave_up and rule.reason is Reason.ON_HOLD:
                 return self.verdict(Reason.EXPIRED, status, rule.id, True)
