@@ -101,8 +101,7 @@ def token_hint(diagnostic: str) -> Reason | None:
 
 
 def _starts(line: str, markers: tuple[str, ...]) -> bool:
-    lowered = line.strip().lower()
-    return any(lowered.startswith(marker) for marker in markers)
+    return line.strip().lower().startswith(markers)
 
 
 def _code_text(line: str) -> str:
