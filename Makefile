@@ -6,14 +6,14 @@ UV_RUN := uv run --frozen --no-sync
 
 .PHONY: help deps demo up down status test test-unit test-fast lint format \
         image bench-warehouse bench-mta bench-mta-connections bench-api bench-pipelines bench-models bench-dmarc bench-validation \
-        bench-bounces
+        bench-bounces bench-self-service
 
 help:
 	@echo "make demo    - install, start the embedded stack, send 1,000 emails end to end, print a summary"
 	@echo "make test    - install, start what tests need, run every test, stop everything"
 	@echo "make up/down - keep the stack running / stop it;  make test-unit - fast unit tests only"
 	@echo "make image   - build the container image (buildah, TAG=kibamail:x to name it)"
-	@echo "make bench-* - benchmarks (warehouse, mta, api, pipelines, models, dmarc, validation, bounces)"
+	@echo "make bench-* - benchmarks (warehouse, mta, api, pipelines, models, dmarc, validation, bounces, self-service)"
 
 deps:
 	@bash infra/scripts/install.sh
@@ -82,3 +82,6 @@ bench-validation: deps
 
 bench-bounces: deps
 	$(UV_RUN) python -m bench.bounces
+
+bench-self-service: deps
+	$(UV_RUN) python -m bench.self_service

@@ -199,6 +199,16 @@ def wait_for_warehouse(ch: Any, run: DemoRun, timeout: float = 240.0) -> dict[st
     return counts
 
 
+def read_usage(settings: Settings, run: DemoRun) -> dict[str, Any]:
+    """This month's usage as a customer reads it: the self-service API (api.routers.usage)."""
+    answer = httpx.get(
+        f"{settings.api.public_url}/v1/teams/{run.team_id}/usage",
+        headers={"Authorization": f"Bearer {run.api_key}"},
+        timeout=30,
+    )
+    return dict(answer.json()) if answer.status_code == 200 else {"error": answer.text}
+
+
 def mart_summary(ch: Any, team_id: str) -> list[tuple[str, int, int]]:
     return [
         (str(s), int(events), int(messages))
@@ -275,6 +285,7 @@ def run_demo(settings: Settings, *, messages: int = 1000, keep_running: bool = F
         opens = open_count(ch, run.team_id)
         invoices = [row for row in billing_table(settings) if row["team_id"] == run.team_id]
         reputation = top_reputation(settings, limit=5)
+        usage = read_usage(settings, run)
     finally:
         if not keep_running:
             for name in STOP_ORDER:
@@ -298,6 +309,12 @@ def run_demo(settings: Settings, *, messages: int = 1000, keep_running: bool = F
             f"  {row['month']}  {row['accepted_recipients']:>8} recipients  "
             f"{row['billable_blocks']:>4} billable blocks  ${Decimal(str(row['amount_usd'])):.2f}"
         )
+    click.echo(
+        f"Usage read back through GET /v1/teams/{run.team_id}/usage: {usage.get('month')} "
+        f"{usage.get('recipients')} recipients, {usage.get('free_remaining')} free left, "
+        f"charge ${usage.get('charge')}, projected ${usage.get('projected_charge')} "
+        f"for {usage.get('projected_recipients')} recipients"
+    )
     click.echo("Reputation, lowest scores of the latest day (fct_reputation_daily):")
     for row in reputation:
         click.echo(
@@ -314,5 +331,6 @@ def run_demo(settings: Settings, *, messages: int = 1000, keep_running: bool = F
         and bool(billing.get("success"))
         and counts.get("accepted", 0) == len(run.message_ids) == messages
         and opens >= len(run.opened)
+        and usage.get("recipients") == len(run.message_ids)
     )
     return 0 if ok else 1

@@ -7,7 +7,6 @@ are human ones: machine opens and clicks are counted apart and never enter a rat
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
@@ -20,10 +19,13 @@ from api.services.domains import api_status, check_status, stored_checks
 
 router = APIRouter(prefix="/v1/teams/{team_id}", tags=["deliverability"])
 
+_DAY = {"pattern": r"^\d{4}-\d{2}-\d{2}$", "json_schema_extra": {"format": "date"}}
 Since = Annotated[
-    date | None, Query(alias="from", description="First UTC day (default: 30 days ago)")
+    str | None, Query(alias="from", description="First UTC day (default: 30 days ago)", **_DAY)
 ]
-Until = Annotated[date | None, Query(alias="to", description="Last UTC day (default: today)")]
+Until = Annotated[
+    str | None, Query(alias="to", description="Last UTC day (default: today)", **_DAY)
+]
 # Aggregated reads page by position in their fixed order (as the activity reads do).
 Cursor = Annotated[str | None, Query(pattern=r"^[0-9]{1,9}$", description="opaque")]
 Provider = Annotated[

@@ -24,7 +24,8 @@ from api.services.rbac import Action
 router = APIRouter(prefix="/v1/teams/{team_id}", tags=["usage"])
 TeamBilling = Annotated[TeamContext, Depends(require(Action.BILLING))]
 Month = Annotated[
-    str | None, Query(pattern=r"^\d{4}-(0[1-9]|1[0-2])$", description="YYYY-MM (UTC)")
+    str | None,
+    Query(pattern=r"^(19[7-9]\d|20\d\d|21[0-4]\d)-(0[1-9]|1[0-2])$", description="YYYY-MM (UTC)"),
 ]
 
 
@@ -48,8 +49,8 @@ async def breakdown(
         now = datetime.now(UTC)
         start = date(now.year, now.month, 1)
     else:
-        year, number = (int(part) for part in month.split("-"))
-        start = reads.warehouse_day(date(max(year, 1), number, 1), "month")
+        start = reads.parse_day(f"{month}-01", "month")  # a month ClickHouse holds
+        start = start.replace(day=1)
     return await run_in_threadpool(billing.breakdown, state, ctx.team_id, start)
 
 

@@ -73,25 +73,28 @@ def page(
 FIRST_DAY, LAST_DAY = date(1970, 1, 1), date(2149, 6, 6)
 
 
-def warehouse_day(value: date, name: str) -> date:
-    if not FIRST_DAY <= value <= LAST_DAY:
+def parse_day(value: str, name: str) -> date:
+    """An ISO-8601 calendar day (422 otherwise), brought inside the days a ClickHouse Date
+    holds: a range reaching past them reads what exists, never a warehouse error."""
+    try:
+        day = date.fromisoformat(value)
+    except ValueError:
+        day = None
+    if day is None or len(value) != 10:
         raise ApiError(
             422,
-            f"{name} must be between {FIRST_DAY} and {LAST_DAY}",
-            details=[{"path": name, "message": "out of range"}],
+            f"{name} must be a day, YYYY-MM-DD",
+            details=[{"path": name, "message": "not a YYYY-MM-DD day"}],
         )
-    return value
+    return min(max(day, FIRST_DAY), LAST_DAY)
 
 
-def date_range(since: date | None, until: date | None, days: int = 30) -> tuple[date, date]:
-    """Inclusive UTC days; default: the last `days` days up to today."""
-    until = warehouse_day(until, "to") if until else datetime.now(UTC).date()
-    since = (
-        warehouse_day(since, "from") if since else max(until - timedelta(days=days - 1), FIRST_DAY)
-    )
-    if since > until:
-        raise ApiError(422, "from is after to", details=[{"path": "from", "message": "after to"}])
-    return since, until
+def date_range(since: str | None, until: str | None, days: int = 30) -> tuple[date, date]:
+    """Inclusive UTC days; default: the last `days` days up to today (from after to: no
+    day, so no rows)."""
+    last = parse_day(until, "to") if until else datetime.now(UTC).date()
+    first = parse_day(since, "from") if since else max(last - timedelta(days=days - 1), FIRST_DAY)
+    return first, last
 
 
 # --- deliverability --------------------------------------------------------------------

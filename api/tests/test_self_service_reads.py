@@ -344,3 +344,22 @@ def test_projection_uses_the_marts_price_rule() -> None:
     assert variables["billing_block_price_micros"] == usage_reads.BLOCK_PRICE_MICROS
     assert usage_reads.charge_micros(10_001) == (1, 250_000)
     assert usage_reads.charge_micros(25_000) == (15, 3_750_000)
+
+
+@pytest.mark.unit
+def test_days_are_strict_and_clamped_to_the_warehouse() -> None:
+    """A day is YYYY-MM-DD (never a number); any valid day is read, clamped to the days a
+    ClickHouse Date holds, so no valid request becomes a warehouse error."""
+    from datetime import date
+
+    from api.errors import ApiError
+    from api.services.warehouse_reads import date_range, parse_day
+
+    assert parse_day("0001-01-01", "from") == date(1970, 1, 1)
+    assert parse_day("9999-12-31", "to") == date(2149, 6, 6)
+    for bad in ("0", "2024-02-30", "20240101"):
+        with pytest.raises(ApiError) as refused:
+            parse_day(bad, "to")
+        assert refused.value.status == 422
+    first, last = date_range("2026-05-02", "2026-05-01")
+    assert first > last  # an empty range: no rows, not an error

@@ -19,6 +19,9 @@ python3 -m pip --version >/dev/null 2>&1 || command -v uv >/dev/null 2>&1 || apt
 command -v java >/dev/null 2>&1 || apt_missing+=(openjdk-17-jre-headless)
 # Deployment checks (tests/test_deploy_*.py): systemd-analyze verify on the units.
 command -v systemd-analyze >/dev/null 2>&1 || apt_missing+=(systemd)
+# README "Your first email" and tests/test_first_email.py run curl and swaks.
+command -v curl >/dev/null 2>&1 || apt_missing+=(curl)
+command -v swaks >/dev/null 2>&1 || apt_missing+=(swaks)
 if [ ${#apt_missing[@]} -gt 0 ]; then
   echo "install: Debian packages: ${apt_missing[*]}"
   $SUDO apt-get update -qq || fail "apt-get update failed (is the Debian mirror reachable?)"
