@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections import Counter
 from email.parser import BytesHeaderParser
 from email.policy import default as default_policy
 
@@ -43,20 +44,23 @@ def first_words(data: bytes, count: int, prefix: int = 8192) -> list[bytes]:
 def simhash(data: bytes, max_words: int = 400) -> int:
     """64-bit simhash over 3-word shingles: near-identical bodies give close hashes.
 
-    Vectorised with numpy (bit counting per position) because it runs for every SMTP
-    transactional submission.
+    Each distinct shingle is hashed once and votes with its multiplicity (templated
+    mail repeats lines); the per-bit majority is counted with numpy because it runs
+    for every SMTP transactional submission.
     """
     words = first_words(data, max_words)
     if len(words) < 3:
         shingles = [b" ".join(words)]
     else:
         shingles = list(map(b" ".join, zip(words, words[1:], words[2:], strict=False)))
-    digests = b"".join([_blake2b(s, digest_size=8).digest() for s in shingles])
-    if len(shingles) == 1:  # the majority of one hash is that hash (short subjects)
+    counts = Counter(shingles)
+    digests = b"".join([_blake2b(s, digest_size=8).digest() for s in counts])
+    if len(counts) == 1:  # the majority of one hash is that hash (short subjects)
         value = int.from_bytes(digests, "big")
     else:
         bits = np.unpackbits(np.frombuffer(digests, dtype=np.uint8)).reshape(-1, 64)
-        majority = np.count_nonzero(bits, axis=0) * 2 > len(shingles)
+        votes = np.fromiter(counts.values(), dtype=np.int64, count=len(counts)) @ bits
+        majority = votes * 2 > len(shingles)
         value = int.from_bytes(np.packbits(majority).tobytes(), "big")
     # Signed 64-bit so it fits ClickHouse Int64 and JSON readers.
     return value - (1 << 64) if value >= 1 << 63 else value
