@@ -363,3 +363,38 @@ def test_days_are_strict_and_clamped_to_the_warehouse() -> None:
         assert refused.value.status == 422
     first, last = date_range("2026-05-02", "2026-05-01")
     assert first > last  # an empty range: no rows, not an error
+
+
+def test_review_request_is_the_teams_own_administrators(
+    world: tuple[TestClient, Tenant, Tenant],
+) -> None:
+    """B cannot ask for a review of A's pause (404, A's pause untouched); A's
+    Administrator can, once; the reputation read then shows the pause and the request."""
+    import orjson
+
+    from kibamail import team_pauses
+    from kibamail.redis_keys import RedisKeys
+
+    client, a, b = world
+    redis = client.app.state.km.sync_redis  # type: ignore[attr-defined]
+    flag = {"event_id": "p1", "team_id": a.team_id, "paused": True, "score": 0.91,
+            "reason": "bulk score 0.91", "source": "scoring"}  # fmt: skip
+    redis.set(RedisKeys.team_paused(a.team_id), orjson.dumps(flag))
+    try:
+        path = f"/v1/teams/{a.team_id}/reputation/review"
+        forged = client.post(path, json={"note": "please"}, headers=b.auth)
+        assert forged.status_code == 404 and forged.json()["error"]["code"] == "not_found"
+        record = team_pauses.read_pause(redis, a.team_id)
+        assert record is not None and record.review is None
+        asked = client.post(path, json={"note": "we removed the newsletter"}, headers=a.auth)
+        assert asked.status_code == 202, asked.text
+        assert asked.json()["pause"]["review_requested_at"].endswith("Z")
+        again = client.post(path, json={"note": "again"}, headers=a.auth)
+        assert again.status_code == 409
+        state = client.get(f"/v1/teams/{a.team_id}/reputation", headers=a.auth).json()
+        assert state["sending"] == "paused" and state["pause"]["reason"] == "bulk score 0.91"
+        assert (
+            client.get(f"/v1/teams/{b.team_id}/reputation", headers=b.auth).json()["pause"] is None
+        )
+    finally:
+        redis.delete(RedisKeys.team_paused(a.team_id), RedisKeys.team_pause_audit(a.team_id))
