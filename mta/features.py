@@ -29,6 +29,24 @@ _MARKERS: dict[str, re.Pattern[bytes]] = {
     "tracking_pixel": re.compile(rb"<img[^>]+(width|height)=[\"']?1[\"' ]"),
     "promo_words": re.compile(rb"\b(sale|discount|% off|limited time|newsletter)\b"),
 }
+# Substrings every match of a marker contains (one of them): the regex runs only when
+# one is there (a substring test is a fast scan; the patterns without a literal
+# prefix walk the body byte by byte).
+_NEEDLES: dict[str, tuple[bytes, ...]] = {
+    "unsubscribe_link": (b"unsubscribe",),
+    "view_in_browser": (b"browser",),
+    "tracking_pixel": (b"<img",),
+    "promo_words": (b"sale", b"discount", b"% off", b"limited time", b"newsletter"),
+}
+
+
+def marketing_markers(lowered: bytes) -> list[str]:
+    """The markers found in a lower-cased body."""
+    return [
+        name
+        for name, rx in _MARKERS.items()
+        if any(needle in lowered for needle in _NEEDLES[name]) and rx.search(lowered)
+    ]
 
 
 def first_words(data: bytes, count: int, prefix: int = 8192) -> list[bytes]:
@@ -105,7 +123,6 @@ def submission_features(
     head, _, body = data.partition(b"\r\n\r\n")
     subject_text, has_list_unsubscribe = plain_header_facts(head) or _parsed_header_facts(head)
     subject = subject_text.encode()
-    lowered = body.lower()
     return SubmissionFeatures(
         event_id=hashlib.sha256(f"features|{message_id}".encode()).hexdigest()[:32],
         team_id=team_id,
@@ -115,6 +132,6 @@ def submission_features(
         body_simhash=simhash(body),
         subject_simhash=simhash(subject),
         has_list_unsubscribe=has_list_unsubscribe,
-        marketing_markers=[name for name, rx in _MARKERS.items() if rx.search(lowered)],
+        marketing_markers=marketing_markers(body.lower()),
         size_bytes=len(data),
     )

@@ -1,5 +1,6 @@
 """The simhash (hashing each distinct shingle once, weighted by its count) equals the
-plain definition: every shingle's 64-bit blake2b votes on every bit."""
+plain definition: every shingle's 64-bit blake2b votes on every bit; the marketing
+markers' substring pre-filter finds what the patterns alone find."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import hashlib
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mta.features import first_words, simhash
+from mta.features import _MARKERS, first_words, marketing_markers, simhash
 
 
 def reference(data: bytes, max_words: int = 400) -> int:
@@ -43,3 +44,34 @@ def test_repeated_lines_and_tiny_inputs() -> None:
     line = b"Lorem ipsum dolor sit amet, consectetur adipiscing elit.\r\n"
     for data in (b"", b"one", b"one two", b"a b c", line * 40, line * 40 + b"tail words here"):
         assert simhash(data) == reference(data)
+
+
+MARKER_BITS = [
+    "unsubscribe",
+    "view in your browser",
+    "view this email in browser",
+    "<img ",
+    "width=1 ",
+    "height='1'",
+    ">",
+    "sale",
+    "wholesale",
+    "sales",
+    "% off",
+    "limited time",
+    "newsletter",
+    "discount",
+    "lorem",
+    " ",
+    "\r\n",
+    "browser",
+    "view",
+]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(MARKER_BITS), max_size=40))
+def test_marker_prefilter_finds_what_the_patterns_find(parts: list[str]) -> None:
+    lowered = "".join(parts).encode()
+    expected = [name for name, rx in _MARKERS.items() if rx.search(lowered)]
+    assert marketing_markers(lowered) == expected
