@@ -20,7 +20,7 @@ import dkim
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
-from dkim.canonicalization import CanonicalizationPolicy
+from dkim.canonicalization import CanonicalizationPolicy, Relaxed
 
 CANONICALIZE = (b"relaxed", b"simple")  # dkim.sign's default
 
@@ -96,7 +96,13 @@ class OpenSslRsaDKIM(dkim.DKIM):
         value = dkim.fold(value, namelen=len(header_name), linesep=b"\r\n")
         value = dkim.RE_BTAG.sub(b"\\1", value)
         hasher = dkim.HashThrough(self.hasher(), self.debug_content)
-        headers = canon_policy.canonicalize_headers(self.headers)
+        headers = self.headers
+        if canon_policy.header_algorithm is Relaxed:
+            # Only fields whose canonical name is signed can be selected: canonicalize
+            # just those (same order, so hash_headers selects the same occurrences).
+            wanted = set(include_headers)
+            headers = [h for h in headers if h[0].lower().rstrip() in wanted]
+        headers = canon_policy.canonicalize_headers(headers)
         self.signed_headers = dkim.hash_headers(
             hasher,
             canon_policy,

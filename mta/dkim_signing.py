@@ -91,7 +91,8 @@ def store_dkim_key(
 
 def sign(data: bytes, domain: str, key: DkimKey) -> bytes:
     """The message with a DKIM-Signature header prepended (RSA: OpenSSL, see dkim_openssl)."""
-    include = [h for h in SIGNED_HEADERS if h in data[:8192].lower()] or [b"from"]
+    head = data[:8192].lower()
+    include = [h for h in SIGNED_HEADERS if h in head] or [b"from"]
     if key.algorithm == "rsa-sha256":
         header = rsa_signature_header(
             data, key.selector.encode(), domain.encode(), key.private_key, include

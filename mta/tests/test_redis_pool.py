@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
 from redis.asyncio.connection import Connection, SSLConnection, UnixDomainSocketConnection
 from redis.exceptions import DataError
 
-from mta.redis_pool import pool_size, with_hiredis_packing
+from mta.redis_pool import mta_redis_client, pool_size, with_hiredis_packing
 
 COMMANDS: list[tuple[Any, ...]] = [
     ("SET", "k", "value", "EX", 30),
@@ -53,3 +54,38 @@ def test_pool_size_from_settings(test_settings: Any) -> None:
     )
     assert pool_size(sized) == 7
     assert mta.listen_backlog >= 4096
+
+
+@pytest.mark.integration
+def test_waiting_pool_hands_a_released_connection_to_the_waiter(
+    test_settings: Any, redis_client: Any
+) -> None:
+    """Pool of 1: the second caller waits, gets the connection the first releases (not a
+    timeout), and 60 concurrent commands on a pool of 2 all succeed."""
+    sized = test_settings.model_copy(
+        update={
+            "mta": test_settings.mta.model_copy(
+                update={"redis_max_connections": 1, "redis_pool_timeout_seconds": 10.0}
+            )
+        }
+    )
+
+    async def scenario() -> list[Any]:
+        client = mta_redis_client(sized)
+        pool = client.connection_pool
+        first = await pool.get_connection()
+        waiting = asyncio.create_task(pool.get_connection())
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert not waiting.done() and pool._condition._waiters
+        await pool.release(first)
+        second = await waiting
+        assert second is first
+        await pool.release(second)
+        pool.max_connections = 2
+        await client.set("pool-test", "v")
+        values = await asyncio.gather(*(client.get("pool-test") for _ in range(60)))
+        await client.aclose()
+        return values
+
+    assert asyncio.run(scenario()) == [b"v"] * 60
