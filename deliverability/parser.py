@@ -164,7 +164,8 @@ def parse_file(path: str | Path) -> ParseOutcome:
     """Parse one file; unreadable files become an error in the outcome, not an exception."""
     name = str(path)
     try:
-        data = Path(path).read_bytes()
+        with open(path, "rb") as handle:  # Path.read_bytes without its extra object
+            data = handle.read()
     except OSError as exc:
         return ParseOutcome(source=name, errors=[f"{name}: cannot read ({exc.strerror or exc})"])
     return parse_bytes(data, name)
