@@ -30,7 +30,7 @@ POOL = 4
 
 
 async def _reply(reader: asyncio.StreamReader) -> tuple[int, bytes]:
-    lines = []
+    lines: list[bytes] = []
     while True:
         line = await reader.readline()
         if not line:

@@ -39,7 +39,8 @@ def test_same_bytes_as_redis_py(base: type) -> None:
 
 def test_unencodable_arguments_are_data_errors_as_before() -> None:
     fast = with_hiredis_packing(Connection)()
-    for bad in (True, None, object()):
+    unencodable: list[Any] = [True, None, object()]
+    for bad in unencodable:
         with pytest.raises(DataError):
             Connection().pack_command("SET", "k", bad)
         with pytest.raises(DataError):
