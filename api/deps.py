@@ -58,7 +58,11 @@ def get_db(state: StateDep) -> Iterator[Session]:
         session.close()
 
 
-DbDep = Annotated[Session, Depends(get_db)]
+# scope="function": the unit of work commits before the response is sent. The default
+# ("request") runs the commit after the client already has its 2xx, so a client could use
+# a session token or id the database does not have yet, and a failed commit would answer
+# success for a write that never happened.
+DbDep = Annotated[Session, Depends(get_db, scope="function")]
 
 
 @dataclass(frozen=True)
