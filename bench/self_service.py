@@ -195,17 +195,18 @@ def run(events: int, requests: int, keep: bool) -> dict[str, Any]:
                     timings.setdefault(name, []).append((time.perf_counter() - t0) * 1000)
                     statuses.setdefault(name, set()).add(answer.status_code)
             report = meter.stop()
+        p95 = {name: round(percentile(ms, 0.95), 1) for name, ms in timings.items()}
         per_read = {
             name: {
                 "p50_ms": round(statistics.median(ms), 1),
-                "p95_ms": round(percentile(ms, 0.95), 1),
+                "p95_ms": p95[name],
                 "max_ms": round(max(ms), 1),
                 "statuses": sorted(statuses[name]),
             }
             for name, ms in timings.items()
         }
-        slowest = max(per_read.items(), key=lambda item: item[1]["p95_ms"])
-        ok = build.returncode == 0 and all(s["statuses"] == [200] for s in per_read.values())
+        slowest_name = max(p95, key=lambda name: p95[name])
+        ok = build.returncode == 0 and all(statuses[name] == {200} for name in timings)
         result = {
             "benchmark": "self_service",
             "message_events": events,
@@ -214,12 +215,12 @@ def run(events: int, requests: int, keep: bool) -> dict[str, Any]:
             "dbt_run_seconds": round(build_seconds, 2),
             "dbt_errors": "" if build.returncode == 0 else build.stdout[-1500:],
             "target_p95_ms": TARGET_MS,
-            "slowest_read": slowest[0],
-            "slowest_p95_ms": slowest[1]["p95_ms"],
+            "slowest_read": slowest_name,
+            "slowest_p95_ms": p95[slowest_name],
             "reads": per_read,
             "reads_run": report,
         }
-        return finish(result, ok, {"every_read_p95_lt_200_ms": slowest[1]["p95_ms"] < TARGET_MS})
+        return finish(result, ok, {"every_read_p95_lt_200_ms": p95[slowest_name] < TARGET_MS})
     finally:
         gateway.stack.stop_all()
         if not keep:

@@ -191,7 +191,17 @@ def _probe() -> Any:
     return module
 
 
-def test_the_probe_finds_each_role_from_the_command_line() -> None:
+def test_the_probe_finds_each_role_from_the_command_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The image's defaults, not whatever ports this test session's services exported.
+    for name in (
+        "KIBAMAIL_API__HOST",
+        "KIBAMAIL_API__PORT",
+        "KIBAMAIL_MTA__METRICS_HOST",
+        "KIBAMAIL_MTA__METRICS_PORT",
+        "KIBAMAIL_PIPELINES__METRICS_HOST",
+        "KIBAMAIL_PIPELINES__METRICS_PORT",
+    ):
+        monkeypatch.delenv(name, raising=False)
     probe = _probe()
     assert (
         probe.role_from_argv(["/app/.venv/bin/python", "/app/.venv/bin/kibamail", "api"]) == "api"

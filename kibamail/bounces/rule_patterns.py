@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from re import _casefix  # type: ignore[attr-defined]
-from re import _compiler as sre_compile  # type: ignore[attr-defined]
-from re import _constants as sre_constants  # type: ignore[attr-defined]
-from re import _parser as sre_parse  # type: ignore[attr-defined]
+from re import _casefix  # type: ignore[attr-defined,unused-ignore]
+from re import _compiler as sre_compile  # type: ignore[attr-defined,unused-ignore]
+from re import _constants as sre_constants  # type: ignore[attr-defined,unused-ignore]
+from re import _parser as sre_parse  # type: ignore[attr-defined,unused-ignore]
 from typing import Any, cast
 
 __all__ = ["Pattern", "compile_pattern", "fold"]
