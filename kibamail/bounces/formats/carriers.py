@@ -16,7 +16,8 @@ import re
 from ..mail import Mail
 from ..model import Reason
 from .base import Failure
-from .provider_common import ADDRESS, failure, lines, received, sweep
+from .provider_common import ADDRESS, failure, lines, sweep
+from .text_helpers import received
 
 _KDDI_START = re.compile(r"^Your mail (?:sent on:?|attempted to be delivered on:?) [A-Z][a-z]{2},")
 _KDDI_RECIPIENT = re.compile(r"^\s+Could not be delivered to: <([^<>\s]+@[^<>\s]+)>")

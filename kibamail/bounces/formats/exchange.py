@@ -23,10 +23,10 @@ from .provider_common import (
     failure,
     has_header,
     lines,
-    received,
     record_failure,
     sweep,
 )
+from .text_helpers import received
 
 # --- Exchange 2007 and later -----------------------------------------------------------
 

@@ -20,9 +20,9 @@ from .provider_common import (
     failure,
     has_header,
     lines,
-    received,
     record_failure,
 )
+from .text_helpers import received
 
 _ZOHO_LINE = re.compile(r"^([^\s@]+@[^\s@]+)\s+(.+)$")
 _ZOHO_STATUS = re.compile(r"^\[Status: .*?<([^<>\s]+@[^<>\s]+)>,\s*(.*)\]?$")

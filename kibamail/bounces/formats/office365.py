@@ -17,16 +17,8 @@ from ..mail import Mail
 from ..model import Reason
 from .base import Failure
 from .exchange import read_ndr_text, token_hint
-from .provider_common import (
-    ADDRESS,
-    dsn_records,
-    failure,
-    has_header,
-    lines,
-    received,
-    record_failure,
-    sweep,
-)
+from .provider_common import ADDRESS, dsn_records, failure, has_header, lines, record_failure, sweep
+from .text_helpers import received
 
 _O365_HEADERS = (
     "X-MS-Exchange-Message-Is-Ndr",

@@ -49,10 +49,6 @@ def sweep(text: str) -> str:
     return " ".join(text.split())
 
 
-def received(mail: Mail) -> list[str]:
-    return [header_text(value) for value in mail.message.get_all("Received", [])]
-
-
 def has_header(mail: Mail, *names: str) -> bool:
     return any(mail.message.get(name) is not None for name in names)
 
