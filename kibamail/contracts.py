@@ -135,7 +135,13 @@ class MessageStatusEvent(Event):
 
 
 class MessageMapping(BaseModel):
-    """messageId -> who sent it and why; stored in Redis at send time."""
+    """messageId -> who sent it and why; stored in Redis at send time.
+
+    ``api_key_id``/``smtp_credential_id`` name what authenticated the submission (the API
+    key's id, the SMTP credential's username), set by each intake from its authenticated
+    principal only: a dashboard (session) send and the platform's own mail record neither,
+    a broadcast neither (it is attributed to its ``broadcast_id``).
+    """
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
@@ -145,6 +151,8 @@ class MessageMapping(BaseModel):
     variant_id: str = ""
     kind: TrafficKind = TrafficKind.TRANSACTIONAL
     tags: list[str] = Field(default_factory=list)
+    api_key_id: str = ""
+    smtp_credential_id: str = ""
 
 
 class CorrelatedMessageEvent(MessageStatusEvent):
@@ -156,6 +164,8 @@ class CorrelatedMessageEvent(MessageStatusEvent):
     contact_id: str = ""
     variant_id: str = ""
     tags: list[str] = Field(default_factory=list)
+    api_key_id: str = ""
+    smtp_credential_id: str = ""
 
 
 class EmailOpenEvent(Event):

@@ -181,7 +181,10 @@ class SubmissionHandler:
             data=data,
             source="smtp",
         )
-        mapping = MessageMapping(team_id=team_id)
+        # Who authenticated the session, never a header or envelope value of the message.
+        mapping = MessageMapping(
+            team_id=team_id, smtp_credential_id=getattr(credential, "username", "")
+        )
         try:
             # One MULTI per message, sharing a round trip with concurrent sessions.
             await self.writes.run(lambda pipe: queue_on_pipeline(pipe, message, mapping))

@@ -94,6 +94,8 @@ class Mapping(NamedTuple):
     contact_id: str
     variant_id: str
     tags: list[str]
+    api_key_id: str = ""
+    smtp_credential_id: str = ""
 
 
 def parse_mapping(message_id: str, value: bytes) -> Mapping | ContractError:
@@ -105,19 +107,28 @@ def parse_mapping(message_id: str, value: bytes) -> Mapping | ContractError:
             team, tags = data.get("team_id"), data.get("tags", [])
             broadcast = data.get("broadcast_id", "")
             contact, variant = data.get("contact_id", ""), data.get("variant_id", "")
+            key, credential = data.get("api_key_id", ""), data.get("smtp_credential_id", "")
             if (
                 type(team) is str
                 and team
                 and type(broadcast) is str
                 and type(contact) is str
                 and type(variant) is str
+                and type(key) is str
+                and type(credential) is str
                 and type(tags) is list
                 and (not tags or all(type(tag) is str for tag in tags))
             ):
-                return Mapping(team, broadcast, contact, variant, tags)
+                return Mapping(team, broadcast, contact, variant, tags, key, credential)
         model = MessageMapping.model_validate_json(value)
         return Mapping(
-            model.team_id, model.broadcast_id, model.contact_id, model.variant_id, model.tags
+            model.team_id,
+            model.broadcast_id,
+            model.contact_id,
+            model.variant_id,
+            model.tags,
+            model.api_key_id,
+            model.smtp_credential_id,
         )
     except ValueError as exc:
         return ContractError(f"unreadable mapping for {message_id}: {exc}")

@@ -227,7 +227,9 @@ async def _fast_send(scope: Scope, body: bytes, send: Any) -> bool:
             if idempotency_key is not None
             else None
         )
-        message, mapping = await prepare(state, key.team_id, email, check_suppression=False)
+        message, mapping = await prepare(
+            state, key.team_id, email, api_key_id=key.id, check_suppression=False
+        )
     except ApiError:
         return False  # the FastAPI route refuses it the same way (and counts the token)
     result = await send_in_one_trip(state, key, message, mapping, claim)

@@ -57,10 +57,11 @@ async def send_email(
     idempotency_key: IdempotencyKey = None,
 ) -> dict[str, Any]:
     state: AppState = request.app.state.km  # not a dependency: this is the hot path
+    key_id = team.principal.api_key_id or ""  # the authenticated key, '' for a session
     if email.send_at is not None and in_future(email.send_at):
 
         async def schedule() -> dict[str, Any]:
-            message, mapping = await prepare(state, team.team_id, email)
+            message, mapping = await prepare(state, team.team_id, email, api_key_id=key_id)
             # Charged at acceptance: the team's budget covers what it was promised.
             cost = len(message.recipients)
             await charge_team(
@@ -77,7 +78,9 @@ async def send_email(
         else None
     )
     try:
-        message, mapping = await prepare(state, team.team_id, email, check_suppression=False)
+        message, mapping = await prepare(
+            state, team.team_id, email, api_key_id=key_id, check_suppression=False
+        )
         result, replayed = await send_now(state, message, mapping, claim)
     except ApiError:
         replay = await claim.replay_if_stored() if claim is not None else None
@@ -138,7 +141,10 @@ async def send_batch(
 
     async def work() -> dict[str, Any]:
         # Prepare all first: one bad email refuses the whole batch before anything is queued.
-        prepared = [await prepare(state, team.team_id, email) for email in parsed]
+        key_id = team.principal.api_key_id or ""
+        prepared = [
+            await prepare(state, team.team_id, email, api_key_id=key_id) for email in parsed
+        ]
         # The whole batch is charged at once (every message x recipient, scheduled ones
         # included): either all of it fits the team's budget or 429 and nothing is queued.
         cost = sum(len(message.recipients) for message, _ in prepared)

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, date, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query
+from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import StateDep, TeamContext, require
@@ -41,7 +42,42 @@ async def months(
     return await run_in_threadpool(billing.months, state, ctx.team_id, cursor, limit)
 
 
-@router.get("/usage/breakdown", summary="A month's recipients by broadcast and kind")
+class BroadcastUsage(BaseModel):
+    broadcast_id: str | None = Field(description="null: transactional sends")
+    kind: str
+    recipients: int
+
+
+class ApiKeyUsage(BaseModel):
+    api_key_id: str
+    name: str | None = Field(description="null once the key's row is gone")
+    prefix: str | None
+    status: Literal["active", "revoked", "deleted"]
+    recipients: int
+
+
+class SmtpCredentialUsage(BaseModel):
+    credential_id: str
+    username: str
+    recipients: int
+
+
+class UsageBreakdown(BaseModel):
+    month: str = Field(description="YYYY-MM (UTC)")
+    by_broadcast: list[BroadcastUsage]
+    by_api_key: list[ApiKeyUsage] = Field(description="What each of the team's API keys sent")
+    by_smtp_credential: list[SmtpCredentialUsage]
+    unattributed_recipients: int = Field(
+        description="Dashboard sends and messages accepted before sources were recorded"
+    )
+    note: str
+
+
+@router.get(
+    "/usage/breakdown",
+    summary="A month's recipients by broadcast, API key and SMTP credential",
+    response_model=UsageBreakdown,
+)
 async def breakdown(
     team_id: str, ctx: TeamBilling, state: StateDep, month: Month = None
 ) -> dict[str, Any]:

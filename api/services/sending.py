@@ -167,10 +167,17 @@ def attachments_of(email: EmailIn, max_bytes: int) -> list[Attachment]:
 
 
 async def prepare(
-    state: AppState, team_id: str, email: EmailIn, *, check_suppression: bool = True
+    state: AppState,
+    team_id: str,
+    email: EmailIn,
+    *,
+    api_key_id: str,
+    check_suppression: bool = True,
 ) -> tuple[OutboundMessage, MessageMapping]:
     """Validate against team state and render; raises ApiError before anything is stored.
-    ``check_suppression=False`` when send_now() checks it in the same script as the XADD."""
+    ``check_suppression=False`` when send_now() checks it in the same script as the XADD.
+    ``api_key_id`` is the authenticated principal's key ('' for a dashboard session): the
+    mapping records it for usage by key, never anything the request says."""
     domain = await require_verified_domain(state, team_id, email.from_)
     recipients = email.recipients()
     if check_suppression:
@@ -211,7 +218,10 @@ async def prepare(
         data=render(draft),
         source="api",
     )
-    return message, MessageMapping(team_id=team_id, kind=TrafficKind.TRANSACTIONAL, tags=email.tags)
+    mapping = MessageMapping(
+        team_id=team_id, kind=TrafficKind.TRANSACTIONAL, tags=email.tags, api_key_id=api_key_id
+    )
+    return message, mapping
 
 
 # One round trip for an immediate send: idempotency claim (optional), suppression check,

@@ -10,8 +10,10 @@ from decimal import Decimal
 from typing import Any
 
 import orjson
+from sqlalchemy import select
 
 from api.errors import ApiError
+from api.models import ApiKey
 from api.schemas import iso_utc
 from api.services.warehouse_reads import page, query
 from api.state import AppState
@@ -23,6 +25,8 @@ FREE_RECIPIENTS = 10_000
 BLOCK_SIZE = 1_000
 BLOCK_PRICE_MICROS = 250_000
 CURRENCY = "USD"
+# fct_usage_by_source_monthly's source_type values.
+SOURCE_TYPES = ("api_key", "smtp_credential", "broadcast", "other")
 
 
 def charge_micros(recipients: int) -> tuple[int, int]:
@@ -122,24 +126,71 @@ def invoice(state: AppState, team_id: str, invoice_id: str) -> dict[str, Any]:
     return _invoice(rows[0])
 
 
+def _key_rows(state: AppState, team_id: str, ids: list[str]) -> dict[str, ApiKey]:
+    """The team's own keys among ``ids`` (a revoked key keeps its row, name and prefix)."""
+    if not ids:
+        return {}
+    with state.sessions() as db:
+        keys = db.scalars(select(ApiKey).where(ApiKey.team_id == team_id, ApiKey.id.in_(ids)))
+        return {key.id: key for key in keys}
+
+
+def _by_api_key(state: AppState, team_id: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    keys = _key_rows(state, team_id, [r["source_id"] for r in rows])
+    out = []
+    for row in rows:
+        key = keys.get(row["source_id"])
+        status = "deleted" if key is None else "revoked" if key.revoked_at else "active"
+        out.append(
+            {
+                "api_key_id": row["source_id"],
+                "name": key.name if key else None,
+                "prefix": key.prefix if key else None,
+                "status": status,
+                "recipients": int(row["accepted_recipients"]),
+            }
+        )
+    return out
+
+
 def breakdown(state: AppState, team_id: str, month: date) -> dict[str, Any]:
-    """A month's accepted recipients by broadcast ('' = transactional sends) and kind.
-    Events do not record which API key or SMTP credential submitted a message."""
+    """A month's accepted recipients by broadcast ('' = transactional sends) and kind, and
+    by what submitted them (fct_usage_by_source_monthly): each API key (named from the
+    team's own keys in the database), each SMTP credential, and the rest (dashboard sends,
+    events recorded before sources were)."""
+    params = {"team": team_id, "start": month}
     rows = query(
         state,
         "SELECT broadcast_id, kind, toUInt64(uniqExact(message_id, recipient)) AS recipients "
         "FROM {db}.fct_message_events WHERE team_id = {team:String} AND status = 'accepted' "
         "AND event_date >= {start:Date} AND event_date < addMonths({start:Date}, 1) "
         "GROUP BY broadcast_id, kind ORDER BY recipients DESC, broadcast_id, kind",
-        {"team": team_id, "start": month},
+        params,
     )
     for row in rows:
         row["broadcast_id"] = row["broadcast_id"] or None
+    sources = query(
+        state,
+        "SELECT source_type, source_id, accepted_recipients FROM {db}.fct_usage_by_source_monthly "
+        "WHERE team_id = {team:String} AND usage_month = {start:Date} "
+        "ORDER BY accepted_recipients DESC, source_id",
+        params,
+    )
+    of = {kind: [r for r in sources if r["source_type"] == kind] for kind in SOURCE_TYPES}
     return {
         "month": month.isoformat()[:7],
         "by_broadcast": rows,
-        "by_api_key": None,
-        "by_smtp_credential": None,
-        "note": "message events do not record the API key or SMTP credential that "
-        "submitted them, so usage cannot be split by either",
+        "by_api_key": _by_api_key(state, team_id, of["api_key"]),
+        "by_smtp_credential": [
+            {
+                "credential_id": r["source_id"],
+                "username": r["source_id"],
+                "recipients": int(r["accepted_recipients"]),
+            }
+            for r in of["smtp_credential"]
+        ],
+        "unattributed_recipients": sum(int(r["accepted_recipients"]) for r in of["other"]),
+        "note": "by_api_key and by_smtp_credential count what each key or credential "
+        "submitted; broadcasts count under by_broadcast; unattributed_recipients are "
+        "dashboard sends and messages accepted before sources were recorded",
     }

@@ -91,8 +91,11 @@ def test_submission_is_queued_and_delivered(
     running_mta: Settings, credential: tuple[str, str], sink: SinkServer, redis_client: Any
 ) -> None:
     with _client(running_mta, credential) as client:
+        # Headers that try to name another credential or an API key change nothing: the
+        # mapping records the credential that authenticated the session.
+        forged = "X-Kibamail-Smtp-Credential: kbsmtp_forged\r\nX-Kibamail-Api-Key-Id: k1\r\n"
         refused = client.sendmail(
-            "a@sender.example", ["b@example.org"], _body("sub-1@sender.example")
+            "a@sender.example", ["b@example.org"], _body("sub-1@sender.example", forged)
         )
         assert refused == {}
     # implicit TLS on the smtps port, AUTH LOGIN
@@ -112,6 +115,9 @@ def test_submission_is_queued_and_delivered(
     assert added.endswith("@sender.example")  # Message-ID added when the client sent none
     mapping = json.loads(redis_client.get(RedisKeys.message_mapping(platform_id)))
     assert mapping["team_id"] == "team-smtp"
+    assert (mapping["smtp_credential_id"], mapping["api_key_id"]) == (credential[0], "")
+    other = json.loads(redis_client.get(RedisKeys.message_mapping(added)))
+    assert other["smtp_credential_id"] == credential[0]
 
 
 def test_bad_inputs_get_the_right_codes(

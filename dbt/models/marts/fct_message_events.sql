@@ -47,6 +47,8 @@ select
     broadcast_id,
     contact_id,
     variant_id,
+    api_key_id,
+    smtp_credential_id,
     if(contact_id != '', contact_id, recipient) as contact_key,
     ingested_at,
     {{ load_marker() }}

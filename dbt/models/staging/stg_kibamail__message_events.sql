@@ -25,6 +25,8 @@ select
     broadcast_id,
     contact_id,
     variant_id,
+    api_key_id,
+    smtp_credential_id,
     {{ mailbox_provider('recipient_domain') }} as provider,
     ingested_at
 from {{ source('kibamail', 'raw_message_events') }}
