@@ -1,4 +1,4 @@
-"""`kibamail teams pauses list|lift|confirm`: the operators' side of a team's sending pause.
+"""`kibamail teams pauses list|lift|confirm|audit`: the operators' side of a team's sending pause.
 
 Everything goes through kibamail.team_pauses (the same functions the Dagster ops call):
 a lift or a confirmation needs a reason and an operator name, both audited.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import getpass
 import json
+import re
 from typing import Any
 
 import click
@@ -92,11 +93,37 @@ def confirm_pause(team_id: str, reason: str, operator: str | None) -> None:
     click.echo(f"confirmed the pause of {team_id}")
 
 
+_TEAM_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+def _known_team(team_id: str) -> None:
+    """Refuse a malformed id or one the API database does not know: the audit of a team
+    that does not exist is a typo or a probe, never an empty answer."""
+    if not _TEAM_ID.match(team_id):
+        raise click.ClickException(f"not a team id: {team_id!r}")
+    from api.db import make_engine, make_sessionmaker
+    from api.models import Team
+
+    engine = make_engine(get_settings().database.url)
+    try:
+        with make_sessionmaker(engine)() as db:
+            if db.get(Team, team_id) is None:
+                raise click.ClickException(f"unknown team {team_id}")
+    finally:
+        engine.dispose()
+
+
 @pauses.command("audit")
 @click.argument("team_id")
-def audit(team_id: str) -> None:
-    """The team's pause audit log, newest first (one JSON object per line)."""
-    from kibamail.team_pauses import audit_log
+@click.option("--limit", default=200, show_default=True, type=click.IntRange(1, 10_000))
+def audit(team_id: str, limit: int) -> None:
+    """The team's pause audit, newest first (one JSON object per line): the durable rows
+    in ClickHouse plus recent decisions the sink has not written yet (durable=false)."""
+    from kibamail.clients import clickhouse_client
+    from kibamail.pause_audit import history
 
-    for entry in audit_log(_redis(), team_id):
+    _known_team(team_id)
+    settings = get_settings()
+    ch = clickhouse_client(settings)
+    for entry in history(_redis(), ch, settings.clickhouse.database, team_id, limit):
         click.echo(json.dumps(entry, sort_keys=True))

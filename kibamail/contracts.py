@@ -32,6 +32,7 @@ class Topic(StrEnum):
     SUBMISSION_FEATURES = "smtp_submissions_features"
     REPUTATION_SIGNALS = "reputation_signals"
     TEAM_PAUSES = "team_pauses"
+    TEAM_PAUSE_AUDIT = "team_pause_audit"
     DOMAIN_CHECKS = "domain_checks"
     DEAD_LETTER = "kibamail_dead_letter"
 
@@ -45,6 +46,8 @@ class ClickHouseTable(StrEnum):
     UNSUBSCRIBES = "raw_unsubscribes"
     REPUTATION_SIGNALS = "raw_reputation_signals"
     TEAM_PAUSES = "raw_team_pauses"
+    # Every operator/Administrator decision on a pause (migration 0008_team_pause_audit.sql)
+    TEAM_PAUSE_AUDIT = "raw_team_pause_audit"
     # DMARC / TLS reporting (deliverability.storage; migration 0003_dmarc.sql)
     DMARC_REPORTS = "raw_dmarc_reports"
     DMARC_RECORDS = "raw_dmarc_records"
@@ -263,6 +266,21 @@ class TeamPauseEvent(Event):
     source: Literal["scoring", "api", "reputation"] = "scoring"
 
 
+class TeamPauseAuditEvent(Event):
+    """One audited decision on a team's pause (kibamail.team_pauses: lift, confirm, review
+    request), so the audit outlives Redis. ``reason`` is the operator's reason or the
+    Administrator's note; ``pause_*`` describe the pause it was about."""
+
+    EVENT_TYPE: ClassVar[str] = "team_pause_audit"
+
+    action: Literal["lift", "confirm", "review_requested"]
+    actor: str = Field(min_length=1, max_length=200)
+    reason: str = ""
+    pause_event_id: str = ""
+    pause_score: float = 0.0
+    pause_reason: str = ""
+
+
 class DomainCheckEvent(Event):
     """A sender-domain DNS check that started failing (record "ready": the domain stopped
     being ready to send). ``event_id`` is derived from domain, record, transition and
@@ -320,6 +338,7 @@ EVENT_MODELS: dict[Topic, type[Event]] = {
     Topic.SUBMISSION_FEATURES: SubmissionFeatures,
     Topic.REPUTATION_SIGNALS: ReputationSignal,
     Topic.TEAM_PAUSES: TeamPauseEvent,
+    Topic.TEAM_PAUSE_AUDIT: TeamPauseAuditEvent,
     Topic.DOMAIN_CHECKS: DomainCheckEvent,
 }
 

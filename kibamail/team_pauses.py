@@ -13,7 +13,9 @@ the API). This module is the one place that reads it as evidence and changes it:
   API's event outbox (-> Kafka ``team_pauses`` -> the ``team.unpaused`` webhook and a
   ``raw_team_pauses`` row);
 - ``confirm`` keeps the pause and says so in the flag; ``request_review`` records an
-  Administrator's request. Every change appends to ``RedisKeys.team_pause_audit``.
+  Administrator's request. Every change appends to ``RedisKeys.team_pause_audit`` (the
+  recent view) and queues a ``TeamPauseAuditEvent`` (the durable ``raw_team_pause_audit``
+  row, read back by ``kibamail.pause_audit.history``).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import orjson
 
 from kibamail.contracts import TeamPauseEvent, Topic
 from kibamail.outbox import add_to_outbox
+from kibamail.pause_audit import audit_event
 from kibamail.redis_keys import RedisKeys
 from kibamail.team_budget import pause_reason as pause_reason  # the MTA reads it here
 
@@ -165,10 +168,15 @@ def audit_log(redis: Any, team_id: str, limit: int = AUDIT_MAX) -> list[dict[str
     return [orjson.loads(e) for e in redis.lrange(RedisKeys.team_pause_audit(team_id), 0, limit)]
 
 
-def _audit(pipe: Any, team_id: str, entry: dict[str, Any]) -> None:
+def _audit(pipe: Any, team_id: str, entry: dict[str, Any], flag: dict[str, Any], at: float) -> None:
+    """The recent view (capped Redis list) and the durable row (a TeamPauseAuditEvent on
+    the API outbox, in the same MULTI as the decision: kibamail.pause_audit)."""
+    reason = str(entry.get("reason", entry.get("note", "")))
+    event = audit_event(team_id, entry["action"], str(entry["by"]), reason, at, flag)
     key = RedisKeys.team_pause_audit(team_id)
-    pipe.lpush(key, orjson.dumps(entry))
+    pipe.lpush(key, orjson.dumps({**entry, "event_id": event.event_id}))
     pipe.ltrim(key, 0, AUDIT_MAX - 1)
+    add_to_outbox(pipe, Topic.TEAM_PAUSE_AUDIT, team_id, event, stream=RedisKeys.API_EVENT_OUTBOX)
 
 
 def _require_reason(reason: str) -> str:
@@ -209,6 +217,8 @@ def lift(
         pipe,
         team_id,
         {"action": "lift", "by": operator, "reason": text, "at": now_iso(at), "pause": flag},
+        flag,
+        at,
     )
     add_to_outbox(pipe, Topic.TEAM_PAUSES, team_id, event, stream=RedisKeys.API_EVENT_OUTBOX)
     pipe.execute()
@@ -220,12 +230,12 @@ def confirm(
 ) -> PauseRecord:
     """Keep the pause, marked confirmed (the MTA keeps answering with its reason)."""
     text = _require_reason(reason)
+    at = time.time() if now is None else now
     _raw, flag = _current(redis, team_id)
-    entry = {"by": operator, "reason": text, "at": now_iso(now)}
-    flag["confirmed"] = entry
+    entry = {"by": operator, "reason": text, "at": now_iso(at)}
     pipe = redis.pipeline(transaction=True)
-    pipe.set(RedisKeys.team_paused(team_id), orjson.dumps(flag), xx=True)
-    _audit(pipe, team_id, {"action": "confirm", **entry})
+    pipe.set(RedisKeys.team_paused(team_id), orjson.dumps({**flag, "confirmed": entry}), xx=True)
+    _audit(pipe, team_id, {"action": "confirm", **entry}, flag, at)
     pipe.execute()
     record = read_pause(redis, team_id)
     if record is None:
@@ -237,14 +247,14 @@ def request_review(
     redis: Any, team_id: str, *, requested_by: str, note: str, now: float | None = None
 ) -> PauseRecord:
     """An Administrator asks the operators to look again (one open request per pause)."""
+    at = time.time() if now is None else now
     _raw, flag = _current(redis, team_id)
     if flag.get("review"):
         raise PauseError("a review of this pause was already requested")
-    entry = {"by": requested_by, "note": " ".join(note.split())[:2000], "at": now_iso(now)}
-    flag["review"] = entry
+    entry = {"by": requested_by, "note": " ".join(note.split())[:2000], "at": now_iso(at)}
     pipe = redis.pipeline(transaction=True)
-    pipe.set(RedisKeys.team_paused(team_id), orjson.dumps(flag), xx=True)
-    _audit(pipe, team_id, {"action": "review_requested", **entry})
+    pipe.set(RedisKeys.team_paused(team_id), orjson.dumps({**flag, "review": entry}), xx=True)
+    _audit(pipe, team_id, {"action": "review_requested", **entry}, flag, at)
     pipe.execute()
     record = read_pause(redis, team_id)
     if record is None:

@@ -3,7 +3,8 @@ throttle in force and why, and an Administrator's request that the operators rev
 
 The score is fct_reputation_daily's formula on the team's summed inputs over the window
 (api.services.warehouse_reads); the pause and throttle are read live from Redis through
-kibamail.team_pauses and mta's throttle decision (`RedisKeys.reputation_throttle`).
+kibamail.team_pauses and mta's throttle decision (`RedisKeys.reputation_throttle`); the
+pause history from the durable audit (kibamail.pause_audit, `raw_team_pause_audit`).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from api.routers.pagination import Limit
 from api.services import warehouse_reads as reads
 from api.services.rbac import Action
 from api.state import AppState
-from kibamail import team_pauses
+from kibamail import pause_audit, team_pauses
 from kibamail.redis_keys import RedisKeys
 from kibamail.team_budget import bulk_score
 
@@ -53,6 +54,26 @@ def _pause(record: team_pauses.PauseRecord | None) -> dict[str, Any] | None:
     }
 
 
+PAUSE_HISTORY = 20
+_HISTORY_FIELDS = ("action", "at", "reason", "pause_reason", "durable")
+
+
+def _pause_history(state: AppState, team_id: str) -> list[dict[str, Any]]:
+    """The team's last pause decisions from the durable audit (ClickHouse) plus those the
+    sink has not written yet; who decided stays with the operators' console."""
+    try:
+        entries = pause_audit.history(
+            state.sync_redis,
+            state.warehouse(),
+            state.settings.clickhouse.database,
+            team_id,
+            PAUSE_HISTORY,
+        )
+    except Exception as exc:  # the warehouse being down must not look like "no history"
+        raise ApiError(503, f"event store unavailable: {type(exc).__name__}") from exc
+    return [{k: e[k] for k in _HISTORY_FIELDS} for e in entries]
+
+
 def _sending_state(state: AppState, team_id: str) -> dict[str, Any]:
     redis = state.sync_redis
     throttle_raw, score_raw = redis.mget(
@@ -74,6 +95,7 @@ def _sending_state(state: AppState, team_id: str) -> dict[str, Any]:
             throttle = None
     return {
         "pause": _pause(team_pauses.read_pause(redis, team_id)),
+        "pause_history": _pause_history(state, team_id),
         "throttle": throttle,
         "bulk_score": bulk_score(score_raw),
     }

@@ -23,6 +23,7 @@ from kibamail.contracts import (
     EnrichedClickEvent,
     EnrichedOpenEvent,
     ReputationSignal,
+    TeamPauseAuditEvent,
     TeamPauseEvent,
     Topic,
     UnsubscribeEvent,
@@ -35,6 +36,7 @@ SINK_TABLES: dict[Topic, tuple[ClickHouseTable, type[BaseModel]]] = {
     Topic.UNSUBSCRIBES: (ClickHouseTable.UNSUBSCRIBES, UnsubscribeEvent),
     Topic.REPUTATION_SIGNALS: (ClickHouseTable.REPUTATION_SIGNALS, ReputationSignal),
     Topic.TEAM_PAUSES: (ClickHouseTable.TEAM_PAUSES, TeamPauseEvent),
+    Topic.TEAM_PAUSE_AUDIT: (ClickHouseTable.TEAM_PAUSE_AUDIT, TeamPauseAuditEvent),
     Topic.DOMAIN_CHECKS: (ClickHouseTable.DOMAIN_CHECKS, DomainCheckEvent),
 }
 

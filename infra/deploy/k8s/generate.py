@@ -45,6 +45,7 @@ TOPIC_SIZING: dict[Topic, tuple[int, int]] = {
     Topic.SUBMISSION_FEATURES: (12, 2 * 24),
     Topic.REPUTATION_SIGNALS: (6, 7 * 24),
     Topic.TEAM_PAUSES: (3, 30 * 24),
+    Topic.TEAM_PAUSE_AUDIT: (3, 30 * 24),
     Topic.DOMAIN_CHECKS: (3, 30 * 24),
     Topic.DEAD_LETTER: (3, 30 * 24),
 }
