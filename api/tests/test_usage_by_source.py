@@ -219,3 +219,26 @@ def test_each_team_sees_only_its_own_sources(
     cross = _breakdown(client, b, auth=a.auth)
     assert cross.status_code == 404 and b.key_id not in cross.text
     assert b.credential not in cross.text
+
+
+def test_key_names_come_only_from_the_teams_own_keys(
+    world: tuple[TestClient, Team, Team, str],
+) -> None:
+    """A key whose row is gone is listed by id (no name); B's key id among A's rows (which
+    the mart never produces) is named from A's keys only, so B's name and prefix stay out."""
+    from api.services.usage_reads import _by_api_key
+
+    client, a, b, _ = world
+    state = client.app.state.km  # type: ignore[attr-defined]
+    rows = [
+        {"source_id": a.key_id, "accepted_recipients": 3},
+        {"source_id": "gone0000000000000000000000000000", "accepted_recipients": 2},
+        {"source_id": b.key_id, "accepted_recipients": 1},
+    ]
+    listed = _by_api_key(state, a.team_id, rows)
+    assert [(r["api_key_id"], r["name"], r["status"]) for r in listed] == [
+        (a.key_id, "bootstrap", "active"),
+        ("gone0000000000000000000000000000", None, "deleted"),
+        (b.key_id, None, "deleted"),
+    ]
+    assert all(r["prefix"] is None for r in listed[1:])
