@@ -68,9 +68,7 @@ def legacy_migrate(client: ChdbClient, database: str) -> None:
     )
     for path in sorted(MIGRATIONS_DIR.glob("*.sql")):
         sql = path.read_text().replace("$replacing(", "${replacing}")
-        sql = Template(sql).substitute(
-            db=database, on_cluster="", replacing="ReplacingMergeTree("
-        )
+        sql = Template(sql).substitute(db=database, on_cluster="", replacing="ReplacingMergeTree(")
         for stmt in statements(sql):
             client.command(stmt)
         client.command(f"INSERT INTO {database}.schema_migrations (name) VALUES ('{path.stem}')")
