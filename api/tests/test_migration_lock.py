@@ -10,6 +10,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy
@@ -25,6 +26,7 @@ PROCESSES = 4
 MIGRATOR = """
 import sys, time
 from pathlib import Path
+from typing import Any
 go = Path(sys.argv[2])
 while not go.exists():
     time.sleep(0.01)
@@ -108,13 +110,16 @@ def test_a_migrator_waits_for_the_lock_and_upgrades_after_it_is_freed(
         [sys.executable, "-c", MIGRATOR, url, str(go)], cwd=REPO_ROOT, text=True
     )
     try:
-        waiting = []
+        waiting: list[Any] = []
         deadline = time.monotonic() + 120
         while not waiting and time.monotonic() < deadline and proc.poll() is None:
             time.sleep(0.1)
-            waiting = holder.exec_driver_sql(
-                "SELECT id FROM information_schema.processlist WHERE info LIKE 'SELECT GET_LOCK%%'"
-            ).all()
+            waiting = list(
+                holder.exec_driver_sql(
+                    "SELECT id FROM information_schema.processlist "
+                    "WHERE info LIKE 'SELECT GET_LOCK%%'"
+                ).all()
+            )
         assert waiting, "the migrator never waited on the lock"
         assert "alembic_version" not in sqlalchemy.inspect(holder).get_table_names()
     finally:

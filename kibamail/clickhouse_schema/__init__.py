@@ -18,6 +18,7 @@ from pathlib import Path
 from string import Template
 from typing import Protocol
 
+from kibamail.clickhouse_schema import legacy
 from kibamail.clickhouse_schema.cluster import LEDGER, cluster_statements, ledger_ddl
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -52,6 +53,16 @@ def render(sql: str, database: str, cluster: str = "") -> str:
     TABLE becomes a ``_local`` + ``Distributed`` pair and each ALTER reaches the tables it
     must (``cluster.cluster_statements``)."""
     check_names(database, cluster)
+    filled = _fill(sql, database, cluster)
+    if not cluster:
+        return filled
+    rewritten = [
+        out for stmt in statements(filled) for out in cluster_statements(stmt, database, cluster)
+    ]
+    return ";\n\n".join(rewritten)
+
+
+def _fill(sql: str, database: str, cluster: str) -> str:
     if cluster:
         replacing = (
             "ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/"
@@ -64,13 +75,18 @@ def render(sql: str, database: str, cluster: str = "") -> str:
         on_cluster = ""
     # `$replacing(ingested_at)` -> `ReplacingMergeTree(ingested_at)`
     sql = sql.replace("$replacing(", "${replacing}")
-    filled = Template(sql).substitute(db=database, on_cluster=on_cluster, replacing=replacing)
-    if not cluster:
-        return filled
-    rewritten = [
-        out for stmt in statements(filled) for out in cluster_statements(stmt, database, cluster)
-    ]
-    return ";\n\n".join(rewritten)
+    return Template(sql).substitute(db=database, on_cluster=on_cluster, replacing=replacing)
+
+
+def cluster_tables(database: str, cluster: str) -> dict[str, list[str]]:
+    """Every migration table's cluster statements: [``_local`` CREATE, Distributed CREATE]."""
+    tables = {}
+    for path in sorted(MIGRATIONS_DIR.glob("*.sql")):
+        for stmt in statements(_fill(path.read_text(), database, cluster)):
+            pair = cluster_statements(stmt, database, cluster)
+            if stmt.startswith("CREATE TABLE") and len(pair) == 2:
+                tables[stmt.split(".", 1)[1].split()[0]] = pair
+    return tables
 
 
 def statements(sql: str) -> list[str]:
@@ -114,6 +130,8 @@ def migrate(client: CommandClient, database: str, cluster: str = "") -> list[str
     check_names(database, cluster)
     on_cluster = f"ON CLUSTER '{cluster}'" if cluster else ""
     run(client, f"CREATE DATABASE IF NOT EXISTS {database} {on_cluster}")
+    if cluster:
+        legacy.adopt(client, database, cluster, cluster_tables(database, cluster), run)
     run(client, ledger_ddl(database, cluster))
     done = applied(client, database, cluster)
     names = []

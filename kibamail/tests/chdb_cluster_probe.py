@@ -74,6 +74,29 @@ def legacy_migrate(client: ChdbClient, database: str) -> None:
         client.command(f"INSERT INTO {database}.schema_migrations (name) VALUES ('{path.stem}')")
 
 
+def legacy_cluster_migrate(client: ChdbClient, database: str) -> None:
+    """A cluster as the renderer left it before the layout: Replicated tables under their
+    plain names, a plain ledger on the migrating node."""
+    client.command(f"CREATE DATABASE IF NOT EXISTS {database} ON CLUSTER '{CLUSTER}'")
+    client.command(
+        f"CREATE TABLE IF NOT EXISTS {database}.schema_migrations ON CLUSTER '{CLUSTER}' "
+        "(name String, applied_at DateTime DEFAULT now()) ENGINE = ReplacingMergeTree ORDER BY name"
+    )
+    replacing = (
+        f"ReplicatedReplacingMergeTree('/clickhouse/tables/{{shard}}/{database}/{{table}}', "
+        "'{replica}', "
+    )
+    for path in sorted(MIGRATIONS_DIR.glob("*.sql")):
+        sql = path.read_text().replace("$replacing(", "${replacing}")
+        sql = Template(sql).substitute(
+            db=database, on_cluster=f"ON CLUSTER '{CLUSTER}'", replacing=replacing
+        )
+        for stmt in statements(sql):
+            client.command(stmt)
+        client.command(f"INSERT INTO {database}.schema_migrations (name) VALUES ('{path.stem}')")
+    client.command(f"INSERT INTO {database}.raw_team_pauses (event_id, team_id) VALUES ('e1', 't')")
+
+
 def describe(client: ChdbClient, database: str) -> dict[str, Any]:
     tables = client._sql(
         "SELECT name, engine, engine_full FROM system.tables "
@@ -95,11 +118,15 @@ def describe(client: ChdbClient, database: str) -> dict[str, Any]:
 
 
 def main(config: str) -> None:
-    connection = chdb.connect(f":memory:?config-file={config}")
+    connection = chdb.connect(f":memory:?config-file={config}")  # type: ignore[no-untyped-call]
     cursor = connection.cursor()
     cluster = ChdbClient(cursor, single_node=True)
     first = migrate(cluster, "kibamail", CLUSTER)
     again = migrate(cluster, "kibamail", CLUSTER)
+    parsed = list(cluster.parsed)
+    legacy_cluster_migrate(cluster, "upgraded")
+    upgraded = migrate(cluster, "upgraded", CLUSTER)
+    kept = cluster._sql("SELECT event_id FROM upgraded.raw_team_pauses_local")
     local = ChdbClient(cursor, single_node=False)
     applied_local = migrate(local, "local_now", "")
     legacy_migrate(local, "local_before")
@@ -108,7 +135,11 @@ def main(config: str) -> None:
             {
                 "cluster": describe(cluster, "kibamail"),
                 "cluster_applied": [first, again],
-                "cluster_statements": cluster.parsed,
+                "cluster_statements": parsed,
+                "upgrade_statements": cluster.parsed[len(parsed) :],
+                "upgraded": describe(cluster, "upgraded"),
+                "upgraded_applied": upgraded,
+                "upgraded_rows": [r[0] for r in kept],
                 "local_now": describe(local, "local_now"),
                 "local_applied": applied_local,
                 "local_before": describe(local, "local_before"),

@@ -99,6 +99,22 @@ def test_every_table_is_a_replicated_local_and_a_distributed_pair(
     assert probe["cluster_applied"] == [[p.stem for p in FILES], []]
 
 
+def test_a_cluster_migrated_before_the_layout_is_adopted_in_place(probe: dict[str, Any]) -> None:
+    """Old layout (Replicated tables under the plain names, a per-node ledger): the first new
+    run renames each table to _local (its Keeper path and rows kept), adds the Distributed
+    table and the replicated ledger, and re-applies nothing."""
+    upgraded, fresh = probe["upgraded"], probe["cluster"]
+    assert probe["upgraded_applied"] == []
+    assert upgraded["ledger"] == fresh["ledger"]
+    legacy = upgraded["tables"].pop("schema_migrations_legacy")
+    assert legacy["engine"] == "ReplacingMergeTree"
+    assert sorted(upgraded["tables"]) == sorted(fresh["tables"])
+    for name, table in fresh["tables"].items():
+        assert upgraded["tables"][name]["columns"] == table["columns"], name
+        assert upgraded["tables"][name]["engine"] == table["engine"], name
+    assert probe["upgraded_rows"] == ["e1"]  # the old table's rows, now in raw_team_pauses_local
+
+
 def test_rendered_cluster_statements_are_replicated_on_cluster_and_parse(
     probe: dict[str, Any],
 ) -> None:
@@ -242,3 +258,28 @@ def test_migrations_readme_documents_the_templates() -> None:
     readme = (MIGRATIONS_DIR / "README.md").read_text()
     for word in ("$on_cluster", "$replacing", "_local", "Distributed", "SHARDING_KEYS"):
         assert word in readme
+
+
+def test_an_adoption_cut_short_after_a_rename_finishes_on_the_next_run() -> None:
+    from kibamail.clickhouse_schema import cluster_tables, legacy
+
+    class Catalog:
+        def __init__(self) -> None:
+            self.sent: list[str] = []
+
+        def query(self, query: str) -> Any:
+            class Rows:
+                result_rows = [
+                    ("raw_team_pauses_local", "ReplicatedReplacingMergeTree"),
+                    ("schema_migrations", "ReplicatedReplacingMergeTree"),
+                ]
+
+            return Rows()
+
+    catalog = Catalog()
+    tables = cluster_tables("kibamail", CLUSTER)
+    done = legacy.adopt(
+        catalog, "kibamail", CLUSTER, tables, lambda _c, stmt: catalog.sent.append(stmt)
+    )
+    assert done == ["raw_team_pauses"]
+    assert catalog.sent == [tables["raw_team_pauses"][1]]
