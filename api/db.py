@@ -6,6 +6,7 @@ MySQL/MariaDB by URL. Every schema change is an Alembic revision under api/migra
 
 from __future__ import annotations
 
+import fcntl
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,10 +14,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+# How long a migrator waits for another one to finish before it gives up.
+MIGRATION_LOCK_TIMEOUT_SECONDS = 600
+
+
+class MigrationLockTimeout(RuntimeError):
+    """Another migrator held the migration lock for longer than the timeout."""
 
 
 class Base(DeclarativeBase):
@@ -81,8 +88,64 @@ def alembic_config(url: str) -> Any:
     return config
 
 
-def migrate(url: str) -> None:
-    """Upgrade the database at `url` to the newest revision (idempotent)."""
+def migrate(url: str, lock_timeout: int = MIGRATION_LOCK_TIMEOUT_SECONDS) -> None:
+    """Upgrade the database at `url` to the newest revision (idempotent, and safe for many
+    processes at once: see `migration_lock`)."""
     from alembic import command
 
-    command.upgrade(alembic_config(url), "head")
+    config = alembic_config(url)
+    config.attributes["lock_timeout"] = lock_timeout
+    command.upgrade(config, "head")
+
+
+@contextmanager
+def migration_lock(connection: Connection, timeout: int) -> Iterator[None]:
+    """Hold the database's migration lock while Alembic reads alembic_version and upgrades.
+
+    Several API processes (or a Job and the pods) starting at once would otherwise all see
+    the old revision and run the same DDL. MariaDB/MySQL: GET_LOCK on the migration
+    connection (named after the database, held by the session, freed if the process dies).
+    SQLite: an exclusive flock on `<file>.migrate-lock` beside the database file (every
+    SQLite user is on this host). The lock is taken before Alembic's transaction begins, so
+    the winner's revision is what the next migrator reads.
+    """
+    dialect = connection.dialect.name
+    if dialect in ("mysql", "mariadb"):
+        name = "kibamail_migrate:" + str(connection.execute(text("SELECT DATABASE()")).scalar())
+        got = connection.execute(
+            text("SELECT GET_LOCK(:name, :timeout)"), {"name": name[:64], "timeout": timeout}
+        ).scalar()
+        connection.commit()
+        if got != 1:
+            raise MigrationLockTimeout(f"migration lock {name!r} not free after {timeout}s")
+        try:
+            yield
+        finally:
+            connection.execute(text("SELECT RELEASE_LOCK(:name)"), {"name": name[:64]})
+            connection.commit()
+        return
+    database = connection.engine.url.database if dialect == "sqlite" else None
+    if not database or database == ":memory:":
+        yield
+        return
+    with open(f"{database}.migrate-lock", "a+b") as handle:
+        _flock(handle.fileno(), timeout)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def _flock(fd: int, timeout: int) -> None:
+    """An exclusive flock, waiting at most `timeout` seconds."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                raise MigrationLockTimeout(f"migration lock not free after {timeout}s") from None
+            time.sleep(0.05)

@@ -151,6 +151,25 @@ def test_production_clickhouse_is_two_shards_of_two_replicas() -> None:
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_contract_table_is_distributed_over_the_shards(overlay: str) -> None:
+    """On 2 shards a plain Replicated table holds half the rows: the application's table
+    names are Distributed tables over <name>_local, and an acknowledged insert is on the
+    shards (foreground inserts), so the sinks' dedup tokens reach each shard's table."""
+    (chi,) = _objects(overlay, "ClickHouseInstallation")
+    cluster = chi["spec"]["configuration"]["clusters"][0]["name"]
+    distributed = {}
+    for path in sorted(MIGRATIONS_DIR.glob("*.sql")):
+        for stmt in statements(render(path.read_text(), "kibamail", cluster)):
+            if "ENGINE = Distributed(" in stmt:
+                distributed[stmt.split(".")[1].split()[0]] = stmt
+    for table in ClickHouseTable:
+        assert f"'kibamail', '{table.value}_local', cityHash64(" in distributed[table.value]
+    profiles = chi["spec"]["configuration"]["profiles"]
+    assert profiles["default/distributed_foreground_insert"] == 1
+    assert profiles["default/insert_deduplicate"] == 1
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
 def test_kafka_runs_kraft_node_pools(overlay: str) -> None:
     pools = _objects(overlay, "KafkaNodePool")
     roles = {role for pool in pools for role in pool["spec"]["roles"]}

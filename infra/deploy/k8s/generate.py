@@ -457,9 +457,10 @@ def migration_jobs() -> list[dict[str, Any]]:
     """Schema Jobs, run before a rollout (docs/production.md: upgrades)."""
     docs = []
     jobs = {
-        # Always the same replica (shard 0, replica 0): the migrations ledger
-        # (schema_migrations) is a local table, so one node must keep it; every DDL
-        # statement itself runs ON CLUSTER (KIBAMAIL_CLICKHOUSE__CLUSTER).
+        # Every DDL statement runs ON CLUSTER (KIBAMAIL_CLICKHOUSE__CLUSTER) and the ledger
+        # (schema_migrations) is replicated on every node, so any node would do; the Job
+        # still goes to shard 0, replica 0, where a release from before the _local +
+        # Distributed layout kept its per-node ledger (the first run adopts it).
         "warehouse-migrate": (
             ["kibamail", "warehouse", "migrate"],
             [{"name": "KIBAMAIL_CLICKHOUSE__HOST", "value": "chi-kibamail-kibamail-0-0"}],
