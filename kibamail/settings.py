@@ -205,11 +205,7 @@ class PipelineSettings(BaseModel):
     metrics_port: int = 19102
     # Address /metrics binds to: loopback unless a Prometheus on another host scrapes it.
     metrics_host: str = "127.0.0.1"
-    # Rows per ClickHouse insert at most (a batch also goes once it is sink_flush_seconds
-    # old). Each insert has a fixed cost (a part, the dedup check): 50k-row inserts ran
-    # at ~150k rows/s, 200k-row ones at ~380k/s into the chDB gateway, so a backlog after
-    # a restart drains in fewer, cheaper inserts; a steady trickle still goes every 0.5 s.
-    sink_batch_rows: int = 200_000
+    sink_batch_rows: int = 50_000
     sink_flush_seconds: float = 0.5
     # Bytewax cluster: every process's "host:port" (same list, same order, on every host)
     # and this one's index in it; empty: a single process. See pipelines/README.md.
