@@ -2,15 +2,20 @@
 
 Starts its own broker (Tansu), Redis and chDB gateway on free loopback ports, then:
 
-1. throughput: N status events through the correlation dataflow (one Bytewax worker) and
-   the ClickHouse sink (one consumer) until every event's row is queryable; a realistic
-   status mix (delivered, deferred, bounced with provider texts) and 10 % of the message
-   mappings arriving LATE (written to Redis only once the flow is running, so the
-   "mapping not yet known" retry path is measured); baseline: a bare confluent-kafka
-   consume-and-discard loop over the same topic in the same run. Both rates and the ratio.
+1. cold throughput (a deploy's restart): N status events waiting in Kafka, then the
+   correlation dataflow (one Bytewax worker) and the ClickHouse sink (one consumer) are
+   started, until every event's row is queryable; a realistic status mix (delivered,
+   deferred, bounced with provider texts) and 10 % of the message mappings arriving LATE
+   (written to Redis only once the first row is queryable, so the "mapping not yet
+   known" retry path is measured); baseline: a bare confluent-kafka consume-and-discard
+   loop over the same topic in the same run. Both rates, the ratio, and ``cold_phases``
+   (seconds from the start: the flow's first output, the first row and how many events
+   the flow had correlated by then, late mappings written, last row). The children run
+   with compiled bytecode, as the image ships it (``pipeline_env``).
 2. warm throughput: with both processes up (and the sink's consumer group joined), N more
    events produced in one burst; from the first produce to the last row in ClickHouse.
-   The cold figure above includes start-up, which a running platform pays once.
+   Both figures count towards the target: users see the warm rate day to day and the
+   cold one after every restart.
 3. latency: a steady 5,000 events/s for a while (10 % of mappings written 0.3 s after
    their event); per event, produce time (its ``occurred_at``) to the row's insert time in
    ClickHouse (``ingested_at``); p50/p99/p99.9.
@@ -34,6 +39,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -101,21 +107,29 @@ def _events(team: str, count: int, start: int = 0) -> list[tuple[bytes, bytes]]:
     return out
 
 
-def _map(settings: Settings, team: str, count: int, late: bool | None = False) -> None:
-    """Writes the mappings of messages 0..count-1: the on-time ones (``late=False``), the
-    late ones (``late=True``) or all (``None``)."""
+def _mapping_writes(team: str, count: int, late: bool | None = False) -> list[dict[str, bytes]]:
+    """MSET chunks for the mappings of messages 0..count-1: the on-time ones
+    (``late=False``), the late ones (``late=True``) or all (``None``). Built ahead, so
+    the moment late mappings "arrive" is their write, not this bench's string building."""
+    mapping = serialize(MessageMapping(team_id=team, broadcast_id="b1", tags=["bench"]))
+    ids = [i for i in range(count) if late is None or is_late(i) == late]
+    keys = [RedisKeys.message_mapping(f"{team}-{i}") for i in ids]
+    return [dict.fromkeys(keys[at : at + 10_000], mapping) for at in range(0, len(keys), 10_000)]
+
+
+def _write(settings: Settings, chunks: list[dict[str, bytes]]) -> None:
     from kibamail.clients import redis_client
 
     client = redis_client(settings)
     pipe = client.pipeline(transaction=False)
-    mapping = serialize(MessageMapping(team_id=team, broadcast_id="b1", tags=["bench"]))
-    for i in range(count):
-        if late is not None and is_late(i) != late:
-            continue
-        pipe.set(RedisKeys.message_mapping(f"{team}-{i}"), mapping)
-        if i % 10_000 == 9_999:
-            pipe.execute()
+    for chunk in chunks:
+        pipe.mset(chunk)
     pipe.execute()
+    client.close()
+
+
+def _map(settings: Settings, team: str, count: int, late: bool | None = False) -> None:
+    _write(settings, _mapping_writes(team, count, late))
 
 
 def bare_consume(settings: Settings, count: int) -> float:
@@ -141,23 +155,64 @@ def bare_consume(settings: Settings, count: int) -> float:
     return elapsed
 
 
-def _rows(ch: Any, team: str) -> int:
-    """Distinct events queryable (the sinks are idempotent by event_id)."""
+def _rows(ch: Any, team: str, at_least: int = 1) -> int:
+    """Distinct events queryable (the sinks are idempotent by event_id).
+
+    Polled every 0.1 s while the pipeline runs, so it must not load the warehouse it
+    measures: ``count()`` (the team is the sort key's prefix: ~3 ms) decides until there
+    may be ``at_least`` rows, then ``uniqExact(event_id)`` (~35 ms at 200k rows) counts
+    them without duplicates.
+    """
+    parameters = {"t": team}
+    rows = int(
+        ch.query(
+            "SELECT count() FROM raw_message_events WHERE team_id = {t:String}",
+            parameters=parameters,
+        ).result_rows[0][0]
+    )
+    if rows < at_least:
+        return rows
     return int(
         ch.query(
             "SELECT uniqExact(event_id) FROM raw_message_events WHERE team_id = {t:String}",
-            parameters={"t": team},
+            parameters=parameters,
         ).result_rows[0][0]
     )
 
 
-def _start_pipeline(settings: Settings, log_dir: Path) -> list[subprocess.Popen[bytes]]:
+# What the flow and sink processes import: compiled once before the clock starts.
+PIPELINE_MODULES = (
+    "pipelines.run, pipelines.correlation, pipelines.kafka_io, pipelines.sinks.clickhouse, "
+    "bytewax.run, bytewax.recovery, confluent_kafka.admin, clickhouse_connect, "
+    "clickhouse_connect.driver.httpclient, pyarrow.compute, redis, kibamail.clients"
+)
+
+
+def pipeline_env(settings: Settings, log_dir: Path) -> dict[str, str]:
+    """The children's environment, with Python bytecode cached as in the image.
+
+    The image compiles every dependency at build time (``UV_COMPILE_BYTECODE=1``). A
+    shell with ``PYTHONDONTWRITEBYTECODE=1`` and no ``__pycache__`` would make each
+    start-up compile ~1,400 modules (~0.5 CPU-s per process) that no deployed restart
+    compiles; a bench-private cache, filled before the clock starts, avoids that.
+    """
+    env = {**os.environ, **settings_to_env(settings)}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env["PYTHONPYCACHEPREFIX"] = str(log_dir / "pycache")
+    env["PROMETHEUS_MULTIPROC_DIR"] = str(log_dir / "metrics")
+    (log_dir / "metrics").mkdir(exist_ok=True)
+    subprocess.run(
+        [sys.executable, "-c", f"import {PIPELINE_MODULES}"], env=env, check=True, timeout=300
+    )
+    return env
+
+
+def _start_pipeline(
+    settings: Settings, log_dir: Path, env: dict[str, str]
+) -> list[subprocess.Popen[bytes]]:
     from pipelines import recovery
 
     recovery.prepare(settings, ["correlation"], 1)
-    env = {**os.environ, **settings_to_env(settings)}
-    env["PROMETHEUS_MULTIPROC_DIR"] = str(log_dir / "metrics")
-    (log_dir / "metrics").mkdir(exist_ok=True)
     procs = []
     for name, args in (("flow", ["flow", "correlation"]), ("sink", ["sink"])):
         log = (log_dir / f"bench-{name}.log").open("ab")
@@ -174,11 +229,29 @@ def _wait_rows(ch: Any, team: str, count: int, timeout: float) -> tuple[float, i
     deadline = time.monotonic() + timeout
     rows = 0
     while time.monotonic() < deadline:
-        rows = _rows(ch, team)
+        rows = _rows(ch, team, count)
         if rows >= count:
             return time.perf_counter(), rows
         time.sleep(0.1)
     return time.perf_counter(), rows
+
+
+def output_counter(settings: Settings) -> Callable[[], int]:
+    """Messages the flow has written to its output topic so far (high watermarks)."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    from kibamail.clients import kafka_consumer_config
+
+    consumer = Consumer(kafka_consumer_config("bench-watermarks", settings))
+    parts = [
+        TopicPartition(Topic.CLICKHOUSE_MESSAGES.value, index)
+        for index in range(settings.kafka.topic_partitions)
+    ]
+
+    def count() -> int:
+        return sum(consumer.get_watermark_offsets(part, timeout=5)[1] for part in parts)
+
+    return count
 
 
 def per_thousand(seconds: dict[str, float], events: int) -> dict[str, float]:
@@ -190,22 +263,39 @@ def throughput(
 ) -> dict[str, Any]:
     team = "bench-throughput"
     _map(settings, team, count, late=False)
+    late_writes = _mapping_writes(team, count, late=True)
     producer_cpu = _produce(settings, _events(team, count))
     bare = bare_consume(settings, count)
+    env = pipeline_env(settings, log_dir)
+    output = output_counter(settings)
+    base_output = output()
     services_cpu = {name: process_cpu_seconds(pid) for name, pid in services.items()}
     started = time.perf_counter()
-    procs = _start_pipeline(settings, log_dir)
+    phases: dict[str, float] = {}
+
+    def mark(phase: str, reached: bool = True) -> None:
+        if reached and phase not in phases:
+            phases[phase] = round(time.perf_counter() - started, 2)
+
+    procs = _start_pipeline(settings, log_dir, env)
     # Wall time includes both processes' start-up and the first group join.
     first_row = None
     while first_row is None:
+        mark("flow_first_output_s", output() > base_output)
         if _rows(ch, team) > 0:
             first_row = time.perf_counter()
-        time.sleep(0.05)
-    _map(settings, team, count, late=True)  # the flow is running: these arrive late
-    first_count = _rows(ch, team)
+            mark("first_row_s")
+            # How far the flow was by then (the broker's high watermark, to a batch).
+            phases["flow_output_at_first_row"] = output() - base_output
+        else:
+            time.sleep(0.05)
+    _write(settings, late_writes)  # the flow is running: these arrive late
+    mark("late_mappings_written_s")
+    first_count = _rows(ch, team, count)
     flow_cpu_first, sink_cpu_first = (process_cpu_seconds(proc.pid) for proc in procs)
     services_first = {name: process_cpu_seconds(pid) for name, pid in services.items()}
     done, rows = _wait_rows(ch, team, count, 600)
+    mark("last_row_s")
     flow_cpu, sink_cpu = (process_cpu_seconds(proc.pid) for proc in procs)
     services_done = {
         name: process_cpu_seconds(pid) - services_cpu[name] for name, pid in services.items()
@@ -221,10 +311,15 @@ def throughput(
         "rows_queryable": rows,
         "unaccounted": count - rows,
         "complete": rows == count,
+        # The cold figure: processes started (a deploy's restart) with the events waiting
+        # in Kafka, until the last row is queryable.
         "events_per_s": round(rows / (done - started)),
         "events_per_s_after_first_row": round(steady),
         "baseline_bare_consume_events_per_s": round(count / bare),
-        "ratio_to_bare_consume": round(steady / (count / bare), 3),
+        "ratio_to_bare_consume": round(rows / (done - started) / (count / bare), 3),
+        "ratio_to_bare_consume_after_first_row": round(steady / (count / bare), 3),
+        # Seconds from the start of both processes: where the cold run's time goes.
+        "cold_phases": phases,
         # On a shared, overloaded machine wall-clock rates mostly measure the neighbours;
         # events per CPU-second of each process is what one dedicated core would do.
         "flow_cpu_s": round(flow_cpu, 1),
@@ -258,6 +353,7 @@ def warm_throughput(
     """N events produced in a burst into the running pipeline; first produce to last row."""
     team = "bench-warm"
     _map(settings, team, count, late=False)
+    late_writes = _mapping_writes(team, count, late=True)
     events = _events(team, count)
     pids = {"flow": procs[0].pid, "sink": procs[1].pid, **services}
     before = {name: process_cpu_seconds(pid) for name, pid in pids.items()}
@@ -268,7 +364,7 @@ def warm_throughput(
     meter.start()
     started = time.perf_counter()
     producer_cpu = _produce(settings, events)
-    _map(settings, team, count, late=True)
+    _write(settings, late_writes)
     done, rows = _wait_rows(ch, team, count, 600)
     spent = {name: process_cpu_seconds(pid) - before[name] for name, pid in pids.items()}
     report = meter.stop()
@@ -386,6 +482,9 @@ def main() -> None:
             meter.add_self("producer")
             meter.start()
             result.update(warm_throughput(settings, ch, args.events, procs, services))
+            result["warm_ratio_to_bare_consume"] = round(
+                result["warm_events_per_s"] / result["baseline_bare_consume_events_per_s"], 3
+            )
             result.update(latency(settings, ch, args.rate, args.seconds))
             result.update(meter.stop())  # CPU, peak RSS and load over the warm + latency runs
             result["load_average_1m_at_end"] = round(os.getloadavg()[0], 2)
@@ -397,10 +496,10 @@ def main() -> None:
                 result,
                 complete,
                 {
-                    "one_worker_ge_50k_events_per_s": max(
-                        result["events_per_s_after_first_row"], result["warm_events_per_s"]
-                    )
-                    >= 50_000,
+                    # Both: a pipeline runs warm, but every deploy restarts it cold, and the
+                    # rows users wait for after a restart come at the cold rate.
+                    "one_worker_ge_50k_events_per_s_warm": result["warm_events_per_s"] >= 50_000,
+                    "one_worker_ge_50k_events_per_s_cold": result["events_per_s"] >= 50_000,
                     "p99_lt_2_s_at_5000": result["latency_p99_s"] < 2.0
                     and result["latency_rate_events_per_s"] >= 0.95 * args.rate,
                 },

@@ -28,7 +28,7 @@ from kibamail.contracts import (
     dead_letter,
 )
 from kibamail.settings import Settings
-from pipelines.kafka_io import OutChunk, RawBatch, RawMessage
+from pipelines.kafka_io import Chunk, OutChunk, RawBatch, RawMessage
 from pipelines.mapping import (
     Mapping,
     MappingLookup,
@@ -175,14 +175,15 @@ class Correlator:
         values: list[bytes | None],
         dead: list[SinkItem],
     ) -> tuple[list[bytes | None], list[bytes], list[Pending]]:
-        """Event by event, for batches with misses, unreadable mappings or team mismatches."""
-        out_keys: list[bytes | None] = []
-        out_values: list[bytes] = []
+        """Batches with misses, unreadable mappings or team mismatches: each event is
+        sorted out here, and the joinable ones are joined together in one call."""
+        joinable: list[dict[str, Any]] = []
+        joined_mappings: list[Mapping] = []
         pending: list[Pending] = []
         for index, event, mapping in zip(where, events, mappings, strict=True):
             if type(mapping) is Mapping and mapping.team_id == event["team_id"]:
-                out_values += joined_rows([event], [mapping])
-                out_keys.append(event["message_id"].encode())
+                joinable.append(event)
+                joined_mappings.append(mapping)
             elif mapping is None:
                 message_id = event["message_id"]
                 topic = topics[index] or Topic.MESSAGE_STATUSES.value
@@ -193,40 +194,52 @@ class Correlator:
                 reason = str(mapping) if isinstance(mapping, ContractError) else ""
                 reason = reason or mismatch_reason(event, mapping)  # type: ignore[arg-type]
                 dead.append(to_dead_letter(topics[index], keys[index], values[index], reason))
-        return out_keys, out_values, pending
+        out_keys: list[bytes | None] = list(map(str.encode, map(MESSAGE_ID, joinable)))
+        return out_keys, joined_rows(joinable, joined_mappings), pending
 
-    def resolve_pending(self, pending: list[Pending]) -> tuple[list[SinkItem], list[int]]:
+    def resolve_pending(self, pending: list[Pending]) -> tuple[list[Chunk], list[int]]:
+        """The due misses in one MGET; those found now are parsed and joined together
+        and leave as one OutChunk (plus one list of dead letters), not one item each."""
         mappings = self.lookup.get_many([p.message_id for p in pending])
-        out: list[SinkItem] = []
-        missing: list[int] = []
-        for index, (item, mapping) in enumerate(zip(pending, mappings, strict=True)):
-            if mapping is None:
-                missing.append(index)
-                continue
-            [event] = parse_statuses([item.value])
-            if isinstance(event, ContractError) or isinstance(mapping, ContractError):
-                reason = str(event if isinstance(event, ContractError) else mapping)
-                out.append(to_dead_letter(item.topic, item.key, item.value, reason))
-            elif mapping.team_id != event["team_id"]:
+        missing = [index for index, mapping in enumerate(mappings) if mapping is None]
+        if len(missing) == len(pending):
+            return [], missing
+        found = [index for index, mapping in enumerate(mappings) if mapping is not None]
+        payloads = [pending[index].value for index in found]
+        events = parse_canonical_batch(payloads) or parse_statuses(payloads)
+        joinable: list[dict[str, Any]] = []
+        joined_mappings: list[Mapping] = []
+        dead: list[SinkItem] = []
+        for index, event in zip(found, events, strict=True):
+            item, mapping = pending[index], mappings[index]
+            if type(event) is dict and type(mapping) is Mapping:
+                if mapping.team_id == event["team_id"]:
+                    joinable.append(event)
+                    joined_mappings.append(mapping)
+                    continue
                 reason = mismatch_reason(event, mapping)
-                out.append(to_dead_letter(item.topic, item.key, item.value, reason))
             else:
-                [payload] = joined_rows([event], [mapping])
-                out.append(
-                    KafkaSinkMessage(
-                        item.message_id.encode(), payload, topic=Topic.CLICKHOUSE_MESSAGES.value
-                    )
-                )
+                reason = str(event if isinstance(event, ContractError) else mapping)
+            dead.append(to_dead_letter(item.topic, item.key, item.value, reason))
+        out: list[Chunk] = []
+        if joinable:
+            out_keys: list[bytes | None] = list(map(str.encode, map(MESSAGE_ID, joinable)))
+            rows = joined_rows(joinable, joined_mappings)
+            out.append(OutChunk(Topic.CLICKHOUSE_MESSAGES.value, out_keys, rows))
+        if dead:
+            out.append(dead)
         return out, missing
 
-    def give_up(self, pending: Pending, waited_seconds: float) -> SinkItem:
-        return to_dead_letter(
-            pending.topic,
-            pending.key,
-            pending.value,
-            f"mapping missing: no message mapping for message_id {pending.message_id!r} "
-            f"after {pending.attempts + 1} lookups over {waited_seconds:g}s",
-        )
+    def give_up(self, pending: Pending, waited_seconds: float) -> Chunk:
+        return [
+            to_dead_letter(
+                pending.topic,
+                pending.key,
+                pending.value,
+                f"mapping missing: no message mapping for message_id {pending.message_id!r} "
+                f"after {pending.attempts + 1} lookups over {waited_seconds:g}s",
+            )
+        ]
 
 
 def build_flow(
@@ -265,7 +278,6 @@ def build_flow(
             correlator, tuning.mapping_retry_delays_seconds, state, **extra
         ),
     )
-    resolved = op.map("as_chunks", op.key_rm("unkey_retried", retried), lambda item: [item])
-    done = op.merge("all_out", split.falses, resolved)
+    done = op.merge("all_out", split.falses, op.key_rm("unkey_retried", retried))
     op.output("kafka_out", done, sink or ChunkedKafkaSink(settings))
     return flow

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from itertools import chain
+from operator import attrgetter
 from typing import Any, Generic, NamedTuple, Protocol, TypeGuard, TypeVar
 
 import orjson
@@ -159,7 +162,13 @@ def is_pending(item: object) -> TypeGuard[Pending]:
 
 
 class MappingRetryLogic(StatefulBatchLogic[Pending, Out, tuple[Pending, ...]], Generic[Out]):
-    """Per shard: park misses, look them up again in one MGET when due, give up at the end."""
+    """Per shard: park misses, look them up again in one MGET when due, give up at the end.
+
+    One FIFO per lookup count: every item entering queue ``n`` waits ``delays[n]`` from a
+    later "now", so each queue is in due order and the due items are its head. A notify
+    takes just those (no scan of everything parked, however many are waiting), and the
+    snapshot keeps the plain tuple of Pending (recovery stores stay readable).
+    """
 
     def __init__(
         self,
@@ -170,20 +179,29 @@ class MappingRetryLogic(StatefulBatchLogic[Pending, Out, tuple[Pending, ...]], G
     ) -> None:
         self._resolver = resolver
         self._delays = list(delays) or [0.0]
-        self._pending: list[Pending] = list(state or ())
         self._clock = clock
+        self._queues: list[deque[Pending]] = [deque() for _ in self._delays]
+        now = clock()
+        for pending in sorted(state or (), key=attrgetter("due")):
+            # A resumed item waits no longer than the current schedule says (its snapshot
+            # may come from a longer one), which also keeps every queue in due order.
+            level = min(max(pending.attempts, 1), len(self._delays)) - 1
+            due = min(pending.due, now + self._delays[level])
+            self._queues[level].append(pending._replace(due=due))
 
     def on_batch(self, values: list[Pending]) -> tuple[list[Out], bool]:
-        now = self._clock()
-        self._pending.extend(p._replace(attempts=1, due=now + self._delays[0]) for p in values)
+        due = self._clock() + self._delays[0]
+        self._queues[0].extend(p._replace(attempts=1, due=due) for p in values)
         return [], StatefulBatchLogic.RETAIN
 
     def on_notify(self) -> tuple[list[Out], bool]:
         now = self._clock()
-        due = [p for p in self._pending if p.due <= now]
+        due: list[Pending] = []
+        for queue in self._queues:
+            while queue and queue[0].due <= now:
+                due.append(queue.popleft())
         if not due:
             return [], StatefulBatchLogic.RETAIN
-        waiting = [p for p in self._pending if p.due > now]
         outputs, missing = self._resolver.resolve_pending(due)
         for index in missing:
             pending = due[index]
@@ -191,14 +209,16 @@ class MappingRetryLogic(StatefulBatchLogic[Pending, Out, tuple[Pending, ...]], G
                 outputs.append(self._resolver.give_up(pending, sum(self._delays)))
             else:
                 delay = self._delays[pending.attempts]
-                waiting.append(pending._replace(attempts=pending.attempts + 1, due=now + delay))
-        self._pending = waiting
-        return outputs, StatefulBatchLogic.DISCARD if not waiting else StatefulBatchLogic.RETAIN
+                self._queues[pending.attempts].append(
+                    pending._replace(attempts=pending.attempts + 1, due=now + delay)
+                )
+        if any(self._queues):
+            return outputs, StatefulBatchLogic.RETAIN
+        return outputs, StatefulBatchLogic.DISCARD
 
     def notify_at(self) -> datetime | None:
-        if not self._pending:
-            return None
-        return datetime.fromtimestamp(min(p.due for p in self._pending), UTC)
+        heads = [queue[0].due for queue in self._queues if queue]
+        return datetime.fromtimestamp(min(heads), UTC) if heads else None
 
     def snapshot(self) -> tuple[Pending, ...]:
-        return tuple(self._pending)
+        return tuple(chain.from_iterable(self._queues))

@@ -298,8 +298,15 @@ class ClickHouseSink:
             self._consumer.pause([TopicPartition(msg.topic(), msg.partition())])
             self._consumer.seek(where)
 
+    def prepare(self) -> None:
+        """Connect to ClickHouse and learn the Arrow shapes now, while the consumer joins
+        its group (seconds on a fresh group), rather than after the first fetch."""
+        for topic in self.topics:
+            self._inserter.arrow_shape(topic, may_ask=self._inflight is None)
+
     def run(self, stop: threading.Event) -> None:
         try:
+            self.prepare()
             while not stop.is_set():
                 self.poll_once()
             if self._batch.offsets or self._inflight is not None:
