@@ -134,13 +134,15 @@ select * from (
 {#- The append-only fct tables: `max_ingested_at` (one row per part) answers the watermark
     lookup (max(ingested_at)) without reading the column; `by_event_id` (a projection
     index: event_id sorted, with row offsets) finds given event ids without a scan, for
-    the anti-join of new_events_once and the uniqueness data tests on unchecked rows.
-    ReplacingMergeTree tables rebuild their projections when merges drop copies. -#}
+    the anti-join of new_events_once and the uniqueness data tests on unchecked rows. -#}
 {% macro fct_projections() -%}
 {{ return([{'name': 'max_ingested_at', 'query': 'select max(ingested_at)'},
            {'name': 'by_event_id', 'index': 'event_id'}]) }}
 {%- endmacro %}
 
+{#- Merges that drop copies, and a DELETE that fixes bad rows by hand, rebuild the
+    projections of the parts they touch (ClickHouse refuses both otherwise). -#}
 {% macro fct_table_settings() -%}
-{{ return({'deduplicate_merge_projection_mode': 'rebuild'}) }}
+{{ return({'deduplicate_merge_projection_mode': 'rebuild',
+           'lightweight_mutation_projection_mode': 'rebuild'}) }}
 {%- endmacro %}
