@@ -1,10 +1,9 @@
 {{
     config(
         materialized='incremental',
-        incremental_strategy='delete_insert',
-        unique_key='message_id',
+        incremental_strategy='append',
+        post_hook="{{ delete_rows_replaced_by_this_run('message_id') }}",
         settings=patch_part_delete_table_settings(),
-        query_settings=patch_part_delete_query_settings(),
         engine=table_engine('MergeTree()'),
         order_by='(message_id)',
     )

@@ -5,6 +5,8 @@
         engine=table_engine('ReplacingMergeTree(ingested_at)'),
         order_by='(team_id, contact_key, occurred_at, event_id)',
         partition_by='toYYYYMM(event_date)',
+        projections=fct_projections(),
+        settings=fct_table_settings(),
     )
 }}
 -- Per-contact activity timeline: every message status, open, click and unsubscribe of
@@ -96,4 +98,4 @@ select
     {{ load_marker() }}
 from activity
 where {{ not_loaded_yet([ref('fct_message_events'), ref('fct_email_opens'), ref('fct_email_clicks'),
-                        ref('stg_kibamail__unsubscribes')], since, key='event_id') }}
+                        ref('stg_kibamail__unsubscribes')], since, key='event_id', batch='activity') }}

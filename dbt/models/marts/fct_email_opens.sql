@@ -6,6 +6,8 @@
         order_by='(team_id, event_date, message_id, event_id)',
         partition_by='toYYYYMM(event_date)',
         indexes=ingested_at_index(),
+        projections=fct_projections(),
+        settings=fct_table_settings(),
         query_settings={'use_index_for_in_with_subqueries_max_values': 100000},
     )
 }}
