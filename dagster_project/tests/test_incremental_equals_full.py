@@ -32,7 +32,7 @@ MODELS = (
     "fct_message_events", "int_messages", "fct_email_opens", "fct_email_clicks",
     "fct_contact_activity", "fct_deliverability_daily", "fct_reputation_daily",
     "fct_bounces_daily", "int_billing_usage_monthly", "int_team_months", "fct_billing_monthly",
-    "fct_dmarc_daily",
+    "fct_dmarc_daily", "fct_usage_by_source_monthly",
 )  # fmt: skip
 HISTORY = "toDateTime64('2026-09-25 00:00:00', 3, 'UTC')"  # 10 days: September and October
 
