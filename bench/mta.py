@@ -132,7 +132,8 @@ def kibamail_accept(stack: Stack, settings: Settings, args: argparse.Namespace) 
     meter.add_self("load_generator")
     try:
         load = accept_run(settings.mta.submission_port, credential, args, meter)
-        queued = redis_client(settings).xlen(RedisKeys.SUBMISSION_STREAM)
+        client = redis_client(settings)
+        queued = sum(int(client.xlen(key)) for key in RedisKeys.submission_streams())
         report = meter.stop()
     finally:
         stack.stop("mta")

@@ -117,7 +117,9 @@ class FlagCache:
         return [found[key] for key in keys]
 
     async def _load_many(self, redis: Any, keys: tuple[str, ...]) -> dict[str, Any]:
-        values = dict(zip(keys, await redis.mget(keys), strict=True))
+        # A cluster's MGET must stay in one slot: mget_nonatomic splits it per slot.
+        mget = getattr(redis, "mget_nonatomic", redis.mget)
+        values = dict(zip(keys, await mget(keys), strict=True))
         if len(self._values) > 50_000:
             self._values.clear()
         expires = time.monotonic() + self.ttl

@@ -24,6 +24,7 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 from kibamail.contracts import MessageMapping, OutboundMessage, TrafficKind
 from kibamail.intake import PLATFORM_ID_HEADER, queue_on_pipeline
 from kibamail.redis_batching import PipelineBatcher
+from kibamail.redis_keys import slot_group
 from kibamail.settings import Settings
 
 from . import metrics
@@ -55,7 +56,7 @@ class SubmissionHandler:
         self.verifier = CredentialVerifier()
         self.chain = PolicyChain(config, platform=PlatformSender.from_settings(settings))
         self.reads = PipelineBatcher(redis, transaction=False)
-        self.writes = PipelineBatcher(redis, transaction=True)
+        self.writes = PipelineBatcher(redis, transaction=True)  # per slot group on a cluster
 
     async def handle_EHLO(
         self,
@@ -183,8 +184,11 @@ class SubmissionHandler:
         )
         mapping = MessageMapping(team_id=team_id)
         try:
-            # One MULTI per message, sharing a round trip with concurrent sessions.
-            await self.writes.run(lambda pipe: queue_on_pipeline(pipe, message, mapping))
+            # One MULTI per message (its team's slot group), sharing a round trip with
+            # concurrent sessions.
+            await self.writes.run(
+                lambda pipe: queue_on_pipeline(pipe, message, mapping), slot_group(team_id)
+            )
         except Exception:
             log.exception("queueing a submission failed")
             return "451 4.3.0 Temporary queue failure, try again"
