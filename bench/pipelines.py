@@ -112,7 +112,7 @@ def _map(settings: Settings, team: str, count: int, late: bool | None = False) -
     for i in range(count):
         if late is not None and is_late(i) != late:
             continue
-        pipe.set(RedisKeys.message_mapping(f"{team}-{i}"), mapping)
+        pipe.set(RedisKeys.message_mapping(team, f"{team}-{i}"), mapping)
         if i % 10_000 == 9_999:
             pipe.execute()
     pipe.execute()
@@ -319,7 +319,7 @@ def latency(
         while late and (late[0][0] <= time.perf_counter() or sent >= total):
             due.append(late.popleft()[1])
         if due:
-            redis.mset({RedisKeys.message_mapping(m): mapping for m in due})
+            redis.mset({RedisKeys.message_mapping(team, m): mapping for m in due})
         next_tick = started + (sent / per_tick) * tick
         pause = next_tick - time.perf_counter()
         if pause > 0:

@@ -29,7 +29,7 @@ import orjson
 
 from kibamail.contracts import TeamPauseEvent, Topic
 from kibamail.outbox import add_to_outbox
-from kibamail.redis_keys import RedisKeys
+from kibamail.redis_keys import RedisKeys, slot_group
 from kibamail.team_budget import pause_reason as pause_reason  # the MTA reads it here
 
 AUDIT_MAX = 200
@@ -146,12 +146,12 @@ def read_pause(redis: Any, team_id: str) -> PauseRecord | None:
 
 
 def team_of_key(key: Any) -> str:
-    """'team:<id>:paused' -> '<id>'."""
-    return _text(key).removeprefix("team:").removesuffix(":paused")
+    """'team:{tag}:<id>:paused' -> '<id>'."""
+    return RedisKeys.team_of_paused_key(_text(key))
 
 
 def list_pauses(redis: Any) -> list[PauseRecord]:
-    """Every paused team, oldest pause first."""
+    """Every paused team, oldest pause first (SCAN: every master of a cluster)."""
     records = []
     for key in redis.scan_iter(match=RedisKeys.TEAM_PAUSED_PATTERN, count=500):
         record = read_pause(redis, team_of_key(key))
@@ -210,7 +210,9 @@ def lift(
         team_id,
         {"action": "lift", "by": operator, "reason": text, "at": now_iso(at), "pause": flag},
     )
-    add_to_outbox(pipe, Topic.TEAM_PAUSES, team_id, event, stream=RedisKeys.API_EVENT_OUTBOX)
+    # The team's group outbox (drained by the MTA's publisher): same slot as the MULTI.
+    outbox = RedisKeys.event_outbox(slot_group(team_id))
+    add_to_outbox(pipe, Topic.TEAM_PAUSES, team_id, event, stream=outbox)
     pipe.execute()
     return event
 

@@ -60,6 +60,14 @@ if tuple(CorrelatedMessageEvent.model_fields)[: len(STATUS_FIELDS)] != STATUS_FI
 
 MESSAGE_ID = itemgetter("message_id")
 EVENT_TEAM = itemgetter("team_id")
+
+
+def _team_of(value: bytes) -> str:
+    """The team of a parked status payload ('' when unreadable: no mapping is found)."""
+    [event] = parse_statuses([value])
+    return str(event.get("team_id", "")) if type(event) is dict else ""
+
+
 MAPPING_TEAM = itemgetter(0)  # Mapping.team_id
 DUMPS_UTC = partial(orjson.dumps, option=orjson.OPT_UTC_Z)
 ALL_BUT_LAST = itemgetter(slice(None, -1))
@@ -143,7 +151,7 @@ class Correlator:
                     reason = str(result)
                     dead.append(to_dead_letter(topics[index], keys[index], values[index], reason))
         message_ids = list(map(MESSAGE_ID, events))
-        mappings = self.lookup.get_many(message_ids)
+        mappings = self.lookup.get_many(list(map(EVENT_TEAM, events)), message_ids)
         out: list[OutChunk | list[SinkItem] | Pending] = []
         all_found = set(map(type, mappings)) <= {Mapping}
         if all_found and list(map(MAPPING_TEAM, mappings)) == list(  # type: ignore[arg-type]
@@ -196,7 +204,8 @@ class Correlator:
         return out_keys, out_values, pending
 
     def resolve_pending(self, pending: list[Pending]) -> tuple[list[SinkItem], list[int]]:
-        mappings = self.lookup.get_many([p.message_id for p in pending])
+        teams = [_team_of(p.value) for p in pending]
+        mappings = self.lookup.get_many(teams, [p.message_id for p in pending])
         out: list[SinkItem] = []
         missing: list[int] = []
         for index, (item, mapping) in enumerate(zip(pending, mappings, strict=True)):

@@ -163,6 +163,6 @@ def test_a_contact_unsubscribed_during_a_pause_is_never_queued_after_resume(
     _drain(api_settings)
     recipients = sorted(m.recipients[0] for m in _messages(redis_client))
     assert recipients == sorted(c["email"] for c in contacts if c["id"] != gone["id"])
-    assert not redis_client.exists(RedisKeys.broadcast_sent(broadcast, gone["id"]))
+    assert not redis_client.exists(RedisKeys.broadcast_sent(team.team_id, broadcast, gone["id"]))
     progress = client.get(url, headers=team.auth).json()["progress"]
     assert progress["sent"] == 2 and progress["skipped"] == 1

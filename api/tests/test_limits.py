@@ -12,9 +12,10 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from api.jobs.broadcast_fanout import SEND_BROADCAST
-from api.jobs.queue import JOB_STREAM
+from api.jobs.queue import job_stream, queued_jobs
 from api.services.broadcast_lifecycle import release_due_broadcasts
 from api.tests.conftest import RecordingProducer, SendingTeam
+from kibamail.redis_keys import slot_group
 from kibamail.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -76,7 +77,7 @@ def test_scheduled_broadcast_is_released_once_when_due(
         f"{base}/broadcasts/{broadcast}/launch", json={"send_at": later}, headers=team.auth
     )
     assert launched.json()["status"] == "scheduled"
-    assert redis_client.xlen(JOB_STREAM) == 0
+    assert queued_jobs(redis_client) == 0
 
     async def release(now: float) -> int:
         aio = redis.asyncio.Redis.from_url(api_settings.redis.url)
@@ -88,7 +89,7 @@ def test_scheduled_broadcast_is_released_once_when_due(
     assert asyncio.run(release(time.time())) == 0
     assert asyncio.run(release(32503680001)) == 1
     assert asyncio.run(release(32503680001)) == 0
-    [(_, fields)] = redis_client.xrange(JOB_STREAM)
+    [(_, fields)] = redis_client.xrange(job_stream(slot_group(team.team_id)))
     assert fields[b"kind"].decode() == SEND_BROADCAST
     assert (
         client.get(f"{base}/broadcasts/{broadcast}", headers=team.auth).json()["status"]
