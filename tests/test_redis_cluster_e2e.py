@@ -143,7 +143,8 @@ def smtp_send(settings: Settings, login: tuple[str, str], team: str, count: int)
                 f"From: news@{team}.example\r\nTo: {rcpt}\r\nSubject: cluster {i}\r\n"
                 f"Date: Mon, 07 Dec 2026 01:00:00 +0000\r\n\r\nHello {i}.\r\n"
             )
-            client.mail(f"news@{team}.example")
+            code, text = client.mail(f"news@{team}.example")
+            assert code == 250, text
             assert client.rcpt(rcpt)[0] == 250
             code, text = client.data(body.encode())
             assert code == 250, text
