@@ -10,9 +10,10 @@ group's outbox and retry schedule, its team keys), so it is one slot on a cluste
 MULTIs of concurrent deliveries share one round trip (``PipelineBatcher``): on one node a
 batch is one MULTI/EXEC, on a cluster one per group; still all-or-nothing per entry.
 
-The one key outside a group, ``RedisKeys.client_message_id`` (shared by teams), is
-written by its own idempotent SADD + EXPIRE before the MULTI: a redelivery writes it
-again, and a member whose message never got its sent record is ignored by mta.inbound.
+The one key outside a group, ``RedisKeys.client_message_id`` (shared by teams), rides in
+the MULTI on one node; on a cluster (another slot) it is written by its own idempotent
+SADD + EXPIRE just before the MULTI: a redelivery writes it again, and a member whose
+message never got its sent record is ignored by mta.inbound.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Any
 
 from kibamail.contracts import MessageStatus, OutboundMessage, Topic, TrafficKind
 from kibamail.intake import PLATFORM_ID_HEADER
-from kibamail.redis_batching import PipelineBatcher
+from kibamail.redis_batching import PipelineBatcher, is_cluster_client
 from kibamail.redis_keys import RedisKeys
 from kibamail.team_pauses import queue_sample_subject
 
@@ -68,6 +69,7 @@ class OutcomeRecorder:
         self.config = config
         self.batcher = PipelineBatcher(redis, transaction=True)  # per group on a cluster
         self.singles = PipelineBatcher(redis, transaction=False)
+        self.cluster = is_cluster_client(redis)
 
     async def record(
         self, group: int, entry_id: bytes, msg: OutboundMessage, outcomes: list[Outcome]
@@ -83,7 +85,10 @@ class OutcomeRecorder:
                 pipe.sadd(ids, msg.message_id)
                 pipe.expire(ids, REPORT_WINDOW_SECONDS)
 
-            await self.singles.run(remember)
+            if self.cluster:
+                await self.singles.run(remember)
+            else:  # one slot for everything: in the MULTI, no extra round trip
+                remember(_CommandList(commands))
 
         def build(pipe: Any) -> None:
             for name, args, kwargs in commands:

@@ -49,6 +49,9 @@ from .smtp_client import ConnectionPool, DataHooks, TransientConnectError
 
 log = logging.getLogger(__name__)
 
+# Seconds between two reads of the queue depth gauges (every group's stream and schedule).
+DEPTHS_EVERY = 2.0
+
 
 def classified(code: int, text: str, mx_host: str = "") -> dict[str, Any]:
     """Outcome fields of a non-2xx reply: the one classifier's verdict (kibamail.bounces,
@@ -133,7 +136,7 @@ class DeliveryWorker:
         self, stop: asyncio.Event, work: asyncio.Queue[tuple[GroupEntry, bool]]
     ) -> None:
         touch_every = max(1.0, self.config.queue.claim_idle_seconds / 3)
-        last_touch = last_claim = time.monotonic()
+        last_touch = last_claim = last_depths = time.monotonic()
         while not stop.is_set():
             try:
                 moved = await self.queue.move_due()
@@ -147,10 +150,12 @@ class DeliveryWorker:
                         if (group, entry[0]) not in self.inflight:
                             self.inflight.add((group, entry[0]))
                             await work.put(((group, entry), False))
-                xlen, retries, overdue = await self.queue.depths()
-                metrics.QUEUE_DEPTH.set(xlen)
-                metrics.RETRY_DEPTH.set(retries)
-                metrics.OLDEST_RETRY_AGE.set(overdue)
+                if now - last_depths >= DEPTHS_EVERY:  # 3 reads per group: not every round
+                    last_depths = now
+                    xlen, retries, overdue = await self.queue.depths()
+                    metrics.QUEUE_DEPTH.set(xlen)
+                    metrics.RETRY_DEPTH.set(retries)
+                    metrics.OLDEST_RETRY_AGE.set(overdue)
                 if not moved:
                     await asyncio.sleep(0.5)
             except asyncio.CancelledError:
