@@ -200,7 +200,9 @@ class RedisKeys:
 
     @staticmethod
     def warmup_counter(source_ip: str, provider_group: str, window: str) -> str:
-        return f"warmup:{source_ip}:{provider_group}:{window}"
+        """Messages one source IP sent to one provider group in a day or an hour window
+        (mta.warmup takes both in one Lua call: the pair is the hash tag, one slot)."""
+        return f"warmup:{{{_checked_id(source_ip)}|{_checked_id(provider_group)}}}:{window}"
 
     @staticmethod
     def reputation_throttle(scope: str, key: str) -> str:

@@ -266,3 +266,32 @@ async def test_in_doubt_markers_go_to_the_master_of_their_key(
     assert [sync.hget(k, "a@x.org") for k in keys] == [b"in-doubt"] * len(keys)
     await writer.close()
     sync.close()
+
+
+async def test_warmup_and_reputation_reads_stay_in_one_slot(
+    client: Any, test_settings: Settings, tmp_path: Path
+) -> None:
+    """Warm-up takes the day and hour counters of one IP x provider in one Lua call (one
+    tag); the reputation unit's flag read mixes a team key and IP keys (split per slot)."""
+    from mta.policies import FlagCache, PolicyChain, PolicyContext
+    from mta.reputation import ip_provider_keys
+
+    settings = with_policy(test_settings, write_policy(tmp_path / "p.toml", warmup_cap=2))
+    chain = PolicyChain(load_config(settings.mta.policy_file))
+    warmup = chain.unit("warmup")
+    assert warmup is not None
+    ctx = PolicyContext(
+        redis=client, stage="delivery", team_id="t", pool="marketing",
+        source_ips=["127.0.0.2"], source_ip="127.0.0.2", provider_group="google",
+    )  # fmt: skip
+    actions = [(await warmup.check(ctx)).action for _ in range(3)]
+    assert actions == ["accept", "accept", "hold"]  # the cap of 2, counted once each
+
+    keys = [
+        RedisKeys.reputation_throttle("team", "t"),
+        *ip_provider_keys("1.2.3.4", "google", "x.org"),
+    ]
+    await client.set(keys[0], b'{"action": "slow", "factor": 0.5}')
+    await client.set(keys[-1], b'{"action": "pause"}')
+    values = await FlagCache().get_many(client, keys)
+    assert values == [b'{"action": "slow", "factor": 0.5}', None, b'{"action": "pause"}']
