@@ -2,15 +2,16 @@
 
 SMTP submissions of two teams (chosen so that, with the API's team, the three teams' slot
 groups sit on the three masters) and POST /v1/emails of a third team go through the real
-`kibamail api` and `kibamail mta` processes, pointed at the cluster
-(``RedisSettings(cluster=True)``), to a provider-like sink that defers a share of the
-messages (retried through the per-group retry schedules) and bounces the ``permfail@``
-recipients. The MTA is SIGKILLed mid-run and restarted: its pending entries are reclaimed
-per group. At the end every message reached its final state, every accepted message was
-delivered exactly once (counted at the sink by platform id), each status event is one
-event id in Kafka (accepted + final per recipient; a republish repeats an id, never
-invents one), the keys of each team live on the master of its group's slot, the keys
-spread over all 3 masters, and no master counted a CROSSSLOT error nor any log a
+`kibamail api` and `kibamail mta` processes (a listener process, then a delivery-only
+one), pointed at the cluster (``RedisSettings(cluster=True)``), to a provider-like sink
+that defers a share of the messages (retried through the per-group retry schedules) and
+bounces the ``permfail@`` recipients. Everything is queued before delivery starts; the
+delivery process is SIGKILLed with entries in flight and restarted: its pending entries
+are reclaimed per group. At the end every message reached its final state, every
+accepted message was delivered exactly once (counted at the sink by platform id), each
+status event is one event id in Kafka (accepted + final per recipient; a republish repeats
+an id, never invents one), the keys of each team live on the master of its group's slot,
+the keys spread over all 3 masters, and no master counted a CROSSSLOT error nor any log a
 cross-slot refusal of the client.
 """
 
@@ -44,8 +45,8 @@ from testing.testnet import DnsServer, SinkConfig, SinkServer, Zone
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(600)]
 
-SMTP_PER_TEAM = 150
-API_MESSAGES = 100
+SMTP_PER_TEAM = 300
+API_MESSAGES = 200
 BOUNCES_PER_TEAM = 3  # permfail@ recipients: a 5xx at RCPT, one "bounced" final event
 DEFER_SHARE = 0.1  # the sink defers this share of the DATA answers: retried later
 FINAL = {"delivered", "bounced", "failed", "expired"}
@@ -58,7 +59,7 @@ class Cluster:
     stack: Stack
     handle: RedisClusterHandle
     sink: SinkServer
-    mta: Any  # the MTA's ServiceSpec, restarted after the kill
+    delivery: Any  # the delivery-only MTA's ServiceSpec, started by the test
 
 
 def group_master(handle: RedisClusterHandle, group: int) -> int:
@@ -89,9 +90,7 @@ def cluster(
 
     redis_cluster.flush()
     api_port = free_port()
-    base = with_policy(
-        test_settings, write_policy(tmp_path / "policies.toml"), claim_idle_seconds=2
-    )
+    base = with_policy(test_settings, write_policy(tmp_path / "policies.toml"))
     settings = base.model_copy(
         update={
             "redis": redis_cluster.settings,
@@ -116,13 +115,21 @@ def cluster(
     ).start()
     dns = DnsServer(port=settings.mta.dns_port, zone=Zone()).start()
     stack = Stack(tmp_path / "stack")
-    mta = kibamail_spec(settings, "mta", ["mta"], health_port=settings.mta.metrics_port)
+    listener = kibamail_spec(
+        settings, "mta", ["mta", "--no-delivery"], health_port=settings.mta.metrics_port
+    )
+    worker = settings.model_copy(
+        update={"mta": settings.mta.model_copy(update={"metrics_port": free_port()})}
+    )
+    delivery = kibamail_spec(
+        worker, "mta-delivery", ["mta", "--no-listeners"], health_port=worker.mta.metrics_port
+    )
     try:
         stack.start(up.app_specs(settings)["api"])
-        stack.start(mta)
-        yield Cluster(settings, stack, redis_cluster, sink, mta)
+        stack.start(listener)
+        yield Cluster(settings, stack, redis_cluster, sink, delivery)
     finally:
-        stack.stop_all(order=["mta", "api"])
+        stack.stop_all(order=["mta-delivery", "mta", "api"])
         dns.stop()
         sink.stop()
 
@@ -213,12 +220,27 @@ def test_delivery_on_a_three_master_cluster_survives_a_kill(cluster: Cluster) ->
     assert total == 2 * SMTP_PER_TEAM + API_MESSAGES
     to_deliver = total - 3 * BOUNCES_PER_TEAM
 
-    # Kill the MTA with deliveries in flight; its pending entries are reclaimed per group.
-    assert wait_until(lambda: sink.delivered_messages() >= to_deliver // 4, 120)
-    cluster.stack.kill("mta")
+    # Everything is queued, in the three teams' group streams (one per master).
+    queued = {g: client.xlen(RedisKeys.submission_stream(g)) for g in range(SLOT_GROUPS)}
+    assert sum(queued.values()) == total
+    assert {group_master(handle, g) for g, n in queued.items() if n} == set(handle.ports)
+
+    # Deliver; kill the delivery process with entries in flight, restart it: the new
+    # process reclaims the dead one's pending entries group by group.
+    cluster.stack.start(cluster.delivery)
+    pid = cluster.stack.running_pid("mta-delivery")
+    assert wait_until(lambda: sink.delivered_messages() >= to_deliver // 4, 120, 0.02)
+    cluster.stack.kill("mta-delivery")
     at_kill = sink.delivered_messages()
+    held = sum(
+        c["pending"]
+        for stream in RedisKeys.submission_streams()
+        for c in client.xinfo_consumers(stream, RedisKeys.SUBMISSION_GROUP)
+        if f"-{pid}-" in c["name"].decode()
+    )
     assert at_kill < to_deliver, "the run finished before the kill; nothing was tested"
-    cluster.stack.start(cluster.mta)
+    assert held > 0, "the MTA died with no entry in flight: nothing was tested"
+    cluster.stack.start(cluster.delivery)
 
     assert wait_until(lambda: sink.delivered_messages() >= to_deliver, 240, 0.5), (
         f"{sink.delivered_messages()} of {to_deliver} delivered"
@@ -275,12 +297,13 @@ def test_delivery_on_a_three_master_cluster_survives_a_kill(cluster: Cluster) ->
     assert all(n > 0 for n in per_master.values()), per_master
     assert len({group_master(handle, g) for g in range(SLOT_GROUPS)}) == 3
     assert cross_slot_errors(handle) == {}
-    for name in ("mta", "api"):
+    for name in ("mta", "mta-delivery", "api"):
         log = cluster.stack.log_file(name).read_text(errors="replace").lower()
         assert not [w for w in CROSS_SLOT if w in log], f"{name} log mentions a cross-slot error"
     client.close()
     print(
         f"cluster e2e: {total} messages ({to_deliver} delivered once, "
         f"{3 * BOUNCES_PER_TEAM} bounced), {len(deferred_at_sink)} deferrals retried, "
-        f"MTA killed after {at_kill} deliveries; keys per master {per_master}"
+        f"MTA killed after {at_kill} deliveries holding {held} entries; "
+        f"keys per master {per_master}"
     )
