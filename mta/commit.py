@@ -7,8 +7,9 @@ window's counters (``mta.soft_bounces``) and the team's fix_our_side reputation 
 either redoes the whole entry (same deterministic event ids) or nothing. Every key of
 that MULTI carries the hash tag of the entry's slot group (the team's: its stream, its
 group's outbox and retry schedule, its team keys), so it is one slot on a cluster. The
-MULTIs of concurrent deliveries share one round trip (``PipelineBatcher``): on one node a
-batch is one MULTI/EXEC, on a cluster one per group; still all-or-nothing per entry.
+MULTIs of concurrent deliveries share one round trip (``mta.group_commit``): on one node a
+batch is one MULTI/EXEC, on a cluster one per group, sent to the group's master; still
+all-or-nothing per entry.
 
 The one key outside a group, ``RedisKeys.client_message_id`` (shared by teams), rides in
 the MULTI on one node; on a cluster (another slot) it is written by its own idempotent
@@ -33,6 +34,7 @@ from .bounces import enhanced_code
 from .config import QueueConfig
 from .events import add_to_outbox, make_status_event
 from .features import submission_features
+from .group_commit import GroupCommit
 from .outcomes import Outcome
 from .queue import SubmissionQueue, backoff_seconds
 from .reputation import fix_our_side_recorded, queue_fix_our_side
@@ -67,7 +69,7 @@ class OutcomeRecorder:
     def __init__(self, redis: Any, queue: SubmissionQueue, config: QueueConfig) -> None:
         self.queue = queue
         self.config = config
-        self.batcher = PipelineBatcher(redis, transaction=True)  # per group on a cluster
+        self.batcher = GroupCommit(redis)  # per group (and its master) on a cluster
         self.singles = PipelineBatcher(redis, transaction=False)
         self.cluster = is_cluster_client(redis)
 

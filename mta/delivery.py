@@ -111,6 +111,7 @@ class DeliveryWorker:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await self.pool.close()
+        await self.recorder.batcher.aclose()
         await self.markers.close()
         self.sync_redis.close()
 

@@ -30,6 +30,7 @@ from kibamail.settings import Settings
 from . import metrics
 from .config import MtaConfig
 from .credentials import CredentialVerifier
+from .group_commit import GroupCommit
 from .inbound import InboundProcessor
 from .policies import PolicyChain, PolicyContext
 from .sender_auth import PlatformSender, SenderAuthorized, header_from_domains
@@ -56,7 +57,7 @@ class SubmissionHandler:
         self.verifier = CredentialVerifier()
         self.chain = PolicyChain(config, platform=PlatformSender.from_settings(settings))
         self.reads = PipelineBatcher(redis, transaction=False)
-        self.writes = PipelineBatcher(redis, transaction=True)  # per slot group on a cluster
+        self.writes = GroupCommit(redis)  # per slot group (and its master) on a cluster
 
     async def handle_EHLO(
         self,
@@ -355,6 +356,7 @@ class SubmissionServers:
                 await asyncio.wait_for(server.wait_closed(), 5)
         self._servers.clear()
         self.inbound.close()  # its report worker processes
+        await self.handler.writes.aclose()
 
 
 __all__ = [

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import redis.asyncio
 from redis.crc import key_slot
+from redis.exceptions import ResponseError
 
 from kibamail.contracts import MessageStatus, Topic
 from kibamail.intake import queue_on_pipeline, submit_async
@@ -295,3 +296,47 @@ async def test_warmup_and_reputation_reads_stay_in_one_slot(
     await client.set(keys[-1], b'{"action": "pause"}')
     values = await FlagCache().get_many(client, keys)
     assert values == [b'{"action": "slow", "factor": 0.5}', None, b'{"action": "pause"}']
+
+
+async def test_group_commit_sends_each_groups_multi_to_its_master(
+    redis_cluster: RedisClusterHandle,
+) -> None:
+    """One MULTI per group on a plain connection to the group's master (redis-py's cluster
+    transactions cost a thread per command); a batch sent to a master that no longer
+    serves the slot is refused whole (MOVED), and the next one finds the right master."""
+    from redis.asyncio.cluster import RedisCluster
+
+    from mta.group_commit import GroupCommit
+
+    redis_cluster.flush()
+    client = RedisCluster.from_url(redis_cluster.url)
+    commit = GroupCommit(client)
+
+    def writes(group: int) -> Any:
+        def build(pipe: Any) -> None:
+            pipe.set(RedisKeys.retry_job(group, "a"), "1")
+            pipe.zadd(RedisKeys.retry_schedule(group), {"a": 1})
+
+        return build
+
+    results = await asyncio.gather(*(commit.run(writes(g), g) for g in range(SLOT_GROUPS)))
+    assert all(r == [True, 1] for r in results)
+    masters = {address for address, _batcher in commit._groups.values()}
+    assert len(masters) == 3  # the 16 groups' MULTIs went to the 3 masters
+
+    # The slots "moved": group 0's batcher points at a master that does not serve them.
+    wrong = next(a for a in masters if a != commit._groups[0][0])
+    from kibamail.redis_batching import PipelineBatcher
+
+    commit._groups[0] = (
+        commit._groups[0][0],
+        PipelineBatcher(commit._nodes[wrong], transaction=True),
+    )
+    with pytest.raises(ResponseError):  # MOVED
+        await commit.run(writes(0), 0)
+    assert 0 not in commit._groups  # forgotten: the next batch asks the slot map again
+    assert await client.zcard(RedisKeys.retry_schedule(0)) == 1  # nothing half-written
+    await asyncio.sleep(0.2)
+    assert await commit.run(writes(0), 0) == [True, 0]  # back on the right master
+    await commit.aclose()
+    await client.aclose()
