@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kibamail.contracts import MessageMapping, OutboundMessage, serialize
+from kibamail.redis_batching import ready
 from kibamail.redis_keys import RedisKeys
 from kibamail.settings import RedisSettings, get_settings
 
@@ -185,6 +186,7 @@ async def submit_async(
     if wait is not None:
         pipe = _durable_pipeline(redis, message, mapping, wait)
         return _entry_id(_exec_result(await pipe.execute(), durability))
+    await ready(redis)
     pipe = redis.pipeline(transaction=True)
     queue_on_pipeline(pipe, message, mapping)
     return _entry_id((await pipe.execute())[-1])

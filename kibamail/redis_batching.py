@@ -52,6 +52,17 @@ def is_cluster_client(client: Any) -> bool:
     return isinstance(client, RedisCluster | AsyncRedisCluster)
 
 
+async def ready(client: Any) -> None:
+    """Load an asyncio RedisCluster's slot map on THIS event loop before a transaction.
+
+    redis-py 8.1's asyncio cluster transaction resolves each queued command's slot with
+    ``asyncio.run`` in a helper thread, which would open the client's first connections on
+    that thread's loop when the client has not been initialized yet (later use then fails
+    with "attached to a different loop"). No-op for other clients and once initialized."""
+    if isinstance(client, AsyncRedisCluster) and client._initialize:
+        await client.initialize()
+
+
 def _drop_from(pipe: Any, start: int) -> None:
     """Forget the commands queued from ``start`` on (single-node or cluster pipeline)."""
     stack = getattr(pipe, "command_stack", None)
@@ -114,6 +125,8 @@ class PipelineBatcher:
                 await asyncio.gather(*(self._execute(batch) for batch in batches))
 
     async def _execute(self, batch: Pending) -> None:
+        if self.per_group:
+            await ready(self.redis)
         pipe = self.redis.pipeline(transaction=self.transaction)
         spans: list[tuple[int, int]] = []
         for build, future in batch:
@@ -171,8 +184,16 @@ class ScriptBatcher:
             await self._settle(future, self._script(keys=keys, args=args))
             return
         pipe = self._redis.pipeline(transaction=False)
-        for keys, args, _ in batch:
-            pipe.evalsha(self._script.sha, len(keys), *keys, *args)
+        try:
+            for keys, args, _ in batch:
+                # execute_command, not pipe.evalsha: redis-py's cluster pipeline refuses
+                # the evalsha method but routes the command by its keys' slot.
+                pipe.execute_command("EVALSHA", self._script.sha, len(keys), *keys, *args)
+        except Exception as exc:
+            for _, _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
         results = await _execute(pipe, (future for _, _, future in batch))
         if results is None:
             return

@@ -263,12 +263,13 @@ def _production_sources() -> Iterator[Path]:
 _WRITES = {"set", "setex", "psetex", "setnx", "getset", "mset", "msetnx", "hset", "append"}
 
 
+_STREAM_MARKERS = ("SUBMISSION_STREAM", "submission_stream", "mta:submissions")
+
+
 def _violations(path: Path) -> list[str]:
     source = path.read_text()
     tree = ast.parse(source)
-    touches_stream = any(
-        marker in source for marker in ("SUBMISSION_STREAM", "submission_stream", "mta:submissions")
-    )
+    touches_stream = any(marker in source for marker in _STREAM_MARKERS)
     found: list[str] = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Constant) and isinstance(node.value, str):
@@ -281,10 +282,7 @@ def _violations(path: Path) -> list[str]:
             continue
         name = node.func.attr.lower()
         first = ast.unparse(node.args[0]) if node.args else ""
-        if name == "xadd" and any(
-            marker in first
-            for marker in ("SUBMISSION_STREAM", "submission_stream", "mta:submissions")
-        ):
+        if name == "xadd" and any(marker in first for marker in _STREAM_MARKERS):
             found.append(f"{path}:{node.lineno}: XADD to the submission stream")
         if name in _WRITES and "message_mapping" in first:
             found.append(f"{path}:{node.lineno}: writes the message mapping")

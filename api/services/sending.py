@@ -41,6 +41,7 @@ from kibamail.intake import (
     submission_record,
     submit_async,
 )
+from kibamail.redis_batching import ready
 from kibamail.redis_keys import SLOT_GROUPS, RedisKeys, group_tag, slot_group, team_tag
 from kibamail.team_budget import TEAM_BUDGET_LUA
 
@@ -315,6 +316,7 @@ async def enqueue(
         await submit_async(state.redis, message, mapping)
         return "queued"
     record = submission_record(message, mapping)
+    await ready(state.redis)
     pipe = state.redis.pipeline(transaction=True)
     pipe.hset(
         scheduled_key(message.team_id, message.message_id),

@@ -17,6 +17,7 @@ from api.services.broadcast_lifecycle import release_due_broadcasts
 from api.tests.conftest import RecordingProducer, SendingTeam
 from kibamail.redis_keys import slot_group
 from kibamail.settings import Settings
+from testing.submissions import submission_count
 
 pytestmark = pytest.mark.integration
 
@@ -48,7 +49,7 @@ def test_rate_limit_comes_from_settings_answers_429_with_headers_and_refills(
     assert limited.headers["Retry-After"] == "1"
     assert limited.json()["error"]["code"] == "rate_limited"
     assert refilled.status_code == 200
-    assert redis_client.xlen("mta:submissions") == codes.count(200) + 1
+    assert submission_count(redis_client) == codes.count(200) + 1
 
 
 def test_default_limits_are_the_settings_defaults(
