@@ -14,9 +14,10 @@ dropped). Each move is one MULTI with the XACK, so a crash cannot lose or duplic
 One queue per slot group (kibamail.redis_keys): a job names its group (its team's) when
 queued, and its stream, delayed set and dead letters carry the group's tag, like the
 team keys a handler's dead-letter hook updates in the same MULTI, so every MULTI and
-script stays in one slot of a Redis Cluster. A worker serves every group: a non-blocking
-round over the groups, then, when all were empty, one blocking XREADGROUP over all the
-streams on a single node (a cluster refuses a multi-slot read: there it sleeps briefly).
+script stays in one slot of a Redis Cluster. A worker serves every group: new jobs come
+from one XREADGROUP over every group's stream on a single node (a cluster refuses a
+multi-slot read: there one per group, and a short sleep when all were empty); due retries
+and dead workers' jobs are swept group by group every SWEEP_SECONDS.
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ log = logging.getLogger(__name__)
 JOB_SOURCE = "api:jobs"  # dead letters' source: api:jobs:<kind>
 JOB_GROUP = "api-workers"
 CLUSTER_IDLE_SECONDS = 0.05  # a cluster worker's pause after an empty round
+# How often a worker promotes due retries and reclaims dead workers' jobs (every group).
+SWEEP_SECONDS = 0.25
 
 
 def job_stream(group: int) -> str:
@@ -152,6 +155,9 @@ class Worker:
         self.stopping = False
         self._promote = redis.register_script(_PROMOTE_DUE_LUA)
         self._cluster = is_cluster_client(redis)
+        self._next_sweep = 0.0
+        self._all_new = {job_stream(g): ">" for g in range(SLOT_GROUPS)}
+        self._group_of = {job_stream(g): g for g in range(SLOT_GROUPS)}
         ensure_group(redis)
 
     def _handle(self, fields: dict[bytes, bytes]) -> None:
@@ -250,28 +256,45 @@ class Worker:
         return poisoned
 
     def run_once(self, block_ms: int = 1000) -> int:
-        """One round over every group (reclaim jobs of dead workers, then one batch each);
-        when nothing was there, wait up to ``block_ms`` for new jobs. Returns jobs handled."""
-        handled = sum(self._run_group(group) for group in range(SLOT_GROUPS))
+        """Every ``SWEEP_SECONDS``, a sweep of every group (due retries back onto the
+        stream, jobs of dead workers reclaimed); then one batch of new jobs (one
+        XREADGROUP over every group's stream on a single node, one per group on a
+        cluster), waiting up to ``block_ms`` when there were none. Returns jobs handled."""
+        handled = 0
+        now = time.monotonic()
+        if now >= self._next_sweep:
+            self._next_sweep = now + SWEEP_SECONDS
+            handled += sum(self._sweep(group) for group in range(SLOT_GROUPS))
+        if handled:
+            return handled
+        handled = self._read_new(None)
         if handled or not block_ms:
             return handled
         if self._cluster:  # no multi-slot XREADGROUP on a cluster: poll again soon
             time.sleep(min(block_ms / 1000, CLUSTER_IDLE_SECONDS))
             return 0
+        return self._read_new(block_ms)
+
+    def _read_new(self, block_ms: int | None) -> int:
+        """Process one batch of new jobs of every group; block only on a single node."""
+        if self._cluster:
+            return sum(self._process(g, self._read(g)) for g in range(SLOT_GROUPS))
         response = self.redis.xreadgroup(
-            JOB_GROUP,
-            self.consumer,
-            {job_stream(g): ">" for g in range(SLOT_GROUPS)},
-            count=self.batch,
-            block=block_ms,
+            JOB_GROUP, self.consumer, self._all_new, count=self.batch, block=block_ms
         )
-        streams = {job_stream(g): g for g in range(SLOT_GROUPS)}
+        handled = 0
         for name, entries in response or []:
             key = name.decode() if isinstance(name, bytes) else str(name)
-            handled += self._process(streams[key], entries)
+            handled += self._process(self._group_of[key], entries)
         return handled
 
-    def _run_group(self, group: int) -> int:
+    def _read(self, group: int) -> list[tuple[bytes, dict[bytes, bytes]]]:
+        response = self.redis.xreadgroup(
+            JOB_GROUP, self.consumer, {job_stream(group): ">"}, count=self.batch
+        )
+        return [e for _stream, stream_entries in response or [] for e in stream_entries]
+
+    def _sweep(self, group: int) -> int:
         stream = job_stream(group)
         self._promote(keys=[delayed_jobs(group), stream], args=[time.time(), self.batch * 10])
         _next, claimed, *_ = self.redis.xautoclaim(
@@ -280,11 +303,6 @@ class Worker:
         entries = [(entry_id, fields) for entry_id, fields in claimed if fields]
         poisoned = self._crash_looping(group, entries)
         entries = [(entry_id, fields) for entry_id, fields in entries if entry_id not in poisoned]
-        if not entries and not poisoned:
-            response = self.redis.xreadgroup(
-                JOB_GROUP, self.consumer, {stream: ">"}, count=self.batch
-            )
-            entries = [e for _stream, stream_entries in response or [] for e in stream_entries]
         return self._process(group, entries) + len(poisoned)
 
     def _process(self, group: int, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> int:
