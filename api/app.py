@@ -23,7 +23,7 @@ from api.services.ratelimit import ApiKeyLimiter
 from api.services.security import Signer
 from api.services.sending import scheduler_loop
 from api.state import AppState
-from kibamail.clients import redis_client
+from kibamail.clients import async_redis_client, redis_client
 from kibamail.settings import Settings, get_settings
 
 # Redis connections per API process. A blocking pool makes a burst of concurrent requests
@@ -34,11 +34,16 @@ REDIS_POOL_WAIT_SECONDS = 10
 
 def build_state(settings: Settings, producer: Any = None) -> AppState:
     engine = make_engine(settings.database.url, echo=settings.database.echo)
-    redis = AsyncRedis(
-        connection_pool=BlockingConnectionPool.from_url(
-            settings.redis.url, max_connections=REDIS_POOL_SIZE, timeout=REDIS_POOL_WAIT_SECONDS
+    if settings.redis.cluster:  # one pool per master, opened as the slot map asks
+        redis = async_redis_client(settings)
+    else:
+        redis = AsyncRedis(
+            connection_pool=BlockingConnectionPool.from_url(
+                settings.redis.url,
+                max_connections=REDIS_POOL_SIZE,
+                timeout=REDIS_POOL_WAIT_SECONDS,
+            )
         )
-    )
     return AppState(
         settings=settings,
         engine=engine,
@@ -75,7 +80,10 @@ def create_app(
                 with contextlib.suppress(asyncio.CancelledError):
                     await scheduler
             state.producer.close(timeout=5)
-            await state.redis.aclose(close_connection_pool=True)
+            if settings.redis.cluster:  # RedisCluster closes its node pools itself
+                await state.redis.aclose()
+            else:
+                await state.redis.aclose(close_connection_pool=True)
             state.sync_redis.close()
             state.engine.dispose()
 

@@ -6,7 +6,9 @@ the caller's role there, and refuses: unknown team or not a member -> 404 (no hi
 that the team exists), role lacks the action -> 403. An API key acts with its ceiling
 role (its creator's role at creation) narrowed by its scope, never as more.
 
-The Redis copy of an API key's record (`RedisKeys.api_key`) exists only for a key that
+An API key's team comes first (`RedisKeys.api_key_team`, then kept in the process): its
+other Redis keys carry the team's slot tag. The Redis copy of an API key's record
+(`RedisKeys.api_key`) exists only for a key that
 may send right now (its team's creator verified the address, its ceiling and scope allow
 emails:send), or as a `{"revoked": true}` negative entry: the send fast path
 (api.fastpath) serves only keys that have a record, so every other key takes the
@@ -30,6 +32,7 @@ from api.errors import ApiError
 from api.models import ApiKey, Membership, Role, User, UserSession
 from api.services.accounts import touch_api_key
 from api.services.email_verification import not_verified_error, team_sender_verified
+from api.services.ratelimit import key_team
 from api.services.rbac import Action, key_allows, role_allows
 from api.services.security import API_KEY_PREFIX, SESSION_PREFIX, sha256_hex
 from api.state import AppState
@@ -110,17 +113,35 @@ def _lookup_session(state: AppState, token_hash: str) -> str | None:
         return row.user_id
 
 
+async def _key_team(state: AppState, key_hash: str) -> tuple[str, dict[str, Any] | None]:
+    """The key's team ('' for an unknown or revoked key) and, when the database had to be
+    read for it, the key's record. Redis's directory (`RedisKeys.api_key_team`) spares
+    the database: its ''-entries turn away unknown keys without a query."""
+    team = await key_team(state.redis, state.api_key_teams, key_hash)
+    if team is not None:
+        return team, None
+    info = await run_in_threadpool(_lookup_api_key, state, key_hash)
+    team = info["team_id"] if info else ""
+    await state.redis.set(RedisKeys.api_key_team(key_hash), team, ex=API_KEY_CACHE_SECONDS)
+    if team:
+        state.api_key_teams[key_hash] = team
+    return team, info
+
+
 async def _api_key_principal(state: AppState, token: str, response: Response) -> Principal:
     """One Redis round trip on the hot path (api.services.ratelimit): token bucket, cached key,
     last-used throttle. The database is read only when the key is not cached."""
     key_hash = sha256_hex(token)
-    decision = await state.limiter.take(key_hash)
+    team_id, loaded = await _key_team(state, key_hash)
+    if not team_id:
+        raise ApiError(401, "invalid or revoked API key")
+    decision = await state.limiter.take(team_id, key_hash)
     info = orjson.loads(decision.cached_key) if decision.cached_key is not None else None
     if info is None or not (info.get("revoked") or "role" in info):  # none, or pre-ceiling
-        info = await run_in_threadpool(_lookup_api_key, state, key_hash)
+        info = loaded or await run_in_threadpool(_lookup_api_key, state, key_hash)
         if info is None or _may_send_now(info):  # see the module doc
             await state.redis.set(
-                RedisKeys.api_key(key_hash),
+                RedisKeys.api_key(team_id, key_hash),
                 orjson.dumps(info or {"revoked": True}),
                 ex=API_KEY_CACHE_SECONDS,
             )

@@ -55,6 +55,8 @@ class AppState:
     )
     # API-key hash -> api.fastpath.send_script.KeyRecord; checked against Redis on every send.
     api_key_records: dict[str, Any] = field(default_factory=dict)
+    # API key hash -> its team id (api.services.ratelimit.key_team): never changes, so kept.
+    api_key_teams: dict[str, str] = field(default_factory=dict)
     # api.services.event_producer.EventOutbox (tracking events), created on first hit.
     event_outbox: Any = None
 

@@ -15,10 +15,10 @@ import time
 from typing import Any
 
 from kibamail.contracts import EmailOpenEvent, Topic, deserialize
-from kibamail.redis_keys import RedisKeys
 from kibamail.settings import Settings
 from local_stack.services import kibamail_spec
 from local_stack.stack import ServiceSpec, Stack
+from testing.submissions import submission_count
 
 from .api_load import run_load
 from .report import RunMeter
@@ -110,7 +110,7 @@ def fanout_to_queue(
     from kibamail.clients import redis_client
 
     redis = redis_client(settings)
-    before = redis.xlen(RedisKeys.SUBMISSION_STREAM)
+    before = submission_count(redis)
     names = []
     for i in range(workers):
         name = f"api-worker-{i}"
@@ -128,7 +128,7 @@ def fanout_to_queue(
     deadline = time.monotonic() + timeout
     queued = 0
     while time.monotonic() < deadline:
-        queued = redis.xlen(RedisKeys.SUBMISSION_STREAM) - before
+        queued = submission_count(redis) - before
         if queued >= contacts:
             break
         time.sleep(0.1)
@@ -155,10 +155,11 @@ def prepare_fanout(settings: Any, team_id: str, domain: str, contacts: int) -> A
 
     from api.db import make_engine, make_sessionmaker, new_id, utcnow
     from api.jobs.broadcast_fanout import BroadcastJobs, progress_key
-    from api.jobs.queue import JOB_STREAM
+    from api.jobs.queue import job_stream
     from api.models import Broadcast, Contact, ContactList
     from api.services.security import Signer
     from kibamail.clients import redis_client
+    from kibamail.redis_keys import slot_group
 
     engine = make_engine(settings.database.url)
     sessions = make_sessionmaker(engine)
@@ -194,13 +195,14 @@ def prepare_fanout(settings: Any, team_id: str, domain: str, contacts: int) -> A
         db.flush()
         broadcast_id = broadcast.id
     redis = redis_client(settings)
-    redis.delete(JOB_STREAM)  # before the workers create their consumer group
-    redis.hset(progress_key(broadcast_id), "status", "sending")
+    stream = job_stream(slot_group(team_id))
+    redis.delete(stream)  # before the workers create their consumer group
+    redis.hset(progress_key(team_id, broadcast_id), "status", "sending")
 
     def enqueue() -> dict[str, Any]:
         jobs = BroadcastJobs(settings, sessions, redis, Signer(settings.api.secret_key))
-        jobs.send_broadcast({"broadcast_id": broadcast_id})
-        queued = redis.xlen(JOB_STREAM)
+        jobs.send_broadcast({"broadcast_id": broadcast_id, "team_id": team_id})
+        queued = redis.xlen(stream)
         redis.close()
         engine.dispose()
         return {"contacts": contacts, "jobs_enqueued": queued}

@@ -132,7 +132,8 @@ def kibamail_accept(stack: Stack, settings: Settings, args: argparse.Namespace) 
     meter.add_self("load_generator")
     try:
         load = accept_run(settings.mta.submission_port, credential, args, meter)
-        queued = redis_client(settings).xlen(RedisKeys.SUBMISSION_STREAM)
+        client = redis_client(settings)
+        queued = sum(int(client.xlen(key)) for key in RedisKeys.submission_streams())
         report = meter.stop()
     finally:
         stack.stop("mta")
@@ -205,6 +206,11 @@ def main(argv: list[str] | None = None) -> int:
         default="always",
         help="Redis appendfsync (always: the shipped, durable config)",
     )
+    parser.add_argument(
+        "--redis-cluster",
+        action="store_true",
+        help="a 3-master Redis Cluster on loopback (testing.redis_cluster) instead of one node",
+    )
     parser.add_argument("--sessions", type=int, default=2000, help="connections mode")
     parser.add_argument("--idle-seconds", type=float, default=10.0, help="connections mode")
     args = parser.parse_args(argv)
@@ -216,6 +222,8 @@ def mode_label(args: argparse.Namespace) -> str:
     if args.mode == "connections":
         return f"connections:{args.sessions}"
     parts = [f"dkim={args.dkim}", f"redis_fsync={args.redis_fsync}"]
+    if getattr(args, "redis_cluster", False):
+        parts.append("redis=cluster(3 masters)")
     parts.append(f"testnet_defer={args.defer_share},bounce={args.bounce_share}")
     production = (
         args.dkim == "rsa"
@@ -239,8 +247,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     stack = Stack(state_dir)
     result: dict[str, Any] = {"benchmark": "mta", "mode": mode_label(args)}
     loads: list[float] = []
+    cluster = None
     try:
-        stack.start(redis_spec(settings, durable=True, appendfsync=args.redis_fsync))
+        if args.redis_cluster:
+            from testing.redis_cluster import start_cluster
+
+            cluster = start_cluster(state_dir / "redis-cluster")  # appendfsync always
+            settings = settings.model_copy(update={"redis": cluster.settings})
+            args.redis_pids = {f"redis{i}": p.pid for i, p in enumerate(cluster.processes)}
+        else:
+            stack.start(redis_spec(settings, durable=True, appendfsync=args.redis_fsync))
         stack.start(kafka_spec(settings))
         ensure_topics(settings)
         if args.mode == "connections":
@@ -292,6 +308,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         return finish(result, complete, targets)
     finally:
         stack.stop_all(order=["mta", "testnet", "haraka", "kafka", "redis"])  # + workers
+        if cluster is not None:
+            from testing.redis_cluster import stop_cluster
+
+            stop_cluster(cluster)
 
 
 if __name__ == "__main__":

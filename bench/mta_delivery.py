@@ -75,8 +75,12 @@ async def drain(settings: Settings, messages: int, timeout: float) -> float:
     try:
         while time.monotonic() < deadline:
             await asyncio.sleep(0.1)
-            pending = await client.xlen(RedisKeys.SUBMISSION_STREAM)
-            outbox = await client.xlen(RedisKeys.EVENT_OUTBOX)
+            pipe = client.pipeline(transaction=False)
+            for key in [*RedisKeys.submission_streams(), *RedisKeys.event_outboxes()]:
+                pipe.xlen(key)
+            lengths = await pipe.execute()
+            pending = sum(lengths[: len(lengths) // 2])
+            outbox = sum(lengths[len(lengths) // 2 :])
             if pending == 0 and outbox == 0:
                 break
         return time.perf_counter() - started

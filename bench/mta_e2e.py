@@ -103,8 +103,13 @@ def e2e_run(
     names = start_mtas(stack, settings, processes, args.split)
     wait_port(mta.submission_port)  # the metrics port answers before the listeners
     meter = RunMeter()
-    for name in [*names, "testnet", "redis", "kafka"]:
-        meter.add(name, stack.running_pid(name), children=name != "redis")
+    # One redis-server, or a cluster's masters (--redis-cluster: their pids by name).
+    redis_pids: dict[str, int] = getattr(args, "redis_pids", None) or {}
+    redis_names = list(redis_pids) or ["redis"]
+    for name in [*names, "testnet", "kafka"]:
+        meter.add(name, stack.running_pid(name))
+    for name in redis_names:
+        meter.add(name, redis_pids.get(name) or stack.running_pid(name), children=False)
     meter.add_self("bench_process")
     watcher = StatusWatcher(settings)
     watcher.start()
@@ -134,7 +139,7 @@ def e2e_run(
     seen = [watcher.outcome[m] for m in wanted if m in watcher.outcome]
     delivered = sum(1 for status, _ in seen if status == "delivered")
     last = max((at for _, at in seen), default=0.0)
-    platform = [*names, "redis", "kafka"]  # not the test internet, not the load generator
+    platform = [*names, *redis_names, "kafka"]  # not the test internet, not the load generator
     platform_cpu = sum(meter.cpu.get(n, 0.0) for n in platform)
     not_attempted = args.messages - load.sent - load.failed
     complete = (

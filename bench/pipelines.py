@@ -113,7 +113,7 @@ def _mapping_writes(team: str, count: int, late: bool | None = False) -> list[di
     the moment late mappings "arrive" is their write, not this bench's string building."""
     mapping = serialize(MessageMapping(team_id=team, broadcast_id="b1", tags=["bench"]))
     ids = [i for i in range(count) if late is None or is_late(i) == late]
-    keys = [RedisKeys.message_mapping(f"{team}-{i}") for i in ids]
+    keys = [RedisKeys.message_mapping(team, f"{team}-{i}") for i in ids]
     return [dict.fromkeys(keys[at : at + 10_000], mapping) for at in range(0, len(keys), 10_000)]
 
 
@@ -415,7 +415,7 @@ def latency(
         while late and (late[0][0] <= time.perf_counter() or sent >= total):
             due.append(late.popleft()[1])
         if due:
-            redis.mset({RedisKeys.message_mapping(m): mapping for m in due})
+            redis.mset({RedisKeys.message_mapping(team, m): mapping for m in due})
         next_tick = started + (sent / per_tick) * tick
         pause = next_tick - time.perf_counter()
         if pause > 0:

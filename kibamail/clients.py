@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from kibamail.contracts import Topic
+from kibamail.redis_batching import is_cluster_client as is_cluster_client  # re-export
 from kibamail.settings import Settings, get_settings
 
 
@@ -25,15 +26,32 @@ def clickhouse_client(settings: Settings | None = None, **kwargs: Any) -> Any:
 
 
 def redis_client(settings: Settings | None = None, **kwargs: Any) -> Any:
+    """redis.Redis, or redis.cluster.RedisCluster with ``redis.cluster`` (the URL names
+    any master; the client learns the slot map and follows MOVED/ASK redirections)."""
     import redis
+    import redis.cluster
 
-    return redis.Redis.from_url((settings or get_settings()).redis.url, **kwargs)
+    conf = (settings or get_settings()).redis
+    if conf.cluster:
+        return redis.cluster.RedisCluster.from_url(_cluster_url(conf.url), **kwargs)
+    return redis.Redis.from_url(conf.url, **kwargs)
 
 
 def async_redis_client(settings: Settings | None = None, **kwargs: Any) -> Any:
+    """The asyncio twin of redis_client."""
     import redis.asyncio
+    import redis.asyncio.cluster
 
-    return redis.asyncio.Redis.from_url((settings or get_settings()).redis.url, **kwargs)
+    conf = (settings or get_settings()).redis
+    if conf.cluster:
+        return redis.asyncio.cluster.RedisCluster.from_url(_cluster_url(conf.url), **kwargs)
+    return redis.asyncio.Redis.from_url(conf.url, **kwargs)
+
+
+def _cluster_url(url: str) -> str:
+    """A cluster has only database 0: drop a '/0' path the single-node URL may carry."""
+    base, _, db = url.rpartition("/")
+    return base if "://" in base and db in ("0", "") else url
 
 
 def kafka_producer_config(settings: Settings | None = None, **overrides: Any) -> dict[str, Any]:

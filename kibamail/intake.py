@@ -1,6 +1,7 @@
 """The MTA's intake contract: how the API, broadcast workers and SMTP server hand over mail.
 
-A message is accepted once XADD to the submission stream returns: Redis holds it until a
+A message is accepted once XADD to its team's submission stream (one per slot group,
+kibamail.redis_keys) returns: Redis holds it until a
 delivery worker acknowledges it. Everything after that belongs to the MTA. What "returns"
 guarantees is ``RedisSettings.durability``: with ``aof_always`` (the shipped redis-server
 config) the reply comes after the append-only file's fsync; with ``replica_wait`` the
@@ -29,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kibamail.contracts import MessageMapping, OutboundMessage, serialize
+from kibamail.redis_batching import ready
 from kibamail.redis_keys import RedisKeys
 from kibamail.settings import RedisSettings, get_settings
 
@@ -62,7 +64,7 @@ class SubmissionRecord:
     mapping_json: bytes
     meta: bytes
     data: bytes
-    stream_key: str = RedisKeys.SUBMISSION_STREAM
+    stream_key: str  # the team's group stream: mapping and entry share the team's slot
     mapping_ttl: int = MAPPING_TTL_SECONDS
 
     def keys(self) -> list[str]:
@@ -85,10 +87,11 @@ def submission_record(
     if tuple(fields) != STREAM_FIELDS:
         raise TypeError(f"stream fields changed to {tuple(fields)}; update STREAM_FIELDS")
     return SubmissionRecord(
-        mapping_key=RedisKeys.message_mapping(message.message_id),
+        mapping_key=RedisKeys.message_mapping(message.team_id, message.message_id),
         mapping_json=serialize(mapping) if mapping is not None else b"",
         meta=fields["meta"],
         data=fields["data"],
+        stream_key=RedisKeys.team_submission_stream(message.team_id),
     )
 
 
@@ -183,6 +186,7 @@ async def submit_async(
     if wait is not None:
         pipe = _durable_pipeline(redis, message, mapping, wait)
         return _entry_id(_exec_result(await pipe.execute(), durability))
+    await ready(redis)
     pipe = redis.pipeline(transaction=True)
     queue_on_pipeline(pipe, message, mapping)
     return _entry_id((await pipe.execute())[-1])

@@ -2,9 +2,11 @@
 
 Nobody who records an event waits on Kafka, and nobody loses one to a crash: the event is
 in Redis (durable as ``RedisSettings.durability`` says) before the caller answers. The
-MTA writes status events in the MULTI that acknowledges its queue entry
-(``RedisKeys.EVENT_OUTBOX``); the API writes tracking hits before it answers them
-(``RedisKeys.API_EVENT_OUTBOX``). ``OutboxPublisher`` drains one outbox with a consumer
+MTA writes status events in the MULTI that acknowledges its queue entry (its slot group's
+``RedisKeys.event_outbox``; an operator's lift of a team pause goes to the team's group
+outbox too, in the lift's MULTI); the API writes tracking hits before it answers them
+(``RedisKeys.API_EVENT_OUTBOX``, one global stream of single-key XADDs).
+``OutboxPublisher`` drains one outbox with a consumer
 group (entries of a dead process are reclaimed), hands batches to confluent-kafka and
 acknowledges (XACK + XDEL) outbox entries only after Kafka confirmed them. While the broker
 is down the outbox simply grows in Redis.
@@ -39,9 +41,7 @@ def outbox_fields(topic: Topic, key: str, event: BaseModel) -> dict[str, bytes]:
     return {"topic": topic.value.encode(), "key": key.encode(), "value": serialize(event)}
 
 
-def add_to_outbox(
-    pipe: Any, topic: Topic, key: str, event: BaseModel, stream: str = RedisKeys.EVENT_OUTBOX
-) -> None:
+def add_to_outbox(pipe: Any, topic: Topic, key: str, event: BaseModel, stream: str) -> None:
     """Queue one event on a (transactional) Redis pipeline, or any client with xadd."""
     pipe.xadd(stream, outbox_fields(topic, key, event))
 
@@ -62,7 +62,7 @@ class OutboxPublisher:
         settings: Settings,
         redis: Any,
         *,
-        stream: str = RedisKeys.EVENT_OUTBOX,
+        stream: str,
         group: str = RedisKeys.EVENT_OUTBOX_GROUP,
         batch: int = 2000,
         reclaim_idle_ms: int = 30_000,

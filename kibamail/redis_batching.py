@@ -13,13 +13,16 @@ pipeline with ``raise_on_error=False`` and route the answers back in order:
 
 Two entry points, for two shapes of use:
 
-``PipelineBatcher.run(build)`` is group commit (the MTA): each caller hands a function
-that queues any number of commands on the pipeline and gets their results, or the
-first error among them. One batch is on the wire at a time and everyone who arrives
+``PipelineBatcher.run(build, group)`` is group commit (the MTA): each caller hands a
+function that queues any number of commands on the pipeline and gets their results, or
+the first error among them. One batch is on the wire at a time and everyone who arrives
 meanwhile joins the next one (at most ``max_batch`` callers each), so batches grow with
 load. With ``transaction=True`` a batch is one MULTI/EXEC, so each caller's commands
-stay atomic (the XACK-with-its-outcome guarantee holds). A builder that raises fails
-alone: the commands it queued are dropped.
+stay atomic (the XACK-with-its-outcome guarantee holds). On a Redis Cluster a MULTI must
+stay in one slot, so transactional batches are kept per slot group (``group``: the
+kibamail.redis_keys group every key of the caller is tagged with), one batch per group
+in flight at a time; a single node batches everyone together. A builder that raises
+fails alone: the commands it queued are dropped.
 
 ``ScriptBatcher(redis, source)(keys, args)`` is the API hot path's auto-pipelining of
 one Lua script (ioredis' "autopipelining"): the calls made in one event-loop turn go as
@@ -36,9 +39,36 @@ import asyncio
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
+from redis.cluster import RedisCluster
 from redis.exceptions import NoScriptError
 
 Build = Callable[[Any], None]
+Pending = list[tuple[Build, asyncio.Future[list[Any]]]]
+
+
+def is_cluster_client(client: Any) -> bool:
+    """True for a sync or asyncio RedisCluster client."""
+    return isinstance(client, RedisCluster | AsyncRedisCluster)
+
+
+async def ready(client: Any) -> None:
+    """Load an asyncio RedisCluster's slot map on THIS event loop before a transaction.
+
+    redis-py 8.1's asyncio cluster transaction resolves each queued command's slot with
+    ``asyncio.run`` in a helper thread, which would open the client's first connections on
+    that thread's loop when the client has not been initialized yet (later use then fails
+    with "attached to a different loop"). No-op for other clients and once initialized."""
+    if isinstance(client, AsyncRedisCluster) and client._initialize:
+        await client.initialize()
+
+
+def _drop_from(pipe: Any, start: int) -> None:
+    """Forget the commands queued from ``start`` on (single-node or cluster pipeline)."""
+    stack = getattr(pipe, "command_stack", None)
+    if stack is None:  # redis.asyncio.cluster.ClusterPipeline keeps it in its strategy
+        stack = pipe._execution_strategy._command_queue
+    del stack[start:]
 
 
 async def _execute(pipe: Any, futures: Iterable[asyncio.Future[Any]]) -> list[Any] | None:
@@ -63,14 +93,19 @@ class PipelineBatcher:
         self.redis = redis
         self.transaction = transaction
         self.max_batch = max_batch
-        self._pending: list[tuple[Build, asyncio.Future[list[Any]]]] = []
+        self.per_group = transaction and is_cluster_client(redis)
+        self._pending: dict[int | None, Pending] = {}
         self._flusher: asyncio.Task[None] | None = None
         self.round_trips = 0
 
-    async def run(self, build: Build) -> list[Any]:
-        """Queue ``build``'s commands; their results, or the first error among them."""
+    async def run(self, build: Build, group: int | None = None) -> list[Any]:
+        """Queue ``build``'s commands; their results, or the first error among them.
+        ``group``: the slot group of every key ``build`` touches (needed on a cluster
+        with ``transaction=True``; ignored otherwise)."""
+        if self.per_group and group is None:
+            raise ValueError("a transactional batch on a Redis Cluster needs the slot group")
         future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
-        self._pending.append((build, future))
+        self._pending.setdefault(group if self.per_group else None, []).append((build, future))
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush())
         return await future
@@ -78,11 +113,20 @@ class PipelineBatcher:
     async def _flush(self) -> None:
         await asyncio.sleep(0)  # let the tasks runnable in this loop step join the batch
         while self._pending:
-            batch = self._pending[: self.max_batch]
-            del self._pending[: self.max_batch]
-            await self._execute(batch)
+            batches = []
+            for group, queue in list(self._pending.items()):
+                batches.append(queue[: self.max_batch])
+                del queue[: self.max_batch]
+                if not queue:
+                    del self._pending[group]
+            if len(batches) == 1:
+                await self._execute(batches[0])
+            else:
+                await asyncio.gather(*(self._execute(batch) for batch in batches))
 
-    async def _execute(self, batch: list[tuple[Build, asyncio.Future[list[Any]]]]) -> None:
+    async def _execute(self, batch: Pending) -> None:
+        if self.per_group:
+            await ready(self.redis)
         pipe = self.redis.pipeline(transaction=self.transaction)
         spans: list[tuple[int, int]] = []
         for build, future in batch:
@@ -90,7 +134,7 @@ class PipelineBatcher:
             try:
                 build(pipe)
             except Exception as exc:  # a bad builder fails alone: drop what it queued
-                del pipe.command_stack[start:]
+                _drop_from(pipe, start)
                 future.set_exception(exc)
             spans.append((start, len(pipe)))
         self.round_trips += 1
@@ -140,8 +184,16 @@ class ScriptBatcher:
             await self._settle(future, self._script(keys=keys, args=args))
             return
         pipe = self._redis.pipeline(transaction=False)
-        for keys, args, _ in batch:
-            pipe.evalsha(self._script.sha, len(keys), *keys, *args)
+        try:
+            for keys, args, _ in batch:
+                # execute_command, not pipe.evalsha: redis-py's cluster pipeline refuses
+                # the evalsha method but routes the command by its keys' slot.
+                pipe.execute_command("EVALSHA", self._script.sha, len(keys), *keys, *args)
+        except Exception as exc:
+            for _, _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
         results = await _execute(pipe, (future for _, _, future in batch))
         if results is None:
             return

@@ -79,6 +79,20 @@ class RedisSettings(BaseModel):
     durability: Literal["aof_always", "replica_wait", "none"] = "aof_always"
     wait_replicas: int = Field(default=1, ge=1)
     wait_timeout_ms: int = Field(default=1000, ge=1)
+    # Redis Cluster (env KIBAMAIL_REDIS__CLUSTER=true): `url` names any master, the
+    # clients discover the rest (kibamail.clients); keys follow kibamail.redis_keys' slot
+    # groups. WAIT is per connection and a cluster client has one per node, so
+    # "replica_wait" is refused there (docs/production.md, "Redis beyond one node").
+    cluster: bool = False
+
+    @model_validator(mode="after")
+    def _cluster_durability(self) -> RedisSettings:
+        if self.cluster and self.durability == "replica_wait":
+            raise ValueError(
+                "redis.durability=replica_wait is not supported with redis.cluster=true: "
+                "use aof_always on every master (docs/production.md)"
+            )
+        return self
 
 
 class DatabaseSettings(BaseModel):

@@ -32,7 +32,7 @@ import orjson
 from kibamail.contracts import TeamPauseEvent, Topic
 from kibamail.outbox import add_to_outbox
 from kibamail.pause_audit import audit_event
-from kibamail.redis_keys import RedisKeys
+from kibamail.redis_keys import RedisKeys, slot_group
 from kibamail.team_budget import pause_reason as pause_reason  # the MTA reads it here
 
 AUDIT_MAX = 200
@@ -149,12 +149,12 @@ def read_pause(redis: Any, team_id: str) -> PauseRecord | None:
 
 
 def team_of_key(key: Any) -> str:
-    """'team:<id>:paused' -> '<id>'."""
-    return _text(key).removeprefix("team:").removesuffix(":paused")
+    """'team:{tag}:<id>:paused' -> '<id>'."""
+    return RedisKeys.team_of_paused_key(_text(key))
 
 
 def list_pauses(redis: Any) -> list[PauseRecord]:
-    """Every paused team, oldest pause first."""
+    """Every paused team, oldest pause first (SCAN: every master of a cluster)."""
     records = []
     for key in redis.scan_iter(match=RedisKeys.TEAM_PAUSED_PATTERN, count=500):
         record = read_pause(redis, team_of_key(key))
@@ -170,13 +170,15 @@ def audit_log(redis: Any, team_id: str, limit: int = AUDIT_MAX) -> list[dict[str
 
 def _audit(pipe: Any, team_id: str, entry: dict[str, Any], flag: dict[str, Any], at: float) -> None:
     """The recent view (capped Redis list) and the durable row (a TeamPauseAuditEvent on
-    the API outbox, in the same MULTI as the decision: kibamail.pause_audit)."""
+    the team's group outbox, in the same MULTI and slot as the decision; the MTA's outbox
+    publisher drains it to Kafka: kibamail.pause_audit)."""
     reason = str(entry.get("reason", entry.get("note", "")))
     event = audit_event(team_id, entry["action"], str(entry["by"]), reason, at, flag)
     key = RedisKeys.team_pause_audit(team_id)
     pipe.lpush(key, orjson.dumps({**entry, "event_id": event.event_id}))
     pipe.ltrim(key, 0, AUDIT_MAX - 1)
-    add_to_outbox(pipe, Topic.TEAM_PAUSE_AUDIT, team_id, event, stream=RedisKeys.API_EVENT_OUTBOX)
+    outbox = RedisKeys.event_outbox(slot_group(team_id))
+    add_to_outbox(pipe, Topic.TEAM_PAUSE_AUDIT, team_id, event, stream=outbox)
 
 
 def _require_reason(reason: str) -> str:
@@ -220,7 +222,9 @@ def lift(
         flag,
         at,
     )
-    add_to_outbox(pipe, Topic.TEAM_PAUSES, team_id, event, stream=RedisKeys.API_EVENT_OUTBOX)
+    # The team's group outbox (drained by the MTA's publisher): same slot as the MULTI.
+    outbox = RedisKeys.event_outbox(slot_group(team_id))
+    add_to_outbox(pipe, Topic.TEAM_PAUSES, team_id, event, stream=outbox)
     pipe.execute()
     return event
 

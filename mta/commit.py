@@ -4,9 +4,17 @@ Everything an entry's delivery decided — status events into the outbox, retry/
 suppressions (only where the classifier's action is ``suppress``), the soft-bounce
 window's counters (``mta.soft_bounces``) and the team's fix_our_side reputation inputs
 (``mta.reputation``) — is queued with the entry's XACK in one MULTI, so a crash
-either redoes the whole entry (same deterministic event ids) or nothing. The MULTIs of
-concurrent deliveries share one round trip (``PipelineBatcher``): a batch is one
-MULTI/EXEC, still all-or-nothing per entry.
+either redoes the whole entry (same deterministic event ids) or nothing. Every key of
+that MULTI carries the hash tag of the entry's slot group (the team's: its stream, its
+group's outbox and retry schedule, its team keys), so it is one slot on a cluster. The
+MULTIs of concurrent deliveries share one round trip (``mta.group_commit``): on one node a
+batch is one MULTI/EXEC, on a cluster one per group, sent to the group's master; still
+all-or-nothing per entry.
+
+The one key outside a group, ``RedisKeys.client_message_id`` (shared by teams), rides in
+the MULTI on one node; on a cluster (another slot) it is written by its own idempotent
+SADD + EXPIRE just before the MULTI: a redelivery writes it again, and a member whose
+message never got its sent record is ignored by mta.inbound.
 """
 
 from __future__ import annotations
@@ -17,7 +25,7 @@ from typing import Any
 
 from kibamail.contracts import MessageStatus, OutboundMessage, Topic, TrafficKind
 from kibamail.intake import PLATFORM_ID_HEADER
-from kibamail.redis_batching import PipelineBatcher
+from kibamail.redis_batching import PipelineBatcher, is_cluster_client
 from kibamail.redis_keys import RedisKeys
 from kibamail.team_pauses import queue_sample_subject
 
@@ -26,6 +34,7 @@ from .bounces import enhanced_code
 from .config import QueueConfig
 from .events import add_to_outbox, make_status_event
 from .features import submission_features
+from .group_commit import GroupCommit
 from .outcomes import Outcome
 from .queue import SubmissionQueue, backoff_seconds
 from .reputation import fix_our_side_recorded, queue_fix_our_side
@@ -60,18 +69,34 @@ class OutcomeRecorder:
     def __init__(self, redis: Any, queue: SubmissionQueue, config: QueueConfig) -> None:
         self.queue = queue
         self.config = config
-        self.batcher = PipelineBatcher(redis, transaction=True)
+        self.batcher = GroupCommit(redis)  # per group (and its master) on a cluster
+        self.singles = PipelineBatcher(redis, transaction=False)
+        self.cluster = is_cluster_client(redis)
 
-    async def record(self, entry_id: bytes, msg: OutboundMessage, outcomes: list[Outcome]) -> None:
-        """Returns once the outcomes and the XACK are in Redis (raises if they are not)."""
+    async def record(
+        self, group: int, entry_id: bytes, msg: OutboundMessage, outcomes: list[Outcome]
+    ) -> None:
+        """Returns once the outcomes and the XACK are in Redis (raises if they are not).
+        ``group``: the slot group whose stream the entry came from (its team's)."""
         commands: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
-        self._plan(commands, entry_id, msg, outcomes)
+        header_id = self._plan(commands, group, entry_id, msg, outcomes)
+        if header_id:
+            ids = RedisKeys.client_message_id(header_id)
+
+            def remember(pipe: Any) -> None:
+                pipe.sadd(ids, msg.message_id)
+                pipe.expire(ids, REPORT_WINDOW_SECONDS)
+
+            if self.cluster:
+                await self.singles.run(remember)
+            else:  # one slot for everything: in the MULTI, no extra round trip
+                remember(_CommandList(commands))
 
         def build(pipe: Any) -> None:
             for name, args, kwargs in commands:
                 getattr(pipe, name)(*args, **kwargs)
 
-        await self.batcher.run(build)
+        await self.batcher.run(build, group)
         for o in outcomes:
             metrics.OUTCOMES.labels(o.status.value, o.bounce_class.value, o.pool, o.source_ip).inc()
             if o.bounce_action == "fix_our_side":
@@ -81,19 +106,23 @@ class OutcomeRecorder:
         if msg.attempt == 0:
             metrics.ACCEPTED.labels(msg.source).inc()
 
-    async def run(self, build: Any) -> list[Any]:
-        """Any other MULTI that acknowledges an entry (dead letters, scheduled sends)."""
-        return await self.batcher.run(build)
+    async def run(self, group: int, build: Any) -> list[Any]:
+        """Any other MULTI that acknowledges an entry of ``group`` (dead letters,
+        scheduled sends); ``build`` must queue keys of that group only."""
+        return await self.batcher.run(build, group)
 
     def _plan(
         self,
         commands: list[tuple[str, tuple[Any, ...], dict[str, Any]]],
+        group: int,
         entry_id: bytes,
         msg: OutboundMessage,
         outcomes: list[Outcome],
-    ) -> None:
-        """The commands, computed before the batch (events serialized once, here)."""
+    ) -> str:
+        """The commands, computed before the batch (events serialized once, here); returns
+        the client's own Message-ID to remember outside the MULTI ("" if none)."""
         recorder = _CommandList(commands)
+        outbox = RedisKeys.event_outbox(group)  # the worker checked: the team's group
         now = time.time()
         expired = now - msg.submitted_at.timestamp() > self.config.max_age_seconds
         base = {
@@ -115,7 +144,7 @@ class OutcomeRecorder:
                 provider_group=groups.get(rcpt, ""),
                 **fields,
             )
-            add_to_outbox(recorder, Topic.MESSAGE_STATUSES, msg.message_id, event)
+            add_to_outbox(recorder, Topic.MESSAGE_STATUSES, msg.message_id, event, outbox)
 
         if msg.attempt == 0:
             for rcpt in msg.recipients:
@@ -125,7 +154,7 @@ class OutcomeRecorder:
                 features = submission_features(
                     msg.team_id, msg.message_id, msg.recipients, msg.data
                 )
-                add_to_outbox(recorder, Topic.SUBMISSION_FEATURES, msg.team_id, features)
+                add_to_outbox(recorder, Topic.SUBMISSION_FEATURES, msg.team_id, features, outbox)
                 queue_sample_subject(recorder, msg.team_id, msg.data)  # a pause's evidence
         retry: dict[float, list[str]] = {}
         soft = window()
@@ -174,15 +203,10 @@ class OutcomeRecorder:
         delivered = {
             o.rcpt.lower(): o.return_ref for o in outcomes if o.status == MessageStatus.DELIVERED
         }
+        header_id = ""
         if delivered:
-            record_sent(
-                recorder,
-                msg.message_id,
-                msg.team_id,
-                msg.kind.value,
-                delivered,
-                client_message_id(msg.data),
-            )
+            header_id = client_message_id(msg.data)
+            record_sent(recorder, msg.message_id, msg.team_id, msg.kind.value, delivered)
         # One job per due time: deferred recipients share one, held ones another.
         merged: dict[float, list[str]] = {}
         for due, rcpts in sorted(retry.items()):
@@ -190,33 +214,25 @@ class OutcomeRecorder:
             merged.setdefault(key, []).extend(rcpts)
         for due, rcpts in merged.items():
             next_msg = msg.model_copy(update={"recipients": rcpts, "attempt": msg.attempt + 1})
-            self.queue.schedule(recorder, next_msg, due)
-        self.queue.ack(recorder, entry_id)
+            self.queue.schedule(recorder, group, next_msg, due)
+        self.queue.ack(recorder, group, entry_id)
+        return header_id
 
 
 def record_sent(
-    pipe: Any,
-    message_id: str,
-    team_id: str,
-    kind: str,
-    rcpt_refs: dict[str, str],
-    client_id: str = "",
+    pipe: Any, message_id: str, team_id: str, kind: str, rcpt_refs: dict[str, str]
 ) -> None:
     """Remember which recipients a remote MX accepted, and under which return-path ref:
     the only reports mta.inbound lets change state are about these (queued on ``pipe``,
-    in the MULTI of the outcome). ``client_id``: the client's own Message-ID, mapped back
-    to the platform id for reports that quote nothing else."""
-    key = RedisKeys.sent_recipients(message_id)
+    in the MULTI of the outcome; both keys carry the team's group tag, and mta.inbound,
+    knowing only a ref or a message id, looks in every group)."""
+    key = RedisKeys.sent_recipients(team_id, message_id)
     fields = {"team": team_id, "kind": kind}
     fields.update({f"rcpt:{rcpt.lower()}": ref for rcpt, ref in rcpt_refs.items()})
     pipe.hset(key, mapping=fields)
     pipe.expire(key, REPORT_WINDOW_SECONDS)
-    if client_id:
-        ids = RedisKeys.client_message_id(client_id)
-        pipe.sadd(ids, message_id)
-        pipe.expire(ids, REPORT_WINDOW_SECONDS)
     for ref in {ref for ref in rcpt_refs.values() if ref}:
-        pipe.set(RedisKeys.return_path(ref), message_id, ex=REPORT_WINDOW_SECONDS)
+        pipe.set(RedisKeys.return_path(team_id, ref), message_id, ex=REPORT_WINDOW_SECONDS)
 
 
 class _CommandList:

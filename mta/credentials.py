@@ -44,8 +44,10 @@ def create_smtp_credential(redis: Any, team_id: str) -> tuple[str, str]:
         raise ValueError("team_id is required")
     username = USERNAME_PREFIX + secrets.token_hex(8)
     password = secrets.token_urlsafe(24)
-    pipe = redis.pipeline(transaction=True)
-    pipe.hset(
+    # Two slots on a cluster, so no MULTI: the team's list first, then the credential
+    # (a crash between leaves a listed name that logs nobody in, never an unlisted login).
+    redis.sadd(RedisKeys.team_smtp_credentials(team_id), username)
+    redis.hset(
         RedisKeys.smtp_credential(username),
         mapping={
             "team_id": team_id,
@@ -54,8 +56,6 @@ def create_smtp_credential(redis: Any, team_id: str) -> tuple[str, str]:
             "created_at": str(int(time.time())),
         },
     )
-    pipe.sadd(RedisKeys.team_smtp_credentials(team_id), username)
-    pipe.execute()
     return username, password
 
 

@@ -7,7 +7,8 @@ the outbox, retry jobs, suppressions — are written in ONE Redis MULTI together
 XACK (``mta.commit``; concurrent entries share the round trip), so a crash at any point
 either redoes the whole entry (same deterministic event ids) or nothing. Recipients
 already finished in a multi-domain entry are remembered in
-``RedisKeys.delivery_progress`` and skipped on redelivery.
+``RedisKeys.delivery_progress`` and skipped on redelivery. The queue has one stream per
+slot group (``mta.queue``); an entry's work stays in its group's keys.
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ from kibamail.contracts import (
     Topic,
     dead_letter,
 )
-from kibamail.redis_batching import PipelineBatcher
-from kibamail.redis_keys import RedisKeys
+from kibamail.redis_batching import PipelineBatcher, is_cluster_client
+from kibamail.redis_keys import RedisKeys, slot_group
 from kibamail.settings import Settings
 
 from . import metrics
@@ -40,13 +41,16 @@ from .events import consumer_name
 from .markers import MarkerWriter
 from .outcomes import IN_DOUBT, Outcome, finished_outcomes
 from .policies import PolicyChain, PolicyContext, provider_group
-from .queue import Entry, SubmissionQueue
+from .queue import GroupEntry, SubmissionQueue
 from .resolver import DomainNotFoundError, MxResolver, NullMxError, TemporaryDnsError
 from .return_path import ReturnPaths
 from .sender_auth import PlatformSender
 from .smtp_client import ConnectionPool, DataHooks, TransientConnectError
 
 log = logging.getLogger(__name__)
+
+# Seconds between two reads of the queue depth gauges (every group's stream and schedule).
+DEPTHS_EVERY = 2.0
 
 
 def classified(code: int, text: str, mx_host: str = "") -> dict[str, Any]:
@@ -82,14 +86,14 @@ class DeliveryWorker:
         self.signer = DkimSigner(redis, platform=platform)
         # The in-doubt marker is written without yielding (see dot_sent, mta.markers).
         self.sync_redis = redis_client(settings)
-        self.markers = MarkerWriter(settings.redis.url, self.sync_redis)
+        self.markers = MarkerWriter(settings.redis.url, self.sync_redis, is_cluster_client(redis))
         self.concurrency = settings.mta.delivery_concurrency
-        self.inflight: set[bytes] = set()
+        self.inflight: set[tuple[int, bytes]] = set()  # (slot group, entry id)
 
     async def run(self, stop: asyncio.Event) -> None:
         await self.queue.ensure_group()
         await self.markers.connect()
-        work: asyncio.Queue[tuple[Entry, bool]] = asyncio.Queue(maxsize=self.concurrency)
+        work: asyncio.Queue[tuple[GroupEntry, bool]] = asyncio.Queue(maxsize=self.concurrency)
         tasks = [asyncio.create_task(self._reader(stop, work), name="mta-reader")]
         tasks.append(asyncio.create_task(self._housekeeping(stop, work), name="mta-housekeeping"))
         tasks += [
@@ -107,10 +111,13 @@ class DeliveryWorker:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await self.pool.close()
+        await self.recorder.batcher.aclose()
         await self.markers.close()
         self.sync_redis.close()
 
-    async def _reader(self, stop: asyncio.Event, work: asyncio.Queue[tuple[Entry, bool]]) -> None:
+    async def _reader(
+        self, stop: asyncio.Event, work: asyncio.Queue[tuple[GroupEntry, bool]]
+    ) -> None:
         while not stop.is_set():
             room = self.concurrency * 2 - len(self.inflight)
             if room <= 0:
@@ -122,15 +129,15 @@ class DeliveryWorker:
                 log.exception("reading the submission stream failed; retrying")
                 await asyncio.sleep(1)
                 continue
-            for entry in entries:
-                self.inflight.add(entry[0])
-                await work.put((entry, True))
+            for group, entry in entries:
+                self.inflight.add((group, entry[0]))
+                await work.put(((group, entry), True))
 
     async def _housekeeping(
-        self, stop: asyncio.Event, work: asyncio.Queue[tuple[Entry, bool]]
+        self, stop: asyncio.Event, work: asyncio.Queue[tuple[GroupEntry, bool]]
     ) -> None:
         touch_every = max(1.0, self.config.queue.claim_idle_seconds / 3)
-        last_touch = last_claim = time.monotonic()
+        last_touch = last_claim = last_depths = time.monotonic()
         while not stop.is_set():
             try:
                 moved = await self.queue.move_due()
@@ -140,14 +147,16 @@ class DeliveryWorker:
                     last_touch = now
                 if now - last_claim >= min(5.0, touch_every):
                     last_claim = now
-                    for entry in await self.queue.reclaim(self.concurrency):
-                        if entry[0] not in self.inflight:
-                            self.inflight.add(entry[0])
-                            await work.put((entry, False))
-                xlen, retries, overdue = await self.queue.depths()
-                metrics.QUEUE_DEPTH.set(xlen)
-                metrics.RETRY_DEPTH.set(retries)
-                metrics.OLDEST_RETRY_AGE.set(overdue)
+                    for group, entry in await self.queue.reclaim(self.concurrency):
+                        if (group, entry[0]) not in self.inflight:
+                            self.inflight.add((group, entry[0]))
+                            await work.put(((group, entry), False))
+                if now - last_depths >= DEPTHS_EVERY:  # 3 reads per group: not every round
+                    last_depths = now
+                    xlen, retries, overdue = await self.queue.depths()
+                    metrics.QUEUE_DEPTH.set(xlen)
+                    metrics.RETRY_DEPTH.set(retries)
+                    metrics.OLDEST_RETRY_AGE.set(overdue)
                 if not moved:
                     await asyncio.sleep(0.5)
             except asyncio.CancelledError:
@@ -156,45 +165,58 @@ class DeliveryWorker:
                 log.exception("queue housekeeping failed; retrying")
                 await asyncio.sleep(1)
 
-    async def _processor(self, work: asyncio.Queue[tuple[Entry, bool]]) -> None:
+    async def _processor(self, work: asyncio.Queue[tuple[GroupEntry, bool]]) -> None:
         while True:
-            (entry_id, fields), fresh = await work.get()
+            (group, (entry_id, fields)), fresh = await work.get()
             try:
-                await self.process(entry_id, fields, fresh)
+                await self.process(group, entry_id, fields, fresh)
             except asyncio.CancelledError:
                 raise
             except Exception:
                 # Left unacknowledged: another worker (or this one) reclaims it later.
                 log.exception("delivery of entry %s failed unexpectedly", entry_id)
             finally:
-                self.inflight.discard(entry_id)
+                self.inflight.discard((group, entry_id))
 
-    async def process(self, entry_id: bytes, fields: dict[bytes, bytes], fresh: bool) -> None:
+    async def _dead_letter(self, group: int, entry_id: bytes, meta: Any, why: str) -> None:
+        """An entry no worker can deliver: to the dead-letter store, acknowledged."""
+        value = dead_letter(RedisKeys.submission_stream(group), meta, why)
+
+        def dead(pipe: Any) -> None:
+            outbox = {"topic": Topic.DEAD_LETTER.value, "key": b"", "value": value}
+            pipe.xadd(RedisKeys.event_outbox(group), outbox)
+            self.queue.ack(pipe, group, entry_id)
+
+        await self.recorder.run(group, dead)
+
+    async def process(
+        self, group: int, entry_id: bytes, fields: dict[bytes, bytes], fresh: bool
+    ) -> None:
+        """Deliver one entry of ``group``'s stream and record its outcomes."""
         try:
             msg = OutboundMessage.from_stream_fields(fields)
         except ContractError as exc:
-            value = dead_letter(RedisKeys.SUBMISSION_STREAM, fields.get(b"meta"), str(exc))
-
-            def dead(pipe: Any) -> None:
-                outbox = {"topic": Topic.DEAD_LETTER.value, "key": b"", "value": value}
-                pipe.xadd(RedisKeys.EVENT_OUTBOX, outbox)
-                self.queue.ack(pipe, entry_id)
-
-            await self.recorder.run(dead)
+            await self._dead_letter(group, entry_id, fields.get(b"meta"), str(exc))
+            return
+        if slot_group(msg.team_id) != group:  # intake never does this: its keys are elsewhere
+            why = f"entry of team {msg.team_id!r} in the stream of slot group {group}"
+            await self._dead_letter(group, entry_id, fields.get(b"meta"), why)
             return
         if msg.send_after is not None and msg.send_after.timestamp() > time.time():
             due = msg.send_after.timestamp()
 
             def later(pipe: Any) -> None:
-                self.queue.schedule(pipe, msg, due)
-                self.queue.ack(pipe, entry_id)
+                self.queue.schedule(pipe, group, msg, due)
+                self.queue.ack(pipe, group, entry_id)
 
-            await self.recorder.run(later)
+            await self.recorder.run(group, later)
             return
         done = (
             {}
             if fresh
-            else finished_outcomes(await self.queue.progress(entry_id), self.config.queue.in_doubt)
+            else finished_outcomes(
+                await self.queue.progress(group, entry_id), self.config.queue.in_doubt
+            )
         )
         pending = [r for r in msg.recipients if r not in done]
         by_domain: dict[str, list[str]] = {}
@@ -206,12 +228,14 @@ class DeliveryWorker:
         )
         groups = await asyncio.gather(
             *(
-                self._deliver_domain(msg, domain, rcpts, signed, entry_id, len(by_domain) > 1)
+                self._deliver_domain(
+                    msg, domain, rcpts, signed, group, entry_id, len(by_domain) > 1
+                )
                 for domain, rcpts in by_domain.items()
             )
         )
         outcomes = list(done.values()) + [o for group in groups for o in group]
-        await self.recorder.record(entry_id, msg, outcomes)
+        await self.recorder.record(group, entry_id, msg, outcomes)
 
     async def _deliver_domain(
         self,
@@ -219,6 +243,7 @@ class DeliveryWorker:
         domain: str,
         rcpts: list[str],
         data: bytes,
+        slot: int,
         entry_id: bytes,
         record_progress: bool,
     ) -> list[Outcome]:
@@ -287,7 +312,7 @@ class DeliveryWorker:
             "provider_group": group,
             "return_ref": ref,
         }
-        progress_key = RedisKeys.delivery_progress(entry_id.decode())
+        progress_key = RedisKeys.delivery_progress(slot, entry_id.decode())
 
         marked: set[str] = set()
         assume_delivered = self.config.queue.in_doubt == "assume_delivered"

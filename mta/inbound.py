@@ -65,6 +65,8 @@ PARSE_SECONDS = 30.0
 # Dead letters of this listener carry this source (not a topic: replay is by re-sending).
 INBOUND_SOURCE = "smtp-inbound"
 INGEST_SECONDS = 120.0
+# The slot group whose MTA outbox carries this listener's dead letters (no team to go by).
+DEAD_LETTER_GROUP = 0
 
 _STATUS_OF_KIND = {
     Kind.BOUNCE: MessageStatus.BOUNCED,
@@ -280,7 +282,8 @@ class InboundProcessor:
         durable outbox) before answering; if Redis cannot take it, the sender retries."""
         try:
             await self.redis.xadd(
-                RedisKeys.EVENT_OUTBOX, dead_letters.outbox_entry(INBOUND_SOURCE, data, reason)
+                RedisKeys.event_outbox(DEAD_LETTER_GROUP),
+                dead_letters.outbox_entry(INBOUND_SOURCE, data, reason),
             )
         except Exception:
             log.exception("dead-lettering an inbound report failed; asking the sender to retry")

@@ -6,6 +6,10 @@ no crash window where a dot was sent but never marked, beyond two syscalls), as 
 command on a dedicated connection; the kernel delivers both buffers even if the
 process is killed right after. Replies are read by a
 background task (errors are logged), never awaited by the delivery path.
+
+On a Redis Cluster there is one such connection per master, and each marker goes to
+the master of its key's slot (the sync cluster client's slot map, no I/O); a key whose
+master has no connection (the map changed) is written through the sync client.
 """
 
 from __future__ import annotations
@@ -27,45 +31,61 @@ def resp_command(*parts: bytes | str) -> bytes:
 
 
 class MarkerWriter:
-    def __init__(self, redis_url: str, fallback: Any) -> None:
+    def __init__(self, redis_url: str, fallback: Any, cluster: bool = False) -> None:
         url = urlparse(redis_url)
         self.host = url.hostname or "127.0.0.1"
         self.port = url.port or 6379
         self.db = int((url.path or "/0").lstrip("/") or 0)
         self.password = url.password
+        self.cluster = cluster
         self.fallback = fallback  # sync redis client used when the stream is down
-        self._writer: asyncio.StreamWriter | None = None
-        self._reader_task: asyncio.Task[None] | None = None
+        self._writers: dict[tuple[str, int], asyncio.StreamWriter] = {}
+        self._reader_tasks: list[asyncio.Task[None]] = []
 
     async def connect(self) -> None:
-        reader, writer = await asyncio.open_connection(self.host, self.port)
+        if not self.cluster:
+            await self._open(self.host, self.port)
+            return
+        for node in self.fallback.get_primaries():
+            await self._open(node.host, node.port)
+
+    async def _open(self, host: str, port: int) -> None:
+        reader, writer = await asyncio.open_connection(host, port)
         if self.password:
             writer.write(resp_command("AUTH", self.password))
-        writer.write(resp_command("SELECT", str(self.db)))
-        self._writer = writer
-        self._reader_task = asyncio.create_task(self._drain(reader))
+        if not self.cluster:  # a cluster has database 0 only
+            writer.write(resp_command("SELECT", str(self.db)))
+        self._writers[(host, port)] = writer
+        self._reader_tasks.append(asyncio.create_task(self._drain(reader, (host, port))))
 
-    async def _drain(self, reader: asyncio.StreamReader) -> None:
+    async def _drain(self, reader: asyncio.StreamReader, node: tuple[str, int]) -> None:
         try:
             while line := await reader.readline():
                 if line.startswith(b"-"):
                     log.error("in-doubt marker write failed: %r", line)
         except (ConnectionError, asyncio.CancelledError):
             pass
-        self._writer = None
+        self._writers.pop(node, None)
+
+    def _writer_for(self, key: str) -> asyncio.StreamWriter | None:
+        if not self.cluster:
+            return self._writers.get((self.host, self.port))
+        node = self.fallback.get_node_from_key(key)
+        return self._writers.get((node.host, node.port)) if node is not None else None
 
     def hset_now(self, key: str, mapping: dict[str, bytes]) -> None:
         """HSET without yielding: queued on the socket before this call returns."""
-        if self._writer is None or self._writer.is_closing():
+        writer = self._writer_for(key)
+        if writer is None or writer.is_closing():
             self.fallback.hset(key, mapping=mapping)
             return
         parts: list[bytes | str] = ["HSET", key]
         for field, value in mapping.items():
             parts += [field, value]
-        self._writer.write(resp_command(*parts))
+        writer.write(resp_command(*parts))
 
     async def close(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
-        if self._reader_task is not None:
-            self._reader_task.cancel()
+        for writer in list(self._writers.values()):
+            writer.close()
+        for task in self._reader_tasks:
+            task.cancel()

@@ -117,7 +117,9 @@ class FlagCache:
         return [found[key] for key in keys]
 
     async def _load_many(self, redis: Any, keys: tuple[str, ...]) -> dict[str, Any]:
-        values = dict(zip(keys, await redis.mget(keys), strict=True))
+        # A cluster's MGET must stay in one slot: mget_nonatomic splits it per slot.
+        mget = getattr(redis, "mget_nonatomic", redis.mget)
+        values = dict(zip(keys, await mget(keys), strict=True))
         if len(self._values) > 50_000:
             self._values.clear()
         expires = time.monotonic() + self.ttl
@@ -129,11 +131,17 @@ class FlagCache:
 async def redis_call(ctx: PolicyContext, build: Any) -> Any:
     """One command queued by ``build(pipe)``: through ``ctx.reads`` (sharing a round trip
     with other sessions' and deliveries' lookups) when there is one."""
+    return (await redis_calls(ctx, build))[0]
+
+
+async def redis_calls(ctx: PolicyContext, build: Any) -> list[Any]:
+    """Every result of the commands ``build(pipe)`` queues (as redis_call). A cluster
+    pipeline refuses MGET, so several keys are several GETs in one round trip."""
     if ctx.reads is not None:
-        return (await ctx.reads.run(build))[0]
+        return await ctx.reads.run(build)
     pipe = ctx.redis.pipeline(transaction=False)
     build(pipe)
-    return (await pipe.execute())[0]
+    return await pipe.execute()
 
 
 class Params(BaseModel):

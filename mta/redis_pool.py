@@ -123,7 +123,13 @@ def pool_size(settings: Settings) -> int:
 
 
 def mta_redis_client(settings: Settings) -> Any:
-    """The client every component of one MTA process shares (closes its pool on aclose)."""
+    """The client every component of one MTA process shares (closes its pool on aclose).
+    On a Redis Cluster (``redis.cluster``) it is redis-py's cluster client from
+    ``kibamail.clients`` with this pool size per master node."""
+    if settings.redis.cluster:
+        from kibamail.clients import async_redis_client
+
+        return async_redis_client(settings, max_connections=pool_size(settings))
     pool = _WaitingPool.from_url(
         settings.redis.url,
         max_connections=pool_size(settings),

@@ -21,6 +21,11 @@ the address on the team's suppression list (reason recorded); ``fix_our_side`` r
 the team's reputation signal and never suppresses; ``retry`` bounces feed the soft-bounce
 window; delay warnings are ``deferred`` events; an ARF not-spam report lifts a
 suppression the MTA made for that team (never one the team added itself).
+
+The sent record and the return-path ref carry their team's slot-group tag
+(``kibamail.redis_keys``); a report names no team, so both are looked up in every group at
+once (one pipelined read; reports are rare), and only a record whose team belongs to the
+group it was found in counts. What one report changes is one MULTI per team's group.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kibamail.contracts import BounceClass, MessageStatus, Topic, TrafficKind
-from kibamail.redis_keys import RedisKeys
+from kibamail.redis_keys import SLOT_GROUPS, RedisKeys, slot_group
 from kibamail.report_tokens import verify_return_path
 
 from . import metrics
@@ -116,17 +121,29 @@ class ReportRecorder:
         )
         result.refused = result.refused or reason
 
+    async def _in_groups(self, command: str, key: Any) -> list[tuple[int, Any]]:
+        """(group, reply) of ``command`` on ``key(group)`` for every group with a reply."""
+        pipe = self.redis.pipeline(transaction=False)
+        for g in range(SLOT_GROUPS):
+            getattr(pipe, command)(key(g))
+        return [(g, r) for g, r in enumerate(await pipe.execute()) if r]
+
     async def _sent(self, message_id: str) -> dict[str, str]:
-        raw = await self.redis.hgetall(RedisKeys.sent_recipients(message_id))
-        return {_text(k): _text(v) for k, v in raw.items()}
+        """The message's sent record from the group of its team ({} if none)."""
+        key = lambda g: RedisKeys.sent_recipients(g, message_id)  # noqa: E731
+        for g, raw in await self._in_groups("hgetall", key):
+            sent = {_text(k): _text(v) for k, v in raw.items()}
+            if sent.get("team") and slot_group(sent["team"]) == g:
+                return sent
+        return {}
 
     async def _by_ref(self, ref: str, item: ReportItem) -> tuple[str, dict[str, str], str]:
-        raw = await self.redis.get(RedisKeys.return_path(ref))
-        if raw is None:
+        found = await self._in_groups("get", lambda g: RedisKeys.return_path(g, ref))
+        if not found:
             raise _Forged("unknown_return_path")
-        message_id = _text(raw)
+        message_id = _text(found[0][1])
         sent = await self._sent(message_id)
-        if not sent.get("team"):
+        if not sent.get("team") or slot_group(sent["team"]) != found[0][0]:
             raise _Forged("unknown_message")
         rcpts = [k[5:] for k, v in sent.items() if k.startswith("rcpt:") and v == ref]
         recipient = item.recipient or (rcpts[0] if len(rcpts) == 1 else "")
@@ -171,7 +188,7 @@ class ReportRecorder:
     ) -> RecordResult:
         """``ref``: the verified return-path ref the report was addressed to, if any."""
         result = RecordResult()
-        pipe = self.redis.pipeline(transaction=True)
+        pipes: dict[int, Any] = {}  # one MULTI per team's slot group
         claimed: list[str] = []
         signals: list[tuple[str, ReportItem, str]] = []
         for item in items:
@@ -187,6 +204,9 @@ class ReportRecorder:
                 result.duplicates += 1
                 continue
             claimed.append(seen)
+            pipe = pipes.get(slot_group(team))
+            if pipe is None:
+                pipe = pipes[slot_group(team)] = self.redis.pipeline(transaction=True)
             domain = recipient.rpartition("@")[2]
             group = provider_group(self.config, domain)
             if kind == NOT_SPAM:
@@ -199,9 +219,13 @@ class ReportRecorder:
             result.recorded += 1
         if claimed:
             try:
-                await pipe.execute()
+                for pipe in pipes.values():
+                    await pipe.execute()
             except Exception:
-                await self.redis.delete(*claimed)  # a re-sent copy may try again
+                undo = self.redis.pipeline(transaction=False)
+                for seen in claimed:  # a re-sent copy may try again
+                    undo.delete(seen)
+                await undo.execute()
                 raise
         for team, item, group in signals:
             fix_our_side_recorded(team, item.reason, group, item.text)
@@ -248,7 +272,8 @@ class ReportRecorder:
             bounce_action=item.action,
             reason=item.text[:500],
         )
-        add_to_outbox(pipe, Topic.MESSAGE_STATUSES, message_id, event)
+        outbox = RedisKeys.event_outbox(slot_group(team))
+        add_to_outbox(pipe, Topic.MESSAGE_STATUSES, message_id, event, outbox)
         if item.status == MessageStatus.DEFERRED:
             return
         if item.action == "suppress":

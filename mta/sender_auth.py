@@ -20,7 +20,7 @@ from kibamail.redis_keys import RedisKeys
 from kibamail.settings import Settings
 from kibamail.system_mail import sender_address
 
-from .policies import ACCEPT, REGISTRY, Policy, PolicyContext, Verdict, redis_call
+from .policies import ACCEPT, REGISTRY, Policy, PolicyContext, Verdict, redis_calls
 
 # Every "@domain" in a From: value: also those in display names and comments, so a
 # "ceo@victim.test" <me@own.test> display name cannot borrow someone else's domain.
@@ -100,7 +100,7 @@ class SenderAuthorized(Policy):
         keys = [RedisKeys.domain_ready(ctx.team_id, d) for d in domains if d]
         if not keys:
             return Verdict("reject", 553, "5.7.1", "Sender address has no domain")
-        flags = await redis_call(ctx, lambda pipe: pipe.mget(keys))
+        flags = await redis_calls(ctx, lambda pipe: [pipe.get(key) for key in keys])
         for domain, flag in zip([d for d in domains if d], flags, strict=True):
             if flag not in (b"1", "1"):
                 text = f"Sender domain {domain} is not a verified domain of this account"

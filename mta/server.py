@@ -24,11 +24,13 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 from kibamail.contracts import MessageMapping, OutboundMessage, TrafficKind
 from kibamail.intake import PLATFORM_ID_HEADER, queue_on_pipeline
 from kibamail.redis_batching import PipelineBatcher
+from kibamail.redis_keys import slot_group
 from kibamail.settings import Settings
 
 from . import metrics
 from .config import MtaConfig
 from .credentials import CredentialVerifier
+from .group_commit import GroupCommit
 from .inbound import InboundProcessor
 from .policies import PolicyChain, PolicyContext
 from .sender_auth import PlatformSender, SenderAuthorized, header_from_domains
@@ -55,7 +57,7 @@ class SubmissionHandler:
         self.verifier = CredentialVerifier()
         self.chain = PolicyChain(config, platform=PlatformSender.from_settings(settings))
         self.reads = PipelineBatcher(redis, transaction=False)
-        self.writes = PipelineBatcher(redis, transaction=True)
+        self.writes = GroupCommit(redis)  # per slot group (and its master) on a cluster
 
     async def handle_EHLO(
         self,
@@ -186,8 +188,11 @@ class SubmissionHandler:
             team_id=team_id, smtp_credential_id=getattr(credential, "username", "")
         )
         try:
-            # One MULTI per message, sharing a round trip with concurrent sessions.
-            await self.writes.run(lambda pipe: queue_on_pipeline(pipe, message, mapping))
+            # One MULTI per message (its team's slot group), sharing a round trip with
+            # concurrent sessions.
+            await self.writes.run(
+                lambda pipe: queue_on_pipeline(pipe, message, mapping), slot_group(team_id)
+            )
         except Exception:
             log.exception("queueing a submission failed")
             return "451 4.3.0 Temporary queue failure, try again"
@@ -354,6 +359,7 @@ class SubmissionServers:
                 await asyncio.wait_for(server.wait_closed(), 5)
         self._servers.clear()
         self.inbound.close()  # its report worker processes
+        await self.handler.writes.aclose()
 
 
 __all__ = [

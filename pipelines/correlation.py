@@ -60,6 +60,20 @@ if tuple(CorrelatedMessageEvent.model_fields)[: len(STATUS_FIELDS)] != STATUS_FI
 
 MESSAGE_ID = itemgetter("message_id")
 EVENT_TEAM = itemgetter("team_id")
+
+
+def _team_of(value: bytes) -> str:
+    """The team of a parked status payload, only to find its mapping key: a parked payload
+    was parsed and validated when it first arrived, and is parsed again with the batch it
+    is joined in ('' when unreadable: no mapping is found)."""
+    try:
+        event = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return ""
+    team = event.get("team_id", "") if type(event) is dict else ""
+    return team if type(team) is str else ""
+
+
 MAPPING_TEAM = itemgetter(0)  # Mapping.team_id
 DUMPS_UTC = partial(orjson.dumps, option=orjson.OPT_UTC_Z)
 ALL_BUT_LAST = itemgetter(slice(None, -1))
@@ -143,7 +157,7 @@ class Correlator:
                     reason = str(result)
                     dead.append(to_dead_letter(topics[index], keys[index], values[index], reason))
         message_ids = list(map(MESSAGE_ID, events))
-        mappings = self.lookup.get_many(message_ids)
+        mappings = self.lookup.get_many(list(map(EVENT_TEAM, events)), message_ids)
         out: list[OutChunk | list[SinkItem] | Pending] = []
         all_found = set(map(type, mappings)) <= {Mapping}
         if all_found and list(map(MAPPING_TEAM, mappings)) == list(  # type: ignore[arg-type]
@@ -200,7 +214,8 @@ class Correlator:
     def resolve_pending(self, pending: list[Pending]) -> tuple[list[Chunk], list[int]]:
         """The due misses in one MGET; those found now are parsed and joined together
         and leave as one OutChunk (plus one list of dead letters), not one item each."""
-        mappings = self.lookup.get_many([p.message_id for p in pending])
+        teams = [_team_of(p.value) for p in pending]
+        mappings = self.lookup.get_many(teams, [p.message_id for p in pending])
         missing = [index for index, mapping in enumerate(mappings) if mapping is None]
         if len(missing) == len(pending):
             return [], missing

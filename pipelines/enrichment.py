@@ -114,7 +114,9 @@ class Enricher:
             except ContractError as exc:
                 out.append(to_dead_letter(msg.topic, msg.key, msg.value, str(exc)))
         EVENTS_IN.labels(FLOW).inc(len(batch))
-        mappings = self.lookup.get_many([event.message_id for event, _ in parsed])
+        mappings = self.lookup.get_many(
+            [event.team_id for event, _ in parsed], [event.message_id for event, _ in parsed]
+        )
         for (event, msg), mapping in zip(parsed, mappings, strict=True):
             raw = msg.value or b""
             if mapping is None:
@@ -128,7 +130,8 @@ class Enricher:
     def resolve_pending(
         self, pending: list[Pending]
     ) -> tuple[list[Enriched | SinkItem], list[int]]:
-        mappings = self.lookup.get_many([p.message_id for p in pending])
+        teams = [deserialize(ROUTES[p.topic][0], p.value).team_id for p in pending]
+        mappings = self.lookup.get_many(teams, [p.message_id for p in pending])
         out: list[Enriched | SinkItem] = []
         missing: list[int] = []
         for index, (item, mapping) in enumerate(zip(pending, mappings, strict=True)):

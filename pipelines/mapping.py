@@ -21,6 +21,7 @@ import orjson
 from bytewax.operators import StatefulBatchLogic
 
 from kibamail.contracts import ContractError, MessageMapping
+from kibamail.redis_batching import is_cluster_client
 from kibamail.redis_keys import RedisKeys
 
 log = logging.getLogger(__name__)
@@ -56,17 +57,25 @@ class MappingLookup:
             self._client = self._factory()
         return self._client
 
-    def get_many(self, message_ids: Sequence[str]) -> list[Mapping | ContractError | None]:
-        """One MGET for the whole batch; a mapping that does not parse is a ContractError."""
+    def get_many(
+        self, team_ids: Sequence[str], message_ids: Sequence[str]
+    ) -> list[Mapping | ContractError | None]:
+        """One MGET for the whole batch (a cluster: one per master, redis-py's non-atomic
+        MGET: the keys carry their teams' slot tags); a mapping that does not parse is a
+        ContractError. An event's team names the key, so a message of another team is
+        not found under it (kibamail.redis_keys.message_mapping)."""
         if not message_ids:
             return []
         import redis
 
-        keys = list(map(MAPPING_KEY_PREFIX.__add__, message_ids))
+        keys = list(map(_mapping_key, team_ids, message_ids))
         backoff = 0.05
         while True:
             try:
-                raw = self._redis().mget(keys)
+                client = self._redis()
+                raw = (
+                    client.mget_nonatomic(keys) if is_cluster_client(client) else client.mget(keys)
+                )
                 self.round_trips += 1
                 break
             except (redis.ConnectionError, redis.TimeoutError) as exc:
@@ -84,9 +93,11 @@ class MappingLookup:
         return results
 
 
-MAPPING_KEY_PREFIX = RedisKeys.message_mapping("")
-if RedisKeys.message_mapping("m@x") != MAPPING_KEY_PREFIX + "m@x":
-    raise TypeError("RedisKeys.message_mapping is no longer a plain prefix")
+def _mapping_key(team_id: str, message_id: str) -> str:
+    try:
+        return RedisKeys.message_mapping(team_id, message_id)
+    except ValueError:  # a team id with braces names no mapping (and no other team's)
+        return RedisKeys.message_mapping("", message_id)
 
 
 class Mapping(NamedTuple):

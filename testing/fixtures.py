@@ -30,6 +30,7 @@ from kibamail.settings import (
 )
 from local_stack.services import kafka_spec, mariadb_spec, redis_spec, warehouse_spec
 from local_stack.stack import Stack, free_port
+from testing.redis_cluster import RedisClusterHandle, start_cluster, stop_cluster
 
 
 def build_test_settings(state_dir: Path) -> Settings:
@@ -170,3 +171,13 @@ def isolated_warehouse(
     settings = test_settings.model_copy(update={"clickhouse": clickhouse})
     migrate_warehouse(settings)
     return settings
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterHandle]:
+    """A real 3-master Redis Cluster (testing.redis_cluster): ``.settings`` is the
+    RedisSettings(cluster=True) to use, ``.client()`` a sync RedisCluster, ``.flush()``
+    empties it, ``.master_of_slot``/``.keys_per_master`` show where keys went."""
+    handle = start_cluster(tmp_path_factory.mktemp("redis-cluster"))
+    yield handle
+    stop_cluster(handle)

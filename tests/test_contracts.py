@@ -66,6 +66,6 @@ def test_outbound_message_stream_fields_keep_raw_bytes() -> None:
 
 
 def test_redis_keys_follow_the_documented_formats() -> None:
-    assert RedisKeys.broadcast_sent("b1", "c1") == "BROADCAST:b1:c1"
-    assert RedisKeys.domain_ready("t1", "Example.COM") == "domain:t1:example.com:ready"
-    assert RedisKeys.dkim_key("t1", "Example.COM") == "dkim:t1:example.com"
+    assert RedisKeys.broadcast_sent("t1", "b1", "c1") == "BROADCAST:{g7-1}:t1:b1:c1"
+    assert RedisKeys.domain_ready("t1", "Example.COM") == "domain:{g7-1}:t1:example.com:ready"
+    assert RedisKeys.dkim_key("t1", "Example.COM") == "dkim:{g7-1}:t1:example.com"

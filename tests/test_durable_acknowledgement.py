@@ -30,6 +30,7 @@ from kibamail.redis_keys import RedisKeys
 from kibamail.settings import RedisSettings, Settings, StackSettings
 from local_stack.services import redis_spec
 from local_stack.stack import Stack, free_port
+from testing.submissions import submission_entries
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -198,11 +199,13 @@ def _lost_after_power_cut(tmp_path: Path, shim: Path, appendfsync: str) -> tuple
         client = redis.Redis.from_url(url)
         kept = {
             (eid.decode() if isinstance(eid, bytes) else eid)
-            for eid, _fields in client.xrange(RedisKeys.SUBMISSION_STREAM)
+            for eid, _fields in submission_entries(client)
         }
         lost = [eid for eid in acked if eid not in kept]
         lost_mappings = [
-            mid for mid in acked.values() if not client.exists(RedisKeys.message_mapping(mid))
+            mid
+            for mid in acked.values()
+            if not client.exists(RedisKeys.message_mapping("team-durable", mid))
         ]
         client.close()
         return len(acked), max(len(lost), len(lost_mappings))
@@ -255,7 +258,7 @@ def test_replica_wait_acknowledges_only_what_the_replicas_confirmed(tmp_path: Pa
         one = RedisSettings(url=url, durability="replica_wait", wait_replicas=1)
         message, mapping = _message(1)
         entry_id = submit(client, message, mapping, durability=one)
-        [(first_id, _fields)] = client.xrange(RedisKeys.SUBMISSION_STREAM) or []
+        [(first_id, _fields)] = submission_entries(client) or []
         assert first_id.decode() == entry_id
 
         async def submit_async_too() -> str:

@@ -31,7 +31,7 @@ from api.tests import conftest as api_fixtures
 from api.tests.conftest import SendingTeam
 from kibamail.contracts import OutboundMessage
 from kibamail.intake import MAPPING_TTL_SECONDS, message_id_of
-from kibamail.redis_keys import RedisKeys
+from kibamail.redis_keys import RedisKeys, slot_group
 from kibamail.settings import Settings
 from kibamail.system_mail import send_system_email
 from mta.config import QueueConfig
@@ -39,6 +39,7 @@ from mta.credentials import create_smtp_credential
 from mta.queue import SubmissionQueue
 from mta.tests.conftest import start_mta
 from mta.tests.helpers import with_policy, write_policy
+from testing.submissions import submission_entries
 
 pytestmark = pytest.mark.integration
 
@@ -140,7 +141,7 @@ async def _release_and_retry(redis_url: str, retried: OutboundMessage) -> None:
         assert await release_due(redis, now=time.time() + 7 * 24 * 3600) == 1
         queue = SubmissionQueue(redis, QueueConfig(), "handoff-test")
         pipe = redis.pipeline(transaction=True)
-        queue.schedule(pipe, retried, due_at=0)
+        queue.schedule(pipe, slot_group(retried.team_id), retried, due_at=0)
         await pipe.execute()
         assert await queue.move_due() == 1
     finally:
@@ -150,7 +151,7 @@ async def _release_and_retry(redis_url: str, retried: OutboundMessage) -> None:
 def _entries(redis: Any) -> dict[str, tuple[dict[bytes, bytes], dict[str, Any]]]:
     """message id -> (stream fields, decoded meta); one entry per message id."""
     entries: dict[str, tuple[dict[bytes, bytes], dict[str, Any]]] = {}
-    for _entry_id, fields in redis.xrange(RedisKeys.SUBMISSION_STREAM):
+    for _entry_id, fields in submission_entries(redis):
         meta = orjson.loads(fields[b"meta"])
         entries.setdefault(meta["message_id"], (fields, meta))
     return entries
@@ -215,10 +216,7 @@ def test_every_handoff_path_writes_the_same_record(
     entries_by_id = _entries(redis_client)
     retry_entry = next(
         (f, m)
-        for f, m in (
-            (f, orjson.loads(f[b"meta"]))
-            for _e, f in redis_client.xrange(RedisKeys.SUBMISSION_STREAM)
-        )
+        for f, m in ((f, orjson.loads(f[b"meta"])) for _e, f in submission_entries(redis_client))
         if m["attempt"] == 1
     )
 
@@ -228,7 +226,7 @@ def test_every_handoff_path_writes_the_same_record(
         fields, meta = entries_by_id[message_id]
         assert meta["message_id"] == message_id
         assert message_id_of(fields[b"data"]) == message_id, f"{path}: id header"
-        key = RedisKeys.message_mapping(meta["message_id"])
+        key = RedisKeys.message_mapping(meta["team_id"], meta["message_id"])
         raw = redis_client.get(key)
         assert raw is not None, f"{path}: no mapping at {key}"
         mapping = orjson.loads(raw)
@@ -265,10 +263,13 @@ def _production_sources() -> Iterator[Path]:
 _WRITES = {"set", "setex", "psetex", "setnx", "getset", "mset", "msetnx", "hset", "append"}
 
 
+_STREAM_MARKERS = ("SUBMISSION_STREAM", "submission_stream", "mta:submissions")
+
+
 def _violations(path: Path) -> list[str]:
     source = path.read_text()
     tree = ast.parse(source)
-    touches_stream = "SUBMISSION_STREAM" in source or "mta:submissions" in source
+    touches_stream = any(marker in source for marker in _STREAM_MARKERS)
     found: list[str] = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Constant) and isinstance(node.value, str):
@@ -281,7 +282,7 @@ def _violations(path: Path) -> list[str]:
             continue
         name = node.func.attr.lower()
         first = ast.unparse(node.args[0]) if node.args else ""
-        if name == "xadd" and ("SUBMISSION_STREAM" in first or "mta:submissions" in first):
+        if name == "xadd" and any(marker in first for marker in _STREAM_MARKERS):
             found.append(f"{path}:{node.lineno}: XADD to the submission stream")
         if name in _WRITES and "message_mapping" in first:
             found.append(f"{path}:{node.lineno}: writes the message mapping")

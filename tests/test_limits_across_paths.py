@@ -29,6 +29,7 @@ from mta.config import load_config
 from mta.credentials import create_smtp_credential
 from mta.tests.conftest import start_mta
 from mta.tests.helpers import with_policy, write_policy
+from testing.submissions import submission_entries
 
 pytestmark = pytest.mark.integration
 
@@ -116,7 +117,7 @@ def _rcpts(count: int, prefix: str = "smtp") -> list[str]:
 def _queued(redis: Any) -> list[str]:
     """Recipients of every entry in the MTA stream."""
     found: list[str] = []
-    for _, fields in redis.xrange(RedisKeys.SUBMISSION_STREAM):
+    for _, fields in submission_entries(redis):
         found += OutboundMessage.from_stream_fields(fields).recipients
     return found
 

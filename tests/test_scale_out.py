@@ -162,7 +162,8 @@ def kill_and_restart(
     if name.startswith("mta"):  # the entries it held are now waiting to be reclaimed
         held = sum(
             c["pending"]
-            for c in redis.xinfo_consumers(RedisKeys.SUBMISSION_STREAM, RedisKeys.SUBMISSION_GROUP)
+            for stream in RedisKeys.submission_streams()
+            for c in redis.xinfo_consumers(stream, RedisKeys.SUBMISSION_GROUP)
             if f"-{pid}-" in c["name"].decode()
         )
         print(f"{name} (pid {pid}) killed after {done} attempts, holding {held} queue entries")
@@ -244,7 +245,9 @@ def test_three_mtas_two_apis_two_pipelines_survive_a_kill_each(
         return Counter(r.message_id for r in read_records(sink_file) if r.answer_code == 250)
 
     def settled() -> bool:
-        queue = redis.xlen(RedisKeys.SUBMISSION_STREAM) + redis.zcard(RedisKeys.RETRY_SCHEDULE)
+        queue = sum(redis.xlen(key) for key in RedisKeys.submission_streams()) + sum(
+            redis.zcard(key) for key in RedisKeys.retry_schedules()
+        )
         return queue == 0 and acked <= delivered().keys()
 
     if not wait_until(settled, timeout=120):

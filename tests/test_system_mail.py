@@ -9,12 +9,13 @@ import pytest
 from kibamail.contracts import MessageMapping, OutboundMessage, deserialize
 from kibamail.redis_keys import RedisKeys
 from kibamail.system_mail import SystemMailError, send_system_email
+from testing.submissions import submission_entries
 
 pytestmark = pytest.mark.integration
 
 
 def _queued(redis_client) -> list[OutboundMessage]:
-    entries = redis_client.xrange(RedisKeys.SUBMISSION_STREAM)
+    entries = submission_entries(redis_client)
     return [OutboundMessage.from_stream_fields(fields) for _, fields in entries]
 
 
@@ -36,7 +37,9 @@ def test_notification_is_queued_under_the_platform_team(redis_client, test_setti
     assert parsed["Message-ID"] == f"<{message_id}>"
     assert parsed["Auto-Submitted"] == "auto-generated"
     assert parsed.is_multipart()
-    mapping = deserialize(MessageMapping, redis_client.get(RedisKeys.message_mapping(message_id)))
+    mapping = deserialize(
+        MessageMapping, redis_client.get(RedisKeys.message_mapping(queued.team_id, message_id))
+    )
     assert mapping.tags == ["domain-alert"]
 
 

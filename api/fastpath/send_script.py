@@ -3,8 +3,10 @@ idempotency, suppression, the team's pause/bulk gate and send budget (per recipi
 shared with every other intake) and the hand-over to the MTA in a single EVALSHA.
 
 The team behind an API key is needed before the script (it is in the tracking tokens,
-the mapping and the suppression key), so each process keeps the key's cached record
-(`RedisKeys.api_key`, JSON written by `api.deps`) in memory and the script compares it
+the mapping and the suppression key, and every key of the script carries the team's
+slot tag, so the script runs on one Redis Cluster master), so each process keeps the
+key's team (`RedisKeys.api_key_team`) and cached record (`RedisKeys.api_key`, JSON
+written by `api.deps`) in memory and the script compares it
 with Redis's copy byte for byte: a revocation (which deletes that copy) or an expiry is
 seen on the very next request in every process, and the request then takes the full
 FastAPI path, which reloads the record from the database. Concurrent sends share one
@@ -24,6 +26,7 @@ from api.services.ratelimit import (
     LAST_USED_RESOLUTION_SECONDS,
     TOKEN_BUCKET_LUA,
     bucket_key,
+    key_team,
     last_used_key,
 )
 from api.state import AppState
@@ -108,7 +111,10 @@ async def key_record(state: AppState, key_hash: str) -> KeyRecord | None:
     record = cache.get(key_hash)
     if record is not None:
         return record
-    raw = await state.redis.get(RedisKeys.api_key(key_hash))
+    team_id = await key_team(state.redis, state.api_key_teams, key_hash)
+    if not team_id:  # unknown here: the FastAPI path reads the database
+        return None
+    raw = await state.redis.get(RedisKeys.api_key(team_id, key_hash))
     if not raw:
         return None
     info = orjson.loads(raw)
@@ -116,6 +122,8 @@ async def key_record(state: AppState, key_hash: str) -> KeyRecord | None:
         return None
     if len(cache) >= MAX_CACHED_KEYS:
         cache.clear()
+    if info.get("team_id") != team_id:
+        return None
     record = KeyRecord(key_hash, raw, info["id"], info["team_id"], info["scope"])
     cache[key_hash] = record
     return record
@@ -136,9 +144,9 @@ async def send_in_one_trip(
     limiter = state.limiter
     record = submission_record(message, mapping)
     keys = [
-        RedisKeys.api_key(key.key_hash),
-        bucket_key(key.key_hash),
-        last_used_key(key.key_hash),
+        RedisKeys.api_key(key.team_id, key.key_hash),
+        bucket_key(key.team_id, key.key_hash),
+        last_used_key(key.team_id, key.key_hash),
         RedisKeys.suppression(message.team_id),
         *record.keys(),
         *budget_keys(message.team_id),

@@ -1,7 +1,10 @@
 """Broadcast jobs: SendBroadcastJob fans out, SendBroadcastToContact renders and queues.
 
-The per-contact hand-over is one Lua script: SET NX the BROADCAST:{b}:{c} guard, write
-the message mapping and XADD to the MTA stream, all or nothing. A worker killed at
+The per-contact hand-over is one Lua script: SET NX the BROADCAST:{tag}:{team}:{b}:{c}
+guard, write the message mapping and XADD to the team's MTA stream, all or nothing.
+Every key a broadcast touches (guard, mapping, stream, progress, parked jobs, its job
+queue: jobs carry the team id) carries its team's slot tag (kibamail.redis_keys), so the
+script and the job queue's MULTIs stay in one slot of a Redis Cluster. A worker killed at
 any point therefore neither loses the contact (the job is reclaimed and the guard is
 not set) nor mails it twice (the guard is set together with the XADD). The same script
 re-checks the sender: the broadcast's team must still be ready for its from domain (an
@@ -37,7 +40,7 @@ from api.services.security import Signer
 from api.services.templating import render_template
 from kibamail.contracts import MessageMapping, OutboundMessage, TrafficKind
 from kibamail.intake import QUEUE_SUBMISSION_LUA, submission_record
-from kibamail.redis_keys import RedisKeys
+from kibamail.redis_keys import RedisKeys, slot_group, team_tag
 from kibamail.settings import Settings
 from kibamail.team_budget import OK, charge_sync
 
@@ -65,14 +68,14 @@ return 1
 )
 
 
-def progress_key(broadcast_id: str) -> str:
+def progress_key(team_id: str, broadcast_id: str) -> str:
     """Hash: status (what workers obey), total, sent, skipped, failed (dead-lettered)."""
-    return f"api:broadcast:{broadcast_id}"
+    return f"api:broadcast:{team_tag(team_id)}:{team_id}:{broadcast_id}"
 
 
-def parked_key(broadcast_id: str) -> str:
+def parked_key(team_id: str, broadcast_id: str) -> str:
     """Per-contact jobs set aside while a broadcast is paused (re-queued on resume)."""
-    return f"api:broadcast:{broadcast_id}:parked"
+    return f"{progress_key(team_id, broadcast_id)}:parked"
 
 
 def choose_variant(variants: list[dict[str, Any]], contact_id: str) -> dict[str, Any]:
@@ -114,7 +117,7 @@ class BroadcastJobs:
             return
         after = ""
         total = 0
-        budget = self._launch_reservation(broadcast.id)
+        budget = self._launch_reservation(broadcast)
         while True:
             with self.sessions() as db:
                 rows = db.execute(
@@ -146,6 +149,7 @@ class BroadcastJobs:
                 (
                     {
                         "broadcast_id": broadcast.id,
+                        "team_id": broadcast.team_id,
                         "contact_id": cid,
                         "email": email,
                         "first_name": first,
@@ -154,13 +158,14 @@ class BroadcastJobs:
                     }
                     for cid, email, first, last, fields in rows
                 ),
+                slot_group(broadcast.team_id),
             )
-        self.redis.hset(progress_key(broadcast.id), "total", total)
+        self.redis.hset(progress_key(broadcast.team_id, broadcast.id), "total", total)
 
-    def _launch_reservation(self, broadcast_id: str) -> int | None:
+    def _launch_reservation(self, broadcast: Broadcast) -> int | None:
         """Recipients reserved in the team's daily budget at launch (None: launched before
         reservations existed, nothing to hold to)."""
-        raw = self.redis.hget(progress_key(broadcast_id), "reserved")
+        raw = self.redis.hget(progress_key(broadcast.team_id, broadcast.id), "reserved")
         return int(raw) if raw is not None else None
 
     def _within_budget(
@@ -182,9 +187,9 @@ class BroadcastJobs:
             take_rate=False,
         )
         if charged.status == OK:
-            self.redis.hincrby(progress_key(broadcast.id), "reserved", extra)
+            self.redis.hincrby(progress_key(broadcast.team_id, broadcast.id), "reserved", extra)
             return rows
-        self.redis.hincrby(progress_key(broadcast.id), "over_budget", extra)
+        self.redis.hincrby(progress_key(broadcast.team_id, broadcast.id), "over_budget", extra)
         log.warning(
             "broadcast %s: %d contacts over the team's daily cap not queued (status %d)",
             broadcast.id,
@@ -193,44 +198,44 @@ class BroadcastJobs:
         )
         return rows[:covered]
 
-    def _status(self, broadcast_id: str) -> str:
+    def _status(self, team_id: str, broadcast_id: str) -> str:
         """Broadcast status as workers see it, cached briefly (a pause lands within 0.5 s)."""
         cached = self._statuses.get(broadcast_id)
         now = time.monotonic()
         if cached is None or cached[0] < now:
-            raw = self.redis.hget(progress_key(broadcast_id), "status")
+            raw = self.redis.hget(progress_key(team_id, broadcast_id), "status")
             cached = (now + STATUS_CACHE_SECONDS, raw.decode() if raw else "")
             self._statuses[broadcast_id] = cached
         return cached[1]
 
     def send_to_contact(self, job: dict[str, Any]) -> None:
         broadcast_id, contact_id = job["broadcast_id"], job["contact_id"]
-        status = self._status(broadcast_id)
+        broadcast = self._broadcast(broadcast_id)
+        if broadcast is None or broadcast.team_id != job.get("team_id"):
+            return  # the job names its team's keys; a job that disagrees is not ours to run
+        team_id = broadcast.team_id
+        progress = progress_key(team_id, broadcast_id)
+        status = self._status(team_id, broadcast_id)
         if status == "paused":
-            self.redis.rpush(parked_key(broadcast_id), serialize_job(job))
-            now = self.redis.hget(progress_key(broadcast_id), "status")
+            self.redis.rpush(parked_key(team_id, broadcast_id), serialize_job(job))
+            now = self.redis.hget(progress, "status")
             if now == b"sending":  # resumed while we parked: do not strand the job
-                requeue_parked(self.redis, broadcast_id)
+                requeue_parked(self.redis, team_id, broadcast_id)
             return
         if status != "sending":
-            self.redis.hincrby(progress_key(broadcast_id), "skipped", 1)
+            self.redis.hincrby(progress, "skipped", 1)
             return
-        broadcast = self._broadcast(broadcast_id)
-        if broadcast is None:
-            return
-        if self._suppressed(broadcast.team_id, job["email"]) or not self._still_subscribed(
-            contact_id
-        ):
-            self.redis.hincrby(progress_key(broadcast_id), "skipped", 1)
+        if self._suppressed(team_id, job["email"]) or not self._still_subscribed(contact_id):
+            self.redis.hincrby(progress, "skipped", 1)
             return
         message, mapping = self.render(broadcast, job)
         record = submission_record(message, mapping)
         domain = address_domain(broadcast.from_address)
         outcome = self._handover(
             keys=[
-                RedisKeys.broadcast_sent(broadcast_id, contact_id),
+                RedisKeys.broadcast_sent(team_id, broadcast_id, contact_id),
                 *record.keys(),
-                progress_key(broadcast_id),
+                progress,
                 RedisKeys.domain_ready(broadcast.team_id, domain),
             ],
             args=[message.message_id, GUARD_TTL_SECONDS, *record.args()],
@@ -259,7 +264,7 @@ class BroadcastJobs:
     def fail_broadcast(self, broadcast: Broadcast, reason: str) -> None:
         """Stop a broadcast whose sender is refused: the contact counts as failed, the
         others are skipped (workers obey the progress status), the row says failed."""
-        key = progress_key(broadcast.id)
+        key = progress_key(broadcast.team_id, broadcast.id)
         pipe = self.redis.pipeline(transaction=True)
         pipe.hincrby(key, "failed", 1)
         pipe.hset(key, mapping={"status": "failed", "failure_reason": reason})
@@ -343,10 +348,11 @@ class BroadcastJobs:
         a dead fan-out is flagged on the progress hash for the API to show."""
 
         def contact_failed(pipe: Any, job: dict[str, Any]) -> None:
-            pipe.hincrby(progress_key(str(job["broadcast_id"])), "failed", 1)
+            pipe.hincrby(progress_key(str(job["team_id"]), str(job["broadcast_id"])), "failed", 1)
 
         def fanout_failed(pipe: Any, job: dict[str, Any]) -> None:
-            pipe.hset(progress_key(str(job["broadcast_id"])), "fanout_failed", "1")
+            key = progress_key(str(job["team_id"]), str(job["broadcast_id"]))
+            pipe.hset(key, "fanout_failed", "1")
 
         return {SEND_TO_CONTACT: contact_failed, SEND_BROADCAST: fanout_failed}
 
@@ -355,11 +361,12 @@ def serialize_job(job: dict[str, Any]) -> bytes:
     return orjson.dumps(job)
 
 
-def requeue_parked(redis: Any, broadcast_id: str) -> int:
-    """Move jobs parked during a pause back onto the queue."""
+def requeue_parked(redis: Any, team_id: str, broadcast_id: str) -> int:
+    """Move jobs parked during a pause back onto the team's queue."""
     moved = 0
     while True:
-        raw = redis.lpop(parked_key(broadcast_id), 1000)
+        raw = redis.lpop(parked_key(team_id, broadcast_id), 1000)
         if not raw:
             return moved
-        moved += enqueue_many(redis, SEND_TO_CONTACT, (orjson.loads(r) for r in raw))
+        jobs = (orjson.loads(r) for r in raw)
+        moved += enqueue_many(redis, SEND_TO_CONTACT, jobs, slot_group(team_id))

@@ -10,6 +10,14 @@ moved back onto the stream when due) up to `max_attempts`; a job that still fail
 that cannot be decoded or routed, or one whose worker died handling it `max_attempts`
 times, goes to the dead-letter stream with the reason (never retried forever, never
 dropped). Each move is one MULTI with the XACK, so a crash cannot lose or duplicate it.
+
+One queue per slot group (kibamail.redis_keys): a job names its group (its team's) when
+queued, and its stream, delayed set and dead letters carry the group's tag, like the
+team keys a handler's dead-letter hook updates in the same MULTI, so every MULTI and
+script stays in one slot of a Redis Cluster. A worker serves every group: new jobs come
+from one XREADGROUP over every group's stream on a single node (a cluster refuses a
+multi-slot read: there one per group, and a short sleep when all were empty); due retries
+and dead workers' jobs are swept group by group every SWEEP_SECONDS.
 """
 
 from __future__ import annotations
@@ -25,13 +33,36 @@ import orjson
 import redis as redis_lib
 
 from kibamail.contracts import dead_letter
+from kibamail.redis_batching import is_cluster_client
+from kibamail.redis_keys import SLOT_GROUPS, group_tag
 
 log = logging.getLogger(__name__)
 
-JOB_STREAM = "api:jobs"
+JOB_SOURCE = "api:jobs"  # dead letters' source: api:jobs:<kind>
 JOB_GROUP = "api-workers"
-DELAYED_JOBS = "api:jobs:delayed"  # sorted set: JSON job -> due time (unix seconds)
-DEAD_LETTER_STREAM = "api:jobs:dead"
+CLUSTER_IDLE_SECONDS = 0.05  # a cluster worker's pause after an empty round
+# How often a worker promotes due retries and reclaims dead workers' jobs (every group).
+SWEEP_SECONDS = 0.25
+
+
+def job_stream(group: int) -> str:
+    return f"api:jobs:{group_tag(group)}"
+
+
+def delayed_jobs(group: int) -> str:
+    """Sorted set: JSON job -> due time (unix seconds)."""
+    return f"api:jobs:delayed:{group_tag(group)}"
+
+
+def dead_letter_stream(group: int) -> str:
+    return f"api:jobs:dead:{group_tag(group)}"
+
+
+def queued_jobs(redis: Any) -> int:
+    """Entries in every group's job stream (sync client)."""
+    return sum(int(redis.xlen(job_stream(g))) for g in range(SLOT_GROUPS))
+
+
 DEFAULT_MAX_ATTEMPTS = 5
 DEFAULT_BACKOFF_SECONDS = 2.0  # 2, 4, 8, 16 s between the five attempts
 DEAD_LETTER_MAXLEN = 100_000
@@ -49,8 +80,8 @@ def encode_job(kind: str, payload: dict[str, Any]) -> dict[str, bytes]:
     return {"kind": kind.encode(), "payload": orjson.dumps(payload)}
 
 
-def enqueue(redis: Any, kind: str, payload: dict[str, Any]) -> str:
-    entry = redis.xadd(JOB_STREAM, encode_job(kind, payload))
+def enqueue(redis: Any, kind: str, payload: dict[str, Any], group: int) -> str:
+    entry = redis.xadd(job_stream(group), encode_job(kind, payload))
     return entry.decode() if isinstance(entry, bytes) else str(entry)
 
 
@@ -63,19 +94,20 @@ return #ARGV - 1
 
 
 def enqueue_many(
-    redis: Any, kind: str, payloads: Iterable[dict[str, Any]], batch: int = 1000
+    redis: Any, kind: str, payloads: Iterable[dict[str, Any]], group: int, batch: int = 1000
 ) -> int:
     """The fan-out path: server-side XADD loops, 1,000 jobs per round trip."""
     script = redis.register_script(_XADD_MANY_LUA)
+    stream = job_stream(group)
     count = 0
     chunk: list[bytes] = []
     for payload in payloads:
         chunk.append(orjson.dumps(payload))
         if len(chunk) >= batch:
-            count += int(script(keys=[JOB_STREAM], args=[kind, *chunk]))
+            count += int(script(keys=[stream], args=[kind, *chunk]))
             chunk = []
     if chunk:
-        count += int(script(keys=[JOB_STREAM], args=[kind, *chunk]))
+        count += int(script(keys=[stream], args=[kind, *chunk]))
     return count
 
 
@@ -92,11 +124,12 @@ return #due
 
 
 def ensure_group(redis: Any) -> None:
-    try:
-        redis.xgroup_create(JOB_STREAM, JOB_GROUP, id="0", mkstream=True)
-    except redis_lib.ResponseError as exc:
-        if "BUSYGROUP" not in str(exc):
-            raise
+    for group in range(SLOT_GROUPS):
+        try:
+            redis.xgroup_create(job_stream(group), JOB_GROUP, id="0", mkstream=True)
+        except redis_lib.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
 
 
 class Worker:
@@ -121,6 +154,10 @@ class Worker:
         self.dead_letter_hooks = dead_letter_hooks or {}
         self.stopping = False
         self._promote = redis.register_script(_PROMOTE_DUE_LUA)
+        self._cluster = is_cluster_client(redis)
+        self._next_sweep = 0.0
+        self._all_new = {job_stream(g): ">" for g in range(SLOT_GROUPS)}
+        self._group_of = {job_stream(g): g for g in range(SLOT_GROUPS)}
         ensure_group(redis)
 
     def _handle(self, fields: dict[bytes, bytes]) -> None:
@@ -134,12 +171,18 @@ class Worker:
             raise PermanentJobError(f"undecodable payload: {exc}") from exc
         handler(payload)
 
-    def _finish(self, pipe: Any, entry_id: bytes) -> None:
-        pipe.xack(JOB_STREAM, JOB_GROUP, entry_id)
-        pipe.xdel(JOB_STREAM, entry_id)
+    def _finish(self, pipe: Any, group: int, entry_id: bytes) -> None:
+        pipe.xack(job_stream(group), JOB_GROUP, entry_id)
+        pipe.xdel(job_stream(group), entry_id)
 
     def _dead_letter(
-        self, pipe: Any, entry_id: bytes, fields: dict[bytes, bytes], attempts: int, reason: str
+        self,
+        pipe: Any,
+        group: int,
+        entry_id: bytes,
+        fields: dict[bytes, bytes],
+        attempts: int,
+        reason: str,
     ) -> None:
         kind = fields.get(b"kind", b"").decode(errors="replace")
         raw_payload = fields.get(b"payload", b"")
@@ -147,11 +190,11 @@ class Worker:
             "job %s (%s) dead-lettered after %d attempts: %s", entry_id, kind, attempts, reason
         )
         pipe.xadd(
-            DEAD_LETTER_STREAM,
+            dead_letter_stream(group),
             {
                 "kind": kind,
                 "attempts": str(attempts),
-                "envelope": dead_letter(f"{JOB_STREAM}:{kind}", raw_payload, reason),
+                "envelope": dead_letter(f"{JOB_SOURCE}:{kind}", raw_payload, reason),
             },
             maxlen=DEAD_LETTER_MAXLEN,
             approximate=True,
@@ -162,15 +205,15 @@ class Worker:
                 hook(pipe, orjson.loads(raw_payload))
             except (orjson.JSONDecodeError, KeyError, TypeError):
                 log.error("dead-letter hook for %s could not read job %s", kind, entry_id)
-        self._finish(pipe, entry_id)
+        self._finish(pipe, group, entry_id)
 
     def _failed(
-        self, pipe: Any, entry_id: bytes, fields: dict[bytes, bytes], exc: Exception
+        self, pipe: Any, group: int, entry_id: bytes, fields: dict[bytes, bytes], exc: Exception
     ) -> None:
         attempt = int(fields.get(b"attempt", b"0") or 0) + 1
         reason = f"{type(exc).__name__}: {exc}"[:1000]
         if isinstance(exc, PermanentJobError) or attempt >= self.max_attempts:
-            self._dead_letter(pipe, entry_id, fields, attempt, reason)
+            self._dead_letter(pipe, group, entry_id, fields, attempt, reason)
             return
         delay = self.backoff_seconds * 2 ** (attempt - 1)
         log.warning(
@@ -182,15 +225,17 @@ class Worker:
             "payload": fields.get(b"payload", b"").decode(errors="replace"),
             "attempt": str(attempt),
         }
-        pipe.zadd(DELAYED_JOBS, {orjson.dumps(job): time.time() + delay})
-        self._finish(pipe, entry_id)
+        pipe.zadd(delayed_jobs(group), {orjson.dumps(job): time.time() + delay})
+        self._finish(pipe, group, entry_id)
 
-    def _crash_looping(self, claimed: list[tuple[bytes, dict[bytes, bytes]]]) -> set[bytes]:
+    def _crash_looping(
+        self, group: int, claimed: list[tuple[bytes, dict[bytes, bytes]]]
+    ) -> set[bytes]:
         """Reclaimed jobs whose workers died on them max_attempts times: dead-letter them."""
         if not claimed:
             return set()
         pending = self.redis.xpending_range(
-            JOB_STREAM,
+            job_stream(group),
             JOB_GROUP,
             min=claimed[0][0],
             max=claimed[-1][0],
@@ -204,26 +249,63 @@ class Worker:
             times = deliveries.get(entry_id, 0)
             if times > self.max_attempts:
                 reason = f"a worker died while handling it {times - 1} times"
-                self._dead_letter(pipe, entry_id, fields, times - 1, reason)
+                self._dead_letter(pipe, group, entry_id, fields, times - 1, reason)
                 poisoned.add(entry_id)
         if poisoned:
             pipe.execute()
         return poisoned
 
     def run_once(self, block_ms: int = 1000) -> int:
-        """Reclaim jobs of dead workers, then process one batch; returns jobs handled."""
-        self._promote(keys=[DELAYED_JOBS, JOB_STREAM], args=[time.time(), self.batch * 10])
+        """Every ``SWEEP_SECONDS``, a sweep of every group (due retries back onto the
+        stream, jobs of dead workers reclaimed); then one batch of new jobs (one
+        XREADGROUP over every group's stream on a single node, one per group on a
+        cluster), waiting up to ``block_ms`` when there were none. Returns jobs handled."""
+        handled = 0
+        now = time.monotonic()
+        if now >= self._next_sweep:
+            self._next_sweep = now + SWEEP_SECONDS
+            handled += sum(self._sweep(group) for group in range(SLOT_GROUPS))
+        if handled:
+            return handled
+        handled = self._read_new(None)
+        if handled or not block_ms:
+            return handled
+        if self._cluster:  # no multi-slot XREADGROUP on a cluster: poll again soon
+            time.sleep(min(block_ms / 1000, CLUSTER_IDLE_SECONDS))
+            return 0
+        return self._read_new(block_ms)
+
+    def _read_new(self, block_ms: int | None) -> int:
+        """Process one batch of new jobs of every group; block only on a single node."""
+        if self._cluster:
+            return sum(self._process(g, self._read(g)) for g in range(SLOT_GROUPS))
+        response = self.redis.xreadgroup(
+            JOB_GROUP, self.consumer, self._all_new, count=self.batch, block=block_ms
+        )
+        handled = 0
+        for name, entries in response or []:
+            key = name.decode() if isinstance(name, bytes) else str(name)
+            handled += self._process(self._group_of[key], entries)
+        return handled
+
+    def _read(self, group: int) -> list[tuple[bytes, dict[bytes, bytes]]]:
+        response = self.redis.xreadgroup(
+            JOB_GROUP, self.consumer, {job_stream(group): ">"}, count=self.batch
+        )
+        return [e for _stream, stream_entries in response or [] for e in stream_entries]
+
+    def _sweep(self, group: int) -> int:
+        stream = job_stream(group)
+        self._promote(keys=[delayed_jobs(group), stream], args=[time.time(), self.batch * 10])
         _next, claimed, *_ = self.redis.xautoclaim(
-            JOB_STREAM, JOB_GROUP, self.consumer, self.claim_idle_ms, "0-0", count=self.batch
+            stream, JOB_GROUP, self.consumer, self.claim_idle_ms, "0-0", count=self.batch
         )
         entries = [(entry_id, fields) for entry_id, fields in claimed if fields]
-        poisoned = self._crash_looping(entries)
+        poisoned = self._crash_looping(group, entries)
         entries = [(entry_id, fields) for entry_id, fields in entries if entry_id not in poisoned]
-        if not entries and not poisoned:
-            response = self.redis.xreadgroup(
-                JOB_GROUP, self.consumer, {JOB_STREAM: ">"}, count=self.batch, block=block_ms
-            )
-            entries = [e for _stream, stream_entries in response or [] for e in stream_entries]
+        return self._process(group, entries) + len(poisoned)
+
+    def _process(self, group: int, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> int:
         done = []
         pipe = self.redis.pipeline(transaction=True)
         for entry_id, fields in entries:
@@ -231,16 +313,16 @@ class Worker:
                 self._handle(fields)
                 done.append(entry_id)
             except Exception as exc:
-                self._failed(pipe, entry_id, fields, exc)
+                self._failed(pipe, group, entry_id, fields, exc)
         if done:  # acknowledged only after the work: a crash before this line re-runs them
-            pipe.xack(JOB_STREAM, JOB_GROUP, *done)
-            pipe.xdel(JOB_STREAM, *done)
+            pipe.xack(job_stream(group), JOB_GROUP, *done)
+            pipe.xdel(job_stream(group), *done)
         if len(pipe):
             pipe.execute()
-        return len(entries) + len(poisoned)
+        return len(entries)
 
     def delayed_count(self) -> int:
-        return int(self.redis.zcard(DELAYED_JOBS))
+        return sum(int(self.redis.zcard(delayed_jobs(g))) for g in range(SLOT_GROUPS))
 
     def run(self) -> None:
         while not self.stopping:

@@ -72,7 +72,7 @@ def create_api_key(
 def revoke_api_key(db: Session, redis: Any, key: ApiKey) -> None:
     key.revoked_at = utcnow()
     db.flush()
-    redis.delete(RedisKeys.api_key(key.key_hash))
+    redis.delete(RedisKeys.api_key(key.team_id, key.key_hash))
 
 
 def touch_api_key(sessions: sessionmaker[Session], key_id: str) -> None:

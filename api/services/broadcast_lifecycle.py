@@ -12,18 +12,31 @@ from typing import Any
 
 from api.db import utcnow
 from api.errors import ApiError
-from api.jobs.broadcast_fanout import SEND_BROADCAST, progress_key, requeue_parked
-from api.jobs.queue import JOB_STREAM, encode_job
+from api.jobs.broadcast_fanout import SEND_BROADCAST, parked_key, progress_key, requeue_parked
+from api.jobs.queue import encode_job, job_stream
 from api.models import Broadcast
 from api.services.ratelimit import team_refusal
 from api.state import AppState
 from kibamail import team_budget
-from kibamail.redis_keys import RedisKeys
+from kibamail.redis_keys import SLOT_GROUPS, RedisKeys, group_tag, slot_group
 from kibamail.team_budget import TEAM_BUDGET_LUA
 
 log = logging.getLogger(__name__)
 
-SCHEDULED_BROADCASTS = "api:broadcasts:scheduled"
+
+def scheduled_broadcasts(group: int) -> str:
+    """Sorted set of a slot group's scheduled broadcasts ("<team id>:<broadcast id>" by
+    due time): released with the team's progress hash and job stream, one slot."""
+    return f"api:broadcasts:scheduled:{group_tag(group)}"
+
+
+def _member(broadcast: Broadcast) -> str:
+    return f"{broadcast.team_id}:{broadcast.id}"
+
+
+def _send_job(team_id: str, broadcast_id: str) -> dict[str, bytes]:
+    return encode_job(SEND_BROADCAST, {"broadcast_id": broadcast_id, "team_id": team_id})
+
 
 # Claim a due broadcast and queue its SendBroadcastJob atomically.
 _RELEASE_LUA = """
@@ -77,7 +90,7 @@ def reserve_recipients(state: AppState, broadcast: Broadcast, recipients: int) -
     `reserved` contacts (the progress hash) without charging again."""
     redis = state.sync_redis
     limits = state.settings.sending
-    progress_hash = progress_key(broadcast.id)
+    progress_hash = progress_key(broadcast.team_id, broadcast.id)
     earlier = redis.hmget(progress_hash, "reserved", "reserved_day")
     old, old_day = int(earlier[0] or 0), (earlier[1] or b"").decode()
     today = team_budget.utc_day()
@@ -111,18 +124,23 @@ def launch(
         broadcast.status = "scheduled"
         broadcast.send_at = when
         redis.hset(
-            progress_key(broadcast.id),
+            progress_key(broadcast.team_id, broadcast.id),
             mapping={"status": "scheduled", "team_id": broadcast.team_id},
         )
-        redis.zadd(SCHEDULED_BROADCASTS, {broadcast.id: when.replace(tzinfo=UTC).timestamp()})
+        redis.zadd(
+            scheduled_broadcasts(slot_group(broadcast.team_id)),
+            {_member(broadcast): when.replace(tzinfo=UTC).timestamp()},
+        )
         return
     broadcast.status = "sending"
     pipe = redis.pipeline(transaction=True)
-    pipe.zrem(SCHEDULED_BROADCASTS, broadcast.id)
+    group = slot_group(broadcast.team_id)
+    pipe.zrem(scheduled_broadcasts(group), _member(broadcast))
     pipe.hset(
-        progress_key(broadcast.id), mapping={"status": "sending", "team_id": broadcast.team_id}
+        progress_key(broadcast.team_id, broadcast.id),
+        mapping={"status": "sending", "team_id": broadcast.team_id},
     )
-    pipe.xadd(JOB_STREAM, encode_job(SEND_BROADCAST, {"broadcast_id": broadcast.id}))
+    pipe.xadd(job_stream(group), _send_job(broadcast.team_id, broadcast.id))
     pipe.execute()
 
 
@@ -130,15 +148,15 @@ def pause(state: AppState, broadcast: Broadcast) -> None:
     if broadcast.status != "sending":
         raise ApiError(409, f"only a sending broadcast can be paused (it is {broadcast.status})")
     broadcast.status = "paused"
-    state.sync_redis.hset(progress_key(broadcast.id), "status", "paused")
+    state.sync_redis.hset(progress_key(broadcast.team_id, broadcast.id), "status", "paused")
 
 
 def resume(state: AppState, broadcast: Broadcast) -> None:
     if broadcast.status != "paused":
         raise ApiError(409, f"only a paused broadcast can be resumed (it is {broadcast.status})")
     broadcast.status = "sending"
-    state.sync_redis.hset(progress_key(broadcast.id), "status", "sending")
-    requeue_parked(state.sync_redis, broadcast.id)
+    state.sync_redis.hset(progress_key(broadcast.team_id, broadcast.id), "status", "sending")
+    requeue_parked(state.sync_redis, broadcast.team_id, broadcast.id)
 
 
 def cancel(state: AppState, broadcast: Broadcast) -> None:
@@ -146,17 +164,19 @@ def cancel(state: AppState, broadcast: Broadcast) -> None:
         raise ApiError(409, f"a {broadcast.status} broadcast cannot be cancelled")
     broadcast.status = "cancelled"
     redis = state.sync_redis
-    if redis.zrem(SCHEDULED_BROADCASTS, broadcast.id):  # never released: nothing handed over
-        day = (redis.hget(progress_key(broadcast.id), "reserved_day") or b"").decode()
+    progress = progress_key(broadcast.team_id, broadcast.id)
+    schedule = scheduled_broadcasts(slot_group(broadcast.team_id))
+    if redis.zrem(schedule, _member(broadcast)):  # never released: nothing handed over
+        day = (redis.hget(progress, "reserved_day") or b"").decode()
         if day:
             counter = RedisKeys.team_daily_sent(broadcast.team_id, day)
-            redis.eval(_RELEASE_RESERVATION_LUA, 2, progress_key(broadcast.id), counter)
-    redis.hset(progress_key(broadcast.id), "status", "cancelled")
-    redis.delete(f"{progress_key(broadcast.id)}:parked")
+            redis.eval(_RELEASE_RESERVATION_LUA, 2, progress, counter)
+    redis.hset(progress, "status", "cancelled")
+    redis.delete(parked_key(broadcast.team_id, broadcast.id))
 
 
 def progress(state: AppState, broadcast: Broadcast) -> dict[str, Any]:
-    raw = state.sync_redis.hgetall(progress_key(broadcast.id))
+    raw = state.sync_redis.hgetall(progress_key(broadcast.team_id, broadcast.id))
     values = {k.decode(): v.decode() for k, v in raw.items()}
     total, sent, skipped, failed = (
         int(values.get(k, 0)) for k in ("total", "sent", "skipped", "failed")
@@ -179,23 +199,25 @@ def progress(state: AppState, broadcast: Broadcast) -> dict[str, Any]:
 
 async def release_due_broadcasts(redis: Any, now: float | None = None) -> int:
     """Start scheduled broadcasts whose time has come (any API process may do it)."""
-    import orjson
-
     now = now if now is not None else datetime.now(UTC).timestamp()
-    due = await redis.zrangebyscore(SCHEDULED_BROADCASTS, "-inf", now, start=0, num=100)
     started = 0
-    for raw in due:
-        broadcast_id = raw.decode()
-        started += int(
-            await redis.eval(
-                _RELEASE_LUA,
-                3,
-                SCHEDULED_BROADCASTS,
-                progress_key(broadcast_id),
-                JOB_STREAM,
-                broadcast_id,
-                SEND_BROADCAST,
-                orjson.dumps({"broadcast_id": broadcast_id}),
+    for group in range(SLOT_GROUPS):
+        schedule = scheduled_broadcasts(group)
+        due = await redis.zrangebyscore(schedule, "-inf", now, start=0, num=100)
+        for raw in due:
+            member = raw.decode()
+            team_id, _, broadcast_id = member.partition(":")
+            job = _send_job(team_id, broadcast_id)
+            started += int(
+                await redis.eval(
+                    _RELEASE_LUA,
+                    3,
+                    schedule,
+                    progress_key(team_id, broadcast_id),
+                    job_stream(group),
+                    member,
+                    job["kind"],
+                    job["payload"],
+                )
             )
-        )
     return started

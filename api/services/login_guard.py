@@ -75,7 +75,9 @@ class LoginGuard:
             )
 
     def failed(self, *counters: Counter) -> None:
-        pipe = self._redis.pipeline(transaction=True)
+        # Not one MULTI: the counters (account, IP) are separate keys, in different slots of
+        # a Redis Cluster; each key's SET NX + INCR keep their order on its connection.
+        pipe = self._redis.pipeline(transaction=False)
         for limit, subject in counters:
             key = RedisKeys.login_failures(limit.scope, subject)
             pipe.set(key, 0, nx=True, ex=limit.window_seconds)  # the window starts now

@@ -56,12 +56,35 @@ return {allowed, tostring(tokens), first_use, cached}
 )
 
 
-def bucket_key(key_hash: str) -> str:
-    return f"apirate:{key_hash[:32]}"
+def bucket_key(team_id: str, key_hash: str) -> str:
+    return RedisKeys.api_rate_bucket(team_id, key_hash)
 
 
-def last_used_key(key_hash: str) -> str:
-    return f"apikey-used:{key_hash[:24]}"
+def last_used_key(team_id: str, key_hash: str) -> str:
+    return RedisKeys.api_key_used(team_id, key_hash)
+
+
+MAX_KNOWN_TEAMS = 100_000
+
+
+async def key_team(redis: Any, teams: dict[str, str], key_hash: str) -> str | None:
+    """The team of an API key: the process's map, else Redis's directory
+    (``RedisKeys.api_key_team``, written by api.deps); '' for a key known to be unknown,
+    None when Redis has no entry (api.deps then reads the database). The key's other
+    Redis keys carry that team's slot tag (kibamail.redis_keys), so the team comes first;
+    a key's team never changes, so only the first request of a process pays the GET."""
+    team = teams.get(key_hash)
+    if team is not None:
+        return team
+    raw = await redis.get(RedisKeys.api_key_team(key_hash))
+    if raw is None:
+        return None
+    team = raw.decode()
+    if team:
+        if len(teams) >= MAX_KNOWN_TEAMS:
+            teams.clear()
+        teams[key_hash] = team
+    return team
 
 
 @dataclass(frozen=True)
@@ -94,9 +117,13 @@ class ApiKeyLimiter:
         self.rate = rate_per_second
         self.burst = max(burst, 1)
 
-    async def take(self, key_hash: str) -> RateDecision:
+    async def take(self, team_id: str, key_hash: str) -> RateDecision:
         allowed, tokens, first_use, cached = await self._script(
-            keys=[bucket_key(key_hash), RedisKeys.api_key(key_hash), last_used_key(key_hash)],
+            keys=[
+                bucket_key(team_id, key_hash),
+                RedisKeys.api_key(team_id, key_hash),
+                last_used_key(team_id, key_hash),
+            ],
             args=[self.rate, self.burst, LAST_USED_RESOLUTION_SECONDS],
         )
         return RateDecision(

@@ -41,23 +41,40 @@ from kibamail.intake import (
     submission_record,
     submit_async,
 )
-from kibamail.redis_keys import RedisKeys
+from kibamail.redis_batching import ready
+from kibamail.redis_keys import SLOT_GROUPS, RedisKeys, group_tag, slot_group, team_tag
 from kibamail.team_budget import TEAM_BUDGET_LUA
 
 log = logging.getLogger(__name__)
 
-SCHEDULE_KEY = "api:scheduled"
+
+def schedule_key(group: int) -> str:
+    """Sorted set of a slot group's scheduled message ids by due time (kibamail.redis_keys:
+    the release script runs it with the team's keys, so it lives in the team's slot)."""
+    return f"api:scheduled:{group_tag(group)}"
 
 
-def scheduled_key(message_id: str) -> str:
-    return f"api:scheduled:{message_id}"
+def scheduled_key(team_id: str, message_id: str) -> str:
+    """Hash of a parked message (its stream fields, mapping and team)."""
+    return f"api:scheduled:{team_tag(team_id)}:{team_id}:{message_id}"
+
+
+def _member(team_id: str, message_id: str) -> str:
+    """A schedule entry: the team id (no ':' in it) and the message id."""
+    return f"{team_id}:{message_id}"
+
+
+def scheduled_count(redis: Any) -> int:
+    """Scheduled messages of every group (sync client)."""
+    return sum(int(redis.zcard(schedule_key(g))) for g in range(SLOT_GROUPS))
 
 
 # Atomically claim a due message and queue it for the MTA (kibamail.intake's record, parked
 # in the schedule hash by enqueue()) unless the team is no longer ready for the sender
 # domain: then the hash stays, marked failed with the reason, and nothing is queued.
 # KEYS: schedule, parked hash, mapping, stream, the team's ready flag of the sender domain.
-# ARGV: message id, mapping TTL, failure reason, how long a failed entry stays readable.
+# ARGV: schedule member (team id:message id), mapping TTL, failure reason, how long a
+# failed entry stays readable.
 _RELEASE_LUA = (
     QUEUE_SUBMISSION_LUA
     + """
@@ -309,27 +326,32 @@ async def enqueue(
         await submit_async(state.redis, message, mapping)
         return "queued"
     record = submission_record(message, mapping)
+    await ready(state.redis)
     pipe = state.redis.pipeline(transaction=True)
     pipe.hset(
-        scheduled_key(message.message_id),
+        scheduled_key(message.team_id, message.message_id),
         mapping={
             **record.stream_fields(),
             "mapping": record.mapping_json,
             "team_id": message.team_id,
         },
     )
-    pipe.zadd(SCHEDULE_KEY, {message.message_id: when.timestamp()})
+    pipe.zadd(
+        schedule_key(slot_group(message.team_id)),
+        {_member(message.team_id, message.message_id): when.timestamp()},
+    )
     await pipe.execute()
     return "scheduled"
 
 
 async def cancel_scheduled(state: AppState, team_id: str, message_id: str) -> None:
-    owner = await state.redis.hget(scheduled_key(message_id), "team_id")
+    parked = scheduled_key(team_id, message_id)  # another team's id names no hash of ours
+    owner = await state.redis.hget(parked, "team_id")
     if owner is None or owner.decode() != team_id:
         raise ApiError(404, "no scheduled email with this id (already sent, cancelled or unknown)")
-    if not await state.redis.zrem(SCHEDULE_KEY, message_id):
+    if not await state.redis.zrem(schedule_key(slot_group(team_id)), _member(team_id, message_id)):
         raise ApiError(409, "the email is already being sent")
-    await state.redis.delete(scheduled_key(message_id))
+    await state.redis.delete(parked)
 
 
 # A scheduled email refused at release stays readable (status failed, reason) this long.
@@ -344,22 +366,33 @@ async def release_due(redis: Any, now: float | None = None, limit: int = 500) ->
     schedule hash keeps ``status`` failed and a ``reason`` for FAILED_SCHEDULED_TTL_SECONDS.
     """
     now = now if now is not None else datetime.now(UTC).timestamp()
-    due = await redis.zrangebyscore(SCHEDULE_KEY, "-inf", now, start=0, num=limit)
+    released = 0
+    for group in range(SLOT_GROUPS):
+        released += await _release_group(redis, group, now, limit)
+    return released
+
+
+async def _release_group(redis: Any, group: int, now: float, limit: int) -> int:
+    """release_due for one slot group (its schedule and its teams' keys share a slot)."""
+    schedule = schedule_key(group)
+    due = await redis.zrangebyscore(schedule, "-inf", now, start=0, num=limit)
     released = 0
     for raw in due:
-        message_id = raw.decode()
-        team_id, domain = _scheduled_sender(await redis.hget(scheduled_key(message_id), "meta"))
+        member = raw.decode()
+        team_id, _, message_id = member.partition(":")
+        parked = scheduled_key(team_id, message_id)
+        _, domain = _scheduled_sender(await redis.hget(parked, "meta"))
         reason = f"sender domain {domain!r} is no longer verified for this team; not sent"
         outcome = int(
             await redis.eval(
                 _RELEASE_LUA,
                 5,
-                SCHEDULE_KEY,
-                scheduled_key(message_id),
-                RedisKeys.message_mapping(message_id),
-                RedisKeys.SUBMISSION_STREAM,
+                schedule,
+                parked,
+                RedisKeys.message_mapping(team_id, message_id),
+                RedisKeys.submission_stream(group),
                 RedisKeys.domain_ready(team_id, domain),
-                message_id,
+                member,
                 MAPPING_TTL_SECONDS,
                 reason,
                 FAILED_SCHEDULED_TTL_SECONDS,

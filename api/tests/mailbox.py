@@ -10,13 +10,13 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from kibamail.contracts import OutboundMessage
-from kibamail.redis_keys import RedisKeys
+from testing.submissions import submission_entries
 
 
 def queued_messages(redis: Any, recipient: str) -> list[tuple[OutboundMessage, EmailMessage]]:
     """Every message on the MTA submission stream addressed to ``recipient``."""
     found = []
-    for _entry_id, fields in redis.xrange(RedisKeys.SUBMISSION_STREAM):
+    for _entry_id, fields in submission_entries(redis):
         message = OutboundMessage.from_stream_fields(fields)
         if recipient.lower() in (r.lower() for r in message.recipients):
             parsed = email.message_from_bytes(message.data, policy=default)

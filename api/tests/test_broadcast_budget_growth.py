@@ -17,6 +17,7 @@ from api.tests.conftest import RecordingProducer, SendingTeam
 from kibamail import team_budget
 from kibamail.redis_keys import RedisKeys
 from kibamail.settings import SendingLimits, Settings
+from testing.submissions import submission_count, submission_entries
 
 pytestmark = pytest.mark.integration
 
@@ -76,11 +77,11 @@ def test_growth_that_fits_is_charged_and_sent(
     assert _day_count(redis_client, team.team_id) == 4
     _import(limited, team, list_id, 100, 5)  # the list grows before the fan-out runs
     _drain(limited_settings)
-    progress = redis_client.hgetall(progress_key(broadcast))
+    progress = redis_client.hgetall(progress_key(team.team_id, broadcast))
     assert int(progress[b"total"]) == 9 and int(progress[b"reserved"]) == 9
     assert b"over_budget" not in progress
     assert _day_count(redis_client, team.team_id) == 9
-    assert redis_client.xlen(RedisKeys.SUBMISSION_STREAM) == 9
+    assert submission_count(redis_client) == 9
 
 
 def test_growth_past_the_daily_cap_is_not_queued(
@@ -89,10 +90,10 @@ def test_growth_past_the_daily_cap_is_not_queued(
     list_id, broadcast = _launched(limited, team, 4)
     _import(limited, team, list_id, 100, 8)  # 4 + 8 > the cap of 10
     _drain(limited_settings)
-    progress = redis_client.hgetall(progress_key(broadcast))
+    progress = redis_client.hgetall(progress_key(team.team_id, broadcast))
     assert int(progress[b"total"]) == 4 and int(progress[b"over_budget"]) == 8
     assert _day_count(redis_client, team.team_id) == 4
-    assert redis_client.xlen(RedisKeys.SUBMISSION_STREAM) == 4
+    assert submission_count(redis_client) == 4
 
 
 def test_a_contact_unsubscribed_after_the_fan_out_is_not_mailed(
@@ -111,7 +112,7 @@ def test_a_contact_unsubscribed_after_the_fan_out_is_not_mailed(
     assert patched.status_code == 200, patched.text
     while worker.run_once(block_ms=50):
         pass
-    recipients = {fields[b"meta"] for _, fields in redis_client.xrange(RedisKeys.SUBMISSION_STREAM)}
+    recipients = {fields[b"meta"] for _, fields in submission_entries(redis_client)}
     assert len(recipients) == 2
     assert not any(first["email"].encode() in meta for meta in recipients)
-    assert int(redis_client.hget(progress_key(broadcast), "skipped")) == 1
+    assert int(redis_client.hget(progress_key(team.team_id, broadcast), "skipped")) == 1

@@ -113,7 +113,7 @@ def test_killed_workers_neither_lose_nor_double_send_to_the_sink(
         broadcast = _launch(client, team)
 
         def sent() -> int:
-            return int(redis_client.hget(progress_key(broadcast), "sent") or 0)
+            return int(redis_client.hget(progress_key(team.team_id, broadcast), "sent") or 0)
 
         _wait(lambda: sent() >= 2_000, deadline, lambda: "workers made no progress")
         os.kill(workers[0].pid, signal.SIGKILL)  # mid-batch: its jobs are left pending
@@ -146,9 +146,9 @@ def test_killed_workers_neither_lose_nor_double_send_to_the_sink(
     assert by_recipient == Counter({f"k{i}@example.org": 1 for i in range(CONTACTS)})
     contacts = set()
     for message_id in by_message_id:
-        raw = redis_client.get(RedisKeys.message_mapping(message_id))
+        raw = redis_client.get(RedisKeys.message_mapping(team.team_id, message_id))
         mapping = deserialize(MessageMapping, raw)
         assert mapping.broadcast_id == broadcast
         contacts.add(mapping.contact_id)
     assert len(contacts) == CONTACTS
-    assert int(redis_client.hget(progress_key(broadcast), "sent")) == CONTACTS
+    assert int(redis_client.hget(progress_key(team.team_id, broadcast), "sent")) == CONTACTS

@@ -11,13 +11,14 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.jobs.broadcast_fanout import SEND_BROADCAST
-from api.jobs.queue import JOB_STREAM, enqueue
+from api.jobs.queue import enqueue, queued_jobs
 from api.jobs.worker import build_worker
 from api.tests.conftest import RecordingProducer, SendingTeam
 from api.tests.test_tracking import outbox_events
 from kibamail.contracts import MessageMapping, OutboundMessage, Topic, TrafficKind, deserialize
-from kibamail.redis_keys import RedisKeys
+from kibamail.redis_keys import RedisKeys, slot_group
 from kibamail.settings import Settings
+from testing.submissions import submission_entries
 
 pytestmark = pytest.mark.integration
 
@@ -49,10 +50,7 @@ def _drain(settings: Settings) -> None:
 
 
 def _messages(redis_client: Any) -> list[OutboundMessage]:
-    return [
-        OutboundMessage.from_stream_fields(f)
-        for _, f in redis_client.xrange(RedisKeys.SUBMISSION_STREAM)
-    ]
+    return [OutboundMessage.from_stream_fields(f) for _, f in submission_entries(redis_client)]
 
 
 def test_broadcast_fans_out_once_per_contact_with_ab_variants(
@@ -72,15 +70,20 @@ def test_broadcast_fans_out_once_per_contact_with_ab_variants(
         parsed = email.message_from_bytes(message.data, policy=policy.default)
         assert parsed["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
         assert parsed["List-Unsubscribe"].startswith("<http")
-        mapping = deserialize(
-            MessageMapping, redis_client.get(RedisKeys.message_mapping(message.message_id))
-        )
+        raw = redis_client.get(RedisKeys.message_mapping(team.team_id, message.message_id))
+        mapping = deserialize(MessageMapping, raw)
         assert mapping.broadcast_id == broadcast and mapping.kind == TrafficKind.MARKETING
         variants.add(mapping.variant_id)
-        assert redis_client.exists(RedisKeys.broadcast_sent(broadcast, mapping.contact_id))
+        guard = RedisKeys.broadcast_sent(team.team_id, broadcast, mapping.contact_id)
+        assert redis_client.exists(guard)
     assert variants == {"a", "b"}
     # A retried fan-out job (e.g. after a crash) mails nobody twice.
-    enqueue(redis_client, SEND_BROADCAST, {"broadcast_id": broadcast})
+    enqueue(
+        redis_client,
+        SEND_BROADCAST,
+        {"broadcast_id": broadcast, "team_id": team.team_id},
+        slot_group(team.team_id),
+    )
     _drain(api_settings)
     assert len(_messages(redis_client)) == 40
     progress = client.get(url, headers=team.auth).json()
@@ -153,4 +156,4 @@ def test_queue_is_empty_after_draining(
 ) -> None:
     _setup(client, team, 1)
     _drain(api_settings)
-    assert redis_client.xlen(JOB_STREAM) == 0
+    assert queued_jobs(redis_client) == 0

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from api.jobs.broadcast_fanout import parked_key
 from api.models import Membership
 from api.services.rendering import UNSUBSCRIBE_PURPOSE
 from api.tests.conftest import SendingTeam, signup
@@ -152,7 +153,7 @@ def test_a_contact_unsubscribed_during_a_pause_is_never_queued_after_resume(
     assert client.post(f"{url}/pause", headers=team.auth).json()["status"] == "paused"
     _drain(api_settings)  # fan-out done: every contact's job is parked
     assert _messages(redis_client) == []
-    assert redis_client.llen(f"api:broadcast:{broadcast}:parked") == 3
+    assert redis_client.llen(parked_key(team.team_id, broadcast)) == 3
     contacts = client.get(f"{base}/lists/{lst}/contacts", headers=team.auth).json()["data"]
     gone = contacts[1]
     token = _token(client, team.team_id, gone["id"], gone["email"])
@@ -163,6 +164,6 @@ def test_a_contact_unsubscribed_during_a_pause_is_never_queued_after_resume(
     _drain(api_settings)
     recipients = sorted(m.recipients[0] for m in _messages(redis_client))
     assert recipients == sorted(c["email"] for c in contacts if c["id"] != gone["id"])
-    assert not redis_client.exists(RedisKeys.broadcast_sent(broadcast, gone["id"]))
+    assert not redis_client.exists(RedisKeys.broadcast_sent(team.team_id, broadcast, gone["id"]))
     progress = client.get(url, headers=team.auth).json()["progress"]
     assert progress["sent"] == 2 and progress["skipped"] == 1

@@ -21,6 +21,7 @@ from api.tests.conftest import RecordingProducer, signup
 from kibamail.contracts import DomainCheckEvent
 from kibamail.redis_keys import RedisKeys
 from kibamail.settings import Settings
+from testing.submissions import submission_entries
 from testing.testnet import DnsServer, Zone
 
 pytestmark = pytest.mark.integration
@@ -182,8 +183,7 @@ def _alerts_to(redis: Any, address: str) -> list[str]:
     from kibamail.contracts import OutboundMessage
 
     messages = [
-        OutboundMessage.from_stream_fields(fields)
-        for _id, fields in redis.xrange(RedisKeys.SUBMISSION_STREAM)
+        OutboundMessage.from_stream_fields(fields) for _id, fields in submission_entries(redis)
     ]
     decoded = []
     for message in messages:

@@ -101,7 +101,7 @@ def test_signup_mails_a_link_and_the_team_cannot_send_until_it_is_used(
     assert c.get(f"{setup.base}/smtp-credentials", headers=auth).json()["data"] == []
     draft = c.get(f"{setup.base}/broadcasts/{setup.broadcast}", headers=auth).json()
     assert draft["status"] == "draft"
-    assert not redis_client.exists(RedisKeys.api_key(setup.key_hash))
+    assert not redis_client.exists(RedisKeys.api_key(setup.team, setup.key_hash))
     assert c.get("/v1/me", headers=auth).json()["email_verified"] is False
 
     shown = c.get(link)  # what a mail scanner's prefetch does: nothing changes

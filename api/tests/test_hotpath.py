@@ -20,6 +20,7 @@ from api.services.security import sha256_hex
 from api.tests.conftest import RecordingProducer, SendingTeam
 from kibamail.redis_keys import RedisKeys
 from kibamail.settings import Settings
+from testing.submissions import submission_count
 
 pytestmark = pytest.mark.integration
 
@@ -68,7 +69,7 @@ def test_the_hot_path_sends_without_the_fastapi_route(
     assert first.status_code == second.status_code == 200, second.text
     assert second.json()["status"] == "queued"
     assert fastapi_sends == ["fastapi"]  # only the first request, to populate Redis
-    assert redis_client.xlen(RedisKeys.SUBMISSION_STREAM) == 2
+    assert submission_count(redis_client) == 2
     assert second.headers["RateLimit-Limit"] == first.headers["RateLimit-Limit"]
     assert int(second.headers["RateLimit-Remaining"]) <= int(second.headers["RateLimit-Limit"]) - 1
     scrape = {"Authorization": f"Bearer {api_settings.api.metrics_token}"}
@@ -88,25 +89,27 @@ def test_a_revocation_in_another_process_refuses_the_next_send(
             second_process.post("/v1/emails", json=_payload(team), headers=team.auth).status_code
             == 200
         )
-    queued = redis_client.xlen(RedisKeys.SUBMISSION_STREAM)
+    queued = submission_count(redis_client)
     state = second_process.app.state.km  # type: ignore[attr-defined]
     with state.sessions.begin() as db:
         key = db.scalar(select(ApiKey).where(ApiKey.key_hash == sha256_hex(team.api_key)))
         revoke_api_key(db, state.sync_redis, key)
     refused = client.post("/v1/emails", json=_payload(team), headers=team.auth)
     assert refused.status_code == 401 and refused.json()["error"]["code"] == "unauthorized"
-    assert redis_client.xlen(RedisKeys.SUBMISSION_STREAM) == queued
+    assert submission_count(redis_client) == queued
 
 
 def test_an_expired_key_record_is_reloaded_and_the_hot_path_resumes(
     client: TestClient, team: SendingTeam, redis_client: Any, fastapi_sends: list[str]
 ) -> None:
     assert client.post("/v1/emails", json=_payload(team), headers=team.auth).status_code == 200
-    redis_client.delete(RedisKeys.api_key(sha256_hex(team.api_key)))  # the 300 s TTL ran out
+    redis_client.delete(
+        RedisKeys.api_key(team.team_id, sha256_hex(team.api_key))
+    )  # the 300 s TTL ran out
     for _ in range(3):
         assert client.post("/v1/emails", json=_payload(team), headers=team.auth).status_code == 200
     assert fastapi_sends == ["fastapi", "fastapi"]  # the first load, then the reload only
-    assert redis_client.xlen(RedisKeys.SUBMISSION_STREAM) == 4
+    assert submission_count(redis_client) == 4
 
 
 def test_non_json_and_unknown_keys_get_the_fastapi_answers(
@@ -127,7 +130,7 @@ def test_non_json_and_unknown_keys_get_the_fastapi_answers(
         "/v1/emails", json=_payload(team), headers={"Authorization": "Bearer km_not-a-key"}
     )
     assert unknown.status_code == 401
-    assert redis_client.xlen(RedisKeys.SUBMISSION_STREAM) == 0
+    assert submission_count(redis_client) == 0
 
 
 def test_forged_tracking_tokens_fall_through_to_404_and_produce_nothing(

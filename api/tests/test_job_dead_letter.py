@@ -13,20 +13,23 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.jobs.queue import (
-    DEAD_LETTER_STREAM,
-    DELAYED_JOBS,
     JOB_GROUP,
-    JOB_STREAM,
     Worker,
+    dead_letter_stream,
+    delayed_jobs,
     enqueue,
+    job_stream,
 )
 from api.jobs.worker import build_worker
 from api.tests.conftest import SendingTeam
 from kibamail.contracts import OutboundMessage
-from kibamail.redis_keys import RedisKeys
+from kibamail.redis_keys import SLOT_GROUPS
 from kibamail.settings import Settings
+from testing.submissions import submission_entries
 
 pytestmark = pytest.mark.integration
+
+GROUP, OTHER_GROUP = 3, 11  # the slot groups the generic jobs here are queued to
 
 
 class WorkerKilled(BaseException):
@@ -51,14 +54,16 @@ def _dead_letters(redis_client: Any) -> list[dict[str, Any]]:
             "attempts": int(fields[b"attempts"]),
             **orjson.loads(fields[b"envelope"]),
         }
-        for _, fields in redis_client.xrange(DEAD_LETTER_STREAM)
+        for group in range(SLOT_GROUPS)
+        for _, fields in redis_client.xrange(dead_letter_stream(group))
     ]
 
 
 def _nothing_left(redis_client: Any) -> None:
-    assert redis_client.xpending(JOB_STREAM, JOB_GROUP)["pending"] == 0
-    assert redis_client.xlen(JOB_STREAM) == 0
-    assert redis_client.zcard(DELAYED_JOBS) == 0
+    for group in range(SLOT_GROUPS):
+        assert redis_client.xpending(job_stream(group), JOB_GROUP)["pending"] == 0
+        assert redis_client.xlen(job_stream(group)) == 0
+        assert redis_client.zcard(delayed_jobs(group)) == 0
 
 
 def test_failing_job_is_retried_with_backoff_then_dead_lettered(redis_client: Any) -> None:
@@ -75,8 +80,8 @@ def test_failing_job_is_retried_with_backoff_then_dead_lettered(redis_client: An
         max_attempts=4,
         backoff_seconds=0.05,
     )
-    enqueue(redis_client, "poison", {"n": 7})
-    enqueue(redis_client, "fine", {"n": 1})
+    enqueue(redis_client, "poison", {"n": 7}, GROUP)
+    enqueue(redis_client, "fine", {"n": 1}, OTHER_GROUP)  # one worker serves every group
     _run_until_quiet(worker)
     assert done == [{"n": 1}]
     assert len(calls) == 4
@@ -91,8 +96,8 @@ def test_failing_job_is_retried_with_backoff_then_dead_lettered(redis_client: An
 
 def test_undecodable_and_unroutable_jobs_are_dead_lettered_at_once(redis_client: Any) -> None:
     worker = Worker(redis_client, {"fine": lambda payload: None}, backoff_seconds=0.01)
-    redis_client.xadd(JOB_STREAM, {"kind": "fine", "payload": b"{not json"})
-    enqueue(redis_client, "nobody-handles-this", {"x": 1})
+    redis_client.xadd(job_stream(GROUP), {"kind": "fine", "payload": b"{not json"})
+    enqueue(redis_client, "nobody-handles-this", {"x": 1}, GROUP)
     _run_until_quiet(worker)
     reasons = sorted(d["reason"] for d in _dead_letters(redis_client))
     assert len(reasons) == 2 and all(d["attempts"] == 1 for d in _dead_letters(redis_client))
@@ -111,7 +116,7 @@ def test_a_job_that_kills_its_worker_is_dead_lettered_after_bounded_reclaims(
         deaths += 1
         raise WorkerKilled
 
-    enqueue(redis_client, "crash", {"n": 1})
+    enqueue(redis_client, "crash", {"n": 1}, GROUP)
     deadline = time.monotonic() + 20
     while not _dead_letters(redis_client) and time.monotonic() < deadline:
         worker = Worker(redis_client, {"crash": crashes}, claim_idle_ms=1, max_attempts=3)
@@ -148,7 +153,7 @@ def test_poisoned_contact_counts_as_failed_and_the_broadcast_finishes(
     _run_until_quiet(build_worker(api_settings, max_attempts=3, backoff_seconds=0.02))
     sent = [
         OutboundMessage.from_stream_fields(f).recipients[0]
-        for _, f in redis_client.xrange(RedisKeys.SUBMISSION_STREAM)
+        for _, f in submission_entries(redis_client)
     ]
     assert sorted(sent) == ["p0@example.org", "p2@example.org"]
     [dead] = _dead_letters(redis_client)

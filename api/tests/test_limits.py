@@ -12,10 +12,12 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from api.jobs.broadcast_fanout import SEND_BROADCAST
-from api.jobs.queue import JOB_STREAM
+from api.jobs.queue import job_stream, queued_jobs
 from api.services.broadcast_lifecycle import release_due_broadcasts
 from api.tests.conftest import RecordingProducer, SendingTeam
+from kibamail.redis_keys import slot_group
 from kibamail.settings import Settings
+from testing.submissions import submission_count
 
 pytestmark = pytest.mark.integration
 
@@ -47,7 +49,7 @@ def test_rate_limit_comes_from_settings_answers_429_with_headers_and_refills(
     assert limited.headers["Retry-After"] == "1"
     assert limited.json()["error"]["code"] == "rate_limited"
     assert refilled.status_code == 200
-    assert redis_client.xlen("mta:submissions") == codes.count(200) + 1
+    assert submission_count(redis_client) == codes.count(200) + 1
 
 
 def test_default_limits_are_the_settings_defaults(
@@ -76,7 +78,7 @@ def test_scheduled_broadcast_is_released_once_when_due(
         f"{base}/broadcasts/{broadcast}/launch", json={"send_at": later}, headers=team.auth
     )
     assert launched.json()["status"] == "scheduled"
-    assert redis_client.xlen(JOB_STREAM) == 0
+    assert queued_jobs(redis_client) == 0
 
     async def release(now: float) -> int:
         aio = redis.asyncio.Redis.from_url(api_settings.redis.url)
@@ -88,7 +90,7 @@ def test_scheduled_broadcast_is_released_once_when_due(
     assert asyncio.run(release(time.time())) == 0
     assert asyncio.run(release(32503680001)) == 1
     assert asyncio.run(release(32503680001)) == 0
-    [(_, fields)] = redis_client.xrange(JOB_STREAM)
+    [(_, fields)] = redis_client.xrange(job_stream(slot_group(team.team_id)))
     assert fields[b"kind"].decode() == SEND_BROADCAST
     assert (
         client.get(f"{base}/broadcasts/{broadcast}", headers=team.auth).json()["status"]

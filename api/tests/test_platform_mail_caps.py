@@ -22,6 +22,7 @@ from api.tests.conftest import RecordingProducer, signup
 from kibamail.contracts import OutboundMessage
 from kibamail.redis_keys import RedisKeys
 from kibamail.settings import Settings
+from testing.submissions import submission_entries
 
 pytestmark = pytest.mark.integration
 
@@ -52,7 +53,7 @@ def capped(capped_settings: Settings, redis_client: Any) -> Iterator[TestClient]
 def _queued(redis: Any) -> list[tuple[OutboundMessage, EmailMessage]]:
     """Every message on the MTA stream (one scan, however many were sent)."""
     found = []
-    for _id, fields in redis.xrange(RedisKeys.SUBMISSION_STREAM):
+    for _id, fields in submission_entries(redis):
         message = OutboundMessage.from_stream_fields(fields)
         parsed = email.message_from_bytes(message.data, policy=default)
         assert isinstance(parsed, EmailMessage)

@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from api.tests.conftest import SendingTeam
 from kibamail.contracts import MessageMapping, OutboundMessage, deserialize
 from kibamail.redis_keys import RedisKeys
+from testing.submissions import submission_entries
 
 pytestmark = pytest.mark.integration
 
@@ -31,7 +32,7 @@ def _payload(team: SendingTeam, **overrides: Any) -> dict[str, Any]:
 
 
 def _stream(redis_client: Any) -> list[OutboundMessage]:
-    entries = redis_client.xrange(RedisKeys.SUBMISSION_STREAM)
+    entries = submission_entries(redis_client)
     return [OutboundMessage.from_stream_fields(fields) for _, fields in entries]
 
 
@@ -52,7 +53,8 @@ def test_send_queues_rfc5322_message_for_the_mta(
     assert parsed["Subject"] == "Your receipt"
     html = parsed.get_body(("html",)).get_content()
     assert "/t/o/" in html and "/t/c/" in html and "acme.test" not in html
-    mapping = deserialize(MessageMapping, redis_client.get(RedisKeys.message_mapping(message_id)))
+    raw = redis_client.get(RedisKeys.message_mapping(team.team_id, message_id))
+    mapping = deserialize(MessageMapping, raw)
     assert mapping.team_id == team.team_id and mapping.tags == ["receipt"]
     assert "RateLimit-Remaining" in resp.headers
 
@@ -210,4 +212,4 @@ def test_suppression_is_checked_for_cc_and_bcc_with_any_case(
         {"path": "to", "message": "Carol@Example.org is suppressed"}
     ]
     assert _stream(redis_client) == []
-    assert redis_client.keys(RedisKeys.message_mapping("*")) == []
+    assert redis_client.keys("msgmap:*") == []

@@ -16,10 +16,11 @@ from fastapi.testclient import TestClient
 from api.bootstrap import create_team_with_key
 from api.jobs.worker import build_worker
 from api.services.broadcast_lifecycle import release_due_broadcasts
-from api.services.sending import SCHEDULE_KEY, release_due, scheduled_key
+from api.services.sending import release_due, scheduled_count, scheduled_key
 from api.tests.conftest import SendingTeam
 from kibamail.redis_keys import RedisKeys
 from kibamail.settings import Settings
+from testing.submissions import submission_count
 
 pytestmark = pytest.mark.integration
 LATER = datetime.now(UTC) + timedelta(days=2)
@@ -46,7 +47,7 @@ def _assert_refused(resp: Any, domain: str) -> None:
 
 
 def _nothing_queued(redis: Any) -> bool:
-    return redis.xlen(RedisKeys.SUBMISSION_STREAM) == 0 and redis.zcard(SCHEDULE_KEY) == 0
+    return submission_count(redis) == 0 and scheduled_count(redis) == 0
 
 
 def _run(settings: Settings, job: Any) -> Any:
@@ -105,15 +106,15 @@ def test_scheduled_email_is_not_released_once_the_team_lost_the_domain(
 
     later = LATER.timestamp() + 60
     assert _run(api_settings, lambda redis: release_due(redis, now=later)) == 0
-    assert redis_client.xlen(RedisKeys.SUBMISSION_STREAM) == 0
-    assert not redis_client.exists(RedisKeys.message_mapping(message_id))
-    parked = redis_client.hgetall(scheduled_key(message_id))
+    assert submission_count(redis_client) == 0
+    assert not redis_client.exists(RedisKeys.message_mapping(team.team_id, message_id))
+    parked = redis_client.hgetall(scheduled_key(team.team_id, message_id))
     assert parked[b"status"] == b"failed"
     assert (
         team.domain.encode() in parked[b"reason"]
-        and redis_client.ttl(scheduled_key(message_id)) > 0
+        and redis_client.ttl(scheduled_key(team.team_id, message_id)) > 0
     )
-    assert redis_client.zcard(SCHEDULE_KEY) == 0  # not retried forever
+    assert scheduled_count(redis_client) == 0  # not retried forever
 
 
 def test_broadcast_edited_after_launch_to_another_teams_domain_fails(
@@ -146,7 +147,7 @@ def test_broadcast_edited_after_launch_to_another_teams_domain_fails(
     worker = build_worker(api_settings, claim_idle_ms=60_000)
     while worker.run_once(block_ms=50):
         pass
-    assert redis_client.xlen(RedisKeys.SUBMISSION_STREAM) == 0
+    assert submission_count(redis_client) == 0
     shown = client.get(url, headers=team.auth).json()
     assert shown["status"] == "failed"
     progress = shown["progress"]

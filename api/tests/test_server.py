@@ -12,10 +12,10 @@ import httpx
 import pytest
 
 from api.bootstrap import create_team_with_key
-from kibamail.redis_keys import RedisKeys
 from kibamail.settings import Settings
 from local_stack.services import kibamail_spec
 from local_stack.stack import Stack
+from testing.submissions import submission_entries
 
 pytestmark = pytest.mark.integration
 
@@ -55,7 +55,7 @@ def test_served_api_accepts_schedules_and_cancels(
         deadline = time.monotonic() + 15
         ids: list[str] = []
         while time.monotonic() < deadline:
-            ids = [f[b"meta"].decode() for _, f in redis_client.xrange(RedisKeys.SUBMISSION_STREAM)]
+            ids = [f[b"meta"].decode() for _, f in submission_entries(redis_client)]
             if len(ids) >= 2:
                 break
             time.sleep(0.2)

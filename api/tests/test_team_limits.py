@@ -17,12 +17,13 @@ from fastapi.testclient import TestClient
 from api import routers
 from api.app import create_app
 from api.bootstrap import create_team_with_key
-from api.jobs.queue import JOB_STREAM
-from api.services.sending import SCHEDULE_KEY
+from api.jobs.queue import queued_jobs
+from api.services.sending import scheduled_count
 from api.tests.conftest import RecordingProducer, SendingTeam
 from kibamail import team_budget
 from kibamail.redis_keys import RedisKeys
 from kibamail.settings import SendingLimits, Settings
+from testing.submissions import submission_count
 
 pytestmark = pytest.mark.integration
 
@@ -52,7 +53,7 @@ def _email(team: SendingTeam, recipients: int = 1, **extra: Any) -> dict[str, An
 
 
 def _queued(redis_client: Any) -> int:
-    return int(redis_client.xlen(RedisKeys.SUBMISSION_STREAM))
+    return int(submission_count(redis_client))
 
 
 def _day_count(redis_client: Any, team_id: str) -> int:
@@ -140,7 +141,7 @@ def test_the_daily_cap_counts_recipients_across_sends_batches_and_schedules(
     later3 = _email(team, 3, send_at="2999-01-01T00:00:00Z")
     again = limited.post("/v1/emails", json=later3, headers=team.auth)
     assert again.status_code == 429
-    assert redis_client.zcard(SCHEDULE_KEY) == 1 and _queued(redis_client) == 2
+    assert scheduled_count(redis_client) == 1 and _queued(redis_client) == 2
     last = limited.post("/v1/emails/batch", json=[_email(team)] * 2, headers=team.auth)
     assert last.status_code == 200
     assert _day_count(redis_client, team.team_id) == 10 and _queued(redis_client) == 4
@@ -177,7 +178,7 @@ def test_a_broadcast_bigger_than_what_is_left_today_is_refused_at_launch(
     assert error["code"] == "daily_cap_reached" and "broadcast of 8 recipients" in error["message"]
     assert "Retry-After" in refused.headers
     assert limited.get(big, headers=team.auth).json()["status"] == "draft"
-    assert redis_client.xlen(JOB_STREAM) == 0 and _day_count(redis_client, team.team_id) == 3
+    assert queued_jobs(redis_client) == 0 and _day_count(redis_client, team.team_id) == 3
     # Scheduled: charged at launch; a re-launch is not charged twice; cancel gives it back.
     later = {"send_at": "2999-01-01T00:00:00Z"}
     for _ in range(2):
@@ -188,7 +189,7 @@ def test_a_broadcast_bigger_than_what_is_left_today_is_refused_at_launch(
     assert limited.post(f"{small}/cancel", headers=team.auth).json()["status"] == "cancelled"
     assert _day_count(redis_client, team.team_id) == 3
     assert limited.post(f"{huge}/launch", json={}, headers=team.auth).status_code == 422
-    assert redis_client.xlen(JOB_STREAM) == 0 and _queued(redis_client) == 1
+    assert queued_jobs(redis_client) == 0 and _queued(redis_client) == 1
 
 
 def test_a_paused_team_is_refused_on_every_api_path(
@@ -210,8 +211,8 @@ def test_a_paused_team_is_refused_on_every_api_path(
         assert answer.json()["error"]["code"] == "team_paused"
         assert "bulk score 0.93 over 0.7" in answer.json()["error"]["message"]
         assert answer.headers["Retry-After"] == "300"
-    assert _queued(redis_client) == 0 and redis_client.zcard(SCHEDULE_KEY) == 0
-    assert redis_client.xlen(JOB_STREAM) == 0 and _day_count(redis_client, team.team_id) == 0
+    assert _queued(redis_client) == 0 and scheduled_count(redis_client) == 0
+    assert queued_jobs(redis_client) == 0 and _day_count(redis_client, team.team_id) == 0
 
 
 def test_a_bulk_scored_team_cannot_send_transactional_mail_but_may_broadcast(

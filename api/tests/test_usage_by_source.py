@@ -193,13 +193,13 @@ def test_forged_ids_are_refused_or_ignored(
     recipients under A's bootstrap key, none under FORGED or B's credential)."""
     client, a, b, _ = world
     redis = client.app.state.km.sync_redis  # type: ignore[attr-defined]
-    before = redis.xlen(RedisKeys.SUBMISSION_STREAM)
+    before = redis.xlen(RedisKeys.team_submission_stream(a.team_id))
     body = {**_email(a, "x@example.org"), "api_key_id": FORGED}
     refused = client.post("/v1/emails", json=body, headers=a.auth)
     assert refused.status_code == 422
     body = {**_email(a, "x@example.org"), "smtp_credential_id": b.credential}
     assert client.post("/v1/emails", json=body, headers=a.auth).status_code == 422
-    assert redis.xlen(RedisKeys.SUBMISSION_STREAM) == before
+    assert redis.xlen(RedisKeys.team_submission_stream(a.team_id)) == before
     split = _breakdown(client, a).json()
     ids = {r["api_key_id"] for r in split["by_api_key"]}
     assert FORGED not in ids

@@ -12,6 +12,7 @@ from dagster_project.defs.dmarc.digest import DomainDigest, send_digests, team_a
 from kibamail.contracts import MessageMapping, OutboundMessage, deserialize
 from kibamail.redis_keys import RedisKeys
 from kibamail.settings import Settings
+from testing.submissions import submission_entries
 
 pytestmark = pytest.mark.integration
 
@@ -51,7 +52,7 @@ def test_digest_is_queued_for_administrators_only_and_once(
     first = send_digests(redis_client, test_settings, digests, admins, DAY)
     assert first == {team_id: "sent", "team_without_admins": "no_admins"}
 
-    entries = redis_client.xrange(RedisKeys.SUBMISSION_STREAM)
+    entries = submission_entries(redis_client)
     assert len(entries) == 1
     message = OutboundMessage.from_stream_fields(entries[0][1])
     # platform mail: sent under the platform team (never billed), not the customer's
@@ -61,11 +62,11 @@ def test_digest_is_queued_for_administrators_only_and_once(
     assert "Subject: DMARC digest 2026-11-27" in body
     assert "news.example.com: 120 messages from 3 sources, 91.7% DMARC pass" in body
     assert f"Message-ID: <{message.message_id}>" in body
-    mapping = redis_client.get(RedisKeys.message_mapping(message.message_id))
+    mapping = redis_client.get(RedisKeys.message_mapping(message.team_id, message.message_id))
     assert mapping is not None
     assert "dmarc-digest" in deserialize(MessageMapping, mapping).tags
     assert redis_client.get(RedisKeys.dmarc_digest_sent(team_id, DAY.isoformat()))
 
     again = send_digests(redis_client, test_settings, digests, admins, DAY)
     assert again[team_id] == "already_sent"
-    assert len(redis_client.xrange(RedisKeys.SUBMISSION_STREAM)) == 1
+    assert len(submission_entries(redis_client)) == 1

@@ -19,8 +19,8 @@ from deliverability.domain_alerts import (
 )
 from deliverability.domain_checks import DomainCheckReport, RecordCheck
 from kibamail.contracts import DomainCheckEvent, OutboundMessage
-from kibamail.redis_keys import RedisKeys
 from kibamail.settings import Settings
+from testing.submissions import submission_entries
 
 AT = datetime(2026, 11, 28, 6, 20, tzinfo=UTC)
 HINTS = {"dkim": PublishHint("TXT", "kb1._domainkey.shop.example", "v=DKIM1; k=rsa; p=OURS")}
@@ -112,13 +112,13 @@ def test_a_retried_run_mails_once_and_a_new_failure_mails_again(
     assert (first.events, first.emailed) == (2, True)
     assert (retry.events, retry.emailed) == (2, False)
     assert [e.event_id for e in published[:2]] == [e.event_id for e in published[2:]]
-    entries = redis_client.xrange(RedisKeys.SUBMISSION_STREAM)
+    entries = submission_entries(redis_client)
     assert len(entries) == 1
     message = OutboundMessage.from_stream_fields(entries[0][1])
     assert message.recipients == ["admin@shop.example"]
     assert message.team_id == test_settings.notifications.team_id  # platform mail: not billed
     assert run("2026-11-28T06:20:00").emailed  # recovered in between, broke again
-    assert len(redis_client.xrange(RedisKeys.SUBMISSION_STREAM)) == 2
+    assert len(submission_entries(redis_client)) == 2
 
 
 @pytest.mark.integration
@@ -143,4 +143,4 @@ def test_no_transition_no_event_and_no_administrator_no_email(
                           transitions=transitions, **common)  # fmt: skip
     assert (lonely.events, lonely.emailed) == (1, False)
     assert published[0].record == "spf" and published[0].team_id == "team-alerts"
-    assert not redis_client.xrange(RedisKeys.SUBMISSION_STREAM)
+    assert not submission_entries(redis_client)

@@ -22,6 +22,7 @@ from dagster_project.defs.domains import SCHEDULED_TIME_TAG
 from kibamail.contracts import DomainCheckEvent, OutboundMessage, Topic, deserialize
 from kibamail.redis_keys import RedisKeys
 from kibamail.settings import Settings
+from testing.submissions import submission_entries
 from testing.testnet import DnsServer, Zone
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
@@ -150,10 +151,7 @@ def rows_in_warehouse(settings: Settings, want: int) -> list[tuple[Any, ...]]:
 
 
 def alerts(redis: Any) -> list[email.message.EmailMessage]:
-    messages = [
-        OutboundMessage.from_stream_fields(f)
-        for _id, f in redis.xrange(RedisKeys.SUBMISSION_STREAM)
-    ]
+    messages = [OutboundMessage.from_stream_fields(f) for _id, f in submission_entries(redis)]
     return [
         email.message_from_bytes(m.data, policy=email.policy.default)
         for m in messages

@@ -118,7 +118,7 @@ def describe(client: ChdbClient, database: str) -> dict[str, Any]:
 
 
 def main(config: str) -> None:
-    connection = chdb.connect(f":memory:?config-file={config}")  # type: ignore[no-untyped-call]
+    connection = chdb.connect(f":memory:?config-file={config}")
     cursor = connection.cursor()
     cluster = ChdbClient(cursor, single_node=True)
     first = migrate(cluster, "kibamail", CLUSTER)

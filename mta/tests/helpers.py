@@ -6,11 +6,29 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import orjson
 
 from kibamail.contracts import MessageStatusEvent, OutboundMessage, Topic, TrafficKind, deserialize
+from kibamail.redis_keys import RedisKeys
 from kibamail.settings import Settings
+
+
+def queued(redis: Any) -> int:
+    """Entries in every slot group's submission stream."""
+    return sum(int(redis.xlen(key)) for key in RedisKeys.submission_streams())
+
+
+def retries(redis: Any) -> int:
+    """Retry/held jobs in every slot group's retry schedule."""
+    return sum(int(redis.zcard(key)) for key in RedisKeys.retry_schedules())
+
+
+def outboxed(redis: Any) -> int:
+    """Events in every slot group's MTA outbox."""
+    return sum(int(redis.xlen(key)) for key in RedisKeys.event_outboxes())
+
 
 FAST_POLICY = """
 [queue]

@@ -18,7 +18,7 @@ import pytest
 
 from kibamail.bounces.taxonomy import taxonomy
 from kibamail.contracts import MessageStatus, OutboundMessage
-from kibamail.redis_keys import RedisKeys
+from kibamail.redis_keys import RedisKeys, slot_group
 from kibamail.settings import Settings
 from mta.commit import OutcomeRecorder, client_message_id
 from mta.config import load_config
@@ -106,7 +106,7 @@ def _plan(
     recorder = OutcomeRecorder(redis, SubmissionQueue(redis, config.queue, "t"), config.queue)
     commands: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
     msg = msg.model_copy(update={"attempt": attempt})
-    recorder._plan(commands, b"0-1", msg, outcomes)
+    recorder._plan(commands, slot_group(msg.team_id), b"0-1", msg, outcomes)
     pipe = redis.pipeline(transaction=True)
     for name, args, kwargs in commands:
         getattr(pipe, name)(*args, **kwargs)

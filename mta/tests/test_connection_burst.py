@@ -21,7 +21,7 @@ from mta.credentials import create_smtp_credential
 from mta.redis_pool import pool_size
 
 from .conftest import start_mta
-from .helpers import with_policy, write_policy
+from .helpers import queued, with_policy, write_policy
 
 pytestmark = pytest.mark.integration
 
@@ -99,7 +99,7 @@ def test_more_concurrent_auths_than_pool_connections_none_refused(
     assert pool_size(burst_settings) == POOL < SESSIONS
     redis_client.set(RedisKeys.domain_ready("team-burst", "sender.example"), "1")
     credential = create_smtp_credential(redis_client, "team-burst")
-    before = redis_client.xlen(RedisKeys.SUBMISSION_STREAM)
+    before = queued(redis_client)
     _thread, stopper = start_mta(burst_settings, delivery=False)
     try:
         deadline = time.monotonic() + 10
@@ -110,4 +110,4 @@ def test_more_concurrent_auths_than_pool_connections_none_refused(
         stopper()
     assert refusals == []
     assert len(accepted) == SESSIONS
-    assert redis_client.xlen(RedisKeys.SUBMISSION_STREAM) - before == SESSIONS
+    assert queued(redis_client) - before == SESSIONS

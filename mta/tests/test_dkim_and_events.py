@@ -14,7 +14,7 @@ import pytest
 
 from kibamail.contracts import MessageMapping, MessageStatus, Topic, serialize
 from kibamail.intake import submit
-from kibamail.redis_keys import RedisKeys
+from kibamail.redis_keys import RedisKeys, slot_group
 from kibamail.settings import KafkaSettings, Settings
 from mta.commit import record_sent
 from mta.credentials import (
@@ -28,7 +28,7 @@ from mta.dkim_signing import generate_ed25519_key, generate_rsa_key, store_dkim_
 from mta.events import OutboxPublisher, add_to_outbox, make_status_event
 from testing.testnet import DnsServer, SinkServer, Zone
 
-from .helpers import StatusReader, make_message, wait_until
+from .helpers import StatusReader, make_message, outboxed, wait_until
 from .test_units import ARF, DSN
 
 pytestmark = pytest.mark.integration
@@ -94,7 +94,9 @@ async def test_outbox_keeps_events_while_kafka_is_down(
         event = make_status_event(
             message_id=message_id, team_id="t", status=status, recipient="r@x.org"
         )
-        add_to_outbox(pipe, Topic.MESSAGE_STATUSES, message_id, event)
+        add_to_outbox(
+            pipe, Topic.MESSAGE_STATUSES, message_id, event, RedisKeys.event_outbox(slot_group("t"))
+        )
     pipe.execute()
     redis = async_redis_client(test_settings)
     down = test_settings.model_copy(
@@ -105,13 +107,11 @@ async def test_outbox_keeps_events_while_kafka_is_down(
     await asyncio.sleep(4)
     stop.set()
     await asyncio.wait_for(task, 30)
-    assert redis_client.xlen(RedisKeys.EVENT_OUTBOX) == 2  # nothing dropped while down
+    assert outboxed(redis_client) == 2  # nothing dropped while down
 
     stop = asyncio.Event()
     task = asyncio.create_task(OutboxPublisher(test_settings, redis, reclaim_idle_ms=500).run(stop))
-    assert await asyncio.to_thread(
-        wait_until, lambda: redis_client.xlen(RedisKeys.EVENT_OUTBOX) == 0, 30
-    )
+    assert await asyncio.to_thread(wait_until, lambda: outboxed(redis_client) == 0, 30)
     stop.set()
     await asyncio.wait_for(task, 30)
     await redis.aclose()
@@ -147,7 +147,8 @@ def test_inbound_dsn_and_arf_become_events_and_suppressions(
     sent = {"orig-1@sender.example": "gone@example.org", "orig-2@sender.example": "angry@yahoo.com"}
     for message_id, rcpt in sent.items():
         redis_client.set(
-            RedisKeys.message_mapping(message_id), serialize(MessageMapping(team_id="team-in"))
+            RedisKeys.message_mapping("team-in", message_id),
+            serialize(MessageMapping(team_id="team-in")),
         )
         # What the delivery worker records with a delivered outcome: reports about
         # recipients a message never had change nothing (mta/tests/test_forged_reports.py).

@@ -77,7 +77,8 @@ def deliver(
         submit(redis, sent[team])
     assert wait_until(
         lambda: all(
-            redis.hget(RedisKeys.sent_recipients(m.message_id), f"rcpt:{RCPT}") is not None
+            redis.hget(RedisKeys.sent_recipients(m.team_id, m.message_id), f"rcpt:{RCPT}")
+            is not None
             for m in sent.values()
         )
     )
@@ -107,7 +108,9 @@ def test_delivery_uses_a_signed_return_path(
     local, _, domain = address.rpartition("@")
     ref = verify_return_path(running_mta.mta.report_token_secret, local)
     assert ref is not None and domain == "bounces.kibamail.test"
-    assert redis_client.get(RedisKeys.return_path(ref)) == message.message_id.encode()
+    assert (
+        redis_client.get(RedisKeys.return_path(message.team_id, ref)) == message.message_id.encode()
+    )
     assert address_domain(message.mail_from) == "sender.example"  # the message's own sender
 
 

@@ -13,7 +13,7 @@ from kibamail.contracts import Topic
 from kibamail.redis_keys import RedisKeys
 from kibamail.settings import Settings
 from mta.config import load_config
-from mta.inbound import INBOUND_SOURCE, InboundProcessor
+from mta.inbound import DEAD_LETTER_GROUP, INBOUND_SOURCE, InboundProcessor
 
 pytestmark = pytest.mark.integration
 
@@ -50,15 +50,15 @@ async def test_an_unparseable_report_is_dead_lettered_before_the_answer(
     processor.pool = BrokenParser()  # type: ignore[assignment]
     marker = b"Content-Type: multipart/report; boundary=never-closed-7f3a\r\n\r\n--never"
     try:
-        before = await client.xlen(RedisKeys.EVENT_OUTBOX)
+        before = await client.xlen(RedisKeys.event_outbox(DEAD_LETTER_GROUP))
         reply = await processor.handle_DATA(
             FakeServer(),  # type: ignore[arg-type]
             Session(loop=None),  # type: ignore[arg-type]
             envelope_for(marker),
         )
         assert reply.startswith("250 ") and "kept for review" in reply
-        assert await client.xlen(RedisKeys.EVENT_OUTBOX) == before + 1
-        newest: Any = await client.xrevrange(RedisKeys.EVENT_OUTBOX, count=1)
+        assert await client.xlen(RedisKeys.event_outbox(DEAD_LETTER_GROUP)) == before + 1
+        newest: Any = await client.xrevrange(RedisKeys.event_outbox(DEAD_LETTER_GROUP), count=1)
         [(_id, fields)] = newest
         assert fields[b"topic"] == Topic.DEAD_LETTER.value.encode()
         letter = orjson.loads(fields[b"value"])

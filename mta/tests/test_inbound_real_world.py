@@ -247,7 +247,7 @@ def test_a_report_quoting_only_the_clients_message_id_is_attributed(
         f"Message-ID: <{client_id}>\r\nX-Kibamail-Message-ID: <{msg.message_id}>".encode(),
     )
     submit(redis_client, msg.model_copy(update={"data": data}))
-    assert wait_until(lambda: redis_client.exists(RedisKeys.sent_recipients(msg.message_id)))
+    assert wait_until(lambda: redis_client.exists(RedisKeys.sent_recipients(team, msg.message_id)))
     assert redis_client.smembers(RedisKeys.client_message_id(client_id)) == {
         msg.message_id.encode()
     }

@@ -6,11 +6,9 @@ next message is accepted and the old burst does not pause the team again.
 
 from __future__ import annotations
 
-import asyncio
 import random
 import smtplib
 import ssl
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -23,7 +21,7 @@ import pytest
 
 from kibamail import team_pauses
 from kibamail.contracts import SubmissionFeatures, TeamPauseEvent, Topic, deserialize
-from kibamail.redis_keys import RedisKeys
+from kibamail.redis_keys import RedisKeys, slot_group
 from kibamail.settings import PipelineTuning, Settings
 from local_stack.services import kibamail_spec
 from local_stack.stack import Stack
@@ -55,7 +53,8 @@ def paused_team(redis: Any) -> str:
 
 def outbox_events(redis: Any, team: str) -> list[TeamPauseEvent]:
     found = []
-    for _id, fields in redis.xrange(RedisKeys.API_EVENT_OUTBOX):
+    # The lift's MULTI writes it to the team's group outbox (the MTA's publisher drains it).
+    for _id, fields in redis.xrange(RedisKeys.event_outbox(slot_group(team))):
         if fields[b"topic"] == Topic.TEAM_PAUSES.value.encode():
             event = deserialize(TeamPauseEvent, fields[b"value"])
             if event.team_id == team:
@@ -183,31 +182,6 @@ def submit(client: smtplib.SMTP, to: list[str], data: bytes) -> tuple[int, str]:
     return 250, ""
 
 
-def drain_api_outbox(settings: Settings, until: Callable[[], bool], timeout: float) -> bool:
-    """`kibamail api outbox` in a thread until `until()` holds (the lift's event to Kafka)."""
-    from api.outbox_worker import build_publisher
-    from kibamail.clients import async_redis_client
-
-    stop: dict[str, Any] = {}
-
-    async def serve() -> None:
-        stop["event"], stop["loop"] = asyncio.Event(), asyncio.get_running_loop()
-        redis = async_redis_client(settings)
-        try:
-            await build_publisher(settings, redis, 30.0).run(stop["event"])
-        finally:
-            await redis.aclose()
-
-    thread = threading.Thread(target=asyncio.run, args=(serve(),), daemon=True)
-    thread.start()
-    try:
-        return wait_until(until, timeout)
-    finally:
-        wait_until(lambda: "loop" in stop, 10)
-        stop["loop"].call_soon_threadsafe(stop["event"].set)
-        thread.join(10)
-
-
 @pytest.mark.e2e
 @pytest.mark.slow
 @pytest.mark.timeout(300)
@@ -264,4 +238,5 @@ def test_burst_pauses_operator_lifts_and_the_burst_does_not_pause_again(
         result = ch.query(sql, parameters={"t": team, "e": event.event_id})
         return int(result.result_rows[0][0])
 
-    assert drain_api_outbox(settings, lambda: unpaused_rows() == 1, 90)
+    # The running MTA's outbox publisher drains the team's group outbox to Kafka.
+    assert wait_until(lambda: unpaused_rows() == 1, 90)

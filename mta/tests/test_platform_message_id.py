@@ -108,9 +108,9 @@ def test_two_teams_reusing_a_message_id_stay_apart_and_bounces_find_the_sender(
     assert len(set(ids.values())) == 2 and client_id not in ids.values()
     for team, message_id in ids.items():
         assert message_id.endswith("@sender.example")
-        mapping = orjson.loads(redis_client.get(RedisKeys.message_mapping(message_id)))
+        mapping = orjson.loads(redis_client.get(RedisKeys.message_mapping(team, message_id)))
         assert mapping["team_id"] == team
-    assert redis_client.get(RedisKeys.message_mapping(client_id)) is None
+    assert all(redis_client.get(RedisKeys.message_mapping(t, client_id)) is None for t in teams)
 
     assert wait_until(lambda: all(sink.delivered_counts()[m] == 1 for m in ids.values()), 20)
     for message_id in ids.values():
@@ -120,7 +120,7 @@ def test_two_teams_reusing_a_message_id_stay_apart_and_bounces_find_the_sender(
 
     # A bounce quotes the delivered headers: the platform id picks team B's message (once
     # the MTA recorded the delivery: reports about recipients never sent to are refused).
-    sent_b = RedisKeys.sent_recipients(ids["team-pid-b"])
+    sent_b = RedisKeys.sent_recipients("team-pid-b", ids["team-pid-b"])
     assert wait_until(lambda: redis_client.exists(sent_b) == 1)
     bounced = "team-pid-b@example.org"
     quoted = f"From: a@sender.example\r\nMessage-ID: <{client_id}>\r\n"

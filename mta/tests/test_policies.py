@@ -16,7 +16,14 @@ from kibamail.settings import Settings
 from mta.credentials import create_smtp_credential
 from testing.testnet import SinkServer
 
-from .helpers import StatusReader, make_message, wait_until, with_policy, write_policy
+from .helpers import (
+    StatusReader,
+    make_message,
+    retries,
+    wait_until,
+    with_policy,
+    write_policy,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -105,7 +112,7 @@ def test_deferred_past_max_age_expires(running_mta: Settings, redis_client: Any)
     assert statuses[0] == "accepted" and "deferred" in statuses and statuses[-1] == "expired"
     attempts = sorted(e.attempt for e in events if e.message_id == msg.message_id)
     assert attempts[-1] >= 1  # retried with backoff before expiring
-    assert wait_until(lambda: redis_client.zcard(RedisKeys.RETRY_SCHEDULE) == 0, timeout=10)
+    assert wait_until(lambda: retries(redis_client) == 0, timeout=10)
 
 
 def test_bulk_gate_refuses_bulk_scored_team(running_mta: Settings, redis_client: Any) -> None:

@@ -22,7 +22,7 @@ from mta.dkim_signing import generate_rsa_key, store_dkim_key
 from mta.sender_auth import PlatformSender, header_from_domains
 from testing.testnet import SinkServer
 
-from .helpers import StatusReader, make_message, status_offsets, wait_until
+from .helpers import StatusReader, make_message, queued, status_offsets, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -57,7 +57,7 @@ def _message(header_from: str) -> bytes:
 
 
 def _queued(redis: Any) -> int:
-    return int(redis.xlen(RedisKeys.SUBMISSION_STREAM))
+    return queued(redis)
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from mta.credentials import create_smtp_credential, revoke_smtp_credential
 from testing.testnet import SinkServer
 
 from .conftest import start_mta
-from .helpers import wait_until, with_policy, write_policy
+from .helpers import queued, wait_until, with_policy, write_policy
 
 pytestmark = pytest.mark.integration
 
@@ -113,10 +113,10 @@ def test_submission_is_queued_and_delivered(
     assert platform_id != "sub-1@sender.example" and sink.delivered_counts()[platform_id] == 1
     added = next(mid for mid in sink.delivered_counts() if mid != platform_id)
     assert added.endswith("@sender.example")  # Message-ID added when the client sent none
-    mapping = json.loads(redis_client.get(RedisKeys.message_mapping(platform_id)))
+    mapping = json.loads(redis_client.get(RedisKeys.message_mapping("team-smtp", platform_id)))
     assert mapping["team_id"] == "team-smtp"
     assert (mapping["smtp_credential_id"], mapping["api_key_id"]) == (credential[0], "")
-    other = json.loads(redis_client.get(RedisKeys.message_mapping(added)))
+    other = json.loads(redis_client.get(RedisKeys.message_mapping("team-smtp", added)))
     assert other["smtp_credential_id"] == credential[0]
 
 
@@ -161,7 +161,7 @@ def test_bad_inputs_get_the_right_codes(
         assert code == 552
         # Still serving this client normally afterwards.
         assert client.sendmail("a@sender.example", ["ok@example.org"], _body()) == {}
-    assert redis_client.xlen(RedisKeys.SUBMISSION_STREAM) >= 0
+    assert queued(redis_client) >= 0
 
 
 def test_policies_team_paused_and_rate_limit(

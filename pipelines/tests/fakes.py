@@ -23,11 +23,12 @@ class FakeRedis:
         self.data[key] = value
 
     def map(self, message_id: str, mapping: MessageMapping) -> None:
-        self.data[RedisKeys.message_mapping(message_id)] = serialize(mapping)
+        """Where the intake writes it: under the mapping's own team."""
+        self.data[RedisKeys.message_mapping(mapping.team_id, message_id)] = serialize(mapping)
 
     def map_later(self, message_id: str, mapping: MessageMapping, after_calls: int) -> None:
         """The mapping shows up only after this many MGETs (a slow intake)."""
-        self.appear_after_calls[RedisKeys.message_mapping(message_id)] = (
+        self.appear_after_calls[RedisKeys.message_mapping(mapping.team_id, message_id)] = (
             after_calls,
             serialize(mapping),
         )

@@ -136,7 +136,7 @@ def test_two_process_cluster_correlates_every_event_once(
     mapping = serialize(MessageMapping(team_id=TEAM, broadcast_id="b-cluster"))
     pipe = redis_client.pipeline(transaction=False)
     for i in range(EVENTS):
-        pipe.set(RedisKeys.message_mapping(f"c-{i}"), mapping)
+        pipe.set(RedisKeys.message_mapping(TEAM, f"c-{i}"), mapping)
     pipe.execute()
     recovery.prepare(settings, ["correlation"], 2)
 

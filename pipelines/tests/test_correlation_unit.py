@@ -125,8 +125,9 @@ def test_missing_mapping_dead_lettered_after_bounded_retries() -> None:
 
 
 def test_team_mismatch_is_refused() -> None:
+    # A mapping stored under the event's team that names another team (a corrupt write).
     redis = FakeRedis()
-    redis.map("m1", MessageMapping(team_id="other-team"))
+    redis.set(RedisKeys.message_mapping("team-1", "m1"), serialize(MessageMapping(team_id="x")))
     out = run(
         [source_message(TOPIC, serialize(status_event("m1", MessageStatus.DELIVERED)))], redis
     )
@@ -134,10 +135,27 @@ def test_team_mismatch_is_refused() -> None:
     assert len(letters) == 1 and "team mismatch" in letters[0]["reason"]
 
 
+def test_another_teams_message_is_not_found_under_the_events_team() -> None:
+    # The mapping key carries the event's team (kibamail.redis_keys): an event naming
+    # another team's message id finds nothing and is never joined to that message.
+    redis = FakeRedis()
+    redis.map("m1", MessageMapping(team_id="other-team", contact_id="theirs"))
+    out = run(
+        [
+            source_message(TOPIC, serialize(status_event("m1", MessageStatus.DELIVERED))),
+            TestingSource.PAUSE(timedelta(seconds=0.5)),
+        ],
+        redis,
+    )
+    letters = by_topic(out, Topic.DEAD_LETTER)
+    assert len(letters) == 1 and "no message mapping for message_id 'm1'" in letters[0]["reason"]
+    assert by_topic(out, Topic.CLICKHOUSE_MESSAGES) == []
+
+
 @pytest.mark.parametrize("stored", [b"not json", b'{"team_id": "team-1", "tags": "x"}', b"{}"])
 def test_unreadable_mapping_is_dead_lettered(stored: bytes) -> None:
     redis = FakeRedis()
-    redis.set(RedisKeys.message_mapping("m1"), stored)
+    redis.set(RedisKeys.message_mapping("team-1", "m1"), stored)
     out = run(
         [source_message(TOPIC, serialize(status_event("m1", MessageStatus.DELIVERED)))], redis
     )
@@ -150,7 +168,8 @@ def test_one_batch_mixing_every_outcome() -> None:
     redis = FakeRedis()
     for i in range(6):
         redis.map(f"ok{i}", MessageMapping(team_id="team-1", contact_id=f"c{i}"))
-    redis.map("other", MessageMapping(team_id="team-2"))
+    # Stored under team-1's key but naming team-2: the team check refuses it.
+    redis.set(RedisKeys.message_mapping("team-1", "other"), serialize(MessageMapping(team_id="t2")))
     good = [serialize(status_event(f"ok{i}", MessageStatus.DELIVERED)) for i in range(6)]
     inputs = [
         *good[:3],

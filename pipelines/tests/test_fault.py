@@ -91,7 +91,7 @@ def produce_all(settings: Settings, redis: Any, done: threading.Event) -> None:
     pipe = redis.pipeline(transaction=False)
     for start in range(0, EVENTS, 10_000):
         chunk = range(start, min(EVENTS, start + 10_000))
-        pipe.mset({RedisKeys.message_mapping(f"f-{i}"): mapping for i in chunk})
+        pipe.mset({RedisKeys.message_mapping(TEAM, f"f-{i}"): mapping for i in chunk})
         pipe.execute()
         payloads = statuses(chunk)
         # Re-sent events (an MTA retry after a lost ack): same event ids, no new rows.

@@ -62,7 +62,7 @@ def test_statuses_and_opens_reach_clickhouse(
     ids = [f"{team}-{i}@kibamail.test" for i in range(200)]
     for i, message_id in enumerate(ids):
         mapping = MessageMapping(team_id=team, broadcast_id="b1", contact_id=f"c{i}", tags=["t"])
-        redis_client.set(RedisKeys.message_mapping(message_id), serialize(mapping))
+        redis_client.set(RedisKeys.message_mapping(team, message_id), serialize(mapping))
     statuses = []
     for mid in ids:
         # Out of order on purpose: delivered is produced before accepted.
