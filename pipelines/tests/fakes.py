@@ -26,12 +26,13 @@ class FakeRedis:
         """Where the intake writes it: under the mapping's own team."""
         self.data[RedisKeys.message_mapping(mapping.team_id, message_id)] = serialize(mapping)
 
-    def map_later(self, message_id: str, mapping: MessageMapping, after_calls: int) -> None:
-        """The mapping shows up only after this many MGETs (a slow intake)."""
-        self.appear_after_calls[RedisKeys.message_mapping(mapping.team_id, message_id)] = (
-            after_calls,
-            serialize(mapping),
-        )
+    def map_later(
+        self, message_id: str, mapping: MessageMapping, after_calls: int, under_team: str = ""
+    ) -> None:
+        """The mapping shows up only after this many MGETs (a slow intake), under its own
+        team's key or, to play a corrupted store, under ``under_team``'s."""
+        key = RedisKeys.message_mapping(under_team or mapping.team_id, message_id)
+        self.appear_after_calls[key] = (after_calls, serialize(mapping))
 
     def mget(self, keys: Sequence[str]) -> list[bytes | None]:
         self.mget_calls.append(len(keys))

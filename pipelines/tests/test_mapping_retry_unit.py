@@ -154,16 +154,24 @@ def test_late_rows_leave_as_chunks_equal_to_the_contract_serialization() -> None
 def test_a_late_mapping_of_another_team_is_refused_on_the_retry_path() -> None:
     redis = FakeRedis()
     redis.map("mine", MessageMapping(team_id="team-1", contact_id="c1"))
-    # Another team's intake writes a mapping for this message id only after the status.
+    # Another team's intake writes a mapping for this message id only after the status:
+    # it lands under the attacker's own key, which team-1's status never reads.
     redis.map_later("victim", MessageMapping(team_id="attacker", contact_id="x"), after_calls=1)
+    # A late mapping found under team-1's key that names another team (a corrupted store).
+    redis.map_later(
+        "forged", MessageMapping(team_id="attacker", contact_id="y"), 1, under_team="team-1"
+    )
     inputs: list[object] = [
         source_message(TOPIC, to_json(status_event("mine", MessageStatus.DELIVERED)), 0),
         source_message(TOPIC, to_json(status_event("victim", MessageStatus.DELIVERED)), 1),
+        source_message(TOPIC, to_json(status_event("forged", MessageStatus.DELIVERED)), 2),
         PAUSE,
     ]
     messages = [m for chunk in run_chunks(inputs, redis) for m in chunk_messages(chunk)]
     rows = [orjson.loads(m.value) for m in messages if m.topic == Topic.CLICKHOUSE_MESSAGES.value]
     letters = [orjson.loads(m.value) for m in messages if m.topic == Topic.DEAD_LETTER.value]
     assert [(r["message_id"], r["team_id"]) for r in rows] == [("mine", "team-1")]
-    assert len(letters) == 1 and letters[0]["reason"].startswith("team mismatch")
-    assert "'attacker'" in letters[0]["reason"]
+    reasons = sorted(letter["reason"] for letter in letters)
+    assert len(reasons) == 2
+    assert reasons[0].startswith("mapping missing") and "'victim'" in reasons[0]
+    assert reasons[1].startswith("team mismatch") and "'attacker'" in reasons[1]
