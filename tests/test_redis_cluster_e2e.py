@@ -15,6 +15,8 @@ every message reached its final state, every accepted message was delivered exac
 (accepted + final per recipient; a republish repeats an id, never invents one), the keys
 of each team live on the master of its group's slot, the keys spread over all 3 masters,
 and no master counted a CROSSSLOT error nor any log a cross-slot refusal of the client.
+A late DSN to a delivered message's signed return path suppresses the address in its
+team's group; the same return path reporting another team's recipient is refused.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from local_stack.services import kibamail_spec
 from local_stack.stack import Stack, free_port, tcp_open
 from mta.credentials import create_smtp_credential
 from mta.tests.helpers import StatusReader, status_offsets, wait_until, with_policy, write_policy
+from mta.tests.test_forged_reports import dsn
 from testing.redis_cluster import RedisClusterHandle
 from testing.testnet import DnsServer, SinkConfig, SinkServer, Zone
 
@@ -192,6 +195,17 @@ async def api_send(settings: Settings, api_key: str, domain: str, count: int) ->
         return list(await asyncio.gather(*(one(i) for i in range(count))))
 
 
+def send_report(settings: Settings, rcpt: str, data: bytes) -> tuple[int, bytes]:
+    """Mail a report to port 25 (the listener process) for ``rcpt``."""
+    with smtplib.SMTP("127.0.0.1", settings.mta.inbound_port, timeout=30) as client:
+        client.ehlo()
+        client.mail("")
+        code, text = client.rcpt(rcpt)
+        if code != 250:
+            return code, text
+        return client.data(data)
+
+
 def cross_slot_errors(handle: RedisClusterHandle) -> dict[int, str]:
     """Each master's CROSSSLOT error counter line (absent when it never refused one)."""
     found = {}
@@ -302,6 +316,23 @@ def test_delivery_on_a_three_master_cluster_survives_a_kill(cluster: Cluster) ->
         return sum(lengths) == 0
 
     assert wait_until(settled, 60)
+
+    # A late DSN to a delivered message's signed return path finds its team's records in
+    # that team's group and suppresses the address there; another team's recipient
+    # reported through the same return path (the attacker) changes nothing.
+    record_of = {r.message_id: r for r in sink.records if r.answer_code == 250}
+    victim, other = api_team, smtp_teams[0]
+    bounced_id = next(m for m, t in expected.items() if t == victim and m in record_of)
+    foreign = next(m for m, t in expected.items() if t == other and m in record_of)
+    verp = record_of[bounced_id].mail_from
+    before = {t: client.smembers(RedisKeys.suppression(t)) for t in teams}
+    code, text = send_report(settings, verp, dsn(record_of[foreign].rcpt))
+    assert code == 550 and b"never sent to the reported recipient" in text
+    assert {t: client.smembers(RedisKeys.suppression(t)) for t in teams} == before
+    code, text = send_report(settings, verp, dsn(record_of[bounced_id].rcpt))
+    assert code == 250 and b"1 report items recorded" in text, text
+    after = {t: client.smembers(RedisKeys.suppression(t)) for t in teams}
+    assert after == {**before, victim: before[victim] | {record_of[bounced_id].rcpt.encode()}}
     # Each team's keys are on the master of its group's slot; all 3 masters hold keys.
     for team in teams:
         master = group_master(handle, slot_group(team))
