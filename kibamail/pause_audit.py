@@ -42,10 +42,16 @@ def audit_event(
     )
 
 
+def audit_time(at: float) -> str:
+    """A decision's time as history sorts it: microseconds (the table keeps them), so
+    decisions taken within one millisecond still read back in the order they were taken."""
+    return _iso(datetime.fromtimestamp(at, UTC))
+
+
 def _iso(value: Any) -> str:
     if isinstance(value, datetime):
         stamp = value if value.tzinfo else value.replace(tzinfo=UTC)
-        return stamp.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        return stamp.isoformat(timespec="microseconds").replace("+00:00", "Z")
     return str(value)
 
 

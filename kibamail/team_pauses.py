@@ -31,7 +31,7 @@ import orjson
 
 from kibamail.contracts import TeamPauseEvent, Topic
 from kibamail.outbox import add_to_outbox
-from kibamail.pause_audit import audit_event
+from kibamail.pause_audit import audit_event, audit_time
 from kibamail.redis_keys import RedisKeys, slot_group
 from kibamail.team_budget import pause_reason as pause_reason  # the MTA reads it here
 
@@ -175,7 +175,7 @@ def _audit(pipe: Any, team_id: str, entry: dict[str, Any], flag: dict[str, Any],
     reason = str(entry.get("reason", entry.get("note", "")))
     event = audit_event(team_id, entry["action"], str(entry["by"]), reason, at, flag)
     key = RedisKeys.team_pause_audit(team_id)
-    pipe.lpush(key, orjson.dumps({**entry, "event_id": event.event_id}))
+    pipe.lpush(key, orjson.dumps({**entry, "at": audit_time(at), "event_id": event.event_id}))
     pipe.ltrim(key, 0, AUDIT_MAX - 1)
     outbox = RedisKeys.event_outbox(slot_group(team_id))
     add_to_outbox(pipe, Topic.TEAM_PAUSE_AUDIT, team_id, event, stream=outbox)

@@ -7,7 +7,7 @@ CREATE TABLE IF NOT EXISTS $db.raw_team_pause_audit $on_cluster
     event_id       String,
     event_version  UInt8,
     team_id        LowCardinality(String),
-    occurred_at    DateTime64(3, 'UTC'),
+    occurred_at    DateTime64(6, 'UTC'),  -- microseconds: decisions keep their order
     action         LowCardinality(String),
     actor          String,
     reason         String,
