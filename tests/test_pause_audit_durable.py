@@ -106,12 +106,22 @@ def _db_team(settings: Settings) -> str:
 
 
 def test_console_audit_reads_the_durable_history_and_refuses_unknown_teams(
-    redis_client: Any, isolated_warehouse: Settings
+    redis_client: Any,
+    isolated_warehouse: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
 ) -> None:
     from kibamail.clients import clickhouse_client
+    from kibamail.settings import get_settings
 
     settings = isolated_warehouse
     env, runner = settings_to_env(settings), CliRunner()
+    # The console runs in this process: its get_settings() must read this module's
+    # warehouse, not settings another test cached.
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    request.addfinalizer(get_settings.cache_clear)
     team, other = _db_team(settings), _db_team(settings)
     for t in (team, other):
         flag = {"event_id": f"p-{t}", "team_id": t, "paused": True, "score": 0.9,
