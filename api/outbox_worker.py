@@ -33,7 +33,7 @@ def build_publisher(
     return OutboxPublisher(
         settings,
         redis,
-        stream=RedisKeys.API_EVENT_OUTBOX,
+        streams=[RedisKeys.API_EVENT_OUTBOX],
         group=RedisKeys.API_EVENT_OUTBOX_GROUP,
         reclaim_idle_ms=int(reclaim_idle_seconds * 1000),
         on_depth=OUTBOX_DEPTH.set,

@@ -6,8 +6,8 @@ MTA writes status events in the MULTI that acknowledges its queue entry (its slo
 ``RedisKeys.event_outbox``; an operator's lift of a team pause goes to the team's group
 outbox too, in the lift's MULTI); the API writes tracking hits before it answers them
 (``RedisKeys.API_EVENT_OUTBOX``, one global stream of single-key XADDs).
-``OutboxPublisher`` drains one outbox with a consumer
-group (entries of a dead process are reclaimed), hands batches to confluent-kafka and
+``OutboxPublisher`` drains one or several outboxes with a
+consumer group (entries of a dead process are reclaimed), hands batches to confluent-kafka and
 acknowledges (XACK + XDEL) outbox entries only after Kafka confirmed them. While the broker
 is down the outbox simply grows in Redis.
 
@@ -23,7 +23,7 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from pydantic import BaseModel
@@ -54,15 +54,29 @@ def _ignore(_value: int) -> None:
     return None
 
 
+# Idle poll of a cluster's multi-stream read (no blocking read spans slots): seconds after
+# the first empty round, doubling up to the second figure.
+IDLE_POLL = (0.005, 0.2)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
 class OutboxPublisher:
-    """Drains one Redis outbox into Kafka (at-least-once; ids make it exactly-once rows)."""
+    """Drains Redis outboxes into Kafka (at-least-once; ids make it exactly-once rows).
+
+    ``streams``: one outbox (the API's) or several (the MTA's, one per slot group). On one
+    Redis node they are read by one blocking XREADGROUP; on a cluster, where a multi-slot
+    command is a CROSSSLOT error, by one non-blocking XREADGROUP per stream in a pipeline,
+    sleeping a little longer after each empty round (``IDLE_POLL``)."""
 
     def __init__(
         self,
         settings: Settings,
         redis: Any,
         *,
-        stream: str,
+        streams: Sequence[str],
         group: str = RedisKeys.EVENT_OUTBOX_GROUP,
         batch: int = 2000,
         reclaim_idle_ms: int = 30_000,
@@ -70,15 +84,20 @@ class OutboxPublisher:
         on_published: Callable[[int], None] = _ignore,
     ) -> None:
         from kibamail.clients import kafka_producer_config
+        from kibamail.redis_batching import is_cluster_client
 
+        if not streams:
+            raise ValueError("an outbox publisher needs at least one stream")
         self.redis = redis
-        self.stream = stream
+        self.streams = list(streams)
         self.group = group
         self.batch = batch
         self.reclaim_idle_ms = reclaim_idle_ms
         self.on_depth = on_depth
         self.on_published = on_published
         self.consumer = consumer_name()
+        self.cluster = is_cluster_client(redis)
+        self._idle = IDLE_POLL[0]
         self.producer_config = kafka_producer_config(
             settings,
             **{"queue.buffering.max.messages": 100_000, "message.timeout.ms": 30_000},
@@ -86,11 +105,12 @@ class OutboxPublisher:
         self._producer: Any = None
 
     async def ensure_group(self) -> None:
-        try:
-            await self.redis.xgroup_create(self.stream, self.group, id="0", mkstream=True)
-        except Exception as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
+        for stream in self.streams:
+            try:
+                await self.redis.xgroup_create(stream, self.group, id="0", mkstream=True)
+            except Exception as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
 
     def _publish_blocking(self, entries: list[Entry]) -> list[bytes]:
         """Produce and wait for acks (runs in a thread); returns the entry ids Kafka acked."""
@@ -119,28 +139,64 @@ class OutboxPublisher:
         self._producer.flush(15)
         return acked
 
-    async def _read(self, pending_first: bool) -> list[Entry]:
-        if pending_first:
+    async def _read_all(self, start: str, block_ms: int | None) -> list[tuple[str, Entry]]:
+        """XREADGROUP from ``start`` ("0": this consumer's pending, ">": new) of every
+        outbox: one call on one node, one per outbox (pipelined) on a cluster."""
+        if not self.cluster:
             result = await self.redis.xreadgroup(
-                self.group, self.consumer, {self.stream: "0"}, count=self.batch
-            )
-            entries: list[Entry] = result[0][1] if result else []
-            if entries:
-                return entries
-            claimed = await self.redis.xautoclaim(
-                self.stream,
                 self.group,
                 self.consumer,
-                self.reclaim_idle_ms,
-                "0-0",
+                dict.fromkeys(self.streams, start),
                 count=self.batch,
+                block=block_ms,
             )
-            if claimed[1]:
-                return [(eid, f) for eid, f in claimed[1] if f]
-        result = await self.redis.xreadgroup(
-            self.group, self.consumer, {self.stream: ">"}, count=self.batch, block=500
-        )
-        return result[0][1] if result else []
+            return [(_text(name), e) for name, entries in result or [] for e in entries]
+        pipe = self.redis.pipeline(transaction=False)
+        for stream in self.streams:
+            pipe.xreadgroup(self.group, self.consumer, {stream: start}, count=self.batch)
+        found = [
+            (stream, e)
+            for stream, result in zip(self.streams, await pipe.execute(), strict=True)
+            for _name, entries in result or []
+            for e in entries
+        ]
+        if block_ms is not None:
+            if found:
+                self._idle = IDLE_POLL[0]
+            else:
+                await asyncio.sleep(min(self._idle, block_ms / 1000))
+                self._idle = min(self._idle * 2, IDLE_POLL[1])
+        return found
+
+    async def _claim_all(self) -> list[tuple[str, Entry]]:
+        """Entries of a dead publisher idle longer than ``reclaim_idle_ms``, every outbox."""
+        pipe = self.redis.pipeline(transaction=False)
+        for stream in self.streams:
+            pipe.xautoclaim(
+                stream, self.group, self.consumer, self.reclaim_idle_ms, "0-0", count=self.batch
+            )
+        return [
+            (stream, (eid, f))
+            for stream, claimed in zip(self.streams, await pipe.execute(), strict=True)
+            for eid, f in claimed[1]
+            if f
+        ]
+
+    async def _read(self, pending_first: bool) -> list[tuple[str, Entry]]:
+        if pending_first:
+            entries = await self._read_all("0", None)
+            if entries:
+                return entries
+            claimed = await self._claim_all()
+            if claimed:
+                return claimed
+        return await self._read_all(">", 500)
+
+    async def _depth(self) -> int:
+        pipe = self.redis.pipeline(transaction=False)
+        for stream in self.streams:
+            pipe.xlen(stream)
+        return sum(int(n) for n in await pipe.execute())
 
     async def run(self, stop: asyncio.Event) -> None:
         await self.ensure_group()
@@ -150,17 +206,24 @@ class OutboxPublisher:
             try:
                 entries = await self._read(pending_first or reclaim_every % 50 == 0)
                 if reclaim_every % 20 == 0:
-                    self.on_depth(await self.redis.xlen(self.stream))
+                    self.on_depth(await self._depth())
                 reclaim_every += 1
+                entries = [(stream, (eid, f)) for stream, (eid, f) in entries if f]
                 if not entries:
                     pending_first = False
                     continue
-                entries = [(eid, f) for eid, f in entries if f]
-                acked = await asyncio.to_thread(self._publish_blocking, entries)
+                # Ids are unique per outbox only: Kafka is handed each entry's position.
+                numbered = [(b"%d" % i, f) for i, (_s, (_eid, f)) in enumerate(entries)]
+                acked = await asyncio.to_thread(self._publish_blocking, numbered)
                 if acked:
+                    by_stream: dict[str, list[bytes]] = {}
+                    for i in acked:
+                        stream, (eid, _f) = entries[int(i)]
+                        by_stream.setdefault(stream, []).append(eid)
                     pipe = self.redis.pipeline(transaction=False)
-                    pipe.xack(self.stream, self.group, *acked)
-                    pipe.xdel(self.stream, *acked)
+                    for stream, ids in by_stream.items():
+                        pipe.xack(stream, self.group, *ids)
+                        pipe.xdel(stream, *ids)
                     await pipe.execute()
                     self.on_published(len(acked))
                 pending_first = len(acked) < len(entries)
