@@ -2,11 +2,11 @@
 
 The parent starts one child process per dataflow (Bytewax ``cli_main`` with
 ``settings.pipelines.workers`` workers and a recovery store), ``workers`` sink
-consumers in one consumer group and the reputation throttle consumer, restarts any
-that dies (a dataflow resumes from its last snapshot, the sink from its last committed
-offset) and serves all their metrics
+consumers (each assigned its share of the partitions, see ``sink_member``) and the
+reputation throttle consumer, restarts any that dies (a dataflow resumes from its last
+snapshot, a sink from its last committed offsets) and serves all their metrics
 on ``settings.pipelines.metrics_port``. ``python -m pipelines.run flow <name>``,
-``... sink`` and ``... throttle`` run one child in the foreground.
+``... sink [<local index>]`` and ``... throttle`` run one child in the foreground.
 """
 
 from __future__ import annotations
@@ -99,13 +99,27 @@ def run_throttle(settings: Settings) -> None:
     throttle.run(settings, stop)
 
 
-def run_sink(settings: Settings) -> None:
+def sink_member(settings: Settings, local: int) -> tuple[int, int]:
+    """(index, count) of this process's ``local``-th sink among every sink of the cluster:
+    ``workers`` sinks per process, processes ordered by ``pipelines.process_id`` (the
+    same id the Bytewax cluster uses, so every deployment that runs a cluster agrees)."""
+    workers = max(1, settings.pipelines.workers)
+    processes = max(1, len(settings.pipelines.addresses))
+    if not 0 <= local < workers or not 0 <= settings.pipelines.process_id < processes:
+        raise ValueError(
+            f"sink {local} of process {settings.pipelines.process_id}: "
+            f"outside {workers} sinks x {processes} processes"
+        )
+    return settings.pipelines.process_id * workers + local, processes * workers
+
+
+def run_sink(settings: Settings, local: int = 0) -> None:
     from pipelines.sinks.clickhouse import ClickHouseSink
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    sink = ClickHouseSink(settings)
+    sink = ClickHouseSink(settings, member=sink_member(settings, local))
     tune_gc()
     sink.run(stop)
 
@@ -128,7 +142,7 @@ def children(settings: Settings, env: dict[str, str]) -> list[Child]:
     python = [sys.executable, "-m", "pipelines.run"]
     kids = [Child(f"flow-{name}", [*python, "flow", name], env) for name in flow_builders()]
     kids += [
-        Child(f"sink-{index}", [*python, "sink"], env)
+        Child(f"sink-{index}", [*python, "sink", str(index)], env)
         for index in range(max(1, settings.pipelines.workers))
     ]
     kids.append(Child("throttle", [*python, "throttle"], env))
@@ -218,14 +232,14 @@ def main(argv: list[str]) -> None:
     settings = get_settings()
     if argv[:1] == ["flow"] and len(argv) == 2:
         run_flow(settings, argv[1])
-    elif argv == ["sink"]:
-        run_sink(settings)
+    elif argv[:1] == ["sink"] and len(argv) <= 2 and all(a.isdigit() for a in argv[1:]):
+        run_sink(settings, int(argv[1]) if len(argv) == 2 else 0)
     elif argv == ["throttle"]:
         run_throttle(settings)
     elif not argv:
         run(settings)
     else:
-        sys.exit("usage: python -m pipelines.run [flow <name> | sink | throttle]")
+        sys.exit("usage: python -m pipelines.run [flow <name> | sink [<local index>] | throttle]")
 
 
 if __name__ == "__main__":

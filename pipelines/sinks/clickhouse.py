@@ -1,11 +1,16 @@
 """Kafka ``clickhouse_*`` (and other warehouse-bound) topics -> ClickHouse raw tables.
 
-A plain confluent-kafka consumer-group loop rather than a Bytewax dataflow, because the
+A plain confluent-kafka consumer loop rather than a Bytewax dataflow, because the
 contract here is "commit the Kafka offset only after ClickHouse acknowledged the rows":
-a group commit after each acknowledged insert says exactly that, is visible to any
-Kafka tool as consumer lag, and scales out by adding consumers to the group. Bytewax
-keeps offsets in its own recovery store, which would hide the lag and tie the sink's
-progress to dataflow epochs.
+a commit to the ``GROUP_ID`` group after each acknowledged insert says exactly that and
+is visible to any Kafka tool as consumer lag. Bytewax keeps offsets in its own recovery
+store, which would hide the lag and tie the sink's progress to dataflow epochs.
+
+* No group join: sink ``index`` of ``count`` assigns its own share of the partitions
+  (``partitions.py``) from the group's committed offsets, so a restart does not wait
+  for the broker's initial rebalance delay (~3 s on an empty group); new partitions are
+  picked up by a metadata check every ``PARTITION_CHECK_SECONDS``. ``member=None``
+  joins the group instead (elastic consumers; a revoke drops the unacknowledged batch).
 
 * Batches flush by size (``sink_batch_rows``) or age (``sink_flush_seconds``), one insert
   per table, with an insert dedup token: ArrowStream for plain fetches of the hot topic
@@ -17,9 +22,8 @@ progress to dataflow epochs.
 * Idempotent: rows are keyed by ``event_id`` in ReplacingMergeTree tables, so a replay
   (crash between insert and commit) gives the same rows.
 * ClickHouse down: the insert thread retries with capped backoff; once the next batch is
-  full too, the consumer pauses its partitions (still polling, so it keeps its group
-  membership) until the insert went through. Rows ClickHouse refuses as data are
-  bisected out and dead-lettered.
+  full too, the consumer pauses its partitions (still polling) until the insert went
+  through. Rows ClickHouse refuses as data are bisected out and dead-lettered.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ from pipelines.metrics import (
     note_offsets,
 )
 from pipelines.sinks.inserts import FLOW, Inserter
+from pipelines.sinks.partitions import PARTITION_CHECK_SECONDS, Assigner
 from pipelines.sinks.rows import (
     SINK_TABLES,
     TOPICS_BY_NAME,
@@ -69,6 +74,7 @@ class ClickHouseSink:
         group_id: str = GROUP_ID,
         batch_rows: int | None = None,
         flush_seconds: float | None = None,
+        member: tuple[int, int] | None = (0, 1),
     ) -> None:
         from confluent_kafka import Consumer, Producer
 
@@ -88,25 +94,31 @@ class ClickHouseSink:
             self._dead_letter,
             arrow=tuning.sink_arrow,
         )
-        self._consumer = Consumer(
-            kafka_consumer_config(
-                group_id,
-                settings,
-                **{
-                    "fetch.wait.max.ms": 50,
-                    "queued.min.messages": 20000,
-                    # Whole batches per fetch (the 1 MiB default is ~2,000 rows a round trip).
-                    "max.partition.fetch.bytes": 8 * 1024 * 1024,
-                    "fetch.max.bytes": 64 * 1024 * 1024,
-                },
-            )
+        config = kafka_consumer_config(
+            group_id,
+            settings,
+            **{
+                "fetch.wait.max.ms": 50,
+                "queued.min.messages": 20000,
+                # Whole batches per fetch (the 1 MiB default is ~2,000 rows a round trip).
+                "max.partition.fetch.bytes": 8 * 1024 * 1024,
+                "fetch.max.bytes": 64 * 1024 * 1024,
+            },
         )
+        self._consumer = Consumer(config)
         self._producer = Producer(kafka_producer_config(settings))
         self._batch = Batch()
         self._inflight: tuple[Batch, Future[bool]] | None = None
         self._paused = False
         self._insert_thread = ThreadPoolExecutor(1, thread_name_prefix="clickhouse-insert")
-        self._consumer.subscribe([t.value for t in self.topics], on_revoke=self._on_revoke)
+        names = [t.value for t in self.topics]
+        self._assigner: Assigner | None = None
+        if member is None:
+            self._consumer.subscribe(names, on_revoke=self._on_revoke)
+        else:
+            self._assigner = Assigner(self._consumer, names, *member, config["auto.offset.reset"])
+            self._assigner.check(raise_errors=True)
+            self._next_check = time.monotonic() + PARTITION_CHECK_SECONDS
 
     @property
     def inserts(self) -> int:
@@ -116,7 +128,8 @@ class ClickHouseSink:
     # -- Kafka side ---------------------------------------------------------------
 
     def _on_revoke(self, consumer: Any, partitions: list[Any]) -> None:
-        """Uncommitted rows of revoked partitions are re-read by their new owner: drop ours."""
+        """(Group mode) uncommitted rows of revoked partitions are re-read by their new
+        owner: drop ours."""
         if self._batch.offsets:
             log.info("partitions revoked; dropping %d unacknowledged rows", self._batch.count)
         self._batch = Batch()
@@ -127,6 +140,9 @@ class ClickHouseSink:
     def poll_once(self, timeout: float = 0.1) -> int:
         """Read what is there (up to the batch bound), flush when due; returns rows read."""
         self._reap()
+        if self._assigner is not None and time.monotonic() >= self._next_check:
+            self._next_check = time.monotonic() + PARTITION_CHECK_SECONDS
+            self._assigner.check(paused=self._paused)
         if self._inflight is None and self._due():
             self._submit()
         if self._inflight is not None and self._batch.count >= self.batch_rows:
@@ -241,7 +257,7 @@ class ClickHouseSink:
         return True
 
     def _hold(self, timeout: float) -> None:
-        """Partitions paused, group membership kept, until the in-flight insert is done."""
+        """Partitions paused (still polling) until the in-flight insert is done."""
         if not self._paused:
             self._consumer.pause(self._consumer.assignment())
             self._paused = True
@@ -299,8 +315,8 @@ class ClickHouseSink:
             self._consumer.seek(where)
 
     def prepare(self) -> None:
-        """Connect to ClickHouse and learn the Arrow shapes now, while the consumer joins
-        its group (seconds on a fresh group), rather than after the first fetch."""
+        """Connect to ClickHouse and learn the Arrow shapes now, while the consumer starts
+        fetching, rather than after the first fetch."""
         for topic in self.topics:
             self._inserter.arrow_shape(topic, may_ask=self._inflight is None)
 

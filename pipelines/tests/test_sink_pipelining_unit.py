@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -34,6 +35,16 @@ class FakeConsumer:
         self.commits: list[Any] = []
 
     def subscribe(self, *_args: Any, **_kwargs: Any) -> None: ...
+
+    def list_topics(self, *_args: Any, **_kwargs: Any) -> Any:
+        return SimpleNamespace(
+            topics={TOPIC: SimpleNamespace(error=None, partitions={0: SimpleNamespace(id=0)})}
+        )
+
+    def committed(self, partitions: list[Any], timeout: float) -> list[Any]:
+        return partitions  # no committed offset (-1001): start at the reset
+
+    def incremental_assign(self, _partitions: list[Any]) -> None: ...
 
     def consume(self, count: int, timeout: float) -> list[Message]:
         if self.paused:
