@@ -118,7 +118,10 @@ def describe(client: ChdbClient, database: str) -> dict[str, Any]:
 
 
 def main(config: str) -> None:
-    connection = chdb.connect(f":memory:?config-file={config}")
+    # chdb.connect is untyped in some installs and typed in others (mypy disagrees
+    # between caches): called through an Any-typed name, it checks the same everywhere.
+    connect: Any = chdb.connect
+    connection = connect(f":memory:?config-file={config}")
     cursor = connection.cursor()
     cluster = ChdbClient(cursor, single_node=True)
     first = migrate(cluster, "kibamail", CLUSTER)
