@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from api import routers
 from api.app import create_app
 from api.bootstrap import create_team_with_key
 from api.db import migrate
@@ -112,3 +113,17 @@ def signup(client: TestClient, email: str | None = None) -> dict[str, str]:
     resp = client.post("/v1/auth/login", json={"email": email, "password": "long enough pw"})
     assert resp.status_code == 200, resp.text
     return {"Authorization": f"Bearer {resp.json()['token']}"}
+
+
+@pytest.fixture
+def fastapi_sends(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Records every send the FastAPI route itself performs (the fallback)."""
+    calls: list[str] = []
+    original = routers.emails.send_now
+
+    async def recording_send_now(*args: Any, **kwargs: Any) -> Any:
+        calls.append("fastapi")
+        return await original(*args, **kwargs)
+
+    monkeypatch.setattr(routers.emails, "send_now", recording_send_now)
+    return calls

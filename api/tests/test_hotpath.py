@@ -11,7 +11,6 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from api import routers
 from api.app import create_app
 from api.fastpath.asgi import is_json_content_type
 from api.models import ApiKey
@@ -33,20 +32,6 @@ def _payload(team: SendingTeam) -> dict[str, Any]:
         "html": '<html><body><a href="https://acme.test/x">x</a></body></html>',
         "text": "Hot",
     }
-
-
-@pytest.fixture
-def fastapi_sends(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Records every send the FastAPI route itself performs (the fallback)."""
-    calls: list[str] = []
-    original = routers.emails.send_now
-
-    async def recording_send_now(*args: Any, **kwargs: Any) -> Any:
-        calls.append("fastapi")
-        return await original(*args, **kwargs)
-
-    monkeypatch.setattr(routers.emails, "send_now", recording_send_now)
-    return calls
 
 
 @pytest.fixture

@@ -17,7 +17,6 @@ import pytest
 from fastapi.testclient import TestClient
 from redis.crc import key_slot
 
-from api import routers
 from api.app import create_app
 from api.bootstrap import create_team_with_key
 from api.jobs.broadcast_fanout import SEND_BROADCAST
@@ -66,19 +65,6 @@ def _team(settings: Settings) -> SendingTeam:
 
 def _email(team: SendingTeam, to: str = "bob@example.org", **extra: Any) -> dict[str, Any]:
     return {"from": f"a@{team.domain}", "to": to, "subject": "s", "text": "t", **extra}
-
-
-@pytest.fixture
-def fastapi_sends(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    calls: list[str] = []
-    original = routers.emails.send_now
-
-    async def recording_send_now(*args: Any, **kwargs: Any) -> Any:
-        calls.append("fastapi")
-        return await original(*args, **kwargs)
-
-    monkeypatch.setattr(routers.emails, "send_now", recording_send_now)
-    return calls
 
 
 def test_both_send_paths_with_idempotency_run_on_the_cluster(
