@@ -54,11 +54,6 @@ def _ignore(_value: int) -> None:
     return None
 
 
-# Idle poll of a cluster's multi-stream read (no blocking read spans slots): seconds after
-# the first empty round, doubling up to the second figure.
-IDLE_POLL = (0.005, 0.2)
-
-
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
@@ -69,7 +64,7 @@ class OutboxPublisher:
     ``streams``: one outbox (the API's) or several (the MTA's, one per slot group). On one
     Redis node they are read by one blocking XREADGROUP; on a cluster, where a multi-slot
     command is a CROSSSLOT error, by one non-blocking XREADGROUP per stream in a pipeline,
-    sleeping a little longer after each empty round (``IDLE_POLL``)."""
+    sleeping a little longer after each empty round (``IdlePoll``)."""
 
     def __init__(
         self,
@@ -84,7 +79,7 @@ class OutboxPublisher:
         on_published: Callable[[int], None] = _ignore,
     ) -> None:
         from kibamail.clients import kafka_producer_config
-        from kibamail.redis_batching import is_cluster_client
+        from kibamail.redis_batching import IdlePoll, is_cluster_client
 
         if not streams:
             raise ValueError("an outbox publisher needs at least one stream")
@@ -97,7 +92,7 @@ class OutboxPublisher:
         self.on_published = on_published
         self.consumer = consumer_name()
         self.cluster = is_cluster_client(redis)
-        self._idle = IDLE_POLL[0]
+        self._idle = IdlePoll()
         self.producer_config = kafka_producer_config(
             settings,
             **{"queue.buffering.max.messages": 100_000, "message.timeout.ms": 30_000},
@@ -161,11 +156,7 @@ class OutboxPublisher:
             for e in entries
         ]
         if block_ms is not None:
-            if found:
-                self._idle = IDLE_POLL[0]
-            else:
-                await asyncio.sleep(min(self._idle, block_ms / 1000))
-                self._idle = min(self._idle * 2, IDLE_POLL[1])
+            await self._idle.after(bool(found), block_ms / 1000)
         return found
 
     async def _claim_all(self) -> list[tuple[str, Entry]]:

@@ -63,6 +63,26 @@ async def ready(client: Any) -> None:
         await client.initialize()
 
 
+class IdlePoll:
+    """The pause of a cluster's multi-stream reader after a round that found nothing.
+
+    No blocking read spans slots on a cluster, so readers poll one stream per group; the
+    pause doubles from ``first`` to ``cap`` while the streams stay empty, so an idle queue
+    costs a few pipelined round trips a second and a busy one none."""
+
+    def __init__(self, first: float = 0.005, cap: float = 0.2) -> None:
+        self.first, self.cap = first, cap
+        self.pause = first
+
+    async def after(self, found: bool, limit: float) -> None:
+        """Reset after a round that found entries; otherwise sleep (at most ``limit``)."""
+        if found:
+            self.pause = self.first
+            return
+        await asyncio.sleep(min(self.pause, limit))
+        self.pause = min(self.pause * 2, self.cap)
+
+
 def _drop_from(pipe: Any, start: int) -> None:
     """Forget the commands queued from ``start`` on (single-node or cluster pipeline)."""
     stack = getattr(pipe, "command_stack", None)

@@ -32,9 +32,10 @@ class QueueConfig(Strict):
     # An entry unacknowledged this long belongs to a dead worker and is reclaimed.
     claim_idle_seconds: float = Field(120.0, gt=0)
     read_batch: int = Field(64, ge=1, le=1000)
-    # A recipient whose final dot was sent when its worker died: "assume_delivered"
-    # (no duplicate; a DATA-stage rejection in that instant is missed) or "resend"
-    # (classic at-least-once: possible duplicate).
+    # A recipient whose final dot was sent but whose answer never came (its worker died,
+    # the answer timed out, the connection dropped): "assume_delivered" (no duplicate; a
+    # DATA-stage rejection in that instant is missed) or "resend" (classic at-least-once:
+    # possible duplicate).
     in_doubt: Literal["assume_delivered", "resend"] = "assume_delivered"
     connect_timeout_seconds: float = Field(30.0, gt=0)
     command_timeout_seconds: float = Field(120.0, gt=0)

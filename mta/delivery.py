@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -39,13 +40,13 @@ from .config import MtaConfig
 from .dkim_signing import DkimSigner
 from .events import consumer_name
 from .markers import MarkerWriter
-from .outcomes import IN_DOUBT, Outcome, finished_outcomes
+from .outcomes import IN_DOUBT, IN_DOUBT_TEXT, Outcome, finished_outcomes
 from .policies import PolicyChain, PolicyContext, provider_group
 from .queue import GroupEntry, SubmissionQueue
 from .resolver import DomainNotFoundError, MxResolver, NullMxError, TemporaryDnsError
 from .return_path import ReturnPaths
 from .sender_auth import PlatformSender
-from .smtp_client import ConnectionPool, DataHooks, TransientConnectError
+from .smtp_client import ConnectionPool, DataHooks, RcptResult, TransientConnectError
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +85,7 @@ class DeliveryWorker:
         platform = PlatformSender.from_settings(settings)  # its domain: platform mail only
         self.chain = PolicyChain(config, platform=platform)
         self.signer = DkimSigner(redis, platform=platform)
-        # The in-doubt marker is written without yielding (see dot_sent, mta.markers).
+        # The in-doubt marker is written without yielding (see before_dot, mta.markers).
         self.sync_redis = redis_client(settings)
         self.markers = MarkerWriter(settings.redis.url, self.sync_redis, is_cluster_client(redis))
         self.concurrency = settings.mta.delivery_concurrency
@@ -317,11 +318,16 @@ class DeliveryWorker:
         marked: set[str] = set()
         assume_delivered = self.config.queue.in_doubt == "assume_delivered"
 
-        def dot_sent(accepted: list[str]) -> None:
-            # Queued to Redis in the same loop step as the dot: no crash window between.
+        def before_dot(accepted: list[str]) -> Callable[[], None]:
+            # Encoded now, written right after the dot in the same loop step (mta.markers).
             value = orjson.dumps({"status": IN_DOUBT, **common})
-            self.markers.hset_now(progress_key, dict.fromkeys(accepted, value))
-            marked.update(accepted)
+            write = self.markers.prepare_hset(progress_key, dict.fromkeys(accepted, value))
+
+            def dot_sent() -> None:
+                write()
+                marked.update(accepted)
+
+            return dot_sent
 
         async def answered(accepted: list[str], code: int, text: str) -> None:
             if 200 <= code < 300:
@@ -333,7 +339,7 @@ class DeliveryWorker:
             else:
                 await self.redis.hdel(progress_key, *accepted)
 
-        hooks = DataHooks(dot_sent, answered)
+        hooks = DataHooks(before_dot, answered)
 
         shaping = self.config.shaping_for(group)
         last_error = "no MX host reachable"
@@ -375,6 +381,11 @@ class DeliveryWorker:
             why: dict[str, Any] = {}
             if 200 <= answer.code < 300:
                 status = MessageStatus.DELIVERED
+            elif answer.code == 0 and rcpt in marked and assume_delivered:
+                # The dot went out and no answer came back (timeout, dropped connection):
+                # the same doubt as a worker killed at that point, settled the same way.
+                status = MessageStatus.DELIVERED
+                answer = RcptResult(0, IN_DOUBT_TEXT)
             else:
                 status = MessageStatus.BOUNCED if answer.code >= 500 else MessageStatus.DEFERRED
                 why = classified(answer.code, answer.text, common["mx_host"])

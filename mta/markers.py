@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlparse
 
@@ -73,16 +74,29 @@ class MarkerWriter:
         node = self.fallback.get_node_from_key(key)
         return self._writers.get((node.host, node.port)) if node is not None else None
 
-    def hset_now(self, key: str, mapping: dict[str, bytes]) -> None:
-        """HSET without yielding: queued on the socket before this call returns."""
+    def prepare_hset(self, key: str, mapping: dict[str, bytes]) -> Callable[[], None]:
+        """An HSET encoded and routed now, written by the returned call without yielding.
+
+        The caller prepares before writing the final dot and calls right after it, so
+        the two socket writes are separated by a method call and nothing else: the
+        window where a kill would leave a sent dot unmarked is as short as it gets."""
         writer = self._writer_for(key)
-        if writer is None or writer.is_closing():
-            self.fallback.hset(key, mapping=mapping)
-            return
         parts: list[bytes | str] = ["HSET", key]
         for field, value in mapping.items():
             parts += [field, value]
-        writer.write(resp_command(*parts))
+        command = resp_command(*parts)
+
+        def write() -> None:
+            if writer is None or writer.is_closing():
+                self.fallback.hset(key, mapping=mapping)
+            else:
+                writer.write(command)
+
+        return write
+
+    def hset_now(self, key: str, mapping: dict[str, bytes]) -> None:
+        """HSET without yielding: queued on the socket before this call returns."""
+        self.prepare_hset(key, mapping)()
 
     async def close(self) -> None:
         for writer in list(self._writers.values()):

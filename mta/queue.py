@@ -8,7 +8,7 @@
 - Reading: on one Redis node, one blocking XREADGROUP names all the group streams. On a
   cluster a command naming two slots is a CROSSSLOT error, so it is one non-blocking
   XREADGROUP per group in one pipeline (redis-py sends it per node, concurrently); when
-  every group is empty the reader sleeps a little longer each time (``IDLE_POLL``), so an
+  every group is empty the reader sleeps a little longer each time (``IdlePoll``), so an
   idle queue costs a few pipelined round trips a second.
 - A worker that dies leaves its entries pending; after ``claim_idle_seconds`` another
   worker takes them over with XAUTOCLAIM (per group). Live workers keep their in-flight
@@ -21,7 +21,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import random
 import time
 import uuid
@@ -29,7 +28,7 @@ from typing import Any
 
 from kibamail.contracts import OutboundMessage
 from kibamail.intake import QUEUE_SUBMISSION_LUA, submission_record
-from kibamail.redis_batching import is_cluster_client
+from kibamail.redis_batching import IdlePoll, is_cluster_client
 from kibamail.redis_keys import SLOT_GROUPS, RedisKeys
 
 from .config import QueueConfig
@@ -37,9 +36,6 @@ from .config import QueueConfig
 Entry = tuple[bytes, dict[bytes, bytes]]
 # An entry and the slot group whose stream it came from.
 GroupEntry = tuple[int, Entry]
-
-# Seconds the cluster reader sleeps after a round that found nothing (doubling, capped).
-IDLE_POLL = (0.005, 0.2)
 
 # A retry job is kibamail.intake's record without a mapping (written at first hand-over,
 # it is not rewritten); its entry goes back through the one queue_submission. The job
@@ -82,7 +78,7 @@ class SubmissionQueue:
         self.groups = list(range(groups))
         self.cluster = is_cluster_client(redis)
         self._group_of = {RedisKeys.submission_stream(g): g for g in self.groups}
-        self._idle = IDLE_POLL[0]
+        self._idle = IdlePoll()
         self._busy: set[int] = set()  # groups the last read found entries in
 
     async def ensure_group(self) -> None:
@@ -125,11 +121,7 @@ class SubmissionQueue:
                 if entries:
                     self._busy.add(g)
                 found += [(g, e) for e in entries]
-        if found:
-            self._idle = IDLE_POLL[0]
-        else:
-            await asyncio.sleep(min(self._idle, block_ms / 1000))
-            self._idle = min(self._idle * 2, IDLE_POLL[1])
+        await self._idle.after(bool(found), block_ms / 1000)
         return found
 
     async def reclaim(self, count: int) -> list[GroupEntry]:

@@ -39,13 +39,15 @@ class TransactionResult:
 class DataHooks:
     """Crash-safety seams around the end of DATA (RFC 1047's duplicate window).
 
-    ``dot_sent`` runs synchronously in the same loop step that handed the message and
-    its final ``.`` to the kernel (only when nothing stayed in the transport's user-space
-    buffer, so the bytes reach the remote even if the process dies now); ``answered`` is
-    awaited as soon as DATA's reply arrives, before any connection bookkeeping.
+    ``before_dot`` prepares the "dot sent" record for the accepted recipients and
+    returns the call that writes it; that call runs synchronously right after the message
+    and its final ``.`` were handed to the kernel (only when nothing stayed in the
+    transport's user-space buffer, so the bytes reach the remote even if the process dies
+    now), with no other work between the two writes. ``answered`` is awaited as soon as
+    DATA's reply arrives, before any connection bookkeeping.
     """
 
-    dot_sent: Callable[[list[str]], None]
+    before_dot: Callable[[list[str]], Callable[[], None]]
     answered: Callable[[list[str], int, str], Awaitable[None]]
 
 
@@ -275,21 +277,21 @@ class ConnectionPool:
     async def _data(
         smtp: aiosmtplib.SMTP, data: bytes, accepted: list[str], hooks: DataHooks | None
     ) -> aiosmtplib.SMTPResponse:
-        """smtp.data(), with hooks.dot_sent run synchronously right after the message
-        bytes (ending in the final dot) were written to the socket."""
+        """smtp.data(), with the hooks' marker written synchronously right after the
+        message bytes (ending in the final dot) were written to the socket."""
         protocol = smtp.protocol
         if hooks is None or protocol is None:
             return await smtp.data(data)
 
         def write_with_marker(payload: bytes) -> None:
+            if payload == b"DATA\r\n":
+                type(protocol).write(protocol, payload)
+                return
+            mark = hooks.before_dot(accepted)
             type(protocol).write(protocol, payload)
             transport = protocol.transport
-            if (
-                payload != b"DATA\r\n"
-                and transport is not None
-                and transport.get_write_buffer_size() == 0  # type: ignore[attr-defined]
-            ):
-                hooks.dot_sent(accepted)
+            if transport is not None and transport.get_write_buffer_size() == 0:  # type: ignore[attr-defined]
+                mark()
 
         protocol.write = write_with_marker  # type: ignore[method-assign,assignment]
         try:

@@ -43,7 +43,14 @@ from local_stack import up
 from local_stack.services import kibamail_spec
 from local_stack.stack import Stack, free_port, tcp_open
 from mta.credentials import create_smtp_credential
-from mta.tests.helpers import StatusReader, status_offsets, wait_until, with_policy, write_policy
+from mta.tests.helpers import (
+    StatusReader,
+    duplicate_story,
+    status_offsets,
+    wait_until,
+    with_policy,
+    write_policy,
+)
 from mta.tests.test_forged_reports import dsn
 from testing.redis_cluster import RedisClusterHandle
 from testing.testnet import DnsServer, SinkConfig, SinkServer, Zone
@@ -257,6 +264,7 @@ def test_delivery_on_a_three_master_cluster_survives_a_kill(cluster: Cluster) ->
     pid = cluster.stack.running_pid("mta-delivery")
     assert wait_until(lambda: sink.delivered_messages() >= to_deliver // 4, 120, 0.02)
     cluster.stack.kill("mta-delivery")
+    killed_at = time.time()
     at_kill = sink.delivered_messages()
     held = sum(
         c["pending"]
@@ -273,7 +281,10 @@ def test_delivery_on_a_three_master_cluster_survives_a_kill(cluster: Cluster) ->
     )
     time.sleep(3)  # a duplicate would arrive now
     counts = sink.delivered_counts()
-    assert {m: n for m, n in counts.items() if n != 1} == {}, "delivered more than once"
+    duplicates = {m for m, n in counts.items() if n != 1}
+    assert not duplicates, "delivered more than once: " + duplicate_story(
+        sink.records, duplicates, killed_at
+    )
     assert set(counts) <= set(expected)
     assert len(counts) == to_deliver
     deferred_at_sink = [r for r in sink.records if 400 <= r.answer_code < 500]

@@ -12,7 +12,7 @@ import pytest
 from redis.exceptions import ResponseError
 
 from kibamail.clients import async_redis_client
-from kibamail.redis_batching import PipelineBatcher, ScriptBatcher
+from kibamail.redis_batching import IdlePoll, PipelineBatcher, ScriptBatcher
 from kibamail.settings import Settings
 
 
@@ -165,3 +165,15 @@ def test_a_failing_script_call_fails_alone(test_settings: Settings, redis_client
     first, bad, third = asyncio.run(_one_bad_script_call(test_settings))
     assert (first, third) == (1, 3)
     assert isinstance(bad, ResponseError)
+
+
+@pytest.mark.unit
+def test_idle_poll_doubles_while_empty_and_resets_on_work() -> None:
+    poll = IdlePoll(first=0.001, cap=0.004)
+    pauses = []
+    for _ in range(4):
+        asyncio.run(poll.after(False, limit=1.0))
+        pauses.append(poll.pause)
+    assert pauses == [0.002, 0.004, 0.004, 0.004]  # doubled, then capped
+    asyncio.run(poll.after(True, limit=1.0))
+    assert poll.pause == 0.001  # a round with entries: poll again at once

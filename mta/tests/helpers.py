@@ -101,6 +101,16 @@ max_messages_per_connection = 50
 """
 
 
+def duplicate_story(records: list[Any], duplicates: set[str], killed_at: float) -> str:
+    """The sink's answers to messages delivered more than once, timed from the kill, so
+    a failed exactly-once assertion says which side of the kill each copy was on."""
+    return "; ".join(
+        f"{r.message_id} code={r.answer_code} t={r.ts - killed_at:+.3f}s peer={r.peer}"
+        for r in records
+        if r.message_id in duplicates
+    )
+
+
 def write_policy(path: Path, **overrides: object) -> Path:
     from datetime import UTC, datetime
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from testing.testnet import SinkServer
 
 from .helpers import (
     StatusReader,
+    duplicate_story,
     make_message,
     queued,
     status_offsets,
@@ -58,6 +60,7 @@ def test_kill_9_mid_run_loses_and_duplicates_nothing(
 
     assert wait_until(lambda: sink.delivered_messages() >= TOTAL // 4, timeout=120)
     test_stack.kill("mta")  # SIGKILL to the process group, mid-delivery
+    killed_at = time.time()
     at_kill = sink.delivered_messages()
     assert at_kill < TOTAL, "the run finished before the kill; nothing was tested"
     test_stack.start(spec)
@@ -66,7 +69,10 @@ def test_kill_9_mid_run_loses_and_duplicates_nothing(
         counts = sink.delivered_counts()
         assert set(counts) == set(ids)
         duplicates = {mid: n for mid, n in counts.items() if n != 1}
-        assert duplicates == {}, f"{len(duplicates)} messages delivered more than once"
+        assert duplicates == {}, (
+            f"{len(duplicates)} messages delivered more than once: "
+            + duplicate_story(sink.records, set(duplicates), killed_at)
+        )
 
         # The topic is shared with the session's other tests: judge only this run's messages.
         mine = set(ids)

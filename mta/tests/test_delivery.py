@@ -209,3 +209,32 @@ def test_internationalized_recipient_is_delivered_with_smtputf8(
     assert [r.rcpt for r in sink.records if r.message_id == msg.message_id] == [
         "jörg.müller@example.org"
     ]
+
+
+def test_a_dot_without_an_answer_is_not_mailed_twice(
+    running_mta: Settings, redis_client: Any, sink: SinkServer
+) -> None:
+    """The sink takes the message and drops the connection before answering (RFC 1047):
+    with the shipped ``in_doubt = "assume_delivered"`` the recipient is reported
+    delivered with an "outcome unknown" text, never deferred and mailed again."""
+    redis_client.set(RedisKeys.domain_ready("team-1", "sender.example"), "1")
+    msg = make_message(["disconnect@example.org"])
+    control = make_message(["after-drop@example.org"])
+    submit(redis_client, msg)
+    reader = StatusReader(running_mta)
+    try:
+        events = reader.poll_until(lambda ev: "delivered" in _statuses(ev, msg.message_id))
+        submit(redis_client, control)  # queued behind it: the worker went on after the drop
+        events = reader.poll_until(lambda ev: "delivered" in _statuses(ev, control.message_id))
+    finally:
+        reader.close()
+    assert sorted(_statuses(events, msg.message_id)) == ["accepted", "delivered"]
+    delivered = next(
+        e for e in events if e.message_id == msg.message_id and e.status == "delivered"
+    )
+    assert delivered.smtp_code == 0 and "outcome unknown" in delivered.smtp_response
+    # The sink saw the message once (answer_code 0: it dropped the connection).
+    assert [r.answer_code for r in sink.records if r.message_id == msg.message_id] == [0]
+    assert not any(redis_client.zcard(key) for key in RedisKeys.retry_schedules()), (
+        "a retry job was scheduled for the in-doubt recipient"
+    )
