@@ -14,6 +14,7 @@ import ssl
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import aiosmtplib
 
@@ -70,6 +71,12 @@ class _Conn:
     smtp: aiosmtplib.SMTP
     sent: int = 0
     tls: bool = False
+    # The transport that owns the socket (under TLS, the one beneath the TLS layer).
+    socket_transport: asyncio.BaseTransport | None = None
+
+
+# Seconds between checks that a large message's final dot left user space (see _data).
+FLUSH_POLL = 0.001
 
 
 class _Pace:
@@ -148,6 +155,7 @@ class ConnectionPool:
         )
         try:
             greeting = await smtp.connect(timeout=self.connect_timeout)
+            socket_transport = smtp.transport
             transcript.append(f"< {greeting.code} {greeting.message}")
             await smtp.ehlo()
             tls = False
@@ -159,7 +167,7 @@ class ConnectionPool:
             elif self.require_tls:
                 smtp.close()
                 raise TransientConnectError(f"{address} does not offer STARTTLS (TLS required)")
-            return _Conn(smtp, tls=tls)
+            return _Conn(smtp, tls=tls, socket_transport=socket_transport)
         except (TimeoutError, aiosmtplib.SMTPException, OSError) as exc:
             smtp.close()
             raise TransientConnectError(f"connect to {address}:{self.port} failed: {exc}") from exc
@@ -255,7 +263,7 @@ class ConnectionPool:
             # Until the final answer arrives, a lost connection means "unknown, retry".
             result.rcpts[rcpt] = RcptResult(0, "no answer to DATA")
         try:
-            reply = await self._data(smtp, data, accepted, hooks)
+            reply = await self._data(conn, data, accepted, hooks)
         except aiosmtplib.SMTPResponseException as exc:
             if hooks is not None:
                 await hooks.answered(accepted, exc.code, exc.message)
@@ -275,13 +283,37 @@ class ConnectionPool:
 
     @staticmethod
     async def _data(
-        smtp: aiosmtplib.SMTP, data: bytes, accepted: list[str], hooks: DataHooks | None
+        conn: _Conn, data: bytes, accepted: list[str], hooks: DataHooks | None
     ) -> aiosmtplib.SMTPResponse:
         """smtp.data(), with the hooks' marker written synchronously right after the
-        message bytes (ending in the final dot) were written to the socket."""
+        message bytes (ending in the final dot) reached the kernel.
+
+        A large message can stay partly in user space after the write: in the transport,
+        or under TLS in the socket transport beneath it (which the TLS transport's own
+        buffer size leaves out). Then the marker waits until both are empty, checked every
+        ``FLUSH_POLL`` seconds, and is dropped if DATA's answer comes first (``answered``
+        records the outcome then)."""
+        smtp = conn.smtp
         protocol = smtp.protocol
         if hooks is None or protocol is None:
             return await smtp.data(data)
+        loop = asyncio.get_running_loop()
+        waiting: list[asyncio.TimerHandle] = []
+
+        def unsent() -> int:
+            layers: set[Any] = {protocol.transport, conn.socket_transport} - {None}
+            try:
+                return sum(t.get_write_buffer_size() for t in layers)
+            except Exception:  # a transport torn down meanwhile: nothing is known to be out
+                return -1
+
+        def mark_when_flushed(mark: Callable[[], None]) -> None:
+            waiting.clear()
+            left = unsent()
+            if left == 0:
+                mark()
+            elif left > 0 and not (protocol.transport is None or protocol.transport.is_closing()):
+                waiting.append(loop.call_later(FLUSH_POLL, mark_when_flushed, mark))
 
         def write_with_marker(payload: bytes) -> None:
             if payload == b"DATA\r\n":
@@ -289,15 +321,15 @@ class ConnectionPool:
                 return
             mark = hooks.before_dot(accepted)
             type(protocol).write(protocol, payload)
-            transport = protocol.transport
-            if transport is not None and transport.get_write_buffer_size() == 0:  # type: ignore[attr-defined]
-                mark()
+            mark_when_flushed(mark)
 
         protocol.write = write_with_marker  # type: ignore[method-assign,assignment]
         try:
             return await smtp.data(data)
         finally:
             del protocol.write
+            for handle in waiting:
+                handle.cancel()
 
     @staticmethod
     async def _reset(smtp: aiosmtplib.SMTP) -> None:
