@@ -32,8 +32,9 @@ class Outcome:
 
 IN_DOUBT = "in_doubt"
 IN_DOUBT_TEXT = (
-    "outcome unknown: the worker died after the end of DATA was sent; "
-    "not re-sent to avoid a duplicate (RFC 1047)"
+    "outcome unknown: the end of DATA was sent and no answer was recorded (the worker "
+    "died, the answer timed out or the connection dropped); not re-sent to avoid a "
+    "duplicate (RFC 1047)"
 )
 
 
