@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -25,7 +26,7 @@ import orjson
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.jobs.queue import DeadLetterHook, enqueue_many
+from api.jobs.queue import BatchHandler, DeadLetterHook, enqueue_many
 from api.models import Broadcast, Contact
 from api.services.rendering import (
     UNSUBSCRIBE_PURPOSE,
@@ -40,6 +41,7 @@ from api.services.security import Signer
 from api.services.templating import render_template
 from kibamail.contracts import MessageMapping, OutboundMessage, TrafficKind
 from kibamail.intake import QUEUE_SUBMISSION_LUA, submission_record
+from kibamail.redis_batching import is_cluster_client
 from kibamail.redis_keys import RedisKeys, slot_group, team_tag
 from kibamail.settings import Settings
 from kibamail.team_budget import OK, charge_sync
@@ -100,6 +102,7 @@ class BroadcastJobs:
         self._broadcasts: dict[str, Broadcast] = {}
         self._statuses: dict[str, tuple[float, str]] = {}
         self._handover = self.redis.register_script(_HANDOVER_LUA)  # EVALSHA after the first
+        self._cluster = is_cluster_client(self.redis)
 
     def _broadcast(self, broadcast_id: str) -> Broadcast | None:
         if broadcast_id not in self._broadcasts:
@@ -209,10 +212,88 @@ class BroadcastJobs:
         return cached[1]
 
     def send_to_contact(self, job: dict[str, Any]) -> None:
-        broadcast_id, contact_id = job["broadcast_id"], job["contact_id"]
+        error = self.send_to_contacts([job])[0]
+        if error is not None:
+            raise error
+
+    def send_to_contacts(self, jobs: list[dict[str, Any]]) -> list[Exception | None]:
+        """Per-contact jobs read together: the suppression lookups, the contact statuses and
+        the hand-over scripts go as one round trip (one query) each for the lot, not one
+        per contact. One result per job (None: done, else its exception, retried alone)."""
+        results: list[Exception | None] = [None] * len(jobs)
+        ready: list[tuple[int, Broadcast, dict[str, Any]]] = []
+        for i, job in enumerate(jobs):
+            try:
+                broadcast = self._admitted(job)
+            except Exception as exc:
+                results[i] = exc
+                continue
+            if broadcast is not None:
+                ready.append((i, broadcast, job))
+        if not ready:
+            return results
+        skipped: Counter[str] = Counter()
+        blocked = self._suppressed_many([(b.team_id, job["email"]) for _i, b, job in ready])
+        subscribed = self._subscribed_ids([job["contact_id"] for _i, _b, job in ready])
+        handovers: list[tuple[int, Broadcast, str, Any]] = []
+        pipe = self.redis.pipeline(transaction=False)
+        for (i, broadcast, job), suppressed in zip(ready, blocked, strict=True):
+            if suppressed or job["contact_id"] not in subscribed:
+                skipped[progress_key(broadcast.team_id, broadcast.id)] += 1
+                continue
+            try:
+                message, mapping = self.render(broadcast, job)
+            except Exception as exc:
+                results[i] = exc
+                continue
+            record = submission_record(message, mapping)
+            domain = address_domain(broadcast.from_address)
+            keys = [
+                RedisKeys.broadcast_sent(broadcast.team_id, broadcast.id, job["contact_id"]),
+                *record.keys(),
+                progress_key(broadcast.team_id, broadcast.id),
+                RedisKeys.domain_ready(broadcast.team_id, domain),
+            ]
+            args = [message.message_id, GUARD_TTL_SECONDS, *record.args()]
+            if self._cluster:  # redis-py's cluster pipeline refuses EVALSHA: one call each
+                try:
+                    handovers.append((i, broadcast, domain, self._handover(keys=keys, args=args)))
+                except Exception as exc:
+                    results[i] = exc
+            else:
+                self._handover(keys=keys, args=args, client=pipe)
+                handovers.append((i, broadcast, domain, None))
+        if not self._cluster and handovers:
+            answers = pipe.execute(raise_on_error=False)
+            handovers = [(i, b, d, a) for (i, b, d, _), a in zip(handovers, answers, strict=True)]
+        refused: set[str] = set()
+        for i, broadcast, domain, outcome in handovers:
+            if isinstance(outcome, Exception):
+                results[i] = outcome
+            elif int(outcome) == REFUSED and broadcast.id in refused:
+                # One at a time, the jobs after the first refusal would find the broadcast
+                # failed and be skipped: count them so.
+                skipped[progress_key(broadcast.team_id, broadcast.id)] += 1
+            elif int(outcome) == REFUSED:
+                refused.add(broadcast.id)
+                self.fail_broadcast(
+                    broadcast,
+                    f"sender domain {domain!r} is not verified for this team; sending stopped",
+                )
+        if skipped:
+            counts = self.redis.pipeline(transaction=False)
+            for key, n in skipped.items():
+                counts.hincrby(key, "skipped", n)
+            counts.execute()
+        return results
+
+    def _admitted(self, job: dict[str, Any]) -> Broadcast | None:
+        """The job's broadcast if it is sending; None when the job is done here already
+        (not this team's, parked while paused, or skipped because the broadcast ended)."""
+        broadcast_id = job["broadcast_id"]
         broadcast = self._broadcast(broadcast_id)
         if broadcast is None or broadcast.team_id != job.get("team_id"):
-            return  # the job names its team's keys; a job that disagrees is not ours to run
+            return None  # the job names its team's keys; a job that disagrees is not ours
         team_id = broadcast.team_id
         progress = progress_key(team_id, broadcast_id)
         status = self._status(team_id, broadcast_id)
@@ -221,45 +302,32 @@ class BroadcastJobs:
             now = self.redis.hget(progress, "status")
             if now == b"sending":  # resumed while we parked: do not strand the job
                 requeue_parked(self.redis, team_id, broadcast_id)
-            return
+            return None
         if status != "sending":
             self.redis.hincrby(progress, "skipped", 1)
-            return
-        if self._suppressed(team_id, job["email"]) or not self._still_subscribed(contact_id):
-            self.redis.hincrby(progress, "skipped", 1)
-            return
-        message, mapping = self.render(broadcast, job)
-        record = submission_record(message, mapping)
-        domain = address_domain(broadcast.from_address)
-        outcome = self._handover(
-            keys=[
-                RedisKeys.broadcast_sent(team_id, broadcast_id, contact_id),
-                *record.keys(),
-                progress,
-                RedisKeys.domain_ready(broadcast.team_id, domain),
-            ],
-            args=[message.message_id, GUARD_TTL_SECONDS, *record.args()],
-        )
-        if int(outcome) == REFUSED:
-            self.fail_broadcast(
-                broadcast,
-                f"sender domain {domain!r} is not verified for this team; sending stopped",
-            )
+            return None
+        return broadcast
 
-    def _suppressed(self, team_id: str, email: str) -> bool:
-        """On the team's suppression list (bounces, complaints, manual) or unsubscribed from
-        its marketing mail; one round trip."""
+    def _suppressed_many(self, addresses: list[tuple[str, str]]) -> list[bool]:
+        """Each (team, email) on its team's suppression list (bounces, complaints, manual)
+        or unsubscribed from its marketing mail; one round trip for all."""
         pipe = self.redis.pipeline(transaction=False)
-        pipe.sismember(RedisKeys.suppression(team_id), email.lower())
-        pipe.sismember(RedisKeys.marketing_suppression(team_id), email.lower())
-        return any(pipe.execute())
+        for team_id, email in addresses:
+            pipe.sismember(RedisKeys.suppression(team_id), email.lower())
+            pipe.sismember(RedisKeys.marketing_suppression(team_id), email.lower())
+        answers = pipe.execute()
+        return [bool(answers[2 * n] or answers[2 * n + 1]) for n in range(len(addresses))]
 
-    def _still_subscribed(self, contact_id: str) -> bool:
-        """The contact's status now, not at fan-out: an unsubscribe or an edit made while
+    def _subscribed_ids(self, contact_ids: list[str]) -> set[str]:
+        """The contacts subscribed now, not at fan-out: an unsubscribe or an edit made while
         the broadcast was paused (or its job waited in the queue) is obeyed."""
         with self.sessions() as db:
-            status = db.scalar(select(Contact.status).where(Contact.id == contact_id))
-        return status == "subscribed"
+            rows = db.execute(
+                select(Contact.id).where(
+                    Contact.id.in_(set(contact_ids)), Contact.status == "subscribed"
+                )
+            )
+            return {row[0] for row in rows}
 
     def fail_broadcast(self, broadcast: Broadcast, reason: str) -> None:
         """Stop a broadcast whose sender is refused: the contact counts as failed, the
@@ -342,6 +410,9 @@ class BroadcastJobs:
 
     def handlers(self) -> dict[str, Any]:
         return {SEND_BROADCAST: self.send_broadcast, SEND_TO_CONTACT: self.send_to_contact}
+
+    def batch_handlers(self) -> dict[str, BatchHandler]:
+        return {SEND_TO_CONTACT: self.send_to_contacts}
 
     def dead_letter_hooks(self) -> dict[str, DeadLetterHook]:
         """A dead-lettered contact counts as failed in progress (so the broadcast finishes);

@@ -68,6 +68,10 @@ DEFAULT_BACKOFF_SECONDS = 2.0  # 2, 4, 8, 16 s between the five attempts
 DEAD_LETTER_MAXLEN = 100_000
 
 Handler = Callable[[dict[str, Any]], None]
+# Runs the jobs of one kind read together (lookups and writes batched); one result per
+# payload, in order: None when that job succeeded, else its exception (retried alone).
+BatchHandler = Callable[[list[dict[str, Any]]], list[Exception | None]]
+JobEntry = tuple[bytes, dict[bytes, bytes]]
 # Adds commands to the dead-lettering MULTI (e.g. count the contact as failed).
 DeadLetterHook = Callable[[Any, dict[str, Any]], None]
 
@@ -143,9 +147,11 @@ class Worker:
         max_attempts: int = DEFAULT_MAX_ATTEMPTS,
         backoff_seconds: float = DEFAULT_BACKOFF_SECONDS,
         dead_letter_hooks: dict[str, DeadLetterHook] | None = None,
+        batch_handlers: dict[str, BatchHandler] | None = None,
     ) -> None:
         self.redis = redis
         self.handlers = handlers
+        self.batch_handlers = batch_handlers or {}
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
         self.batch = batch
         self.claim_idle_ms = claim_idle_ms
@@ -160,16 +166,41 @@ class Worker:
         self._group_of = {job_stream(g): g for g in range(SLOT_GROUPS)}
         ensure_group(redis)
 
-    def _handle(self, fields: dict[bytes, bytes]) -> None:
-        kind = fields.get(b"kind", b"").decode(errors="replace")
-        handler = self.handlers.get(kind)
-        if handler is None:
-            raise PermanentJobError(f"no handler for job kind {kind!r}")
+    @staticmethod
+    def _payload(fields: dict[bytes, bytes]) -> dict[str, Any]:
         try:
             payload = orjson.loads(fields[b"payload"])
         except (KeyError, orjson.JSONDecodeError) as exc:
             raise PermanentJobError(f"undecodable payload: {exc}") from exc
-        handler(payload)
+        if not isinstance(payload, dict):
+            raise PermanentJobError("undecodable payload: not a JSON object")
+        return payload
+
+    def _handle_all(self, entries: list[JobEntry]) -> list[Exception | None]:
+        """Run every entry: kinds with a batch handler in one call per kind, the others one
+        by one. One result per entry, in order (None: done)."""
+        results: list[Exception | None] = [None] * len(entries)
+        batches: dict[str, list[tuple[int, dict[str, Any]]]] = {}
+        for i, (_entry_id, fields) in enumerate(entries):
+            kind = fields.get(b"kind", b"").decode(errors="replace")
+            try:
+                if kind not in self.handlers and kind not in self.batch_handlers:
+                    raise PermanentJobError(f"no handler for job kind {kind!r}")
+                payload = self._payload(fields)
+                if kind in self.batch_handlers:
+                    batches.setdefault(kind, []).append((i, payload))
+                else:
+                    self.handlers[kind](payload)
+            except Exception as exc:
+                results[i] = exc
+        for kind, items in batches.items():
+            try:
+                outcomes = self.batch_handlers[kind]([payload for _i, payload in items])
+            except Exception as exc:  # the batch as a whole failed: each job retries
+                outcomes = [exc] * len(items)
+            for (i, _payload), outcome in zip(items, outcomes, strict=True):
+                results[i] = outcome
+        return results
 
     def _finish(self, pipe: Any, group: int, entry_id: bytes) -> None:
         pipe.xack(job_stream(group), JOB_GROUP, entry_id)
@@ -308,12 +339,11 @@ class Worker:
     def _process(self, group: int, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> int:
         done = []
         pipe = self.redis.pipeline(transaction=True)
-        for entry_id, fields in entries:
-            try:
-                self._handle(fields)
+        for (entry_id, fields), error in zip(entries, self._handle_all(entries), strict=True):
+            if error is None:
                 done.append(entry_id)
-            except Exception as exc:
-                self._failed(pipe, group, entry_id, fields, exc)
+            else:
+                self._failed(pipe, group, entry_id, fields, error)
         if done:  # acknowledged only after the work: a crash before this line re-runs them
             pipe.xack(job_stream(group), JOB_GROUP, *done)
             pipe.xdel(job_stream(group), *done)

@@ -26,6 +26,7 @@ def build_worker(settings: Settings, **worker_options: Any) -> Worker:
         settings, make_sessionmaker(engine), redis, Signer(settings.api.secret_key)
     )
     worker_options.setdefault("dead_letter_hooks", jobs.dead_letter_hooks())
+    worker_options.setdefault("batch_handlers", jobs.batch_handlers())
     return Worker(redis, jobs.handlers(), **worker_options)
 
 

@@ -94,6 +94,38 @@ def test_failing_job_is_retried_with_backoff_then_dead_lettered(redis_client: An
     _nothing_left(redis_client)
 
 
+def test_a_batch_handler_gets_the_jobs_read_together_and_only_failures_retry(
+    redis_client: Any,
+) -> None:
+    calls: list[list[int]] = []
+
+    def odd_ones_fail(payloads: list[dict[str, Any]]) -> list[Exception | None]:
+        calls.append([p["n"] for p in payloads])
+        return [RuntimeError(f"odd {p['n']}") if p["n"] % 2 else None for p in payloads]
+
+    worker = Worker(
+        redis_client,
+        {},
+        batch_handlers={"many": odd_ones_fail},
+        max_attempts=2,
+        backoff_seconds=0.01,
+    )
+    for n in range(6):
+        enqueue(redis_client, "many", {"n": n}, GROUP)
+    redis_client.xadd(job_stream(GROUP), {"kind": "many", "payload": b"[1, 2]"})
+    _run_until_quiet(worker)
+    assert calls[0] == [0, 1, 2, 3, 4, 5]  # one call for the six read together
+    assert sorted(n for call in calls[1:] for n in call) == [1, 3, 5]  # retried alone
+    dead = _dead_letters(redis_client)
+    assert sorted(d["reason"] for d in dead) == [
+        "PermanentJobError: undecodable payload: not a JSON object",
+        "RuntimeError: odd 1",
+        "RuntimeError: odd 3",
+        "RuntimeError: odd 5",
+    ]
+    _nothing_left(redis_client)
+
+
 def test_undecodable_and_unroutable_jobs_are_dead_lettered_at_once(redis_client: Any) -> None:
     worker = Worker(redis_client, {"fine": lambda payload: None}, backoff_seconds=0.01)
     redis_client.xadd(job_stream(GROUP), {"kind": "fine", "payload": b"{not json"})
