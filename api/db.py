@@ -90,7 +90,7 @@ def alembic_config(url: str) -> Any:
 
 def migrate(url: str, lock_timeout: int = MIGRATION_LOCK_TIMEOUT_SECONDS) -> None:
     """Upgrade the database at `url` to the newest revision (idempotent, and safe for many
-    processes at once: see `migration_lock`)."""
+    processes at once: see `migration_connection`)."""
     from alembic import command
 
     config = alembic_config(url)
@@ -99,39 +99,45 @@ def migrate(url: str, lock_timeout: int = MIGRATION_LOCK_TIMEOUT_SECONDS) -> Non
 
 
 @contextmanager
-def migration_lock(connection: Connection, timeout: int) -> Iterator[None]:
-    """Hold the database's migration lock while Alembic reads alembic_version and upgrades.
+def migration_connection(engine: Engine, timeout: int) -> Iterator[Connection]:
+    """A connection for Alembic, holding the database's migration lock while Alembic reads
+    alembic_version and upgrades.
 
     Several API processes (or a Job and the pods) starting at once would otherwise all see
     the old revision and run the same DDL. MariaDB/MySQL: GET_LOCK on the migration
     connection (named after the database, held by the session, freed if the process dies).
     SQLite: an exclusive flock on `<file>.migrate-lock` beside the database file (every
-    SQLite user is on this host). The lock is taken before Alembic's transaction begins, so
-    the winner's revision is what the next migrator reads.
+    SQLite user is on this host), taken before the connection opens: a fresh file's first
+    connections switch it to WAL, and SQLite refuses that switch at once ("database is
+    locked", no busy wait) while another connection is doing the same. Either way the
+    lock is held before Alembic's transaction begins, so the winner's revision is what the
+    next migrator reads.
     """
-    dialect = connection.dialect.name
-    if dialect in ("mysql", "mariadb"):
-        name = "kibamail_migrate:" + str(connection.execute(text("SELECT DATABASE()")).scalar())
-        got = connection.execute(
-            text("SELECT GET_LOCK(:name, :timeout)"), {"name": name[:64], "timeout": timeout}
-        ).scalar()
-        connection.commit()
-        if got != 1:
-            raise MigrationLockTimeout(f"migration lock {name!r} not free after {timeout}s")
-        try:
-            yield
-        finally:
-            connection.execute(text("SELECT RELEASE_LOCK(:name)"), {"name": name[:64]})
+    if engine.dialect.name in ("mysql", "mariadb"):
+        with engine.connect() as connection:
+            name = "kibamail_migrate:" + str(connection.execute(text("SELECT DATABASE()")).scalar())
+            got = connection.execute(
+                text("SELECT GET_LOCK(:name, :timeout)"), {"name": name[:64], "timeout": timeout}
+            ).scalar()
             connection.commit()
+            if got != 1:
+                raise MigrationLockTimeout(f"migration lock {name!r} not free after {timeout}s")
+            try:
+                yield connection
+            finally:
+                connection.execute(text("SELECT RELEASE_LOCK(:name)"), {"name": name[:64]})
+                connection.commit()
         return
-    database = connection.engine.url.database if dialect == "sqlite" else None
+    database = engine.url.database if engine.dialect.name == "sqlite" else None
     if not database or database == ":memory:":
-        yield
+        with engine.connect() as connection:
+            yield connection
         return
     with open(f"{database}.migrate-lock", "a+b") as handle:
         _flock(handle.fileno(), timeout)
         try:
-            yield
+            with engine.connect() as connection:
+                yield connection
         finally:
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 

@@ -6,13 +6,13 @@ from __future__ import annotations
 from alembic import context
 
 import api.models  # noqa: F401  (registers every table on Base.metadata)
-from api.db import MIGRATION_LOCK_TIMEOUT_SECONDS, Base, make_engine, migration_lock
+from api.db import MIGRATION_LOCK_TIMEOUT_SECONDS, Base, make_engine, migration_connection
 
 config = context.config
 url = config.get_main_option("sqlalchemy.url") or ""
 engine = make_engine(url)
 timeout = int(config.attributes.get("lock_timeout", MIGRATION_LOCK_TIMEOUT_SECONDS))
-with engine.connect() as connection, migration_lock(connection, timeout):
+with migration_connection(engine, timeout) as connection:
     context.configure(
         connection=connection,
         target_metadata=Base.metadata,

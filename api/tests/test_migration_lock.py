@@ -152,6 +152,9 @@ def test_a_held_sqlite_lock_file_stops_the_migrator(tmp_path: Path) -> None:
         fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
         with pytest.raises(MigrationLockTimeout):
             migrate(f"sqlite:///{db}", lock_timeout=1)
+    # It never even connected: a fresh file's first connections race to switch it to WAL,
+    # and SQLite refuses the loser at once ("database is locked") whatever its busy timeout.
+    assert not db.exists()
     engine = sqlalchemy.create_engine(f"sqlite:///{db}")
     with engine.connect() as conn:
         assert sqlalchemy.inspect(conn).get_table_names() == []
