@@ -142,7 +142,7 @@ class Worker:
         redis: Any,
         handlers: dict[str, Handler],
         consumer: str | None = None,
-        batch: int = 50,
+        batch: int = 200,
         claim_idle_ms: int = 15_000,
         max_attempts: int = DEFAULT_MAX_ATTEMPTS,
         backoff_seconds: float = DEFAULT_BACKOFF_SECONDS,
