@@ -38,13 +38,15 @@ def redis_client(settings: Settings | None = None, **kwargs: Any) -> Any:
 
 
 def async_redis_client(settings: Settings | None = None, **kwargs: Any) -> Any:
-    """The asyncio twin of redis_client."""
+    """The asyncio twin of redis_client (on a cluster, one that waits for a connection:
+    ``kibamail.redis_cluster_client``)."""
     import redis.asyncio
-    import redis.asyncio.cluster
 
     conf = (settings or get_settings()).redis
     if conf.cluster:
-        return redis.asyncio.cluster.RedisCluster.from_url(_cluster_url(conf.url), **kwargs)
+        from kibamail.redis_cluster_client import WaitingRedisCluster
+
+        return WaitingRedisCluster.from_url(_cluster_url(conf.url), **kwargs)
     return redis.asyncio.Redis.from_url(conf.url, **kwargs)
 
 

@@ -212,13 +212,17 @@ class DeliveryWorker:
 
             await self.recorder.run(group, later)
             return
-        done = (
-            {}
-            if fresh
-            else finished_outcomes(
-                await self.queue.progress(group, entry_id), self.config.queue.in_doubt
+        done: dict[str, Outcome] = {}
+        if not fresh:  # reclaimed from a dead worker (rare): say what it had settled
+            progress = await self.queue.progress(group, entry_id)
+            done = finished_outcomes(progress, self.config.queue.in_doubt)
+            log.info(
+                "reclaimed entry %s of group %d (message %s): recorded before %s",
+                entry_id.decode(),
+                group,
+                msg.message_id,
+                {rcpt: orjson.loads(raw)["status"] for rcpt, raw in progress.items()} or "none",
             )
-        )
         pending = [r for r in msg.recipients if r not in done]
         by_domain: dict[str, list[str]] = {}
         for rcpt in pending:

@@ -283,7 +283,7 @@ def test_delivery_on_a_three_master_cluster_survives_a_kill(cluster: Cluster) ->
     counts = sink.delivered_counts()
     duplicates = {m for m, n in counts.items() if n != 1}
     assert not duplicates, "delivered more than once: " + duplicate_story(
-        sink.records, duplicates, killed_at
+        sink.records, duplicates, killed_at, [cluster.stack.log_file("mta-delivery")]
     )
     assert set(counts) <= set(expected)
     assert len(counts) == to_deliver

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -101,14 +101,25 @@ max_messages_per_connection = 50
 """
 
 
-def duplicate_story(records: list[Any], duplicates: set[str], killed_at: float) -> str:
-    """The sink's answers to messages delivered more than once, timed from the kill, so
-    a failed exactly-once assertion says which side of the kill each copy was on."""
-    return "; ".join(
+def duplicate_story(
+    records: list[Any], duplicates: set[str], killed_at: float, logs: Sequence[Path] = ()
+) -> str:
+    """The sink's answers to messages delivered more than once, timed from the kill, and
+    the MTA log lines naming them (a reclaim says what it found recorded), so a failed
+    exactly-once assertion says which side of the kill each copy was on and why."""
+    answers = [
         f"{r.message_id} code={r.answer_code} t={r.ts - killed_at:+.3f}s peer={r.peer}"
         for r in records
         if r.message_id in duplicates
-    )
+    ]
+    lines = [
+        line
+        for log in logs
+        if log.exists()
+        for line in log.read_text(errors="replace").splitlines()
+        if any(mid in line for mid in duplicates)
+    ]
+    return "; ".join(answers + lines[-20:])
 
 
 def write_policy(path: Path, **overrides: object) -> Path:

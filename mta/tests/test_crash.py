@@ -71,7 +71,9 @@ def test_kill_9_mid_run_loses_and_duplicates_nothing(
         duplicates = {mid: n for mid, n in counts.items() if n != 1}
         assert duplicates == {}, (
             f"{len(duplicates)} messages delivered more than once: "
-            + duplicate_story(sink.records, set(duplicates), killed_at)
+            + duplicate_story(
+                sink.records, set(duplicates), killed_at, [test_stack.log_file("mta")]
+            )
         )
 
         # The topic is shared with the session's other tests: judge only this run's messages.
