@@ -33,7 +33,8 @@ class QueueConfig(Strict):
     claim_idle_seconds: float = Field(120.0, gt=0)
     read_batch: int = Field(64, ge=1, le=1000)
     # A recipient whose final dot was sent but whose answer never came (its worker died,
-    # the answer timed out, the connection dropped): "assume_delivered" (no duplicate; a
+    # the answer timed out, the connection dropped): "assume_delivered" (no duplicate,
+    # unless the process dies in the instant between writing the dot and its marker; a
     # DATA-stage rejection in that instant is missed) or "resend" (classic at-least-once:
     # possible duplicate).
     in_doubt: Literal["assume_delivered", "resend"] = "assume_delivered"
