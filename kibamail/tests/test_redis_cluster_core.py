@@ -119,4 +119,3 @@ def test_intake_budget_and_pauses_on_the_cluster(
         assert all(size > 0 for size in redis_cluster.keys_per_master().values())
     finally:
         client.close()
-
